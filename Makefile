@@ -1,0 +1,96 @@
+# One build for every program, library and test of the key delivery network.
+# `make` builds optimised binaries into build/release; `make test` builds an
+# ASan/UBSan variant into build/asan and runs every suite against it.
+
+MODE    ?= release
+BUILD   := build/$(MODE)
+BIN     := $(BUILD)/bin
+OBJ     := $(BUILD)/obj
+PKGS    := libmicrohttpd gnutls jansson libcurl lmdb openssl
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -I. $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+ifeq ($(MODE),asan)
+  CFLAGS_MODE := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS_MODE := -fsanitize=address,undefined
+else
+  CFLAGS_MODE := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+  LDFLAGS_MODE := -Wl,-z,relro,-z,now
+endif
+CFLAGS  := $(CFLAGS_COMMON) $(CFLAGS_MODE) $(EXTRA_CFLAGS)
+LDFLAGS := $(LDFLAGS_MODE)
+
+API_SRC    := $(wildcard api/*.c)
+SAELIB_SRC := $(filter-out sae-client/main.c,$(wildcard sae-client/*.c))
+RELAY_SRC  := $(wildcard relay/*.c)
+KME_SRC    := $(filter-out kme/qkd_sim.c,$(wildcard kme/*.c))
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+
+obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+LIBAPI    := $(BUILD)/lib/libqkdapi.a
+LIBSAE    := $(BUILD)/lib/libsaeclient.a
+KME_OBJS  := $(call obj,$(KME_SRC) $(RELAY_SRC))
+
+PROGRAMS := $(BIN)/kme $(BIN)/qkd-sim $(BIN)/sae-client
+.PHONY: all deps test unit integration conformance bench run clean
+all: $(PROGRAMS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBAPI): $(call obj,$(API_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(LIBSAE): $(call obj,$(SAELIB_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BIN)/kme: $(KME_OBJS) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BIN)/qkd-sim: $(call obj,kme/qkd_sim.c) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BIN)/sae-client: $(call obj,sae-client/main.c) $(LIBSAE) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Unit tests (check): one binary per tests/unit/test_*.c, linked with every
+# module except the programs' main() files.
+UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(LIBSAE) $(LIBAPI)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/unit/%,$(UNIT_SRC))
+$(BIN)/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs check)
+
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BIN)/bench/%,$(BENCH_SRC))
+$(BIN)/bench/%: $(call obj,tests/bench/%.c) $(LIBSAE) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+deps:
+	@sh docker/install-deps.sh
+
+test: deps
+	$(MAKE) MODE=asan all unit-bins
+	sh tests/run-all.sh build/asan
+
+unit-bins: $(UNIT_BINS)
+bench-bins: $(BENCH_BINS)
+
+bench: deps
+	$(MAKE) MODE=release all bench-bins
+	sh tests/bench/run-bench.sh build/release
+
+run: deps
+	$(MAKE) MODE=release all
+	sh kme/demo-network.sh build/release
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

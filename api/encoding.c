@@ -1,0 +1,114 @@
+/* Base64, hex and UUID encodings shared by the KME, its peers and the SAE clients. */
+#include "api/encoding.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+char *base64_encode(const unsigned char *data, size_t len)
+{
+    size_t out_len = 4 * ((len + 2) / 3);
+    char *out = malloc(out_len + 1);
+    if (!out)
+        return NULL;
+    if (len > 0x7fffffff) {
+        free(out);
+        return NULL;
+    }
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    out[out_len] = '\0';
+    return out;
+}
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+unsigned char *base64_decode(const char *text, size_t *out_len)
+{
+    size_t len = strlen(text);
+    if (len % 4 != 0)
+        return NULL;
+    size_t pad = 0;
+    if (len >= 1 && text[len - 1] == '=') pad++;
+    if (len >= 2 && text[len - 2] == '=') pad++;
+    size_t n = len / 4 * 3 - pad;
+    unsigned char *out = malloc(n ? n : 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int j = 0; j < 4; j++) {
+            int c = (unsigned char)text[i + j];
+            int last_group = (i + 4 == len);
+            if (c == '=' && last_group && (j == 3 || (j == 2 && pad == 2)))
+                v[j] = 0;
+            else if ((v[j] = b64_value(c)) < 0) {
+                free(out);
+                return NULL;
+            }
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
+        for (int j = 0; j < 3 && o < n; j++)
+            out[o++] = b[j];
+    }
+    *out_len = n;
+    return out;
+}
+
+void hex_encode(const unsigned char *data, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[data[i] >> 4];
+        out[2 * i + 1] = digits[data[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+int uuid_generate(char out[UUID_STR_LEN + 1])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1)
+        return -1;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, UUID_STR_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+    return 0;
+}
+
+int uuid_is_valid(const char *text)
+{
+    if (strlen(text) != UUID_STR_LEN)
+        return 0;
+    for (int i = 0; i < UUID_STR_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i] != '-')
+                return 0;
+        } else if (!isxdigit((unsigned char)text[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void uuid_normalise(const char *text, char out[UUID_STR_LEN + 1])
+{
+    for (int i = 0; i < UUID_STR_LEN; i++)
+        out[i] = (char)tolower((unsigned char)text[i]);
+    out[UUID_STR_LEN] = '\0';
+}

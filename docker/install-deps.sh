@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs, when missing, every Debian package that the build, the tests, the
+# demo network and the benchmarks need. Idempotent; needs root only when
+# something is actually missing. Also used by the container build.
+set -eu
+
+PACKAGES="build-essential pkg-config ca-certificates openssl curl jq procps psmisc
+libmicrohttpd-dev libgnutls28-dev libssl-dev libjansson-dev libcurl4-openssl-dev
+liblmdb-dev lmdb-utils check nginx-light nodejs npm"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        # nodejs/npm may come from another source than Debian: accept the commands.
+        case "$p" in
+            nodejs) command -v node >/dev/null 2>&1 && continue ;;
+            npm) command -v npm >/dev/null 2>&1 && continue ;;
+        esac
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+echo "make deps: installing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "make deps: these Debian packages are missing and installing them needs root:$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

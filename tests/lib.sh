@@ -1,0 +1,55 @@
+# Shared helpers for the shell test suites: assertions, counters and a summary.
+# Source it; set T_SUITE first. Each suite ends with `t_summary`, which prints
+# "N passed, N failed" and exits non-zero when anything failed.
+
+T_PASSED=0
+T_FAILED=0
+T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+T_BUILD=${T_BUILD:-$T_ROOT/build/asan}
+T_BIN=$T_BUILD/bin
+T_OUT=${T_OUT:-$T_ROOT/tests/out}
+mkdir -p "$T_OUT"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+t_pass() { T_PASSED=$((T_PASSED + 1)); printf '  ok   %s\n' "$1"; }
+t_fail() { T_FAILED=$((T_FAILED + 1)); printf '  FAIL %s: %s\n' "$1" "${2:-}"; }
+
+# t_check NAME CMD...: passes when CMD exits 0.
+t_check() {
+    local name=$1; shift
+    if "$@" >/dev/null 2>&1; then t_pass "$name"; else t_fail "$name" "command failed: $*"; fi
+}
+# t_check_fails NAME CMD...: passes when CMD exits non-zero.
+t_check_fails() {
+    local name=$1; shift
+    if "$@" >/dev/null 2>&1; then t_fail "$name" "command succeeded: $*"; else t_pass "$name"; fi
+}
+# t_eq NAME EXPECTED ACTUAL
+t_eq() {
+    if [ "$2" = "$3" ]; then t_pass "$1"; else t_fail "$1" "expected [$2], got [$3]"; fi
+}
+# t_match NAME REGEX TEXT
+t_match() {
+    if printf '%s' "$3" | grep -Eq -- "$2"; then t_pass "$1"; else t_fail "$1" "[$3] does not match /$2/"; fi
+}
+t_nomatch() {
+    if printf '%s' "$3" | grep -Eq -- "$2"; then t_fail "$1" "[$3] matches /$2/"; else t_pass "$1"; fi
+}
+
+# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds.
+wait_for() {
+    local limit=$1; shift
+    local end=$((SECONDS + limit))
+    while [ $SECONDS -le $end ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+t_summary() {
+    echo "${T_SUITE:-suite}: $T_PASSED passed, $T_FAILED failed"
+    if [ -n "${T_RESULTS:-}" ]; then echo "$T_PASSED $T_FAILED" >>"$T_RESULTS"; fi
+    [ "$T_FAILED" -eq 0 ]
+}
