@@ -1,0 +1,263 @@
+/* Encode and decode the inter-KME messages (see api/kme.yaml). */
+#include "api/kme_msgs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *load(const char *body, size_t len, etsi_problem *p)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        etsi_problem_set(p, "malformed JSON", "%s", root ? "not an object" : jerr.text);
+        return NULL;
+    }
+    return root;
+}
+
+static char *dump(json_t *root)
+{
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
+
+static int get_uuid(json_t *obj, const char *name, char out[UUID_STR_LEN + 1], etsi_problem *p)
+{
+    const char *v = json_string_value(json_object_get(obj, name));
+    if (!v || !uuid_is_valid(v)) {
+        etsi_problem_set(p, "malformed request", "'%s' must be a UUID", name);
+        return -1;
+    }
+    uuid_normalise(v, out);
+    return 0;
+}
+
+static int get_u64(json_t *v, uint64_t max, uint64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+    if (!hex || strlen(hex) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned int b;
+        char pair[3] = {hex[2 * i], hex[2 * i + 1], 0};
+        char *end;
+        b = (unsigned int)strtoul(pair, &end, 16);
+        if (*end)
+            return -1;
+        out[i] = (uint8_t)b;
+    }
+    return 0;
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+char *kme_verify_request_to_json(const kme_verify_request *r)
+{
+    json_t *blocks = json_array();
+    for (size_t i = 0; i < r->count; i++) {
+        char hex[2 * KME_TAG_BYTES + 1];
+        hex_encode(r->tags[i], KME_TAG_BYTES, hex);
+        json_array_append_new(blocks, json_pack("{s:I,s:s}", "seq", (json_int_t)r->seqs[i], "tag", hex));
+    }
+    return dump(json_pack("{s:s,s:I,s:o}", "txn_id", r->txn_id, "timeout_ms", (json_int_t)r->timeout_ms, "blocks",
+                          blocks));
+}
+
+int kme_verify_request_from_json(const char *body, size_t len, kme_verify_request *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    int rc = -1;
+    json_t *blocks = json_object_get(root, "blocks");
+    uint64_t timeout;
+    if (get_uuid(root, "txn_id", out->txn_id, p) < 0)
+        goto done;
+    if (get_u64(json_object_get(root, "timeout_ms"), 3600000, &timeout) < 0) {
+        etsi_problem_set(p, "malformed request", "'timeout_ms' must be a non-negative integer");
+        goto done;
+    }
+    out->timeout_ms = (long)timeout;
+    if (!json_is_array(blocks) || json_array_size(blocks) > KME_MAX_BLOCKS_PER_VERIFY) {
+        etsi_problem_set(p, "malformed request", "'blocks' must be an array of at most %d", KME_MAX_BLOCKS_PER_VERIFY);
+        goto done;
+    }
+    size_t i;
+    json_t *b;
+    json_array_foreach(blocks, i, b) {
+        if (get_u64(json_object_get(b, "seq"), INT64_MAX, &out->seqs[i]) < 0 ||
+            hex_decode(json_string_value(json_object_get(b, "tag")), out->tags[i], KME_TAG_BYTES) < 0) {
+            etsi_problem_set(p, "malformed request", "blocks[%zu] needs a seq and a 32-digit hex tag", i);
+            goto done;
+        }
+        out->count++;
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    return rc;
+}
+
+static const char *const verdict_names[] = {"match", "mismatch", "missing"};
+
+char *kme_verify_response_to_json(const kme_verify_response *r)
+{
+    json_t *results = json_array();
+    for (size_t i = 0; i < r->count; i++)
+        json_array_append_new(results, json_pack("{s:I,s:s}", "seq", (json_int_t)r->seqs[i], "result",
+                                                 verdict_names[r->verdicts[i] % 3]));
+    return dump(json_pack("{s:s,s:o}", "txn_id", r->txn_id, "results", results));
+}
+
+int kme_verify_response_from_json(const char *body, size_t len, kme_verify_response *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    int rc = -1;
+    json_t *results = json_object_get(root, "results");
+    if (get_uuid(root, "txn_id", out->txn_id, p) < 0)
+        goto done;
+    if (!json_is_array(results) || json_array_size(results) > KME_MAX_BLOCKS_PER_VERIFY) {
+        etsi_problem_set(p, "malformed response", "'results' must be an array");
+        goto done;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(results, i, r) {
+        const char *name = json_string_value(json_object_get(r, "result"));
+        int v = -1;
+        for (int k = 0; name && k < 3; k++)
+            if (strcmp(name, verdict_names[k]) == 0)
+                v = k;
+        if (get_u64(json_object_get(r, "seq"), INT64_MAX, &out->seqs[i]) < 0 || v < 0) {
+            etsi_problem_set(p, "malformed response", "results[%zu] needs a seq and a result", i);
+            goto done;
+        }
+        out->verdicts[i] = (uint8_t)v;
+        out->count++;
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- reserve ------------------------------------------------------------- */
+
+char *kme_reserve_request_to_json(const kme_reserve_request *r)
+{
+    json_t *slaves = json_array();
+    for (size_t i = 0; i < r->slave_count; i++)
+        json_array_append_new(slaves, json_string(r->slaves[i]));
+    json_t *keys = json_array();
+    for (size_t i = 0; i < r->key_count; i++) {
+        json_t *ranges = json_array();
+        for (size_t j = 0; j < r->keys[i].nranges; j++) {
+            const kme_range *g = &r->ranges[r->keys[i].first_range + j];
+            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)g->seq, (json_int_t)g->offset,
+                                                    (json_int_t)g->length));
+        }
+        json_array_append_new(keys, json_pack("{s:s,s:o}", "key_ID", r->keys[i].key_id, "ranges", ranges));
+    }
+    return dump(json_pack("{s:s,s:o,s:I,s:I,s:o}", "master", r->master, "slaves", slaves, "size",
+                          (json_int_t)r->size_bits, "expires", (json_int_t)r->expires, "keys", keys));
+}
+
+int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, kme_reserve_request *out,
+                                  etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    int rc = -1;
+    const char *master = json_string_value(json_object_get(root, "master"));
+    json_t *slaves = json_object_get(root, "slaves");
+    json_t *keys = json_object_get(root, "keys");
+    uint64_t size, expires;
+    if (!master || !etsi_id_is_valid(master) || !json_is_array(slaves) || json_array_size(slaves) == 0 ||
+        json_array_size(slaves) > KME_MAX_SLAVES || !json_is_array(keys) || json_array_size(keys) == 0 ||
+        (long)json_array_size(keys) > max_keys || get_u64(json_object_get(root, "size"), 1u << 24, &size) < 0 ||
+        size == 0 || size % 8 || get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0) {
+        etsi_problem_set(p, "malformed request", "reserve needs master, slaves, size, expires and keys");
+        goto done;
+    }
+    snprintf(out->master, sizeof out->master, "%s", master);
+    out->size_bits = (long)size;
+    out->expires = (int64_t)expires;
+    size_t i;
+    json_t *v;
+    json_array_foreach(slaves, i, v) {
+        if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v))) {
+            etsi_problem_set(p, "malformed request", "slaves[%zu] is not an SAE ID", i);
+            goto done;
+        }
+        snprintf(out->slaves[out->slave_count++], ETSI_ID_MAX + 1, "%s", json_string_value(v));
+    }
+    size_t total_ranges = 0;
+    json_array_foreach(keys, i, v) total_ranges += json_array_size(json_object_get(v, "ranges"));
+    if (total_ranges == 0 || total_ranges > KME_MAX_RANGES) {
+        etsi_problem_set(p, "malformed request", "between 1 and %d ranges in all", KME_MAX_RANGES);
+        goto done;
+    }
+    out->keys = calloc(json_array_size(keys), sizeof *out->keys);
+    out->ranges = calloc(total_ranges, sizeof *out->ranges);
+    if (!out->keys || !out->ranges)
+        goto done;
+    json_array_foreach(keys, i, v) {
+        kme_reserved_key *k = &out->keys[out->key_count];
+        json_t *ranges = json_object_get(v, "ranges");
+        if (get_uuid(v, "key_ID", k->key_id, p) < 0 || !json_is_array(ranges) || json_array_size(ranges) == 0)
+            goto bad_key;
+        k->first_range = out->range_count;
+        uint64_t bytes = 0;
+        size_t j;
+        json_t *g;
+        json_array_foreach(ranges, j, g) {
+            kme_range *r = &out->ranges[out->range_count];
+            uint64_t off, length;
+            if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &r->seq) ||
+                get_u64(json_array_get(g, 1), UINT32_MAX, &off) ||
+                get_u64(json_array_get(g, 2), UINT32_MAX, &length) || length == 0)
+                goto bad_key;
+            r->offset = (uint32_t)off;
+            r->length = (uint32_t)length;
+            bytes += length;
+            out->range_count++;
+            k->nranges++;
+        }
+        if (bytes * 8 != size)
+            goto bad_key;
+        out->key_count++;
+    }
+    rc = 0;
+    goto done;
+bad_key:
+    etsi_problem_set(p, "malformed request", "keys[%zu] needs a UUID key_ID and ranges covering size bits", i);
+done:
+    json_decref(root);
+    if (rc < 0)
+        kme_reserve_request_clear(out);
+    return rc;
+}
+
+void kme_reserve_request_clear(kme_reserve_request *r)
+{
+    free(r->keys);
+    free(r->ranges);
+    r->keys = NULL;
+    r->ranges = NULL;
+    r->key_count = r->range_count = 0;
+}

@@ -1,0 +1,67 @@
+/* Inter-KME messages under /kme/v1/ (api/kme.yaml): the key-caching
+ * verification of link blocks and the reservation of link key for a slave at
+ * the peer. One encode/decode of each, shared by both ends. */
+#ifndef API_KME_MSGS_H
+#define API_KME_MSGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "api/etsi014.h"
+
+#define KME_TAG_BYTES 16
+#define KME_MAX_BLOCKS_PER_VERIFY 1024
+#define KME_MAX_SLAVES 65
+#define KME_MAX_RANGES 65536
+
+enum kme_verdict { KME_MATCH = 0, KME_MISMATCH = 1, KME_MISSING = 2 };
+
+typedef struct {
+    uint64_t seq;
+    uint32_t offset, length;
+} kme_range;
+
+/* POST /kme/v1/verify */
+typedef struct {
+    char txn_id[UUID_STR_LEN + 1];
+    long timeout_ms;
+    size_t count;
+    uint64_t seqs[KME_MAX_BLOCKS_PER_VERIFY];
+    uint8_t tags[KME_MAX_BLOCKS_PER_VERIFY][KME_TAG_BYTES];
+} kme_verify_request;
+
+typedef struct {
+    char txn_id[UUID_STR_LEN + 1];
+    size_t count;
+    uint64_t seqs[KME_MAX_BLOCKS_PER_VERIFY];
+    uint8_t verdicts[KME_MAX_BLOCKS_PER_VERIFY];
+} kme_verify_response;
+
+/* POST /kme/v1/reserve */
+typedef struct {
+    char key_id[UUID_STR_LEN + 1];
+    size_t first_range, nranges; /* slice of kme_reserve_request.ranges */
+} kme_reserved_key;
+
+typedef struct {
+    char master[ETSI_ID_MAX + 1];
+    size_t slave_count;
+    char slaves[KME_MAX_SLAVES][ETSI_ID_MAX + 1];
+    long size_bits;
+    int64_t expires;
+    size_t key_count;
+    kme_reserved_key *keys;
+    size_t range_count;
+    kme_range *ranges;
+} kme_reserve_request;
+
+char *kme_verify_request_to_json(const kme_verify_request *r);
+int kme_verify_request_from_json(const char *body, size_t len, kme_verify_request *out, etsi_problem *p);
+char *kme_verify_response_to_json(const kme_verify_response *r);
+int kme_verify_response_from_json(const char *body, size_t len, kme_verify_response *out, etsi_problem *p);
+
+char *kme_reserve_request_to_json(const kme_reserve_request *r);
+int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, kme_reserve_request *out,
+                                  etsi_problem *p);
+void kme_reserve_request_clear(kme_reserve_request *r);
+
+#endif

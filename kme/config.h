@@ -1,0 +1,56 @@
+/* The KME's JSON configuration file: its identity, listeners, TLS files, SAEs, links and limits. */
+#ifndef KME_CONFIG_H
+#define KME_CONFIG_H
+
+#include <stddef.h>
+#include "api/etsi014.h"
+
+#define KME_MAX_SAES 256
+#define KME_MAX_LINKS 32
+
+typedef struct {
+    char host[256];
+    int port;
+} kme_endpoint;
+
+typedef struct {
+    char peer_id[ETSI_ID_MAX + 1];  /* KME ID of the other end (CN of its certificate) */
+    char url[512];                  /* its KME port, https://host:port */
+    char key_dir[1024];             /* where the QKD device drops key blocks for this link */
+    char *peer_saes[KME_MAX_SAES];  /* SAEs hosted at the peer */
+    size_t peer_sae_count;
+} kme_link_config;
+
+typedef struct {
+    char kme_id[ETSI_ID_MAX + 1];
+    char data_dir[1024];
+    kme_endpoint sae_listen, kme_listen;
+    char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
+    char kme_cert[1024], kme_key[1024], kme_ca[1024];
+    char *saes[KME_MAX_SAES];
+    size_t sae_count;
+    kme_link_config links[KME_MAX_LINKS];
+    size_t link_count;
+    etsi_limits limits;
+    long key_ttl_seconds;        /* unfetched keys are erased after this */
+    long peer_timeout_ms;        /* one inter-KME request */
+    long verify_timeout_ms;      /* a key-caching transaction */
+    long link_stock_max_bytes;   /* ingest pauses above this much unused link key */
+    long store_max_mb;           /* LMDB map size */
+    long connection_limit;       /* concurrent connections per listener */
+    long connection_timeout_s;   /* idle or slow clients are dropped after this */
+    char log_level[16];
+} kme_config;
+
+/* Loads and validates FILE. On error returns -1 and writes a message to err. */
+int kme_config_load(const char *path, kme_config *cfg, char *err, size_t errlen);
+void kme_config_free(kme_config *cfg);
+
+/* Lookups. */
+int kme_config_hosts_sae(const kme_config *cfg, const char *sae_id);
+/* The link whose peer hosts sae_id, or NULL. */
+const kme_link_config *kme_config_link_for_sae(const kme_config *cfg, const char *sae_id);
+const kme_link_config *kme_config_link_by_peer(const kme_config *cfg, const char *peer_id);
+int kme_config_link_index(const kme_config *cfg, const char *peer_id);
+
+#endif

@@ -1,0 +1,37 @@
+/* The running KME: configuration, store, links and the neighbour client,
+ * shared by the SAE API, the KME port and the background workers. */
+#ifndef KME_CONTEXT_H
+#define KME_CONTEXT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "kme/config.h"
+#include "kme/store.h"
+#include "relay/link_blocks.h"
+#include "relay/peer_client.h"
+
+typedef struct {
+    size_t index;
+    lb_link lb;          /* allocation state: touched only inside store operations */
+    int initiator;       /* this end opens the verification transactions */
+    atomic_int peer_up;  /* last contact with the neighbour succeeded */
+    pthread_t worker;
+    int worker_started;
+} kme_link;
+
+typedef struct kme_context {
+    kme_config cfg;
+    kme_store store;
+    kme_link links[KME_MAX_LINKS];
+    peer_client *peers;
+    atomic_int stopping;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+} kme_context;
+
+/* Sleeps up to ms, waking early when the KME stops. Returns 1 if stopping. */
+int kme_sleep(kme_context *k, long ms);
+
+int64_t kme_now_ms(void);
+
+#endif

@@ -1,0 +1,199 @@
+/* ETSI GS QKD 014 request handling: authentication, routing, validation and answers. */
+#include "kme/etsi_api.h"
+#include "kme/context.h"
+#include "kme/key_records.h"
+#include "kme/key_supply.h"
+#include "kme/log.h"
+
+#include <string.h>
+#include <microhttpd.h>
+
+#define PREFIX "/api/v1/keys/"
+
+typedef struct {
+    const char *const *allowed;
+    const char *unknown;
+} query_check;
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    query_check *q = cls;
+    for (const char *const *a = q->allowed; *a; a++)
+        if (strcmp(key, *a) == 0)
+            return MHD_YES;
+    q->unknown = key;
+    return MHD_NO;
+}
+
+/* Refuses query parameters the operation does not define. */
+static int query_ok(const http_request *req, const char *const *allowed, http_response *resp)
+{
+    query_check q = {allowed, NULL};
+    MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, check_arg, &q);
+    if (q.unknown) {
+        http_error(resp, 400, "invalid query parameter", "unknown query parameter '%.64s'", q.unknown);
+        return 0;
+    }
+    return 1;
+}
+
+static void answer_keys(http_response *resp, etsi_key_container *keys)
+{
+    resp->status = 200;
+    resp->body = etsi_key_container_to_json(keys);
+    etsi_key_container_clear(keys);
+}
+
+static void get_status(kme_context *k, const char *caller, const char *slave, http_response *resp)
+{
+    kme_link *l;
+    int where = supply_locate_sae(k, slave, &l);
+    if (!where) {
+        http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", slave, k->cfg.kme_id);
+        return;
+    }
+    etsi_status st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.source_kme_id, sizeof st.source_kme_id, "%s", k->cfg.kme_id);
+    snprintf(st.target_kme_id, sizeof st.target_kme_id, "%s",
+             where == 1 ? k->cfg.kme_id : k->cfg.links[l->index].peer_id);
+    snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
+    snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
+    st.limits = k->cfg.limits;
+    st.stored_key_count = supply_stored_key_count(k, slave);
+    resp->status = 200;
+    resp->body = etsi_status_to_json(&st);
+}
+
+static void enc_keys(kme_context *k, const http_request *req, const char *caller, const char *slave, int post,
+                     http_response *resp)
+{
+    etsi_key_request kr;
+    etsi_problem p;
+    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &k->cfg.limits, &kr, &p)
+                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &k->cfg.limits,
+                                                &kr, &p);
+    if (rc < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    etsi_key_container keys;
+    if (supply_keys(k, caller, slave, &kr, &keys, resp) == 0) {
+        log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", kr.number, kr.size, caller, slave);
+        answer_keys(resp, &keys);
+    }
+    etsi_key_request_clear(&kr);
+}
+
+typedef struct {
+    const char *master, *slave;
+    const etsi_key_ids *ids;
+    etsi_key_container *out;
+    size_t bad;
+} fetch_arg;
+
+static int fetch_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    fetch_arg *a = arg;
+    return kr_fetch(s, txn, a->master, a->slave, a->ids, a->out, &a->bad);
+}
+
+static void dec_keys(kme_context *k, const http_request *req, const char *caller, const char *master, int post,
+                     http_response *resp)
+{
+    etsi_key_ids ids;
+    etsi_problem p;
+    kme_link *l;
+    int rc = post ? etsi_key_ids_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &ids, &p)
+                  : etsi_key_ids_from_query(http_query(req, "key_ID"), &ids, &p);
+    if (rc < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    if (!supply_locate_sae(k, master, &l)) {
+        http_error(resp, 400, "unknown master SAE", "SAE %s is not known to %s", master, k->cfg.kme_id);
+        etsi_key_ids_clear(&ids);
+        return;
+    }
+    etsi_key_container keys;
+    fetch_arg a = {master, caller, &ids, &keys, 0};
+    rc = store_commit(&k->store, fetch_op, &a);
+    const char *id = ids.count ? ids.ids[a.bad] : "";
+    switch (rc) {
+    case KR_OK:
+        answer_keys(resp, &keys);
+        break;
+    case KR_UNKNOWN:
+        http_error(resp, 400, "key_ID not available",
+                   "key_ID %s is unknown here, expired or already fetched by %s", id, caller);
+        break;
+    case KR_FOREIGN:
+        http_error(resp, 400, "key_ID of another master", "key_ID %s was not issued to master %s", id, master);
+        break;
+    case KR_NOT_SLAVE:
+        http_error(resp, 401, "not a designated slave", "SAE %s is not a slave of key_ID %s", caller, id);
+        break;
+    default:
+        http_error(resp, 503, "key store failure", "the keys could not be read");
+    }
+    etsi_key_ids_clear(&ids);
+}
+
+void etsi_api_handle(void *ctx, const http_request *req, http_response *resp)
+{
+    kme_context *k = ctx;
+    if (req->auth != HTTP_AUTH_OK) {
+        http_error(resp, 401, "unauthorized",
+                   req->auth == HTTP_AUTH_NO_CERT ? "a client certificate is required"
+                                                  : "the client certificate is not trusted");
+        return;
+    }
+    if (!kme_config_hosts_sae(&k->cfg, req->client_cn)) {
+        http_error(resp, 401, "unauthorized", "SAE %s is not registered at %s", req->client_cn, k->cfg.kme_id);
+        return;
+    }
+    const char *caller = req->client_cn;
+    char id[ETSI_ID_MAX + 1];
+    const char *rest = strncmp(req->path, PREFIX, strlen(PREFIX)) == 0 ? req->path + strlen(PREFIX) : NULL;
+    const char *slash = rest ? strchr(rest, '/') : NULL;
+    if (!slash || slash == rest || (size_t)(slash - rest) > ETSI_ID_MAX) {
+        http_error(resp, 404, "not found", "no operation at %.200s", req->path);
+        return;
+    }
+    memcpy(id, rest, (size_t)(slash - rest));
+    id[slash - rest] = '\0';
+    const char *op = slash + 1;
+    int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
+    int is_status = strcmp(op, "status") == 0, is_enc = strcmp(op, "enc_keys") == 0,
+        is_dec = strcmp(op, "dec_keys") == 0;
+    if (!is_status && !is_enc && !is_dec) {
+        http_error(resp, 404, "not found", "no operation at %.200s", req->path);
+        return;
+    }
+    if (!(get || (post && !is_status))) {
+        http_error(resp, 405, "method not allowed", "%s takes %s", op, is_status ? "GET" : "GET or POST");
+        return;
+    }
+    if (!etsi_id_is_valid(id)) {
+        http_error(resp, 400, "invalid SAE ID", "the SAE ID in the path is not valid");
+        return;
+    }
+    if (req->body_too_large) {
+        http_error(resp, 400, "request body too large", "at most %d bytes", ETSI_BODY_MAX);
+        return;
+    }
+    static const char *const no_args[] = {NULL};
+    static const char *const enc_args[] = {"number", "size", NULL};
+    static const char *const dec_args[] = {"key_ID", NULL};
+    const char *const *allowed = post || is_status ? no_args : is_enc ? enc_args : dec_args;
+    if (!query_ok(req, allowed, resp))
+        return;
+    if (is_status)
+        get_status(k, caller, id, resp);
+    else if (is_enc)
+        enc_keys(k, req, caller, id, post, resp);
+    else
+        dec_keys(k, req, caller, id, post, resp);
+}

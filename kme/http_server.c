@@ -1,0 +1,277 @@
+/* The HTTPS listener over libmicrohttpd/GnuTLS: TLS policy, client certificate
+ * identity (cached per connection), bounded request bodies, wiped responses. */
+#include "kme/http_server.h"
+#include "kme/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_handler handler;
+    void *ctx;
+    size_t body_max;
+    char *cert_pem, *key_pem, *ca_pem;
+    char name[32];
+};
+
+/* Per connection: the client identity, verified once. */
+typedef struct {
+    int checked;
+    enum http_client_auth auth;
+    char cn[ETSI_ID_MAX + 1];
+} conn_state;
+
+/* Per request: the body read so far. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    int too_large;
+} request_state;
+
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 && n < (1L << 24) ? malloc((size_t)n + 1) : NULL;
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        snprintf(err, errlen, "cannot read %s", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void verify_client(struct MHD_Connection *conn, conn_state *cs)
+{
+    cs->checked = 1;
+    cs->auth = HTTP_AUTH_NO_CERT;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return;
+    gnutls_session_t tls = (gnutls_session_t)ci->tls_session;
+    unsigned int n = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(tls, &n);
+    if (!chain || n == 0)
+        return;
+    cs->auth = HTTP_AUTH_UNTRUSTED;
+    unsigned int status = 0;
+    gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+    if (gnutls_certificate_verify_peers(tls, &purpose, 1, &status) != 0 || status != 0)
+        return;
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) != 0)
+        return;
+    char cn[ETSI_ID_MAX + 2];
+    size_t cn_len = sizeof cn;
+    if (gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &cn_len) == 0 &&
+        cn_len <= ETSI_ID_MAX && strlen(cn) == cn_len) {
+        memcpy(cs->cn, cn, cn_len + 1);
+        cs->auth = HTTP_AUTH_OK;
+    }
+    gnutls_x509_crt_deinit(crt);
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_state));
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static void wipe_text(void *text) { etsi_text_free(text); }
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, http_response *r)
+{
+    if (!r->body) {
+        r->status = 503;
+        r->body = etsi_error_to_json("internal error", "the response could not be built");
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(strlen(r->body), r->body, wipe_text);
+    if (!resp) {
+        etsi_text_free(r->body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)version;
+    http_server *s = cls;
+    request_state *rs = *req_cls;
+    if (!rs) {
+        rs = calloc(1, sizeof *rs);
+        if (!rs)
+            return MHD_NO;
+        *req_cls = rs;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->body_max)
+            rs->too_large = 1;
+        else
+            return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (rs->len + *upload_data_size > s->body_max) {
+            rs->too_large = 1;
+            return MHD_NO; /* a chunked body beyond the bound: drop the connection */
+        }
+        if (rs->len + *upload_data_size + 1 > rs->cap) {
+            size_t cap = (rs->len + *upload_data_size + 1) * 2;
+            char *nb = realloc(rs->body, cap);
+            if (!nb)
+                return MHD_NO;
+            rs->body = nb;
+            rs->cap = cap;
+        }
+        memcpy(rs->body + rs->len, upload_data, *upload_data_size);
+        rs->len += *upload_data_size;
+        rs->body[rs->len] = '\0';
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_state *cs = ci ? ci->socket_context : NULL;
+    conn_state fallback = {0};
+    if (!cs)
+        cs = &fallback;
+    if (!cs->checked)
+        verify_client(conn, cs);
+
+    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large};
+    memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
+    http_response resp = {0, NULL};
+    s->handler(s->ctx, &req, &resp);
+    return send_response(conn, &resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    request_state *rs = *req_cls;
+    if (rs) {
+        free(rs->body);
+        free(rs);
+        *req_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    http_server *s = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_debug("%s: %s", s->name, msg);
+}
+
+http_server *http_server_start(const http_server_options *o, char *err, size_t errlen)
+{
+    http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->handler = o->handler;
+    s->ctx = o->ctx;
+    s->body_max = o->body_max;
+    snprintf(s->name, sizeof s->name, "%s", o->name);
+    if (!(s->cert_pem = read_file(o->cert_file, err, errlen)) || !(s->key_pem = read_file(o->key_file, err, errlen)) ||
+        !(s->ca_pem = read_file(o->client_ca_file, err, errlen)))
+        goto fail;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)o->listen->port);
+    const char *host = strcmp(o->listen->host, "localhost") == 0 ? "127.0.0.1" : o->listen->host;
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        snprintf(err, errlen, "%s: listen address %s must be an IPv4 address", o->name, o->listen->host);
+        goto fail;
+    }
+    s->daemon = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_TLS |
+            MHD_USE_ERROR_LOG,
+        (uint16_t)o->listen->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, s->key_pem, MHD_OPTION_HTTPS_MEM_TRUST,
+        s->ca_pem, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)o->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 512,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "%s: cannot listen on %s:%d (address in use, or bad certificate/key/CA)", o->name,
+                 o->listen->host, o->listen->port);
+        goto fail;
+    }
+    return s;
+fail:
+    http_server_stop(s);
+    return NULL;
+}
+
+void http_server_stop(http_server *s)
+{
+    if (!s)
+        return;
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    if (s->key_pem) {
+        memset(s->key_pem, 0, strlen(s->key_pem));
+        free(s->key_pem);
+    }
+    free(s->cert_pem);
+    free(s->ca_pem);
+    free(s);
+}
+
+const char *http_query(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void http_error(http_response *resp, int status, const char *message, const char *detail_fmt, ...)
+{
+    char detail[512] = "";
+    if (detail_fmt) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        vsnprintf(detail, sizeof detail, detail_fmt, ap);
+        va_end(ap);
+    }
+    resp->status = status;
+    resp->body = etsi_error_to_json(message, detail);
+}

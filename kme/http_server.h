@@ -1,0 +1,54 @@
+/* An HTTPS listener (libmicrohttpd over GnuTLS) that authenticates clients by
+ * certificate: TLS 1.2/1.3 only, client certificates verified against one CA
+ * with the clientAuth purpose, the CN handed to the handler. Bodies are
+ * bounded; responses that carry key material are wiped after sending.
+ * Used for both the SAE port and the KME port. */
+#ifndef KME_HTTP_SERVER_H
+#define KME_HTTP_SERVER_H
+
+#include <stddef.h>
+#include "kme/config.h"
+
+enum http_client_auth { HTTP_AUTH_OK = 0, HTTP_AUTH_NO_CERT = 1, HTTP_AUTH_UNTRUSTED = 2 };
+
+typedef struct {
+    void *connection; /* struct MHD_Connection */
+    const char *method;
+    const char *path;
+    enum http_client_auth auth;
+    char client_cn[ETSI_ID_MAX + 1]; /* verified certificate CN when auth is OK */
+    const char *body;
+    size_t body_len;
+    int body_too_large;
+} http_request;
+
+typedef struct {
+    int status;
+    char *body;   /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
+} http_response;
+
+typedef void (*http_handler)(void *ctx, const http_request *req, http_response *resp);
+
+typedef struct http_server http_server;
+
+typedef struct {
+    const kme_endpoint *listen;
+    const char *cert_file, *key_file, *client_ca_file;
+    long connection_limit, connection_timeout_s;
+    size_t body_max;
+    http_handler handler;
+    void *ctx;
+    const char *name; /* for log lines */
+} http_server_options;
+
+http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);
+void http_server_stop(http_server *s);
+
+/* A query argument of the request, or NULL. */
+const char *http_query(const http_request *req, const char *name);
+
+/* Convenience: an ETSI error response. */
+void http_error(http_response *resp, int status, const char *message, const char *detail_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,224 @@
+/* Key records in LMDB: store, fetch-once by designated slaves, expiry (see key_records.h). */
+#include "kme/key_records.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+/* Record layout: u32 key_len | i64 expires | u8 master_len | master |
+ * u8 slave_count | (u8 fetched | u8 len | id)* | key bytes */
+
+static size_t encoded_size(const key_record *r)
+{
+    size_t n = 4 + 8 + 1 + strlen(r->master) + 1;
+    for (size_t i = 0; i < r->slave_count; i++)
+        n += 2 + strlen(r->slaves[i]);
+    return n + r->key_len;
+}
+
+typedef struct {
+    uint32_t key_len;
+    int64_t expires;
+    const char *master;
+    uint8_t master_len;
+    uint8_t slave_count;
+    size_t slave_off[KR_MAX_SLAVES]; /* offset of each slave's fetched byte */
+    size_t key_off;
+} record_view;
+
+static int view_record(const unsigned char *p, size_t len, record_view *v)
+{
+    size_t o = 0;
+    if (len < 14)
+        return -1;
+    memcpy(&v->key_len, p, 4), o += 4;
+    memcpy(&v->expires, p + o, 8), o += 8;
+    v->master_len = p[o++];
+    v->master = (const char *)p + o;
+    o += v->master_len;
+    if (o >= len)
+        return -1;
+    v->slave_count = p[o++];
+    if (v->slave_count > KR_MAX_SLAVES)
+        return -1;
+    for (uint8_t i = 0; i < v->slave_count; i++) {
+        if (o + 2 > len)
+            return -1;
+        v->slave_off[i] = o;
+        o += 2 + p[o + 1];
+    }
+    v->key_off = o;
+    return o + v->key_len == len ? 0 : -1;
+}
+
+static void expiry_key(unsigned char out[8 + UUID_STR_LEN], int64_t expires, const char *key_id)
+{
+    store_put_be64(out, (uint64_t)expires);
+    memcpy(out + 8, key_id, UUID_STR_LEN);
+}
+
+int kr_put(kme_store *s, MDB_txn *txn, const key_record *r)
+{
+    MDB_val k = {UUID_STR_LEN, (void *)r->key_id}, v = {encoded_size(r), NULL};
+    int rc = mdb_put(txn, s->keys, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+    if (rc == MDB_KEYEXIST)
+        return KR_EXISTS;
+    if (rc)
+        return KR_DB;
+    unsigned char *p = v.mv_data;
+    uint32_t klen = (uint32_t)r->key_len;
+    memcpy(p, &klen, 4), p += 4;
+    memcpy(p, &r->expires, 8), p += 8;
+    *p++ = (unsigned char)strlen(r->master);
+    memcpy(p, r->master, strlen(r->master)), p += strlen(r->master);
+    *p++ = (unsigned char)r->slave_count;
+    for (size_t i = 0; i < r->slave_count; i++) {
+        size_t n = strlen(r->slaves[i]);
+        *p++ = 0;
+        *p++ = (unsigned char)n;
+        memcpy(p, r->slaves[i], n), p += n;
+    }
+    memcpy(p, r->key, r->key_len);
+    unsigned char ek[8 + UUID_STR_LEN];
+    expiry_key(ek, r->expires, r->key_id);
+    MDB_val ekv = {sizeof ek, ek}, empty = {0, NULL};
+    return mdb_put(txn, s->key_expiry, &ekv, &empty, 0) ? KR_DB : KR_OK;
+}
+
+static int slave_index(const unsigned char *p, const record_view *v, const char *slave)
+{
+    size_t n = strlen(slave);
+    for (int i = 0; i < v->slave_count; i++) {
+        const unsigned char *e = p + v->slave_off[i];
+        if (e[1] == n && memcmp(e + 2, slave, n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int erase(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires)
+{
+    unsigned char ek[8 + UUID_STR_LEN];
+    expiry_key(ek, expires, key_id);
+    MDB_val k = {UUID_STR_LEN, (void *)key_id}, ekv = {sizeof ek, ek};
+    int rc = mdb_del(txn, s->keys, &k, NULL);
+    if (rc == 0) {
+        rc = mdb_del(txn, s->key_expiry, &ekv, NULL);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    return rc;
+}
+
+int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
+             etsi_key_container *out, size_t *bad_index)
+{
+    memset(out, 0, sizeof *out);
+    /* Pass 1: every ID must be deliverable to this slave. */
+    for (size_t i = 0; i < ids->count; i++) {
+        MDB_val k = {UUID_STR_LEN, ids->ids[i]}, v;
+        record_view rv;
+        *bad_index = i;
+        int rc = mdb_get(txn, s->keys, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return KR_UNKNOWN;
+        if (rc || view_record(v.mv_data, v.mv_size, &rv))
+            return KR_DB;
+        if (rv.master_len != strlen(master) || memcmp(rv.master, master, rv.master_len) != 0)
+            return KR_FOREIGN;
+        int si = slave_index(v.mv_data, &rv, slave);
+        if (si < 0)
+            return KR_NOT_SLAVE;
+        if (((unsigned char *)v.mv_data)[rv.slave_off[si]])
+            return KR_UNKNOWN; /* this slave fetched it already */
+    }
+    out->keys = calloc(ids->count, sizeof *out->keys);
+    if (!out->keys)
+        return KR_DB;
+    /* Pass 2: copy, mark fetched, erase what no slave still needs. */
+    for (size_t i = 0; i < ids->count; i++) {
+        MDB_val k = {UUID_STR_LEN, ids->ids[i]}, v;
+        record_view rv;
+        if (mdb_get(txn, s->keys, &k, &v) || view_record(v.mv_data, v.mv_size, &rv))
+            goto db_fail;
+        etsi_key *key = &out->keys[out->count];
+        memcpy(key->key_id, ids->ids[i], sizeof key->key_id);
+        key->key = malloc(rv.key_len ? rv.key_len : 1);
+        if (!key->key)
+            goto db_fail;
+        key->key_len = rv.key_len;
+        memcpy(key->key, (unsigned char *)v.mv_data + rv.key_off, rv.key_len);
+        out->count++;
+        int si = slave_index(v.mv_data, &rv, slave);
+        int remaining = 0;
+        for (int j = 0; j < rv.slave_count; j++)
+            if (j != si && !((unsigned char *)v.mv_data)[rv.slave_off[j]])
+                remaining++;
+        if (remaining == 0) {
+            if (erase(s, txn, ids->ids[i], rv.expires))
+                goto db_fail;
+        } else {
+            /* Rewrite the record with this slave's fetched flag set. */
+            unsigned char *copy = malloc(v.mv_size);
+            if (!copy)
+                goto db_fail;
+            memcpy(copy, v.mv_data, v.mv_size);
+            copy[rv.slave_off[si]] = 1;
+            MDB_val nv = {v.mv_size, copy};
+            int rc = mdb_put(txn, s->keys, &k, &nv, 0);
+            OPENSSL_cleanse(copy, nv.mv_size);
+            free(copy);
+            if (rc)
+                goto db_fail;
+        }
+    }
+    return KR_OK;
+db_fail:
+    etsi_key_container_clear(out);
+    return KR_DB;
+}
+
+int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id)
+{
+    MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
+    record_view rv;
+    int rc = mdb_get(txn, s->keys, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return KR_OK;
+    if (rc || view_record(v.mv_data, v.mv_size, &rv))
+        return KR_DB;
+    return erase(s, txn, key_id, rv.expires) ? KR_DB : KR_OK;
+}
+
+int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int n = 0;
+    if (mdb_cursor_open(txn, s->key_expiry, &c))
+        return -1;
+    char ids[64][UUID_STR_LEN + 1];
+    int64_t exps[64];
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0 && (size_t)n < max && n < 64) {
+        int64_t exp = (int64_t)store_get_be64(k.mv_data);
+        if (exp > now)
+            break;
+        memcpy(ids[n], (char *)k.mv_data + 8, UUID_STR_LEN);
+        ids[n][UUID_STR_LEN] = '\0';
+        exps[n] = exp;
+        n++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    for (int i = 0; i < n; i++)
+        if (erase(s, txn, ids[i], exps[i]) && kr_delete(s, txn, ids[i]))
+            return -1;
+    return n;
+}
+
+long kr_count(kme_store *s, MDB_txn *txn)
+{
+    MDB_stat st;
+    return mdb_stat(txn, s->keys, &st) ? -1 : (long)st.ms_entries;
+}

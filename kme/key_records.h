@@ -1,0 +1,51 @@
+/* Delivered keys held for their slave SAEs: one record per key_ID with its
+ * master, designated slaves (and which have fetched it), expiry and bytes.
+ * A record is erased once every slave here has fetched it, or on expiry. */
+#ifndef KME_KEY_RECORDS_H
+#define KME_KEY_RECORDS_H
+
+#include <stdint.h>
+#include "api/etsi014.h"
+#include "kme/store.h"
+
+#define KR_MAX_SLAVES 65
+
+typedef struct {
+    char key_id[UUID_STR_LEN + 1];
+    char master[ETSI_ID_MAX + 1];
+    size_t slave_count;
+    char slaves[KR_MAX_SLAVES][ETSI_ID_MAX + 1];
+    int64_t expires; /* unix seconds */
+    const unsigned char *key;
+    size_t key_len;
+} key_record;
+
+enum {
+    KR_OK = 0,
+    KR_UNKNOWN = 1,   /* no such key_ID here (never issued, expired or fetched) */
+    KR_FOREIGN = 2,   /* the key was not issued by that master */
+    KR_NOT_SLAVE = 3, /* the caller is not a designated slave of the key */
+    KR_DB = 4,
+    KR_EXISTS = 5,
+};
+
+/* Stores a record (with an expiry index entry). KR_EXISTS if the ID is taken. */
+int kr_put(kme_store *s, MDB_txn *txn, const key_record *r);
+
+/* dec_keys: checks every ID (all must be known, from master, for slave),
+ * then copies the keys into out (allocated, caller clears) and marks them
+ * fetched by slave, erasing records no slave still needs. On any failure
+ * nothing changes and *bad_index names the offending ID. */
+int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
+             etsi_key_container *out, size_t *bad_index);
+
+/* Erases records (and parts of records) released earlier than now; returns how many. */
+int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max);
+
+/* Erases one record (rollback of a reservation that did not complete). */
+int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id);
+
+/* How many records a slave has waiting here (for operators and tests). */
+long kr_count(kme_store *s, MDB_txn *txn);
+
+#endif

@@ -1,0 +1,126 @@
+/* Serves GET_KEY from the DRBG or from link key, always committed first (see key_supply.h). */
+#include "kme/key_supply.h"
+#include "kme/key_records.h"
+#include "relay/reserve.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/rand.h>
+
+int supply_locate_sae(kme_context *k, const char *sae_id, kme_link **link)
+{
+    *link = NULL;
+    if (kme_config_hosts_sae(&k->cfg, sae_id))
+        return 1;
+    const kme_link_config *lc = kme_config_link_for_sae(&k->cfg, sae_id);
+    if (!lc)
+        return 0;
+    *link = &k->links[lc - k->cfg.links];
+    return 2;
+}
+
+typedef struct {
+    const char *master;
+    const char *const *slaves;
+    size_t nslaves;
+    const etsi_key_container *keys;
+    int64_t expires;
+} local_put_arg;
+
+static int local_put_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    local_put_arg *a = arg;
+    for (size_t i = 0; i < a->keys->count; i++) {
+        key_record rec;
+        memset(&rec, 0, sizeof rec);
+        memcpy(rec.key_id, a->keys->keys[i].key_id, sizeof rec.key_id);
+        snprintf(rec.master, sizeof rec.master, "%s", a->master);
+        for (size_t j = 0; j < a->nslaves; j++)
+            snprintf(rec.slaves[rec.slave_count++], ETSI_ID_MAX + 1, "%s", a->slaves[j]);
+        rec.expires = a->expires;
+        rec.key = a->keys->keys[i].key;
+        rec.key_len = a->keys->keys[i].key_len;
+        if (kr_put(s, txn, &rec) != KR_OK)
+            return -1;
+    }
+    return 0;
+}
+
+static int drbg_keys(kme_context *k, const char *master, const char *const *slaves, size_t nslaves,
+                     const etsi_key_request *req, etsi_key_container *out, http_response *resp)
+{
+    out->keys = calloc((size_t)req->number, sizeof *out->keys);
+    if (!out->keys)
+        goto fail;
+    for (long i = 0; i < req->number; i++) {
+        etsi_key *key = &out->keys[i];
+        key->key_len = (size_t)req->size / 8;
+        key->key = malloc(key->key_len);
+        if (!key->key)
+            goto fail;
+        out->count++;
+        if (RAND_priv_bytes(key->key, (int)key->key_len) != 1 || uuid_generate(key->key_id) < 0)
+            goto fail;
+    }
+    local_put_arg a = {master, slaves, nslaves, out, (int64_t)time(NULL) + k->cfg.key_ttl_seconds};
+    if (store_commit(&k->store, local_put_op, &a) != 0)
+        goto fail;
+    return 0;
+fail:
+    etsi_key_container_clear(out);
+    http_error(resp, 503, "key generation failed", "the keys could not be generated and stored");
+    return -1;
+}
+
+int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
+                etsi_key_container *out, http_response *resp)
+{
+    memset(out, 0, sizeof *out);
+    const char *all[KME_MAX_SLAVES];
+    size_t n = 0;
+    all[n++] = slave;
+    for (size_t i = 0; i < req->additional_count && n < KME_MAX_SLAVES; i++) {
+        if (strcmp(req->additional_slaves[i], slave) == 0) {
+            http_error(resp, 400, "malformed request", "additional slave %s is already the slave", slave);
+            return -1;
+        }
+        all[n++] = req->additional_slaves[i];
+    }
+    const char *local[KME_MAX_SLAVES], *remote[KME_MAX_SLAVES];
+    size_t nlocal = 0, nremote = 0;
+    kme_link *link = NULL;
+    for (size_t i = 0; i < n; i++) {
+        kme_link *l;
+        int where = supply_locate_sae(k, all[i], &l);
+        if (where == 0) {
+            http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", all[i], k->cfg.kme_id);
+            return -1;
+        }
+        if (where == 1) {
+            local[nlocal++] = all[i];
+            continue;
+        }
+        if (link && link != l) {
+            http_error(resp, 400, "slaves at several remote sites",
+                       "SAE %s and SAE %s are at different sites; one request serves one remote site", remote[0],
+                       all[i]);
+            return -1;
+        }
+        link = l;
+        remote[nremote++] = all[i];
+    }
+    if (!link)
+        return drbg_keys(k, master, local, nlocal, req, out, resp);
+    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size};
+    return reserve_link_keys(k, link, &r, out, resp);
+}
+
+long supply_stored_key_count(kme_context *k, const char *slave)
+{
+    kme_link *l;
+    if (supply_locate_sae(k, slave, &l) != 2)
+        return k->cfg.limits.max_key_count;
+    long n = reserve_available_keys(k, l, k->cfg.limits.key_size);
+    return n < k->cfg.limits.max_key_count ? n : k->cfg.limits.max_key_count;
+}

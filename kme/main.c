@@ -1,0 +1,211 @@
+/* The kme daemon: loads the configuration, opens the store, starts the SAE
+ * and KME listeners and the link and expiry workers; stops cleanly on SIGINT
+ * or SIGTERM. `kme --config FILE --dump` prints the store (no key material). */
+#include "kme/context.h"
+#include "kme/etsi_api.h"
+#include "kme/key_records.h"
+#include "kme/log.h"
+#include "kme/store_dump.h"
+#include "relay/kme_port.h"
+#include "relay/link_worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#define VERSION "1.0.0"
+
+int64_t kme_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kme_sleep(kme_context *k, long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&k->stop_lock);
+    while (!atomic_load(&k->stopping))
+        if (pthread_cond_timedwait(&k->stop_cond, &k->stop_lock, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&k->stop_lock);
+    return atomic_load(&k->stopping);
+}
+
+static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    int *n = arg;
+    *n = kr_expire(s, txn, (int64_t)time(NULL), 64);
+    return *n < 0 ? -1 : 0;
+}
+
+static void *expiry_main(void *arg)
+{
+    kme_context *k = arg;
+    while (!kme_sleep(k, 1000)) {
+        int n = 0;
+        do {
+            if (store_commit(&k->store, expire_op, &n) != 0)
+                break;
+            if (n > 0)
+                log_info("expired %d unfetched keys", n);
+        } while (n == 64 && !atomic_load(&k->stopping));
+    }
+    return NULL;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kme --config FILE [--dump]\n"
+               "  --config FILE  the site's JSON configuration\n"
+               "  --dump         print the store (link blocks, waiting keys; no key material) and exit\n"
+               "  --version      print the version\n");
+}
+
+static void no_core_dumps(void)
+{
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+static int run(kme_context *k)
+{
+    char err[512];
+    if (store_open(&k->store, k->cfg.data_dir, k->cfg.store_max_mb, k->cfg.kme_id, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    for (size_t i = 0; i < k->cfg.link_count; i++) {
+        kme_link *l = &k->links[i];
+        l->index = i;
+        lb_link_init(&l->lb, k->cfg.kme_id, k->cfg.links[i].peer_id);
+        l->initiator = strcmp(k->cfg.kme_id, k->cfg.links[i].peer_id) < 0;
+    }
+    int rc = 1;
+    http_server *sae = NULL, *kme = NULL;
+    pthread_t expiry;
+    int expiry_started = 0;
+    k->peers = peer_client_new(&k->cfg, err, sizeof err);
+    http_server_options so = {&k->cfg.sae_listen, k->cfg.sae_cert, k->cfg.sae_key, k->cfg.sae_client_ca,
+                              k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, etsi_api_handle, k,
+                              "SAE port"};
+    http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
+                              k->cfg.connection_limit, k->cfg.connection_timeout_s, (size_t)ETSI_BODY_MAX * 64,
+                              kme_port_handle, k, "KME port"};
+    if (!k->peers || !(kme = http_server_start(&ko, err, sizeof err)) || !(sae = http_server_start(&so, err, sizeof err))) {
+        log_error("%s", err);
+        goto stop;
+    }
+    if (link_workers_start(k) < 0 || pthread_create(&expiry, NULL, expiry_main, k) != 0) {
+        log_error("cannot start the workers");
+        goto stop;
+    }
+    expiry_started = 1;
+    log_info("%s ready: SAE port %s:%d, KME port %s:%d, %zu SAEs, %zu links", k->cfg.kme_id, k->cfg.sae_listen.host,
+             k->cfg.sae_listen.port, k->cfg.kme_listen.host, k->cfg.kme_listen.port, k->cfg.sae_count,
+             k->cfg.link_count);
+    int sig = wait_for_signal();
+    log_info("%s: stopping (signal %d)", k->cfg.kme_id, sig);
+    rc = 0;
+stop:
+    /* Listeners first: in-flight requests finish and commit. */
+    http_server_stop(sae);
+    http_server_stop(kme);
+    pthread_mutex_lock(&k->stop_lock);
+    atomic_store(&k->stopping, 1);
+    pthread_cond_broadcast(&k->stop_cond);
+    pthread_mutex_unlock(&k->stop_lock);
+    link_workers_join(k);
+    if (expiry_started)
+        pthread_join(expiry, NULL);
+    peer_client_free(k->peers);
+    store_close(&k->store);
+    log_info("%s: stopped", k->cfg.kme_id);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int dump = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--dump") == 0) {
+            dump = 1;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("kme %s\n", VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "kme: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config) {
+        fprintf(stderr, "kme: --config FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    no_core_dumps();
+    etsi_json_use_wiping_allocator();
+    static kme_context k;
+    char err[512];
+    if (kme_config_load(config, &k.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "kme: %s\n", err);
+        return 2;
+    }
+    enum log_level level;
+    if (log_level_from_name(k.cfg.log_level, &level) == 0)
+        log_set_level(level);
+    int rc;
+    if (dump) {
+        rc = store_dump(&k.cfg, stdout, err, sizeof err) < 0 ? 1 : 0;
+        if (rc)
+            fprintf(stderr, "kme: %s\n", err);
+    } else {
+        /* Signals are taken by sigwait in the main thread only. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        pthread_mutex_init(&k.stop_lock, NULL);
+        pthread_cond_init(&k.stop_cond, NULL);
+        rc = run(&k);
+        curl_global_cleanup();
+    }
+    kme_config_free(&k.cfg);
+    return rc;
+}

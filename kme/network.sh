@@ -1,0 +1,170 @@
+# Creates and runs a network of KME sites on loopback: certificates, one
+# config per site, one qkd-sim per link, one kme per site. Sourced (bash) by
+# `make run`, the test suites and the benchmarks.
+#
+#   NET_BIN=build/release/bin        programs to run
+#   net_init DIR "A B" "A-B"         sites and links (site IDs are letters/digits)
+#   net_start / net_stop             all qkd-sims and kmes
+#   kme_start SITE / kme_stop SITE [SIGNAL] / kme_wait SITE
+#   sim_start LINK / sim_stop LINK
+#
+# Site X is KME ID "KME_X" and hosts SAE "SAE_X"; the i-th site (from 1) has
+# SAE port NET_SAE_BASE+i and KME port NET_KME_BASE+i. Certificates are in
+# $NET_DIR/certs: ca.pem, SAE_X.pem, SAE_X.key.
+
+NET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NET_BIN=${NET_BIN:-$NET_ROOT/build/release/bin}
+NET_SAE_BASE=${NET_SAE_BASE:-8440}
+NET_KME_BASE=${NET_KME_BASE:-9440}
+NET_RATE=${NET_RATE:-2000000}          # link key rate, bits/s
+NET_BLOCK=${NET_BLOCK:-65536}          # link block size, bytes
+NET_KEY_TTL=${NET_KEY_TTL:-3600}       # seconds an unfetched key is kept
+NET_EXTRA_SAES=${NET_EXTRA_SAES:-}     # more SAEs: "SAE_X2@X SAE_Y9@Y"
+
+net_site_index() { # SITE -> 1-based index
+    local i=1 s
+    for s in $NET_SITES; do
+        [ "$s" = "$1" ] && { echo $i; return 0; }
+        i=$((i + 1))
+    done
+    return 1
+}
+net_sae_port() { echo $((NET_SAE_BASE + $(net_site_index "$1"))); }
+net_kme_port() { echo $((NET_KME_BASE + $(net_site_index "$1"))); }
+net_url() { echo "https://localhost:$(net_sae_port "$1")"; }
+
+# SAEs hosted by SITE (its own SAE_SITE plus NET_EXTRA_SAES entries)
+net_saes_of() {
+    local e out="SAE_$1"
+    for e in $NET_EXTRA_SAES; do
+        [ "${e#*@}" = "$1" ] && out="$out ${e%@*}"
+    done
+    echo "$out"
+}
+
+json_list() { # words -> JSON array of strings
+    local first=1 w
+    printf '['
+    for w in "$@"; do
+        [ $first -eq 1 ] || printf ','
+        printf '"%s"' "$w"
+        first=0
+    done
+    printf ']'
+}
+
+net_init() { # DIR "SITES" "LINKS"
+    NET_DIR=$(mkdir -p "$1" && cd "$1" && pwd)
+    NET_SITES=$2
+    NET_LINKS=$3
+    local args=() s l saes=""
+    for s in $NET_SITES; do
+        args+=(--kme "KME_$s")
+        saes="$saes $(net_saes_of "$s")"
+    done
+    for s in $saes; do args+=(--sae "$s"); done
+    "$NET_ROOT/certs/mkcerts.sh" --out "$NET_DIR/certs" "${args[@]}" >/dev/null || return 1
+    for s in $NET_SITES; do net_write_config "$s" || return 1; done
+}
+
+net_write_config() { # SITE
+    local s=$1 c=$NET_DIR/certs links="" l a b peer sep=""
+    mkdir -p "$NET_DIR/$s"
+    for l in $NET_LINKS; do
+        a=${l%-*}; b=${l#*-}
+        if [ "$a" = "$s" ]; then peer=$b; elif [ "$b" = "$s" ]; then peer=$a; else continue; fi
+        mkdir -p "$NET_DIR/links/$l/$s"
+        links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\",\"peer_saes\":$(json_list $(net_saes_of "$peer"))}"
+        sep=","
+    done
+    cat >"$NET_DIR/$s/kme.json" <<JSON
+{
+  "kme_id": "KME_$s",
+  "data_dir": "$NET_DIR/$s/data",
+  "sae_listen": "127.0.0.1:$(net_sae_port "$s")",
+  "kme_listen": "127.0.0.1:$(net_kme_port "$s")",
+  "sae_tls": {"cert": "$c/KME_$s.server.pem", "key": "$c/KME_$s.server.key", "client_ca": "$c/sae-ca.pem"},
+  "kme_tls": {"cert": "$c/KME_$s.kme.pem", "key": "$c/KME_$s.kme.key", "ca": "$c/kme-ca.pem"},
+  "saes": $(json_list $(net_saes_of "$s")),
+  "links": [$links],
+  "key_ttl_seconds": $NET_KEY_TTL
+}
+JSON
+}
+
+kme_start() { # SITE
+    local s=$1
+    "$NET_BIN/kme" --config "$NET_DIR/$s/kme.json" >>"$NET_DIR/$s/kme.log" 2>&1 &
+    echo $! >"$NET_DIR/$s/kme.pid"
+}
+kme_pid() { cat "$NET_DIR/$1/kme.pid" 2>/dev/null; }
+kme_stop() { # SITE [SIGNAL]
+    local pid
+    pid=$(kme_pid "$1") || return 0
+    kill "-${2:-TERM}" "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "$NET_DIR/$1/kme.pid"
+    return 0
+}
+# Ready when the SAE port answers GET status for the site's own SAE.
+kme_ready() {
+    local s=$1
+    curl -sf --max-time 2 --cert "$NET_DIR/certs/SAE_$s.pem" --key "$NET_DIR/certs/SAE_$s.key" \
+        --cacert "$NET_DIR/certs/ca.pem" "$(net_url "$s")/api/v1/keys/SAE_$s/status" >/dev/null
+}
+kme_wait() { # SITE [SECONDS]
+    local end=$((SECONDS + ${2:-30}))
+    while [ $SECONDS -le $end ]; do
+        kme_ready "$1" && return 0
+        kill -0 "$(kme_pid "$1")" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+sim_start() { # LINK [extra qkd-sim args]
+    local l=$1 a b
+    shift
+    a=${l%-*}; b=${l#*-}
+    "$NET_BIN/qkd-sim" --out "$NET_DIR/links/$l/$a" --out "$NET_DIR/links/$l/$b" \
+        --rate "$NET_RATE" --block-bytes "$NET_BLOCK" --state "$NET_DIR/links/$l/qkd-sim.state" "$@" \
+        >>"$NET_DIR/links/$l/qkd-sim.log" 2>&1 &
+    echo $! >"$NET_DIR/links/$l/qkd-sim.pid"
+}
+sim_stop() {
+    local pid
+    pid=$(cat "$NET_DIR/links/$1/qkd-sim.pid" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "$NET_DIR/links/$1/qkd-sim.pid"
+    return 0
+}
+
+net_start() {
+    local s l
+    for l in $NET_LINKS; do sim_start "$l"; done
+    for s in $NET_SITES; do kme_start "$s"; done
+    for s in $NET_SITES; do
+        kme_wait "$s" 30 || { echo "network: KME_$s did not come up; see $NET_DIR/$s/kme.log" >&2; return 1; }
+    done
+}
+
+net_stop() {
+    local s l
+    for s in $NET_SITES; do kme_stop "$s"; done
+    for l in $NET_LINKS; do sim_stop "$l"; done
+}
+
+# sae_curl SAE PATH [curl args]: an ETSI call as that SAE against its home KME
+# (SAE_X is homed at site X unless listed in NET_EXTRA_SAES).
+sae_home() {
+    local e
+    for e in $NET_EXTRA_SAES; do [ "${e%@*}" = "$1" ] && { echo "${e#*@}"; return; }; done
+    echo "${1#SAE_}"
+}
+sae_curl() {
+    local sae=$1 path=$2
+    shift 2
+    curl -s --cert "$NET_DIR/certs/$sae.pem" --key "$NET_DIR/certs/$sae.key" \
+        --cacert "$NET_DIR/certs/ca.pem" "$@" "$(net_url "$(sae_home "$sae")")$path"
+}

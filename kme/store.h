@@ -1,0 +1,50 @@
+/* The KME's LMDB environment: its databases and the one write path (group commit).
+ *
+ * Every change goes through store_commit(): the operation runs inside a
+ * nested transaction of a batch; the batch commits with a full sync before any
+ * caller in it returns. Concurrent callers share one sync (group commit). */
+#ifndef KME_STORE_H
+#define KME_STORE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <lmdb.h>
+
+typedef struct store_op_item store_op_item;
+
+typedef struct kme_store {
+    MDB_env *env;
+    MDB_dbi keys;        /* key_ID (36 chars) -> key record (kme/key_records.h) */
+    MDB_dbi key_expiry;  /* be64 expiry time | key_ID -> nothing */
+    MDB_dbi block_meta;  /* peer KME ID | 0 | be64 seq -> block state (relay/link_blocks.h) */
+    MDB_dbi block_data;  /* same key -> the block's key bytes */
+    MDB_dbi meta;        /* name -> value: identity and counters */
+    /* group commit */
+    pthread_t writer;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    store_op_item *queue_head, *queue_tail;
+    int stopping, writer_started;
+    uint64_t batches, ops; /* statistics */
+} kme_store;
+
+/* An operation on the store. Return 0 to keep its changes, anything else to
+ * discard them; that value is what store_commit returns. */
+typedef int (*store_op)(kme_store *s, MDB_txn *txn, void *arg);
+
+#define STORE_ECOMMIT (-1000) /* the batch could not be committed: nothing changed */
+
+int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, char *err, size_t errlen);
+void store_close(kme_store *s);
+
+/* Runs op in the next batch and returns once that batch is durably committed. */
+int store_commit(kme_store *s, store_op op, void *arg);
+
+/* Read-only transaction helpers. */
+int store_read_begin(kme_store *s, MDB_txn **txn);
+
+/* Big-endian u64 for ordered keys. */
+void store_put_be64(unsigned char out[8], uint64_t v);
+uint64_t store_get_be64(const unsigned char in[8]);
+
+#endif

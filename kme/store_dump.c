@@ -1,0 +1,96 @@
+/* Prints a KME store as JSON without key material (see store_dump.h). */
+#include "kme/store_dump.h"
+#include "kme/store.h"
+#include "relay/link_blocks.h"
+
+#include <string.h>
+#include <jansson.h>
+
+static const char *const state_names[] = {"unverified", "locked", "verified", "discarded"};
+static const char *const owner_names[] = {"none", "self", "peer"};
+
+static json_t *dump_blocks(kme_store *s, MDB_txn *txn, const char *peer_id)
+{
+    json_t *arr = json_array();
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, s->block_meta, &c))
+        return arr;
+    size_t plen = strlen(peer_id) + 1;
+    unsigned char kb[80];
+    memcpy(kb, peer_id, plen);
+    memset(kb + plen, 0, 8);
+    MDB_val k = {plen + 8, kb}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == plen + 8 && memcmp(k.mv_data, kb, plen) == 0) {
+        uint64_t seq = store_get_be64((unsigned char *)k.mv_data + plen);
+        lb_meta m;
+        if (lb_get_meta(s, txn, peer_id, seq, &m) == 0) {
+            json_t *used = json_array();
+            for (uint32_t i = 0; i < m.nused; i++)
+                json_array_append_new(used, json_pack("[I,I]", (json_int_t)m.used[i].start, (json_int_t)m.used[i].end));
+            json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:I,s:o}", "seq", (json_int_t)seq, "state",
+                                                 state_names[m.state & 3], "owner", owner_names[m.owner % 3], "size",
+                                                 (json_int_t)m.size, "used", used));
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return arr;
+}
+
+static json_t *dump_keys(kme_store *s, MDB_txn *txn)
+{
+    json_t *arr = json_array();
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, s->keys, &c))
+        return arr;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const unsigned char *p = v.mv_data;
+        uint32_t key_len;
+        int64_t expires;
+        memcpy(&key_len, p, 4);
+        memcpy(&expires, p + 4, 8);
+        size_t o = 12;
+        int mlen = p[o++];
+        json_t *slaves = json_array();
+        const char *master = (const char *)p + o;
+        o += (size_t)mlen;
+        int nslaves = p[o++];
+        for (int i = 0; i < nslaves && o + 2 <= v.mv_size; i++) {
+            json_array_append_new(slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1],
+                                                    "fetched", p[o]));
+            o += 2 + p[o + 1];
+        }
+        json_array_append_new(arr, json_pack("{s:s%,s:s%,s:I,s:I,s:o}", "key_ID", (const char *)k.mv_data, k.mv_size,
+                                             "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8,
+                                             "expires", (json_int_t)expires, "slaves", slaves));
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return arr;
+}
+
+int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
+{
+    kme_store s;
+    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
+        return -1;
+    MDB_txn *txn;
+    if (store_read_begin(&s, &txn)) {
+        snprintf(err, errlen, "cannot read the store");
+        store_close(&s);
+        return -1;
+    }
+    json_t *links = json_object();
+    for (size_t i = 0; i < cfg->link_count; i++)
+        json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
+    json_t *root = json_pack("{s:s,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn));
+    mdb_txn_abort(txn);
+    store_close(&s);
+    json_dumpf(root, out, JSON_INDENT(1));
+    fputc('\n', out);
+    json_decref(root);
+    return 0;
+}

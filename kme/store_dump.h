@@ -1,0 +1,12 @@
+/* Read-only JSON view of a KME's store for operators and tests: link blocks
+ * (state, owner, used ranges) and waiting keys (IDs, master, slaves). Never
+ * key material. Safe while the daemon runs. */
+#ifndef KME_STORE_DUMP_H
+#define KME_STORE_DUMP_H
+
+#include <stdio.h>
+#include "kme/config.h"
+
+int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,82 @@
+/* Routes and authenticates inter-KME requests; answers the verification side of the key-caching protocol. */
+#include "relay/kme_port.h"
+#include "api/kme_msgs.h"
+#include "relay/reserve.h"
+#include "kme/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    kme_link *l;
+    const kme_verify_request *req;
+    kme_verify_response *resp;
+} respond_arg;
+
+static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    respond_arg *a = arg;
+    a->resp->count = 0;
+    for (size_t i = 0; i < a->req->count; i++) {
+        enum lb_verdict v;
+        if (lb_respond_verify(s, txn, &a->l->lb, a->req->seqs[i], a->req->tags[i], &v) != LB_OK)
+            return -1;
+        if (v == LB_MISMATCH)
+            log_warn("link %s: block %llu differs between the two ends; discarded", a->l->lb.peer_id,
+                     (unsigned long long)a->req->seqs[i]);
+        a->resp->seqs[a->resp->count] = a->req->seqs[i];
+        a->resp->verdicts[a->resp->count++] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static void handle_verify(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+{
+    kme_verify_request *vr = calloc(1, sizeof *vr);
+    kme_verify_response *out = calloc(1, sizeof *out);
+    etsi_problem p;
+    if (!vr || !out) {
+        http_error(resp, 503, "out of memory", NULL);
+    } else if (kme_verify_request_from_json(req->body, req->body_len, vr, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+    } else {
+        memcpy(out->txn_id, vr->txn_id, sizeof out->txn_id);
+        respond_arg a = {l, vr, out};
+        if (store_commit(&k->store, respond_op, &a) != 0) {
+            http_error(resp, 503, "key store failure", "the verification could not be committed");
+        } else {
+            atomic_store(&l->peer_up, 1);
+            resp->status = 200;
+            resp->body = kme_verify_response_to_json(out);
+        }
+    }
+    free(vr);
+    free(out);
+}
+
+void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
+{
+    kme_context *k = ctx;
+    int link = req->auth == HTTP_AUTH_OK ? kme_config_link_index(&k->cfg, req->client_cn) : -1;
+    if (link < 0) {
+        log_warn("KME port: refused a client that is not a configured neighbour (%s)",
+                 req->auth == HTTP_AUTH_OK ? req->client_cn : "no trusted certificate");
+        http_error(resp, 401, "unauthorized", "only a configured neighbour KME may call this API");
+        return;
+    }
+    kme_link *l = &k->links[link];
+    if (req->body_too_large) {
+        http_error(resp, 400, "request body too large", NULL);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        http_error(resp, 405, "method not allowed", "the inter-KME API takes POST");
+        return;
+    }
+    if (strcmp(req->path, "/kme/v1/verify") == 0)
+        handle_verify(k, l, req, resp);
+    else if (strcmp(req->path, "/kme/v1/reserve") == 0)
+        reserve_handle(k, l, req, resp);
+    else
+        http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);
+}

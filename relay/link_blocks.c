@@ -1,0 +1,508 @@
+/* Link blocks in LMDB: ingest, verification states, ownership and used byte ranges (see link_blocks.h). */
+#include "relay/link_blocks.h"
+
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#define META_HEADER 50
+
+void lb_link_init(lb_link *l, const char *self_id, const char *peer_id)
+{
+    memset(l, 0, sizeof *l);
+    snprintf(l->self_id, sizeof l->self_id, "%s", self_id);
+    snprintf(l->peer_id, sizeof l->peer_id, "%s", peer_id);
+}
+
+enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq)
+{
+    int self_is_lower = strcmp(l->self_id, l->peer_id) < 0;
+    int lower_owns = (seq % 2) == 0;
+    return (self_is_lower == lower_owns) ? LB_OWNER_SELF : LB_OWNER_PEER;
+}
+
+/* ---- keys and (de)serialisation ----------------------------------------- */
+
+static size_t block_key(unsigned char *buf, const char *peer_id, uint64_t seq)
+{
+    size_t n = strlen(peer_id);
+    memcpy(buf, peer_id, n);
+    buf[n] = 0;
+    store_put_be64(buf + n + 1, seq);
+    return n + 9;
+}
+
+static size_t meta_encode(const lb_meta *m, unsigned char *out)
+{
+    unsigned char *p = out;
+    *p++ = m->state;
+    *p++ = m->owner;
+    memcpy(p, &m->size, 4), p += 4;
+    memcpy(p, &m->txn_hash, 8), p += 8;
+    memcpy(p, &m->lock_deadline_ms, 8), p += 8;
+    memcpy(p, &m->ingested_ms, 8), p += 8;
+    memcpy(p, m->tag, LB_TAG_BYTES), p += LB_TAG_BYTES;
+    memcpy(p, &m->nused, 4), p += 4;
+    memcpy(p, m->used, m->nused * sizeof(lb_extent)), p += m->nused * sizeof(lb_extent);
+    return (size_t)(p - out);
+}
+
+static int meta_decode(const unsigned char *p, size_t len, lb_meta *m)
+{
+    if (len < META_HEADER)
+        return -1;
+    memset(m, 0, sizeof *m);
+    m->state = *p++;
+    m->owner = *p++;
+    memcpy(&m->size, p, 4), p += 4;
+    memcpy(&m->txn_hash, p, 8), p += 8;
+    memcpy(&m->lock_deadline_ms, p, 8), p += 8;
+    memcpy(&m->ingested_ms, p, 8), p += 8;
+    memcpy(m->tag, p, LB_TAG_BYTES), p += LB_TAG_BYTES;
+    memcpy(&m->nused, p, 4), p += 4;
+    if (m->nused > LB_MAX_EXTENTS || len != META_HEADER + m->nused * sizeof(lb_extent))
+        return -1;
+    memcpy(m->used, p, m->nused * sizeof(lb_extent));
+    return 0;
+}
+
+int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, lb_meta *out)
+{
+    unsigned char kb[80];
+    MDB_val k = {block_key(kb, peer_id, seq), kb}, v;
+    int rc = mdb_get(txn, s->block_meta, &k, &v);
+    if (rc)
+        return rc;
+    return meta_decode(v.mv_data, v.mv_size, out) ? MDB_CORRUPTED : 0;
+}
+
+int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m)
+{
+    unsigned char kb[80], vb[META_HEADER + LB_MAX_EXTENTS * sizeof(lb_extent)];
+    MDB_val k = {block_key(kb, peer_id, seq), kb}, v = {meta_encode(m, vb), vb};
+    return mdb_put(txn, s->block_meta, &k, &v, 0);
+}
+
+static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, MDB_val *v)
+{
+    unsigned char kb[80];
+    MDB_val k = {block_key(kb, peer_id, seq), kb};
+    return mdb_get(txn, s->block_data, &k, v);
+}
+
+static int del_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
+{
+    unsigned char kb[80];
+    MDB_val k = {block_key(kb, peer_id, seq), kb};
+    int rc = mdb_del(txn, s->block_data, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* ---- extents --------------------------------------------------------------- */
+
+int lb_extents_overlap(const lb_meta *m, uint32_t start, uint32_t end)
+{
+    for (uint32_t i = 0; i < m->nused; i++)
+        if (start < m->used[i].end && m->used[i].start < end)
+            return 1;
+    return 0;
+}
+
+int lb_extents_add(lb_meta *m, uint32_t start, uint32_t end)
+{
+    if (start >= end)
+        return 0;
+    lb_extent tmp[LB_MAX_EXTENTS + 1];
+    uint32_t n = 0, i = 0;
+    while (i < m->nused && m->used[i].end < start)
+        tmp[n++] = m->used[i++];
+    lb_extent cur = {start, end};
+    while (i < m->nused && m->used[i].start <= cur.end) {
+        if (m->used[i].start < cur.start)
+            cur.start = m->used[i].start;
+        if (m->used[i].end > cur.end)
+            cur.end = m->used[i].end;
+        i++;
+    }
+    tmp[n++] = cur;
+    while (i < m->nused)
+        tmp[n++] = m->used[i++];
+    if (n > LB_MAX_EXTENTS)
+        return -1;
+    memcpy(m->used, tmp, n * sizeof *tmp);
+    m->nused = n;
+    return 0;
+}
+
+void lb_extents_remove(lb_meta *m, uint32_t start, uint32_t end)
+{
+    lb_extent tmp[LB_MAX_EXTENTS * 2];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->nused; i++) {
+        lb_extent e = m->used[i];
+        if (e.end <= start || e.start >= end) {
+            tmp[n++] = e;
+            continue;
+        }
+        if (e.start < start)
+            tmp[n++] = (lb_extent){e.start, start};
+        if (e.end > end)
+            tmp[n++] = (lb_extent){end, e.end};
+    }
+    if (n > LB_MAX_EXTENTS)
+        n = LB_MAX_EXTENTS; /* cannot happen for ranges that were allocated whole */
+    memcpy(m->used, tmp, n * sizeof *tmp);
+    m->nused = n;
+}
+
+uint32_t lb_extents_used_bytes(const lb_meta *m)
+{
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < m->nused; i++)
+        total += m->used[i].end - m->used[i].start;
+    return total;
+}
+
+/* ---- tags ------------------------------------------------------------------ */
+
+int lb_compute_tag(uint64_t seq, const unsigned char *data, size_t len, uint8_t tag[LB_TAG_BYTES])
+{
+    if (len <= LB_MAC_BYTES)
+        return -1;
+    int ok = 0;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    unsigned char seqb[8];
+    size_t outl = 0;
+    store_put_be64(seqb, seq);
+    if (ctx && EVP_MAC_init(ctx, data, 32, NULL) && EVP_MAC_update(ctx, seqb, 8) &&
+        EVP_MAC_update(ctx, data + LB_MAC_BYTES, len - LB_MAC_BYTES) && EVP_MAC_final(ctx, tag, &outl, LB_TAG_BYTES) &&
+        outl == LB_TAG_BYTES) {
+        for (int i = 0; i < LB_TAG_BYTES; i++)
+            tag[i] ^= data[32 + i];
+        ok = 1;
+    }
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return ok ? 0 : -1;
+}
+
+/* ---- ingest and verification ------------------------------------------------- */
+
+int lb_ingest(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t seq, const unsigned char *data, size_t len)
+{
+    lb_meta m;
+    int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
+    if (rc == 0)
+        return LB_EXISTS;
+    if (rc != MDB_NOTFOUND || len <= LB_MAC_BYTES || len > UINT32_MAX)
+        return LB_DB;
+    memset(&m, 0, sizeof m);
+    m.state = LB_UNVERIFIED;
+    m.size = (uint32_t)len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    m.ingested_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (lb_compute_tag(seq, data, len, m.tag) < 0)
+        return LB_DB;
+    lb_extents_add(&m, 0, LB_MAC_BYTES);
+    unsigned char kb[80];
+    MDB_val k = {block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
+    if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
+        return LB_DB;
+    memcpy(v.mv_data, data, len);
+    return lb_put_meta(s, txn, l->peer_id, seq, &m) ? LB_DB : LB_OK;
+}
+
+/* Iterates the metas of one link from seq `from`; fn returns 1 to stop. */
+typedef int (*meta_visit)(uint64_t seq, lb_meta *m, void *arg);
+static int for_each_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t from, meta_visit fn, void *arg)
+{
+    unsigned char kb[80];
+    size_t plen = strlen(peer_id) + 1;
+    MDB_val k = {block_key(kb, peer_id, from), kb}, v;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->block_meta, &c);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size != plen + 8 || memcmp(k.mv_data, kb, plen) != 0)
+            break;
+        lb_meta m;
+        uint64_t seq = store_get_be64((unsigned char *)k.mv_data + plen);
+        if (meta_decode(v.mv_data, v.mv_size, &m) == 0 && fn(seq, &m, arg))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+typedef struct {
+    uint64_t txn_hash;
+    int64_t now, deadline;
+    size_t max, n;
+    uint64_t *seqs;
+    uint8_t (*tags)[LB_TAG_BYTES];
+} lock_ctx;
+
+static int collect_lockable(uint64_t seq, lb_meta *m, void *arg)
+{
+    lock_ctx *c = arg;
+    if (m->state == LB_UNVERIFIED || (m->state == LB_LOCKED && m->lock_deadline_ms <= c->now)) {
+        c->seqs[c->n] = seq;
+        memcpy(c->tags[c->n], m->tag, LB_TAG_BYTES);
+        c->n++;
+    }
+    return c->n >= c->max;
+}
+
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t txn_hash, int64_t now_ms,
+                       int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES])
+{
+    lock_ctx c = {txn_hash, now_ms, deadline_ms, max, 0, seqs, tags};
+    if (for_each_meta(s, txn, l->peer_id, 0, collect_lockable, &c))
+        return -1;
+    for (size_t i = 0; i < c.n; i++) {
+        lb_meta m;
+        if (lb_get_meta(s, txn, l->peer_id, seqs[i], &m))
+            return -1;
+        m.state = LB_LOCKED;
+        m.txn_hash = txn_hash;
+        m.lock_deadline_ms = deadline_ms;
+        if (lb_put_meta(s, txn, l->peer_id, seqs[i], &m))
+            return -1;
+    }
+    return (int)c.n;
+}
+
+static int settle(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, lb_meta *m, int match)
+{
+    if (match) {
+        m->state = LB_VERIFIED;
+        m->owner = (uint8_t)lb_owner_of(l, seq);
+        if (m->owner == LB_OWNER_SELF && seq < l->alloc_hint)
+            l->alloc_hint = seq;
+    } else {
+        m->state = LB_DISCARDED;
+        m->owner = LB_OWNER_NONE;
+        if (del_data(s, txn, l->peer_id, seq))
+            return LB_DB;
+    }
+    m->txn_hash = 0;
+    m->lock_deadline_ms = 0;
+    return lb_put_meta(s, txn, l->peer_id, seq, m) ? LB_DB : LB_OK;
+}
+
+int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v)
+{
+    lb_meta m;
+    if (lb_get_meta(s, txn, l->peer_id, seq, &m))
+        return LB_DB;
+    if (m.state != LB_LOCKED || m.txn_hash != txn_hash)
+        return LB_OK; /* settled by another transaction already */
+    if (v == LB_MISSING) {
+        m.state = LB_UNVERIFIED;
+        m.txn_hash = 0;
+        m.lock_deadline_ms = 0;
+        return lb_put_meta(s, txn, l->peer_id, seq, &m) ? LB_DB : LB_OK;
+    }
+    return settle(s, txn, l, seq, &m, v == LB_MATCH);
+}
+
+int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const uint8_t tag[LB_TAG_BYTES],
+                      enum lb_verdict *out)
+{
+    lb_meta m;
+    int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
+    if (rc == MDB_NOTFOUND) {
+        *out = LB_MISSING;
+        return LB_OK;
+    }
+    if (rc)
+        return LB_DB;
+    int match = CRYPTO_memcmp(m.tag, tag, LB_TAG_BYTES) == 0;
+    if (m.state == LB_VERIFIED || m.state == LB_DISCARDED) {
+        /* Asked again (the initiator lost our answer): same verdict, no change. */
+        *out = (m.state == LB_VERIFIED && match) ? LB_MATCH : LB_MISMATCH;
+        return LB_OK;
+    }
+    *out = match ? LB_MATCH : LB_MISMATCH;
+    return settle(s, txn, l, seq, &m, match);
+}
+
+typedef struct {
+    int64_t cutoff;
+    size_t n;
+    uint64_t seqs[256];
+} stale_ctx;
+
+static int collect_stale(uint64_t seq, lb_meta *m, void *arg)
+{
+    stale_ctx *c = arg;
+    if (m->state == LB_UNVERIFIED && m->ingested_ms < c->cutoff)
+        c->seqs[c->n++] = seq;
+    return c->n >= sizeof c->seqs / sizeof c->seqs[0];
+}
+
+int lb_discard_stale(kme_store *s, MDB_txn *txn, const lb_link *l, int64_t now_ms, int64_t max_age_ms)
+{
+    stale_ctx c = {now_ms - max_age_ms, 0, {0}};
+    if (for_each_meta(s, txn, l->peer_id, 0, collect_stale, &c))
+        return -1;
+    for (size_t i = 0; i < c.n; i++) {
+        lb_meta m;
+        if (lb_get_meta(s, txn, l->peer_id, c.seqs[i], &m))
+            return -1;
+        m.state = LB_DISCARDED;
+        if (del_data(s, txn, l->peer_id, c.seqs[i]) || lb_put_meta(s, txn, l->peer_id, c.seqs[i], &m))
+            return -1;
+    }
+    return (int)c.n;
+}
+
+/* ---- allocation ------------------------------------------------------------------ */
+
+typedef struct {
+    size_t want, got;
+    lb_range *ranges;
+    size_t max_ranges, n;
+    uint64_t first_free_seq;
+    int found_free;
+} alloc_ctx;
+
+/* Plans allocation from gaps of owned verified blocks, without changing anything. */
+static int plan_alloc(uint64_t seq, lb_meta *m, void *arg)
+{
+    alloc_ctx *c = arg;
+    if (m->state != LB_VERIFIED || m->owner != LB_OWNER_SELF)
+        return 0;
+    uint32_t pos = 0;
+    for (uint32_t i = 0; i <= m->nused && c->got < c->want; i++) {
+        uint32_t gap_end = i < m->nused ? m->used[i].start : m->size;
+        if (gap_end > pos) {
+            if (!c->found_free) {
+                c->found_free = 1;
+                c->first_free_seq = seq;
+            }
+            if (c->n >= c->max_ranges)
+                return 1;
+            uint32_t take = gap_end - pos;
+            if (take > c->want - c->got)
+                take = (uint32_t)(c->want - c->got);
+            c->ranges[c->n++] = (lb_range){seq, pos, take};
+            c->got += take;
+        }
+        if (i < m->nused)
+            pos = m->used[i].end;
+    }
+    return c->got >= c->want;
+}
+
+static int mark_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_range *ranges, size_t n,
+                       unsigned char *out, int add)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        lb_meta m;
+        MDB_val data;
+        if (lb_get_meta(s, txn, peer_id, ranges[i].seq, &m))
+            return LB_DB;
+        uint32_t start = ranges[i].offset, end = ranges[i].offset + ranges[i].length;
+        if (add) {
+            if (out) {
+                if (get_data(s, txn, peer_id, ranges[i].seq, &data) || data.mv_size < end)
+                    return LB_DB;
+                memcpy(out + off, (unsigned char *)data.mv_data + start, ranges[i].length);
+            }
+            if (lb_extents_add(&m, start, end) < 0)
+                return LB_DB;
+        } else {
+            lb_extents_remove(&m, start, end);
+        }
+        off += ranges[i].length;
+        if (lb_put_meta(s, txn, peer_id, ranges[i].seq, &m))
+            return LB_DB;
+        if (lb_extents_used_bytes(&m) >= m.size && del_data(s, txn, peer_id, ranges[i].seq))
+            return LB_DB;
+    }
+    return LB_OK;
+}
+
+int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned char *out, lb_range *ranges,
+                size_t max_ranges, size_t *nranges)
+{
+    alloc_ctx c = {nbytes, 0, ranges, max_ranges, 0, 0, 0};
+    if (for_each_meta(s, txn, l->peer_id, l->alloc_hint, plan_alloc, &c))
+        return LB_DB;
+    if (c.got < nbytes)
+        return LB_SHORT;
+    int rc = mark_ranges(s, txn, l->peer_id, ranges, c.n, out, 1);
+    if (rc == LB_OK) {
+        *nranges = c.n;
+        if (c.found_free)
+            l->alloc_hint = c.first_free_seq;
+    }
+    return rc;
+}
+
+int lb_release(kme_store *s, MDB_txn *txn, lb_link *l, const lb_range *ranges, size_t nranges)
+{
+    for (size_t i = 0; i < nranges; i++)
+        if (ranges[i].seq < l->alloc_hint)
+            l->alloc_hint = ranges[i].seq;
+    return mark_ranges(s, txn, l->peer_id, ranges, nranges, NULL, 0);
+}
+
+int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_range *ranges, size_t nranges,
+                        unsigned char *out)
+{
+    for (size_t i = 0; i < nranges; i++) {
+        lb_meta m;
+        if (lb_get_meta(s, txn, l->peer_id, ranges[i].seq, &m))
+            return LB_INVALID;
+        uint64_t end = (uint64_t)ranges[i].offset + ranges[i].length;
+        if (m.state != LB_VERIFIED || m.owner != LB_OWNER_PEER || ranges[i].length == 0 || end > m.size)
+            return LB_INVALID;
+        if (lb_extents_overlap(&m, ranges[i].offset, (uint32_t)end))
+            return LB_REUSED;
+        /* Ranges within one request must not overlap each other either. */
+        for (size_t j = 0; j < i; j++)
+            if (ranges[j].seq == ranges[i].seq && ranges[i].offset < ranges[j].offset + ranges[j].length &&
+                ranges[j].offset < end)
+                return LB_REUSED;
+    }
+    return mark_ranges(s, txn, l->peer_id, ranges, nranges, out, 1);
+}
+
+typedef struct {
+    lb_stock *st;
+} stock_ctx;
+
+static int add_stock(uint64_t seq, lb_meta *m, void *arg)
+{
+    (void)seq;
+    lb_stock *st = ((stock_ctx *)arg)->st;
+    uint64_t free_bytes = m->size - lb_extents_used_bytes(m);
+    if (m->state == LB_VERIFIED) {
+        st->verified_blocks++;
+        if (m->owner == LB_OWNER_SELF)
+            st->owned_free += free_bytes;
+        else
+            st->peer_free += free_bytes;
+    } else if (m->state == LB_DISCARDED) {
+        st->discarded_blocks++;
+    } else {
+        st->unverified += free_bytes;
+    }
+    return 0;
+}
+
+int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out)
+{
+    memset(out, 0, sizeof *out);
+    stock_ctx c = {out};
+    return for_each_meta(s, txn, l->peer_id, 0, add_stock, &c);
+}

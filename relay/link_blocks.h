@@ -1,0 +1,109 @@
+/* Link key blocks in the store: ingest, the key-caching verification states,
+ * ownership, and the byte ranges used from each block. All functions work
+ * inside a write (or read) transaction the caller owns.
+ *
+ * A block's first LB_MAC_BYTES bytes are consumed by its verification tag
+ * (a one-time Poly1305 key and a one-time pad for the tag); key material is
+ * carved from the rest. Each verified block belongs to one end of the link;
+ * an end allocates only from blocks it owns and records, for blocks the peer
+ * owns, the ranges the peer reports using. No range is ever used twice. */
+#ifndef RELAY_LINK_BLOCKS_H
+#define RELAY_LINK_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "api/kme_msgs.h"
+#include "kme/store.h"
+
+#define LB_MAC_BYTES 48
+#define LB_TAG_BYTES 16
+#define LB_MAX_EXTENTS 64
+#define LB_MAX_RANGES 4096
+
+enum lb_state { LB_UNVERIFIED = 0, LB_LOCKED = 1, LB_VERIFIED = 2, LB_DISCARDED = 3 };
+enum lb_owner { LB_OWNER_NONE = 0, LB_OWNER_SELF = 1, LB_OWNER_PEER = 2 };
+enum lb_verdict { LB_MATCH = 0, LB_MISMATCH = 1, LB_MISSING = 2 };
+
+enum {
+    LB_OK = 0,
+    LB_EXISTS = 1,    /* ingest: that seq is already known */
+    LB_SHORT = 2,     /* not enough owned verified key */
+    LB_INVALID = 3,   /* a range is not in a verified block of the right owner */
+    LB_REUSED = 4,    /* a range overlaps bytes already used */
+    LB_DB = 5,        /* storage failure */
+};
+
+typedef kme_range lb_range;
+
+typedef struct {
+    uint32_t start, end;
+} lb_extent;
+
+typedef struct {
+    uint8_t state, owner;
+    uint32_t size;
+    uint64_t txn_hash;     /* verification transaction holding the lock */
+    int64_t lock_deadline_ms;
+    int64_t ingested_ms;
+    uint8_t tag[LB_TAG_BYTES];
+    uint32_t nused;
+    lb_extent used[LB_MAX_EXTENTS];
+} lb_meta;
+
+/* Per-link allocation cursor kept by the single writer (a lower bound on the
+ * first owned block with free bytes; only ever a hint). */
+typedef struct {
+    char self_id[65], peer_id[65];
+    uint64_t alloc_hint;
+} lb_link;
+
+void lb_link_init(lb_link *l, const char *self_id, const char *peer_id);
+
+/* Which end owns verified block seq. */
+enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq);
+
+/* Stores a new block (state unverified, tag computed). LB_EXISTS if known. */
+int lb_ingest(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t seq, const unsigned char *data, size_t len);
+
+int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, lb_meta *out);
+int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m);
+
+/* Initiator: locks up to max unverified (or stale-locked) blocks for a
+ * verification transaction; fills seqs/tags; returns how many. */
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t txn_hash, int64_t now_ms,
+                       int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES]);
+/* Initiator: applies the peer's verdict for one block of transaction txn_hash. */
+int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v);
+/* Responder: compares the peer's tag with ours and settles the block. */
+int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const uint8_t tag[LB_TAG_BYTES],
+                      enum lb_verdict *out);
+/* Discards unverified blocks older than max_age_ms whose peer never had them. */
+int lb_discard_stale(kme_store *s, MDB_txn *txn, const lb_link *l, int64_t now_ms, int64_t max_age_ms);
+
+/* Owner side: carves nbytes from owned verified blocks; out gets the bytes,
+ * ranges the pieces. LB_SHORT when there is not enough (nothing changes). */
+int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned char *out, lb_range *ranges,
+                size_t max_ranges, size_t *nranges);
+/* Owner side: gives ranges back (the peer provably never recorded them). */
+int lb_release(kme_store *s, MDB_txn *txn, lb_link *l, const lb_range *ranges, size_t nranges);
+/* Non-owner side: records ranges the peer used from blocks it owns and copies
+ * their bytes to out. LB_INVALID / LB_REUSED refuse the whole call. */
+int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_range *ranges, size_t nranges,
+                        unsigned char *out);
+
+typedef struct {
+    uint64_t owned_free, peer_free, unverified, verified_blocks, discarded_blocks;
+} lb_stock;
+int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out);
+
+/* Extent sets (sorted, non-overlapping, merged). */
+int lb_extents_overlap(const lb_meta *m, uint32_t start, uint32_t end);
+int lb_extents_add(lb_meta *m, uint32_t start, uint32_t end);
+void lb_extents_remove(lb_meta *m, uint32_t start, uint32_t end);
+uint32_t lb_extents_used_bytes(const lb_meta *m);
+
+/* The verification tag of a block: Poly1305 over seq and bytes [48, len)
+ * keyed with bytes [0, 32), then one-time padded with bytes [32, 48). */
+int lb_compute_tag(uint64_t seq, const unsigned char *data, size_t len, uint8_t tag[LB_TAG_BYTES]);
+
+#endif

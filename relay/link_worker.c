@@ -1,0 +1,298 @@
+/* Link workers: file ingest into the store and the initiator side of the key-caching protocol. */
+#include "relay/link_worker.h"
+#include "api/kme_msgs.h"
+#include "kme/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+#define INGEST_BATCH 64
+#define VERIFY_BATCH 256
+#define STALE_BLOCK_MS (10 * 60 * 1000)
+
+/* ---- ingest ---------------------------------------------------------------- */
+
+typedef struct {
+    kme_link *link;
+    uint64_t seq;
+    unsigned char *data;
+    size_t len;
+} ingest_op_arg;
+
+static int ingest_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    ingest_op_arg *a = arg;
+    int rc = lb_ingest(s, txn, &a->link->lb, a->seq, a->data, a->len);
+    return rc == LB_OK || rc == LB_EXISTS ? (rc == LB_EXISTS ? 1 : 0) : -1;
+}
+
+static int parse_block_name(const char *name, uint64_t *seq)
+{
+    char *end;
+    if (name[0] < '0' || name[0] > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(name, &end, 10);
+    if (errno || strcmp(end, ".key") != 0)
+        return -1;
+    *seq = v;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static unsigned char *read_block(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    unsigned char *buf = NULL;
+    if (fstat(fd, &st) == 0 && st.st_size > LB_MAC_BYTES && st.st_size <= (1 << 24) &&
+        (buf = malloc((size_t)st.st_size))) {
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+            ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        if (got != (size_t)st.st_size) {
+            OPENSSL_cleanse(buf, got);
+            free(buf);
+            buf = NULL;
+        }
+        *len = got;
+    }
+    close(fd);
+    return buf;
+}
+
+int link_ingest_once(kme_context *k, kme_link *l)
+{
+    const kme_link_config *lc = &k->cfg.links[l->index];
+    DIR *d = opendir(lc->key_dir);
+    if (!d)
+        return -1;
+    uint64_t seqs[INGEST_BATCH * 4];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < sizeof seqs / sizeof seqs[0]) {
+        uint64_t seq;
+        if (parse_block_name(e->d_name, &seq) == 0)
+            seqs[n++] = seq;
+    }
+    closedir(d);
+    if (n == 0)
+        return 0;
+    qsort(seqs, n, sizeof seqs[0], cmp_u64);
+
+    lb_stock stock = {0};
+    MDB_txn *rtxn;
+    if (store_read_begin(&k->store, &rtxn) == 0) {
+        lb_get_stock(&k->store, rtxn, &l->lb, &stock);
+        mdb_txn_abort(rtxn);
+    }
+    uint64_t unused = stock.owned_free + stock.peer_free + stock.unverified;
+    int stored = 0;
+    for (size_t i = 0; i < n && i < INGEST_BATCH; i++) {
+        if (unused >= (uint64_t)k->cfg.link_stock_max_bytes)
+            break; /* full: leave the files for later */
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%llu.key", lc->key_dir, (unsigned long long)seqs[i]);
+        ingest_op_arg a = {l, seqs[i], NULL, 0};
+        a.data = read_block(path, &a.len);
+        if (!a.data) {
+            log_warn("link %s: cannot read block file %s; removing it", lc->peer_id, path);
+            unlink(path);
+            continue;
+        }
+        int rc = store_commit(&k->store, ingest_op, &a);
+        OPENSSL_cleanse(a.data, a.len);
+        free(a.data);
+        if (rc < 0) {
+            log_error("link %s: cannot store block %llu", lc->peer_id, (unsigned long long)seqs[i]);
+            break;
+        }
+        if (rc == 1)
+            log_warn("link %s: block %llu was already stored; removing the duplicate file", lc->peer_id,
+                     (unsigned long long)seqs[i]);
+        else {
+            stored++;
+            unused += a.len;
+        }
+        unlink(path); /* only after the commit */
+    }
+    return stored;
+}
+
+/* ---- verification (initiator) ------------------------------------------------ */
+
+typedef struct {
+    kme_link *link;
+    uint64_t txn_hash;
+    int64_t now, deadline;
+    kme_verify_request *req;
+    const kme_verify_response *resp;
+    int settled;
+} verify_arg;
+
+static int lock_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    verify_arg *a = arg;
+    int n = lb_lock_for_verify(s, txn, &a->link->lb, a->txn_hash, a->now, a->deadline, VERIFY_BATCH, a->req->seqs,
+                               a->req->tags);
+    if (n < 0)
+        return -1;
+    a->req->count = (size_t)n;
+    return n == 0 ? 1 : 0;
+}
+
+static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    verify_arg *a = arg;
+    a->settled = 0;
+    for (size_t i = 0; i < a->resp->count; i++) {
+        /* Only blocks that were part of this transaction. */
+        int ours = 0;
+        for (size_t j = 0; j < a->req->count && !ours; j++)
+            ours = a->req->seqs[j] == a->resp->seqs[i];
+        if (!ours)
+            continue;
+        if (lb_apply_verdict(s, txn, &a->link->lb, a->resp->seqs[i], a->txn_hash,
+                             (enum lb_verdict)a->resp->verdicts[i]) != LB_OK)
+            return -1;
+        if (a->resp->verdicts[i] == KME_MISMATCH)
+            log_warn("link %s: block %llu differs between the two ends; discarded", a->link->lb.peer_id,
+                     (unsigned long long)a->resp->seqs[i]);
+        if (a->resp->verdicts[i] != KME_MISSING)
+            a->settled++;
+    }
+    return 0;
+}
+
+static uint64_t hash_txn_id(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+int link_verify_once(kme_context *k, kme_link *l)
+{
+    kme_verify_request *req = calloc(1, sizeof *req);
+    kme_verify_response *resp = calloc(1, sizeof *resp);
+    int result = -1;
+    if (!req || !resp)
+        goto done;
+    uuid_generate(req->txn_id);
+    req->timeout_ms = k->cfg.verify_timeout_ms;
+    verify_arg a = {l, hash_txn_id(req->txn_id), kme_now_ms(), 0, req, resp, 0};
+    a.deadline = a.now + k->cfg.verify_timeout_ms;
+    int rc = store_commit(&k->store, lock_op, &a);
+    if (rc == 1) {
+        result = 0; /* nothing to verify */
+        goto done;
+    }
+    if (rc != 0)
+        goto done;
+    char *body = kme_verify_request_to_json(req);
+    peer_reply reply;
+    rc = body ? peer_post(k->peers, l->index, "/kme/v1/verify", body, k->cfg.verify_timeout_ms, &reply) : -1;
+    etsi_text_free(body);
+    if (rc < 0 || reply.http_status != 200) {
+        atomic_store(&l->peer_up, rc == 0);
+        log_warn("link %s: verification of %zu blocks failed (%s); they stay locked until the timeout and are retried",
+                 l->lb.peer_id, req->count, rc < 0 ? reply.error : "peer refused");
+        peer_reply_clear(&reply);
+        goto done;
+    }
+    atomic_store(&l->peer_up, 1);
+    etsi_problem p;
+    if (kme_verify_response_from_json(reply.body, reply.len, resp, &p) < 0 || strcmp(resp->txn_id, req->txn_id)) {
+        log_warn("link %s: bad verification answer: %s", l->lb.peer_id, p.message);
+        peer_reply_clear(&reply);
+        goto done;
+    }
+    peer_reply_clear(&reply);
+    if (store_commit(&k->store, apply_op, &a) == 0)
+        result = a.settled;
+done:
+    free(req);
+    free(resp);
+    return result;
+}
+
+/* ---- the worker loop ------------------------------------------------------------ */
+
+typedef struct {
+    kme_link *link;
+    int64_t now;
+} stale_arg;
+
+static int stale_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    stale_arg *a = arg;
+    return lb_discard_stale(s, txn, &a->link->lb, a->now, STALE_BLOCK_MS) < 0 ? -1 : 0;
+}
+
+typedef struct {
+    kme_context *k;
+    kme_link *l;
+} worker_arg;
+
+static void *worker_main(void *arg)
+{
+    worker_arg *w = arg;
+    kme_context *k = w->k;
+    kme_link *l = w->l;
+    free(w);
+    int64_t last_stale = 0;
+    while (!atomic_load(&k->stopping)) {
+        int ingested = link_ingest_once(k, l);
+        int settled = l->initiator ? link_verify_once(k, l) : 0;
+        if (kme_now_ms() - last_stale > 60000) {
+            stale_arg sa = {l, kme_now_ms()};
+            store_commit(&k->store, stale_op, &sa);
+            last_stale = sa.now;
+        }
+        if (ingested <= 0 && settled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
+            break;
+    }
+    return NULL;
+}
+
+int link_workers_start(kme_context *k)
+{
+    for (size_t i = 0; i < k->cfg.link_count; i++) {
+        kme_link *l = &k->links[i];
+        worker_arg *w = malloc(sizeof *w);
+        if (!w)
+            return -1;
+        *w = (worker_arg){k, l};
+        if (pthread_create(&l->worker, NULL, worker_main, w) != 0) {
+            free(w);
+            return -1;
+        }
+        l->worker_started = 1;
+    }
+    return 0;
+}
+
+void link_workers_join(kme_context *k)
+{
+    for (size_t i = 0; i < k->cfg.link_count; i++)
+        if (k->links[i].worker_started)
+            pthread_join(k->links[i].worker, NULL);
+}

@@ -1,0 +1,17 @@
+/* One background worker per QKD link: ingests key block files from the
+ * link's directory and runs the key-caching verification with the peer. */
+#ifndef RELAY_LINK_WORKER_H
+#define RELAY_LINK_WORKER_H
+
+#include "kme/context.h"
+
+int link_workers_start(kme_context *k);
+void link_workers_join(kme_context *k);
+
+/* Ingests every complete block file now in the link's directory (bounded by
+ * the stock limit); returns how many blocks were stored. */
+int link_ingest_once(kme_context *k, kme_link *l);
+/* Runs one verification transaction as initiator; returns blocks settled or -1. */
+int link_verify_once(kme_context *k, kme_link *l);
+
+#endif

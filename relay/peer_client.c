@@ -1,0 +1,195 @@
+/* Pooled libcurl handles to neighbour KMEs with certificate-CN pinning (see peer_client.h). */
+#include "relay/peer_client.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define POOL_MAX 128
+
+typedef struct {
+    char url[512];
+    char peer_id[ETSI_ID_MAX + 1];
+    CURL *idle[POOL_MAX];
+    int nidle;
+} peer_pool;
+
+struct peer_client {
+    const kme_config *cfg;
+    pthread_mutex_t lock;
+    peer_pool pools[KME_MAX_LINKS];
+    size_t npools;
+};
+
+/* Accept the chain only if the leaf's CN is the neighbour's KME ID. */
+static int verify_cn(int preverify_ok, X509_STORE_CTX *store)
+{
+    if (!preverify_ok)
+        return 0;
+    if (X509_STORE_CTX_get_error_depth(store) != 0)
+        return 1;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const char *expected = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    X509 *leaf = X509_STORE_CTX_get_current_cert(store);
+    char cn[ETSI_ID_MAX + 2] = "";
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof cn);
+    return expected && n > 0 && strcmp(cn, expected) == 0;
+}
+
+static CURLcode ssl_ctx_setup(CURL *curl, void *ssl_ctx, void *userptr)
+{
+    (void)curl;
+    SSL_CTX_set_app_data((SSL_CTX *)ssl_ctx, userptr);
+    SSL_CTX_set_verify((SSL_CTX *)ssl_ctx, SSL_VERIFY_PEER, verify_cn);
+    return CURLE_OK;
+}
+
+peer_client *peer_client_new(const kme_config *cfg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    peer_client *pc = calloc(1, sizeof *pc);
+    if (!pc)
+        return NULL;
+    pc->cfg = cfg;
+    pthread_mutex_init(&pc->lock, NULL);
+    for (size_t i = 0; i < cfg->link_count; i++) {
+        snprintf(pc->pools[i].url, sizeof pc->pools[i].url, "%s", cfg->links[i].url);
+        snprintf(pc->pools[i].peer_id, sizeof pc->pools[i].peer_id, "%s", cfg->links[i].peer_id);
+    }
+    pc->npools = cfg->link_count;
+    return pc;
+}
+
+void peer_client_free(peer_client *pc)
+{
+    if (!pc)
+        return;
+    for (size_t i = 0; i < pc->npools; i++)
+        for (int j = 0; j < pc->pools[i].nidle; j++)
+            curl_easy_cleanup(pc->pools[i].idle[j]);
+    pthread_mutex_destroy(&pc->lock);
+    free(pc);
+}
+
+static CURL *take_handle(peer_client *pc, peer_pool *pool)
+{
+    pthread_mutex_lock(&pc->lock);
+    CURL *c = pool->nidle ? pool->idle[--pool->nidle] : NULL;
+    pthread_mutex_unlock(&pc->lock);
+    if (c)
+        return c;
+    c = curl_easy_init();
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_SSLCERT, pc->cfg->kme_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, pc->cfg->kme_key);
+    curl_easy_setopt(c, CURLOPT_CAINFO, pc->cfg->kme_ca);
+    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_setup);
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, (void *)pool->peer_id);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+    return c;
+}
+
+static void give_handle(peer_client *pc, peer_pool *pool, CURL *c, int reusable)
+{
+    pthread_mutex_lock(&pc->lock);
+    if (reusable && pool->nidle < POOL_MAX) {
+        pool->idle[pool->nidle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&pc->lock);
+    if (c)
+        curl_easy_cleanup(c);
+}
+
+static size_t collect(char *data, size_t size, size_t nmemb, void *userp)
+{
+    peer_reply *r = userp;
+    size_t n = size * nmemb;
+    if (r->len + n > ETSI_BODY_MAX * 64)
+        return 0;
+    char *nb = malloc(r->len + n + 1);
+    if (!nb)
+        return 0;
+    if (r->body) {
+        memcpy(nb, r->body, r->len);
+        OPENSSL_cleanse(r->body, r->len);
+        free(r->body);
+    }
+    memcpy(nb + r->len, data, n);
+    r->len += n;
+    nb[r->len] = '\0';
+    r->body = nb;
+    return n;
+}
+
+int peer_post(peer_client *pc, size_t link, const char *path, const char *body, long timeout_ms, peer_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    if (link >= pc->npools) {
+        out->not_sent = 1;
+        snprintf(out->error, sizeof out->error, "no such link");
+        return -1;
+    }
+    peer_pool *pool = &pc->pools[link];
+    CURL *c = take_handle(pc, pool);
+    if (!c) {
+        out->not_sent = 1;
+        snprintf(out->error, sizeof out->error, "out of memory");
+        return -1;
+    }
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", pool->url, path);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->http_status);
+        give_handle(pc, pool, c, 1);
+        if (out->http_status != 200 && out->body) {
+            etsi_problem p;
+            if (etsi_error_from_json(out->body, out->len, &p) == 0)
+                snprintf(out->error, sizeof out->error, "%s%s%s", p.message, p.detail[0] ? ": " : "", p.detail);
+        }
+        return 0;
+    }
+    out->not_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                    rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+                    rc == CURLE_SSL_CERTPROBLEM;
+    snprintf(out->error, sizeof out->error, "%s: %s", pool->peer_id, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    give_handle(pc, pool, c, 0);
+    return -1;
+}
+
+void peer_reply_clear(peer_reply *r)
+{
+    if (r->body) {
+        OPENSSL_cleanse(r->body, r->len);
+        free(r->body);
+    }
+    r->body = NULL;
+    r->len = 0;
+}

@@ -1,0 +1,28 @@
+/* HTTPS client for the KME port of neighbour KMEs (libcurl): mutual TLS with
+ * this KME's certificate, the neighbour's certificate CN checked against its
+ * configured KME ID, kept-alive connections pooled per neighbour. */
+#ifndef RELAY_PEER_CLIENT_H
+#define RELAY_PEER_CLIENT_H
+
+#include <stddef.h>
+#include "kme/config.h"
+
+typedef struct peer_client peer_client;
+
+typedef struct {
+    long http_status;    /* 0 when no HTTP answer arrived */
+    int not_sent;        /* 1 when the request provably never reached the peer */
+    char error[512];     /* transport error or the peer's error message */
+    char *body;          /* response body (wiped by peer_reply_clear) */
+    size_t len;
+} peer_reply;
+
+peer_client *peer_client_new(const kme_config *cfg, char *err, size_t errlen);
+void peer_client_free(peer_client *pc);
+
+/* POSTs JSON body to path (e.g. "/kme/v1/verify") of the neighbour at link
+ * index link. Returns 0 when an HTTP answer (any status) arrived. */
+int peer_post(peer_client *pc, size_t link, const char *path, const char *body, long timeout_ms, peer_reply *out);
+void peer_reply_clear(peer_reply *r);
+
+#endif

@@ -1,0 +1,264 @@
+/* Both ends of the link-key reservation: carve-commit-tell on the owner,
+ * check-commit on the neighbour (see reserve.h). */
+#include "relay/reserve.h"
+#include "api/kme_msgs.h"
+#include "kme/key_records.h"
+#include "kme/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+#define MAX_RANGES_PER_KEY 256
+
+enum { RESERVE_SHORT = 2, RESERVE_FAILED = 3, RESERVE_REPLAY = 4, RESERVE_INVALID = 5, RESERVE_REUSED = 6 };
+
+static void fill_record(key_record *rec, const char *key_id, const char *master, const char *const *slaves,
+                        size_t nslaves, int64_t expires, const unsigned char *key, size_t len)
+{
+    memset(rec, 0, sizeof *rec);
+    memcpy(rec->key_id, key_id, sizeof rec->key_id);
+    snprintf(rec->master, sizeof rec->master, "%s", master);
+    for (size_t i = 0; i < nslaves && i < KR_MAX_SLAVES; i++)
+        snprintf(rec->slaves[rec->slave_count++], ETSI_ID_MAX + 1, "%s", slaves[i]);
+    rec->expires = expires;
+    rec->key = key;
+    rec->key_len = len;
+}
+
+/* ---- owner side --------------------------------------------------------------- */
+
+typedef struct {
+    kme_link *l;
+    const reserve_request *r;
+    etsi_key_container *out;
+    kme_reserve_request *msg;
+    long available;
+} alloc_arg;
+
+static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    alloc_arg *a = arg;
+    size_t key_bytes = (size_t)a->r->size_bits / 8;
+    a->msg->range_count = 0;
+    for (size_t i = 0; i < a->out->count; i++) {
+        size_t nr = 0, room = a->r->number * MAX_RANGES_PER_KEY - a->msg->range_count;
+        int rc = lb_allocate(s, txn, &a->l->lb, key_bytes, a->out->keys[i].key, a->msg->ranges + a->msg->range_count,
+                             room < MAX_RANGES_PER_KEY ? room : MAX_RANGES_PER_KEY, &nr);
+        if (rc == LB_SHORT) {
+            lb_stock st;
+            a->available = lb_get_stock(s, txn, &a->l->lb, &st) == 0 ? (long)(st.owned_free / key_bytes) : 0;
+            return RESERVE_SHORT;
+        }
+        if (rc != LB_OK)
+            return RESERVE_FAILED;
+        a->msg->keys[i].first_range = a->msg->range_count;
+        a->msg->keys[i].nranges = nr;
+        a->msg->range_count += nr;
+        if (a->r->local_count) {
+            key_record rec;
+            fill_record(&rec, a->out->keys[i].key_id, a->r->master, a->r->local_slaves, a->r->local_count,
+                        a->msg->expires, a->out->keys[i].key, key_bytes);
+            if (kr_put(s, txn, &rec) != KR_OK)
+                return RESERVE_FAILED;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    kme_link *l;
+    const kme_reserve_request *msg;
+    int release_ranges;
+} undo_arg;
+
+/* Undoes a reservation the neighbour did not take: local records always go;
+ * the ranges return to the pool only when the neighbour provably never used them. */
+static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    undo_arg *a = arg;
+    for (size_t i = 0; i < a->msg->key_count; i++)
+        if (kr_delete(s, txn, a->msg->keys[i].key_id) != KR_OK)
+            return -1;
+    if (a->release_ranges && lb_release(s, txn, &a->l->lb, a->msg->ranges, a->msg->range_count) != LB_OK)
+        return -1;
+    return 0;
+}
+
+static int prepare(const reserve_request *r, etsi_key_container *out, kme_reserve_request *msg)
+{
+    memset(out, 0, sizeof *out);
+    out->keys = calloc((size_t)r->number, sizeof *out->keys);
+    msg->keys = calloc((size_t)r->number, sizeof *msg->keys);
+    msg->ranges = calloc((size_t)r->number * MAX_RANGES_PER_KEY, sizeof *msg->ranges);
+    if (!out->keys || !msg->keys || !msg->ranges)
+        return -1;
+    for (long i = 0; i < r->number; i++) {
+        etsi_key *key = &out->keys[i];
+        key->key_len = (size_t)r->size_bits / 8;
+        key->key = calloc(1, key->key_len);
+        if (!key->key || uuid_generate(key->key_id) < 0)
+            return -1;
+        out->count++;
+        memcpy(msg->keys[i].key_id, key->key_id, sizeof key->key_id);
+    }
+    msg->key_count = out->count;
+    return 0;
+}
+
+int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, etsi_key_container *out,
+                      http_response *resp)
+{
+    kme_reserve_request msg;
+    memset(&msg, 0, sizeof msg);
+    snprintf(msg.master, sizeof msg.master, "%s", r->master);
+    for (size_t i = 0; i < r->peer_count; i++)
+        snprintf(msg.slaves[msg.slave_count++], ETSI_ID_MAX + 1, "%s", r->peer_slaves[i]);
+    msg.size_bits = r->size_bits;
+    msg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds;
+
+    if (prepare(r, out, &msg) < 0) {
+        http_error(resp, 503, "out of memory", NULL);
+        goto fail;
+    }
+    alloc_arg a = {l, r, out, &msg, 0};
+    int rc = store_commit(&k->store, alloc_op, &a);
+    if (rc == RESERVE_SHORT) {
+        http_error(resp, 503, "not enough key material",
+                   "%ld keys of %ld bits are available for the slave's site now; %ld were requested", a.available,
+                   r->size_bits, r->number);
+        goto fail;
+    }
+    if (rc != 0) {
+        http_error(resp, 503, "key store failure", "the keys could not be reserved");
+        goto fail;
+    }
+
+    char *body = kme_reserve_request_to_json(&msg);
+    peer_reply reply;
+    rc = body ? peer_post(k->peers, l->index, "/kme/v1/reserve", body, k->cfg.peer_timeout_ms, &reply) : -1;
+    etsi_text_free(body);
+    if (rc == 0 && reply.http_status == 200) {
+        atomic_store(&l->peer_up, 1);
+        peer_reply_clear(&reply);
+        kme_reserve_request_clear(&msg);
+        return 0;
+    }
+    atomic_store(&l->peer_up, rc == 0);
+    /* The neighbour did not take the keys. Give the ranges back only when it
+     * provably recorded nothing: never connected, or it refused before use. */
+    undo_arg u = {l, &msg, rc < 0 ? reply.not_sent : (reply.http_status == 503 || reply.http_status == 400)};
+    if (store_commit(&k->store, undo_op, &u) != 0)
+        log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
+    log_warn("link %s: reservation of %ld keys refused (%s); %s", l->lb.peer_id, r->number,
+             rc < 0 ? reply.error : reply.error[0] ? reply.error : "error", u.release_ranges ? "released" : "bytes spent");
+    if (rc < 0)
+        http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", l->lb.peer_id, reply.error);
+    else
+        http_error(resp, 503, "peer KME refused the keys", "KME %s answered %ld: %s", l->lb.peer_id,
+                   reply.http_status, reply.error);
+    peer_reply_clear(&reply);
+fail:
+    etsi_key_container_clear(out);
+    kme_reserve_request_clear(&msg);
+    return -1;
+}
+
+long reserve_available_keys(kme_context *k, kme_link *l, long size_bits)
+{
+    MDB_txn *txn;
+    lb_stock st;
+    if (store_read_begin(&k->store, &txn))
+        return 0;
+    long n = lb_get_stock(&k->store, txn, &l->lb, &st) == 0 ? (long)(st.owned_free / ((uint64_t)size_bits / 8)) : 0;
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* ---- neighbour side ----------------------------------------------------------- */
+
+typedef struct {
+    kme_context *k;
+    kme_link *l;
+    const kme_reserve_request *msg;
+} take_arg;
+
+static int take_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    take_arg *a = arg;
+    const kme_reserve_request *m = a->msg;
+    size_t key_bytes = (size_t)m->size_bits / 8;
+    MDB_val k0 = {UUID_STR_LEN, (void *)m->keys[0].key_id}, v0;
+    if (mdb_get(txn, s->keys, &k0, &v0) == 0)
+        return RESERVE_REPLAY; /* the same message again: already committed */
+    unsigned char *buf = malloc(key_bytes);
+    if (!buf)
+        return RESERVE_FAILED;
+    const char *slaves[KME_MAX_SLAVES];
+    for (size_t i = 0; i < m->slave_count; i++)
+        slaves[i] = m->slaves[i];
+    int64_t max_expiry = (int64_t)time(NULL) + a->k->cfg.key_ttl_seconds;
+    int rc = 0;
+    for (size_t i = 0; i < m->key_count && rc == 0; i++) {
+        int lrc = lb_take_peer_ranges(s, txn, &a->l->lb, m->ranges + m->keys[i].first_range, m->keys[i].nranges, buf);
+        if (lrc != LB_OK) {
+            rc = lrc == LB_INVALID ? RESERVE_INVALID : lrc == LB_REUSED ? RESERVE_REUSED : RESERVE_FAILED;
+            break;
+        }
+        key_record rec;
+        fill_record(&rec, m->keys[i].key_id, m->master, slaves, m->slave_count,
+                    m->expires < max_expiry ? m->expires : max_expiry, buf, key_bytes);
+        int krc = kr_put(s, txn, &rec);
+        if (krc != KR_OK)
+            rc = krc == KR_EXISTS ? RESERVE_REUSED : RESERVE_FAILED;
+    }
+    OPENSSL_cleanse(buf, key_bytes);
+    free(buf);
+    return rc;
+}
+
+void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+{
+    kme_reserve_request msg;
+    etsi_problem p;
+    const kme_link_config *lc = &k->cfg.links[l->index];
+    if (kme_reserve_request_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &msg, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    for (size_t i = 0; i < msg.slave_count; i++) {
+        if (!kme_config_hosts_sae(&k->cfg, msg.slaves[i])) {
+            http_error(resp, 400, "unknown slave SAE", "SAE %s is not hosted by %s", msg.slaves[i], k->cfg.kme_id);
+            goto done;
+        }
+    }
+    int master_known = 0;
+    for (size_t i = 0; i < lc->peer_sae_count; i++)
+        master_known |= strcmp(lc->peer_saes[i], msg.master) == 0;
+    if (!master_known) {
+        http_error(resp, 400, "unknown master SAE", "SAE %s is not hosted by %s", msg.master, lc->peer_id);
+        goto done;
+    }
+    take_arg a = {k, l, &msg};
+    int rc = store_commit(&k->store, take_op, &a);
+    switch (rc) {
+    case 0:
+    case RESERVE_REPLAY:
+        resp->status = 200;
+        resp->body = etsi_error_to_json("committed", NULL);
+        break;
+    case RESERVE_INVALID:
+        http_error(resp, 503, "link blocks not usable here", "a range is not in a block verified and owned by %s",
+                   lc->peer_id);
+        break;
+    case RESERVE_REUSED:
+        log_error("link %s: refused a reservation that reuses link key bytes", lc->peer_id);
+        http_error(resp, 409, "link key reused", "a range overlaps bytes already used");
+        break;
+    default:
+        http_error(resp, 503, "key store failure", "the keys could not be committed");
+    }
+done:
+    kme_reserve_request_clear(&msg);
+}

@@ -1,0 +1,32 @@
+/* Reservation of link key for a slave at the neighbour (DESIGN, life of a
+ * key, step 4): the owner carves keys from blocks it owns, commits, tells the
+ * neighbour {key_IDs, ranges, master, slaves}; the neighbour checks and
+ * commits the same bytes for its slaves before the owner answers its SAE. */
+#ifndef RELAY_RESERVE_H
+#define RELAY_RESERVE_H
+
+#include "kme/context.h"
+#include "kme/http_server.h"
+
+typedef struct {
+    const char *master;
+    const char *const *local_slaves; /* slaves hosted here (may be none) */
+    size_t local_count;
+    const char *const *peer_slaves;  /* slaves hosted at the neighbour */
+    size_t peer_count;
+    long number, size_bits;
+} reserve_request;
+
+/* Fills out with number keys shared with the neighbour on link l. On failure
+ * fills resp with the ETSI error (503 short of key or neighbour unreachable)
+ * and returns -1; nothing is handed out then. */
+int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, etsi_key_container *out,
+                      http_response *resp);
+
+/* KME port: POST /kme/v1/reserve from neighbour on link l. */
+void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
+
+/* Keys of size_bits the owner could carve for the neighbour right now. */
+long reserve_available_keys(kme_context *k, kme_link *l, long size_bits);
+
+#endif
