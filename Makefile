@@ -22,7 +22,8 @@ CFLAGS  := $(CFLAGS_COMMON) $(CFLAGS_MODE) $(EXTRA_CFLAGS)
 LDFLAGS := $(LDFLAGS_MODE)
 
 API_SRC    := $(wildcard api/*.c)
-SAELIB_SRC := $(filter-out sae-client/main.c,$(wildcard sae-client/*.c))
+SAECLI_SRC := sae-client/main.c $(wildcard sae-client/cli_*.c)
+SAELIB_SRC := $(filter-out $(SAECLI_SRC),$(wildcard sae-client/*.c))
 RELAY_SRC  := $(wildcard relay/*.c)
 KME_SRC    := $(filter-out kme/qkd_sim.c,$(wildcard kme/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
@@ -55,13 +56,13 @@ $(BIN)/kme: $(KME_OBJS) $(LIBAPI)
 $(BIN)/qkd-sim: $(call obj,kme/qkd_sim.c) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BIN)/sae-client: $(call obj,sae-client/main.c) $(LIBSAE) $(LIBAPI)
+$(BIN)/sae-client: $(call obj,$(SAECLI_SRC)) $(LIBSAE) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Unit tests (check): one binary per tests/unit/test_*.c, linked with every
 # module except the programs' main() files.
-UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(LIBSAE) $(LIBAPI)
+UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(call obj,$(filter-out sae-client/main.c,$(SAECLI_SRC))) $(LIBSAE) $(LIBAPI)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/unit/%,$(UNIT_SRC))
 $(BIN)/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	@mkdir -p $(dir $@)
@@ -77,7 +78,7 @@ deps:
 
 test: deps
 	$(MAKE) MODE=asan all unit-bins
-	sh tests/run-all.sh build/asan
+	bash tests/run-all.sh build/asan
 
 unit-bins: $(UNIT_BINS)
 bench-bins: $(BENCH_BINS)
@@ -88,7 +89,7 @@ bench: deps
 
 run: deps
 	$(MAKE) MODE=release all
-	sh kme/demo-network.sh build/release
+	bash kme/demo-network.sh build/release
 
 clean:
 	rm -rf build

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make run`: the demo network of DESIGN on loopback, in the foreground.
+# Sites A and B joined by a QKD link fed by qkd-sim; SAE ports 8441/8442, KME
+# ports 9441/9442; certificates in run/certs; data in run/ (kept across
+# restarts). Prints `ready` and commands to try; Ctrl-C stops everything.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
+. "$ROOT/kme/network.sh"
+NET_BIN=$BUILD/bin
+NET_SAE_BASE=8440
+NET_KME_BASE=9440
+RUN=$ROOT/run
+
+stopping=0
+shutdown() {
+    [ $stopping -eq 1 ] && return
+    stopping=1
+    echo
+    echo "stopping the network..."
+    net_stop
+    echo "stopped; keys and link blocks are kept in $RUN"
+    exit 0
+}
+trap shutdown INT TERM
+
+net_init "$RUN" "A B" "A-B" || { echo "run: cannot create the network in $RUN" >&2; exit 1; }
+if ! net_start; then
+    net_stop
+    exit 1
+fi
+
+cat <<TXT
+ready
+  sites: KME_A  SAE port https://localhost:8441  KME port 9441  (SAE_A)
+         KME_B  SAE port https://localhost:8442  KME port 9442  (SAE_B)
+  link:  A-B fed by qkd-sim at $NET_RATE bit/s; logs in $RUN/A/kme.log, $RUN/B/kme.log
+
+Try, from $ROOT in another terminal:
+  curl --cert run/certs/SAE_A.pem --key run/certs/SAE_A.key --cacert run/certs/ca.pem \\
+       https://localhost:8441/api/v1/keys/SAE_B/status
+  curl --cert run/certs/SAE_A.pem --key run/certs/SAE_A.key --cacert run/certs/ca.pem \\
+       'https://localhost:8441/api/v1/keys/SAE_B/enc_keys?number=2&size=256'
+  curl --cert run/certs/SAE_B.pem --key run/certs/SAE_B.key --cacert run/certs/ca.pem \\
+       'https://localhost:8442/api/v1/keys/SAE_A/dec_keys?key_ID=<a key_ID from above>'
+  build/release/bin/sae-client --kme https://localhost:8441 --cert run/certs/SAE_A.pem \\
+       --key run/certs/SAE_A.key --ca run/certs/ca.pem get-key SAE_B --number 2 --output hex
+
+Ctrl-C stops the network.
+TXT
+
+# Stay in the foreground; report a site that dies.
+while true; do
+    for s in $NET_SITES; do
+        if ! kill -0 "$(kme_pid "$s")" 2>/dev/null; then
+            echo "KME_$s stopped unexpectedly; see $RUN/$s/kme.log" >&2
+            net_stop
+            exit 1
+        fi
+    done
+    sleep 1 &
+    wait $! 2>/dev/null
+done
