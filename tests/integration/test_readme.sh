@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The README's commands, run verbatim against a live two-site network on the
+# README's ports (8441/8442), from a directory whose run/ is this test's network.
+T_SUITE=readme
+. "$(dirname "$0")/../lib.sh"
+. "$T_ROOT/kme/network.sh"
+NET_BIN=$T_BIN
+NET_SAE_BASE=8440
+NET_KME_BASE=9440
+
+dir=$(mktemp -d "$T_OUT/readme.XXXX")
+trap net_stop EXIT
+net_init "$dir/run" "A B" "A-B" || { t_fail "network" "net_init failed"; t_summary; exit 1; }
+net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
+wait_for 30 bash -c "[ \"\$(sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count)\" -gt 8 ]" ||
+    t_fail "stock" "no link key reached site A"
+
+# readme_block N: the Nth ```sh block that follows a readme-test marker.
+readme_block() {
+    awk -v want="$1" '
+        /<!-- readme-test/ { armed = 1; next }
+        armed && /^```sh$/ { n++; inside = (n == want); armed = 0; next }
+        inside && /^```$/ { inside = 0; next }
+        inside { print }
+    ' "$T_ROOT/README.md"
+}
+
+curl_block=$(readme_block 1)
+t_match "README has the five curl operations" 'status.*enc_keys\?number.*enc_keys.*dec_keys\?key_ID.*key_IDs' \
+    "$(echo "$curl_block" | tr '\n' ' ')"
+
+cd "$dir" || exit 1
+out=$(bash -e -o pipefail -c "$curl_block" 2>"$dir/readme.err")
+rc=$?
+t_eq "the curl block runs without error" 0 "$rc"
+# Five JSON answers: status, a 2-key container, nothing (captured), two 1-key containers.
+answers=$(echo "$out" | jq -c . 2>/dev/null)
+t_eq "four JSON answers printed" 4 "$(echo "$answers" | grep -c .)"
+t_eq "GET_STATUS answered" "KME_A KME_B SAE_A SAE_B" \
+    "$(echo "$answers" | sed -n 1p | jq -r '"\(.source_KME_ID) \(.target_KME_ID) \(.master_SAE_ID) \(.slave_SAE_ID)"')"
+t_eq "GET_KEY (GET) gave two 256-bit keys" "2 32 32" \
+    "$(echo "$answers" | sed -n 2p | jq -r '"\(.keys | length) \(.keys[0].key | @base64d | length) \(.keys[1].key | @base64d | length)"' 2>/dev/null)"
+t_eq "GET_KEY_WITH_KEY_IDS (GET) gave the 512-bit key" "1 64" \
+    "$(echo "$answers" | sed -n 3p | jq -r '"\(.keys | length) \(.keys[0].key | @base64d | length)"' 2>/dev/null)"
+t_eq "GET_KEY_WITH_KEY_IDS (POST) gave the key" 1 "$(echo "$answers" | sed -n 4p | jq '.keys | length')"
+t_nomatch "no ETSI error among the answers" '"message"' "$out"
+
+cli_block=$(readme_block 2 | sed "s#build/release/bin/#$T_BIN/#g")
+cli_out=$(bash -e -o pipefail -c "$cli_block" 2>"$dir/cli.err")
+t_eq "the sae-client block runs without error" 0 $?
+master=$(echo "$cli_out" | head -n 2)
+slave=$(echo "$cli_out" | tail -n 2)
+t_eq "sae-client printed two keys for the master and two for the slave" 4 "$(echo "$cli_out" | grep -cE '^[0-9a-f-]{36} [0-9a-f]{64}$')"
+t_eq "the slave received exactly the master's keys" "$master" "$slave"
+
+for s in A B; do
+    t_nomatch "KME_$s log free of sanitizer reports" 'AddressSanitizer|runtime error' "$(cat "$NET_DIR/$s/kme.log")"
+done
+t_summary

@@ -1,0 +1,185 @@
+/* Unit tests of key records on a real LMDB store: fetch once by designated
+ * slaves only, all-or-nothing multi-key fetch, multicast, expiry. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "kme/key_records.h"
+
+static char dir[64];
+static kme_store st;
+
+static void setup(void)
+{
+    char err[256];
+    strcpy(dir, "/tmp/krtest.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(store_open(&st, dir, 64, "KME_B", err, sizeof err), 0);
+}
+
+static void teardown(void)
+{
+    char cmd[100];
+    store_close(&st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+typedef struct {
+    key_record r;
+    unsigned char key[4];
+} put_arg;
+static int do_put(kme_store *s, MDB_txn *t, void *a) { return kr_put(s, t, &((put_arg *)a)->r); }
+
+static void put(const char *id, const char *master, const char *slave1, const char *slave2, int64_t expires)
+{
+    put_arg a;
+    memset(&a, 0, sizeof a);
+    memcpy(a.key, "\x01\x02\x03\x04", 4);
+    strcpy(a.r.key_id, id);
+    strcpy(a.r.master, master);
+    strcpy(a.r.slaves[a.r.slave_count++], slave1);
+    if (slave2)
+        strcpy(a.r.slaves[a.r.slave_count++], slave2);
+    a.r.expires = expires;
+    a.r.key = a.key;
+    a.r.key_len = 4;
+    ck_assert_int_eq(store_commit(&st, do_put, &a), KR_OK);
+}
+
+typedef struct {
+    const char *master, *slave;
+    etsi_key_ids ids;
+    char idbuf[4][37];
+    etsi_key_container out;
+    size_t bad;
+} fetch_arg;
+static int do_fetch(kme_store *s, MDB_txn *t, void *a)
+{
+    fetch_arg *f = a;
+    return kr_fetch(s, t, f->master, f->slave, &f->ids, &f->out, &f->bad);
+}
+
+static int fetch(const char *master, const char *slave, const char *id1, const char *id2, size_t *count)
+{
+    fetch_arg f;
+    memset(&f, 0, sizeof f);
+    f.master = master;
+    f.slave = slave;
+    strcpy(f.idbuf[0], id1);
+    f.ids.count = 1;
+    if (id2) {
+        strcpy(f.idbuf[1], id2);
+        f.ids.count = 2;
+    }
+    f.ids.ids = f.idbuf;
+    int rc = store_commit(&st, do_fetch, &f);
+    if (count)
+        *count = f.out.count;
+    if (rc == KR_OK)
+        ck_assert_mem_eq(f.out.keys[0].key, "\x01\x02\x03\x04", 4);
+    etsi_key_container_clear(&f.out);
+    return rc;
+}
+
+static long count_records(void)
+{
+    MDB_txn *t;
+    ck_assert_int_eq(store_read_begin(&st, &t), 0);
+    long n = kr_count(&st, t);
+    mdb_txn_abort(t);
+    return n;
+}
+
+#define K1 "11111111-1111-4111-8111-111111111111"
+#define K2 "22222222-2222-4222-8222-222222222222"
+#define K3 "33333333-3333-4333-8333-333333333333"
+
+START_TEST(fetch_once_by_the_slave_only)
+{
+    put(K1, "SAE_A", "SAE_B", NULL, 4000000000LL);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_C", K1, NULL, NULL), KR_NOT_SLAVE);
+    ck_assert_int_eq(fetch("SAE_X", "SAE_B", K1, NULL, NULL), KR_FOREIGN);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K2, NULL, NULL), KR_UNKNOWN);
+    ck_assert_int_eq(count_records(), 1);
+    size_t n;
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, &n), KR_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(count_records(), 0);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
+}
+END_TEST
+
+START_TEST(one_bad_id_hands_out_nothing)
+{
+    put(K1, "SAE_A", "SAE_B", NULL, 4000000000LL);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, K2, NULL), KR_UNKNOWN);
+    size_t n;
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, &n), KR_OK);
+    ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+START_TEST(multicast_each_slave_once)
+{
+    put(K1, "SAE_A", "SAE_B", "SAE_B2", 4000000000LL);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    ck_assert_int_eq(count_records(), 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B2", K1, NULL, NULL), KR_OK);
+    ck_assert_int_eq(count_records(), 0);
+}
+END_TEST
+
+static int do_expire(kme_store *s, MDB_txn *t, void *a)
+{
+    *(int *)a = kr_expire(s, t, 2000, 64);
+    return 0;
+}
+
+START_TEST(expiry_erases_only_expired)
+{
+    put(K1, "SAE_A", "SAE_B", NULL, 1000);
+    put(K2, "SAE_A", "SAE_B", NULL, 3000);
+    put(K3, "SAE_A", "SAE_B", NULL, 1500);
+    int n = 0;
+    ck_assert_int_eq(store_commit(&st, do_expire, &n), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(count_records(), 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K2, NULL, NULL), KR_OK);
+}
+END_TEST
+
+START_TEST(duplicate_id_refused)
+{
+    put(K1, "SAE_A", "SAE_B", NULL, 4000000000LL);
+    put_arg a;
+    memset(&a, 0, sizeof a);
+    strcpy(a.r.key_id, K1);
+    strcpy(a.r.master, "SAE_Z");
+    strcpy(a.r.slaves[a.r.slave_count++], "SAE_Z");
+    a.r.key = a.key;
+    a.r.key_len = 4;
+    ck_assert_int_eq(store_commit(&st, do_put, &a), KR_EXISTS);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("key_records");
+    TCase *tc = tcase_create("records");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, fetch_once_by_the_slave_only);
+    tcase_add_test(tc, one_bad_id_hands_out_nothing);
+    tcase_add_test(tc, multicast_each_slave_once);
+    tcase_add_test(tc, expiry_erases_only_expired);
+    tcase_add_test(tc, duplicate_id_refused);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}

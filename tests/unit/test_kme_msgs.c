@@ -1,0 +1,143 @@
+/* Unit tests of the inter-KME messages (api/kme_msgs) and the KME configuration loader. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "api/kme_msgs.h"
+#include "kme/config.h"
+
+START_TEST(verify_round_trip)
+{
+    static kme_verify_request r, back;
+    etsi_problem p;
+    strcpy(r.txn_id, "6899051d-1655-442f-885a-778f1004bcae");
+    r.timeout_ms = 5000;
+    r.count = 2;
+    r.seqs[0] = 7;
+    r.seqs[1] = 1ULL << 40;
+    memset(r.tags[1], 0xab, KME_TAG_BYTES);
+    char *t = kme_verify_request_to_json(&r);
+    ck_assert_int_eq(kme_verify_request_from_json(t, strlen(t), &back, &p), 0);
+    ck_assert_uint_eq(back.count, 2);
+    ck_assert_uint_eq(back.seqs[1], 1ULL << 40);
+    ck_assert_mem_eq(back.tags[1], r.tags[1], KME_TAG_BYTES);
+    etsi_text_free(t);
+    static kme_verify_response v, vb;
+    strcpy(v.txn_id, r.txn_id);
+    v.count = 3;
+    v.verdicts[0] = KME_MATCH;
+    v.verdicts[1] = KME_MISMATCH;
+    v.verdicts[2] = KME_MISSING;
+    t = kme_verify_response_to_json(&v);
+    ck_assert_int_eq(kme_verify_response_from_json(t, strlen(t), &vb, &p), 0);
+    ck_assert_uint_eq(vb.verdicts[1], KME_MISMATCH);
+    ck_assert_uint_eq(vb.verdicts[2], KME_MISSING);
+    etsi_text_free(t);
+    const char *bad = "{\"txn_id\":\"x\",\"timeout_ms\":1,\"blocks\":[]}";
+    ck_assert_int_eq(kme_verify_request_from_json(bad, strlen(bad), &back, &p), -1);
+    bad = "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[{\"seq\":1,\"tag\":\"zz\"}]}";
+    ck_assert_int_eq(kme_verify_request_from_json(bad, strlen(bad), &back, &p), -1);
+}
+END_TEST
+
+START_TEST(reserve_round_trip_and_checks)
+{
+    kme_reserve_request r, back;
+    etsi_problem p;
+    memset(&r, 0, sizeof r);
+    strcpy(r.master, "SAE_A");
+    strcpy(r.slaves[0], "SAE_B");
+    r.slave_count = 1;
+    r.size_bits = 256;
+    r.expires = 1900000000;
+    kme_reserved_key keys[1] = {{"6899051d-1655-442f-885a-778f1004bcae", 0, 2}};
+    kme_range ranges[2] = {{2, 48, 20}, {4, 48, 12}};
+    r.keys = keys;
+    r.key_count = 1;
+    r.ranges = ranges;
+    r.range_count = 2;
+    char *t = kme_reserve_request_to_json(&r);
+    ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 10, &back, &p), 0);
+    ck_assert_uint_eq(back.key_count, 1);
+    ck_assert_uint_eq(back.range_count, 2);
+    ck_assert_uint_eq(back.ranges[1].seq, 4);
+    ck_assert_uint_eq(back.ranges[1].length, 12);
+    ck_assert_str_eq(back.slaves[0], "SAE_B");
+    kme_reserve_request_clear(&back);
+    etsi_text_free(t);
+    /* Ranges that do not add up to the size are refused. */
+    ranges[1].length = 11;
+    t = kme_reserve_request_to_json(&r);
+    ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 10, &back, &p), -1);
+    etsi_text_free(t);
+    ranges[1].length = 12;
+    t = kme_reserve_request_to_json(&r);
+    ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 0, &back, &p), -1); /* over max keys */
+    etsi_text_free(t);
+}
+END_TEST
+
+static int load(const char *json, kme_config *c, char *err, size_t errlen)
+{
+    char path[] = "/tmp/kmecfg.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    int rc = kme_config_load(path, c, err, errlen);
+    unlink(path);
+    return rc;
+}
+
+#define BASE "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\"," \
+             "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":\"a\"}"
+
+START_TEST(config_loader)
+{
+    kme_config c;
+    char err[256];
+    ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
+                          "\"key_dir\":\"/tmp/l\",\"peer_saes\":[\"SAE_B\"]}],\"limits\":{\"key_size\":128}}",
+                          &c, err, sizeof err),
+                     0);
+    ck_assert_int_eq(c.limits.key_size, 128);
+    ck_assert_int_eq(c.limits.max_key_per_request, 1024);
+    ck_assert_int_eq(c.sae_listen.port, 1);
+    ck_assert(kme_config_hosts_sae(&c, "SAE_A"));
+    ck_assert_ptr_eq(kme_config_link_for_sae(&c, "SAE_B"), &c.links[0]);
+    kme_config_free(&c);
+    const char *bad[] = {
+        "{" BASE "}",                                                      /* no saes */
+        "{" BASE ",\"saes\":[\"a b\"]}",                                   /* bad SAE ID */
+        "{" BASE ",\"saes\":[],\"limits\":{\"key_size\":12}}",             /* not a multiple of 8 */
+        "{" BASE ",\"saes\":[],\"limits\":{\"min_key_size\":512}}",        /* min above default */
+        "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_A\",\"url\":\"https://h:9\",\"key_dir\":\"/l\"}]}",
+        "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"http://h:9\",\"key_dir\":\"/l\"}]}",
+        "{" BASE ",\"saes\":[],\"key_ttl_seconds\":0}",
+        "[1]",
+        "{\"kme_id\":\"KME_A\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        ck_assert_msg(load(bad[i], &c, err, sizeof err) == -1, "accepted %s", bad[i]);
+        ck_assert(err[0]);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    etsi_json_use_wiping_allocator();
+    Suite *s = suite_create("kme_msgs_config");
+    TCase *tc = tcase_create("msgs");
+    tcase_add_test(tc, verify_round_trip);
+    tcase_add_test(tc, reserve_round_trip_and_checks);
+    tcase_add_test(tc, config_loader);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,291 @@
+/* Unit tests of link blocks on real LMDB stores: extents, ownership, the
+ * key-caching verdicts between two ends, allocation, reuse refusal, release. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/rand.h>
+#include "relay/link_blocks.h"
+
+#define BLOCK 1024
+
+static char dir_a[64], dir_b[64];
+static kme_store sa, sb;
+static lb_link la, lb_;
+
+static void open_stores(void)
+{
+    char err[256];
+    strcpy(dir_a, "/tmp/lbtestA.XXXXXX");
+    strcpy(dir_b, "/tmp/lbtestB.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir_a));
+    ck_assert_ptr_nonnull(mkdtemp(dir_b));
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    lb_link_init(&la, "KME_A", "KME_B");
+    lb_link_init(&lb_, "KME_B", "KME_A");
+}
+
+static void close_stores(void)
+{
+    char cmd[200];
+    store_close(&sa);
+    store_close(&sb);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* ---- a generic "run this in a write transaction" for the tests ---- */
+typedef int (*txn_fn)(kme_store *s, MDB_txn *txn, void *arg);
+static int run(kme_store *s, txn_fn fn, void *arg) { return store_commit(s, fn, arg); }
+
+typedef struct {
+    lb_link *l;
+    uint64_t seq;
+    const unsigned char *data;
+    size_t len;
+} ingest_arg;
+static int do_ingest(kme_store *s, MDB_txn *t, void *a)
+{
+    ingest_arg *i = a;
+    return lb_ingest(s, t, i->l, i->seq, i->data, i->len);
+}
+
+/* Ingests n identical blocks at both ends; block `bad` (if >0) differs at B. */
+static void ingest_both(int n, uint64_t bad)
+{
+    unsigned char data[BLOCK];
+    for (int i = 1; i <= n; i++) {
+        RAND_bytes(data, sizeof data);
+        ingest_arg a = {&la, (uint64_t)i, data, sizeof data};
+        ck_assert_int_eq(run(&sa, do_ingest, &a), LB_OK);
+        if ((uint64_t)i == bad)
+            data[500] ^= 1;
+        ingest_arg b = {&lb_, (uint64_t)i, data, sizeof data};
+        ck_assert_int_eq(run(&sb, do_ingest, &b), LB_OK);
+    }
+}
+
+typedef struct {
+    uint64_t seqs[256];
+    uint8_t tags[256][LB_TAG_BYTES];
+    enum lb_verdict verdicts[256];
+    int n;
+} verify_state;
+
+static int do_lock(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    v->n = lb_lock_for_verify(s, t, &la, 77, 1000, 999999999999LL, 256, v->seqs, v->tags);
+    return v->n < 0;
+}
+static int do_respond(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
+            return 1;
+    return 0;
+}
+static int do_apply(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_apply_verdict(s, t, &la, v->seqs[i], 77, v->verdicts[i]))
+            return 1;
+    return 0;
+}
+
+static void verify_all(verify_state *v)
+{
+    ck_assert_int_eq(run(&sa, do_lock, v), 0);
+    ck_assert_int_eq(run(&sb, do_respond, v), 0);
+    ck_assert_int_eq(run(&sa, do_apply, v), 0);
+}
+
+static lb_meta meta(kme_store *s, const char *peer, uint64_t seq)
+{
+    MDB_txn *t;
+    lb_meta m;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_meta(s, t, peer, seq, &m), 0);
+    mdb_txn_abort(t);
+    return m;
+}
+
+START_TEST(extents)
+{
+    lb_meta m;
+    memset(&m, 0, sizeof m);
+    m.size = 100;
+    ck_assert_int_eq(lb_extents_add(&m, 10, 20), 0);
+    ck_assert_int_eq(lb_extents_add(&m, 30, 40), 0);
+    ck_assert_int_eq(lb_extents_add(&m, 20, 30), 0); /* joins both */
+    ck_assert_uint_eq(m.nused, 1);
+    ck_assert_uint_eq(m.used[0].start, 10);
+    ck_assert_uint_eq(m.used[0].end, 40);
+    ck_assert(lb_extents_overlap(&m, 39, 41));
+    ck_assert(!lb_extents_overlap(&m, 40, 50));
+    ck_assert(!lb_extents_overlap(&m, 0, 10));
+    lb_extents_remove(&m, 15, 25);
+    ck_assert_uint_eq(m.nused, 2);
+    ck_assert_uint_eq(lb_extents_used_bytes(&m), 20);
+}
+END_TEST
+
+START_TEST(ownership_is_complementary)
+{
+    lb_link a, b;
+    lb_link_init(&a, "KME_A", "KME_B");
+    lb_link_init(&b, "KME_B", "KME_A");
+    for (uint64_t s = 0; s < 10; s++) {
+        ck_assert_int_ne(lb_owner_of(&a, s), lb_owner_of(&b, s));
+        ck_assert_int_eq(lb_owner_of(&a, s), s % 2 == 0 ? LB_OWNER_SELF : LB_OWNER_PEER);
+    }
+}
+END_TEST
+
+START_TEST(verification_settles_both_ends)
+{
+    open_stores();
+    ingest_both(6, 3);
+    verify_state v = {0};
+    verify_all(&v);
+    ck_assert_int_eq(v.n, 6);
+    for (uint64_t s = 1; s <= 6; s++) {
+        lb_meta ma = meta(&sa, "KME_B", s), mb = meta(&sb, "KME_A", s);
+        if (s == 3) {
+            ck_assert_int_eq(ma.state, LB_DISCARDED);
+            ck_assert_int_eq(mb.state, LB_DISCARDED);
+        } else {
+            ck_assert_int_eq(ma.state, LB_VERIFIED);
+            ck_assert_int_eq(mb.state, LB_VERIFIED);
+            ck_assert_int_ne(ma.owner, mb.owner);
+        }
+    }
+    /* A repeated transaction (lost answer) gives the same verdicts and changes nothing. */
+    verify_state again = v;
+    ck_assert_int_eq(run(&sb, do_respond, &again), 0);
+    for (int i = 0; i < v.n; i++)
+        ck_assert_int_eq(again.verdicts[i], v.verdicts[i]);
+    /* Ingesting a known seq again is refused. */
+    unsigned char data[BLOCK] = {0};
+    ingest_arg dup = {&la, 2, data, sizeof data};
+    ck_assert_int_eq(run(&sa, do_ingest, &dup), LB_EXISTS);
+    close_stores();
+}
+END_TEST
+
+typedef struct {
+    lb_link *l;
+    size_t nbytes;
+    unsigned char out[4096];
+    lb_range ranges[64];
+    size_t n;
+    int rc;
+} alloc_arg;
+static int do_alloc(kme_store *s, MDB_txn *t, void *a)
+{
+    alloc_arg *x = a;
+    x->rc = lb_allocate(s, t, x->l, x->nbytes, x->out, x->ranges, 64, &x->n);
+    return x->rc;
+}
+static int do_take(kme_store *s, MDB_txn *t, void *a)
+{
+    alloc_arg *x = a;
+    return lb_take_peer_ranges(s, t, &lb_, x->ranges, x->n, x->out);
+}
+static int do_release(kme_store *s, MDB_txn *t, void *a)
+{
+    alloc_arg *x = a;
+    return lb_release(s, t, x->l, x->ranges, x->n);
+}
+static lb_stock stock(kme_store *s, lb_link *l)
+{
+    MDB_txn *t;
+    lb_stock st;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_stock(s, t, l, &st), 0);
+    mdb_txn_abort(t);
+    return st;
+}
+
+START_TEST(allocation_reservation_and_reuse)
+{
+    open_stores();
+    ingest_both(4, 0);
+    verify_state v = {0};
+    verify_all(&v);
+    /* A owns seqs 2 and 4: 2 * (1024 - 48) bytes. */
+    ck_assert_uint_eq(stock(&sa, &la).owned_free, 2 * (BLOCK - LB_MAC_BYTES));
+    alloc_arg x = {&la, 1500, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(run(&sa, do_alloc, &x), LB_OK);
+    ck_assert_uint_eq(x.n, 2); /* spans both owned blocks */
+    for (size_t i = 0; i < x.n; i++) {
+        ck_assert_uint_eq(x.ranges[i].seq % 2, 0);
+        ck_assert_uint_ge(x.ranges[i].offset, LB_MAC_BYTES);
+    }
+    /* The peer takes the same ranges and gets the same bytes. */
+    alloc_arg y = x;
+    memset(y.out, 0, sizeof y.out);
+    ck_assert_int_eq(run(&sb, do_take, &y), LB_OK);
+    ck_assert_mem_eq(y.out, x.out, 1500);
+    /* Taking them again is refused as reuse, and changes nothing. */
+    lb_stock before = stock(&sb, &lb_);
+    ck_assert_int_eq(run(&sb, do_take, &y), LB_REUSED);
+    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, before.peer_free);
+    /* Ranges in a block B owns (odd seq) are not A's to give. */
+    alloc_arg z = {&la, 0, {0}, {{1, 100, 10}}, 1, 0};
+    ck_assert_int_eq(run(&sb, do_take, &z), LB_INVALID);
+    /* Asking for more than is left: LB_SHORT and nothing spent. */
+    alloc_arg big = {&la, 1000, {0}, {{0}}, 0, 0};
+    lb_stock s1 = stock(&sa, &la);
+    ck_assert_int_eq(run(&sa, do_alloc, &big), LB_SHORT);
+    ck_assert_uint_eq(stock(&sa, &la).owned_free, s1.owned_free);
+    /* Released ranges are carved again, the next allocation gets the same bytes. */
+    alloc_arg small = {&la, 100, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(run(&sa, do_alloc, &small), LB_OK);
+    unsigned char first[100];
+    memcpy(first, small.out, 100);
+    ck_assert_int_eq(run(&sa, do_release, &small), LB_OK);
+    alloc_arg again = {&la, 100, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(run(&sa, do_alloc, &again), LB_OK);
+    ck_assert_mem_eq(again.out, first, 100);
+    close_stores();
+}
+END_TEST
+
+START_TEST(store_identity_and_persistence)
+{
+    open_stores();
+    ingest_both(2, 0);
+    store_close(&sa);
+    char err[256];
+    kme_store other;
+    ck_assert_int_eq(store_open(&other, dir_a, 64, "KME_Z", err, sizeof err), -1);
+    ck_assert(strstr(err, "KME_A") != NULL);
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    lb_meta m = meta(&sa, "KME_B", 2);
+    ck_assert_int_eq(m.state, LB_UNVERIFIED);
+    ck_assert_uint_eq(m.size, BLOCK);
+    close_stores();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("link_blocks");
+    TCase *tc = tcase_create("blocks");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, extents);
+    tcase_add_test(tc, ownership_is_complementary);
+    tcase_add_test(tc, verification_settles_both_ends);
+    tcase_add_test(tc, allocation_reservation_and_reuse);
+    tcase_add_test(tc, store_identity_and_persistence);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
