@@ -38,10 +38,10 @@ answers=$(echo "$out" | jq -c . 2>/dev/null)
 t_eq "four JSON answers printed" 4 "$(echo "$answers" | grep -c .)"
 t_eq "GET_STATUS answered" "KME_A KME_B SAE_A SAE_B" \
     "$(echo "$answers" | sed -n 1p | jq -r '"\(.source_KME_ID) \(.target_KME_ID) \(.master_SAE_ID) \(.slave_SAE_ID)"')"
-t_eq "GET_KEY (GET) gave two 256-bit keys" "2 32 32" \
-    "$(echo "$answers" | sed -n 2p | jq -r '"\(.keys | length) \(.keys[0].key | @base64d | length) \(.keys[1].key | @base64d | length)"' 2>/dev/null)"
-t_eq "GET_KEY_WITH_KEY_IDS (GET) gave the 512-bit key" "1 64" \
-    "$(echo "$answers" | sed -n 3p | jq -r '"\(.keys | length) \(.keys[0].key | @base64d | length)"' 2>/dev/null)"
+t_eq "GET_KEY (GET) gave two 256-bit keys" "2 44 44" \
+    "$(echo "$answers" | sed -n 2p | jq -r '"\(.keys | length) \(.keys[0].key | length) \(.keys[1].key | length)"' 2>/dev/null)"
+t_eq "GET_KEY_WITH_KEY_IDS (GET) gave the 512-bit key" "1 88" \
+    "$(echo "$answers" | sed -n 3p | jq -r '"\(.keys | length) \(.keys[0].key | length)"' 2>/dev/null)"
 t_eq "GET_KEY_WITH_KEY_IDS (POST) gave the key" 1 "$(echo "$answers" | sed -n 4p | jq '.keys | length')"
 t_nomatch "no ETSI error among the answers" '"message"' "$out"
 

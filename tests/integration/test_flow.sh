@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The full master/slave flow over real TLS, HTTP and LMDB between two sites:
+# GET and POST forms, several sizes and counts, slaves at the same and at the
+# adjacent KME, multicast, and that no key ever reaches anyone twice (I2, I3).
+T_SUITE=flow
+. "$(dirname "$0")/../lib.sh"
+. "$T_ROOT/kme/network.sh"
+NET_BIN=$T_BIN
+NET_SAE_BASE=5100
+NET_KME_BASE=5200
+NET_EXTRA_SAES="SAE_A2@A SAE_B2@B"
+
+dir=$(mktemp -d "$T_OUT/flow.XXXX")
+trap net_stop EXIT
+net_init "$dir" "A B" "A-B" && net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
+# jq: byte length of a base64 string
+B64LEN='((length / 4 * 3) - (if endswith("==") then 2 elif endswith("=") then 1 else 0 end))'
+wait_for 30 bash -c "[ \$(NET_DIR=$NET_DIR; . $T_ROOT/kme/network.sh; NET_SAE_BASE=$NET_SAE_BASE; NET_SITES='$NET_SITES'; NET_EXTRA_SAES='$NET_EXTRA_SAES'; sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count) -gt 100 ]" ||
+    t_fail "stock" "site A has no link key for SAE_B"
+# Both ends have key: B owns the odd blocks.
+wait_for 30 bash -c "[ \$(NET_DIR=$NET_DIR; . $T_ROOT/kme/network.sh; NET_SAE_BASE=$NET_SAE_BASE; NET_SITES='$NET_SITES'; NET_EXTRA_SAES='$NET_EXTRA_SAES'; sae_curl SAE_B /api/v1/keys/SAE_A/status | jq .stored_key_count) -gt 100 ]" ||
+    t_fail "stock" "site B has no link key for SAE_A"
+
+delivered="$dir/delivered.txt"  # key_ID key(base64) as received by masters
+fetched="$dir/fetched.txt"      # key_ID key as received by slaves
+: >"$delivered"
+: >"$fetched"
+
+# enc MASTER SLAVE FORM NUMBER SIZE [JSON] -> prints the container; records keys
+enc() {
+    local master=$1 slave=$2 form=$3 number=$4 size=$5 extra=${6:-} out
+    if [ "$form" = GET ]; then
+        out=$(sae_curl "$master" "/api/v1/keys/$slave/enc_keys?number=$number&size=$size")
+    else
+        out=$(sae_curl "$master" "/api/v1/keys/$slave/enc_keys" -H 'Content-Type: application/json' \
+            -d "{\"number\":$number,\"size\":$size$extra}")
+    fi
+    echo "$out" | jq -r '.keys[]? | "\(.key_ID) \(.key)"' >>"$delivered"
+    echo "$out"
+}
+# dec SLAVE MASTER FORM IDS... -> prints the container; records keys
+dec() {
+    local slave=$1 master=$2 form=$3 out
+    shift 3
+    if [ "$form" = GET ]; then
+        out=$(sae_curl "$slave" "/api/v1/keys/$master/dec_keys?key_ID=$1")
+    else
+        local body
+        body=$(printf '%s\n' "$@" | jq -R . | jq -sc '{key_IDs: map({key_ID: .})}')
+        out=$(sae_curl "$slave" "/api/v1/keys/$master/dec_keys" -H 'Content-Type: application/json' -d "$body")
+    fi
+    echo "$out" | jq -r '.keys[]? | "\(.key_ID) \(.key)"' >>"$fetched"
+    echo "$out"
+}
+
+for master_site in A B; do
+    m=SAE_$master_site
+    if [ $master_site = A ]; then s=SAE_B; else s=SAE_A; fi
+    for form in GET POST; do
+        for case in "1 8" "3 256" "10 1024" "2 8192" "1 65536"; do
+            set -- $case
+            c=$(enc "$m" "$s" "$form" "$1" "$2")
+            n=$(echo "$c" | jq '.keys | length')
+            lens=$(echo "$c" | jq -r "[.keys[].key | $B64LEN] | unique | join(\",\")")
+            t_eq "$m→$s $form enc_keys number=$1 size=$2: count" "$1" "$n"
+            t_eq "$m→$s $form enc_keys number=$1 size=$2: bytes per key" "$(($2 / 8))" "$lens"
+            ids=$(echo "$c" | jq -r '.keys[].key_ID')
+            if [ "$form" = GET ]; then
+                for id in $ids; do
+                    got=$(dec "$s" "$m" GET "$id" | jq -r '.keys[0].key')
+                    want=$(echo "$c" | jq -r --arg id "$id" '.keys[] | select(.key_ID == $id) | .key')
+                    [ "$got" = "$want" ] || t_fail "$s fetches $id (GET)" "bytes differ"
+                done
+                t_pass "$s fetched each key with GET dec_keys; bytes equal"
+            else
+                # shellcheck disable=SC2086
+                got=$(dec "$s" "$m" POST $ids | jq -c '[.keys[] | {key_ID, key}] | sort_by(.key_ID)')
+                want=$(echo "$c" | jq -c '[.keys[] | {key_ID, key}] | sort_by(.key_ID)')
+                t_eq "$s fetched all $1 keys with one POST dec_keys; bytes equal" "$want" "$got"
+            fi
+        done
+    done
+done
+
+# Slave at the same KME: DRBG keys, GET and POST.
+c=$(enc SAE_A SAE_A2 GET 4 256)
+t_eq "local slave: 4 keys" 4 "$(echo "$c" | jq '.keys | length')"
+t_eq "status names this KME as target for a local slave" "KME_A" \
+    "$(sae_curl SAE_A /api/v1/keys/SAE_A2/status | jq -r .target_KME_ID)"
+id=$(echo "$c" | jq -r '.keys[0].key_ID')
+t_eq "local slave fetches a key with GET" "$(echo "$c" | jq -r '.keys[0].key')" "$(dec SAE_A2 SAE_A GET "$id" | jq -r '.keys[0].key')"
+# shellcheck disable=SC2046
+t_eq "local slave fetches the other three with POST" 3 "$(dec SAE_A2 SAE_A POST $(echo "$c" | jq -r '.keys[1:][].key_ID') | jq '.keys | length')"
+
+# Multicast: a slave at B, another at B and one at A, one request.
+c=$(enc SAE_A SAE_B POST 2 256 ',"additional_slave_SAE_IDs":["SAE_B2","SAE_A2"]')
+t_eq "multicast: 2 keys" 2 "$(echo "$c" | jq '.keys | length')"
+ids=$(echo "$c" | jq -r '.keys[].key_ID')
+want=$(echo "$c" | jq -c '[.keys[] | {key_ID, key}] | sort_by(.key_ID)')
+for sl in SAE_B SAE_B2 SAE_A2; do
+    # shellcheck disable=SC2086
+    got=$(dec "$sl" SAE_A POST $ids | jq -c '[.keys[]? | {key_ID, key}] | sort_by(.key_ID)')
+    t_eq "multicast: $sl receives the same keys" "$want" "$got"
+    # shellcheck disable=SC2086
+    again=$(sae_curl "$sl" "/api/v1/keys/SAE_A/dec_keys?key_ID=$(echo $ids | cut -d' ' -f1)" -o /dev/null -w '%{http_code}')
+    t_eq "multicast: $sl cannot fetch again" 400 "$again"
+done
+
+# I2/I3 over everything above: every delivered key fetched exactly as delivered,
+# no key_ID delivered twice, and no key bytes repeated across IDs.
+sort -u "$delivered" >"$dir/d.sorted"
+t_eq "no key_ID reached a master twice" "$(cut -d' ' -f1 "$delivered" | sort | uniq -d | wc -l)" 0
+t_eq "no two key_IDs carry the same bytes" 0 "$(awk 'length($2) > 4' "$delivered" | cut -d' ' -f2 | sort | uniq -d | wc -l)"
+missing=$(sort -u "$fetched" | comm -23 "$dir/d.sorted" - | wc -l)
+t_eq "every delivered key was fetched with identical bytes" 0 "$missing"
+t_eq "nothing fetched that was not delivered" 0 "$(sort -u "$fetched" | comm -13 "$dir/d.sorted" - | wc -l)"
+t_eq "no keys left waiting at A" 0 "$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump | jq '.keys | length')"
+t_eq "no keys left waiting at B" 0 "$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump | jq '.keys | length')"
+
+for s in A B; do
+    t_nomatch "KME_$s log free of sanitizer reports" 'AddressSanitizer|runtime error|LeakSanitizer' "$(cat "$NET_DIR/$s/kme.log")"
+done
+t_summary
