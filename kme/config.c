@@ -135,6 +135,8 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     c->store_max_mb = 4096;
     c->connection_limit = 1000;
     c->connection_timeout_s = 30;
+    c->stock_max_keys = 4096;
+    c->stock_max_age_s = 600;
     snprintf(c->log_level, sizeof c->log_level, "info");
 
     json_error_t jerr;
@@ -172,7 +174,9 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         get_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
         get_long(root, "store_max_mb", &c->store_max_mb, 16, 1L << 20, err, errlen) < 0 ||
         get_long(root, "connection_limit", &c->connection_limit, 1, 100000, err, errlen) < 0 ||
-        get_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0)
+        get_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0 ||
+        get_long(root, "stock_max_keys", &c->stock_max_keys, 0, 1000000, err, errlen) < 0 ||
+        get_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
         goto done;
     if (limits) {
         etsi_limits *L = &c->limits;

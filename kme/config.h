@@ -39,6 +39,8 @@ typedef struct {
     long store_max_mb;           /* LMDB map size */
     long connection_limit;       /* concurrent connections per listener */
     long connection_timeout_s;   /* idle or slow clients are dropped after this */
+    long stock_max_keys;         /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
+    long stock_max_age_s;        /* stock older than this is dropped */
     char log_level[16];
 } kme_config;
 

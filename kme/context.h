@@ -10,6 +10,18 @@
 #include "relay/link_blocks.h"
 #include "relay/peer_client.h"
 
+#define STOCK_MAX_PAIRS 64
+
+/* Link keys reserved at the neighbour ahead of demand for one (master, slave, size). */
+typedef struct {
+    char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
+    long size_bits;
+    long count;            /* keys ready in the store */
+    long taken;            /* keys asked for since the last refill round */
+    double rate;           /* keys per second, smoothed */
+    int64_t last_round_ms, last_demand_ms;
+} stock_pair;
+
 typedef struct {
     size_t index;
     lb_link lb;          /* allocation state: touched only inside store operations */
@@ -17,6 +29,9 @@ typedef struct {
     atomic_int peer_up;  /* last contact with the neighbour succeeded */
     pthread_t worker;
     int worker_started;
+    pthread_mutex_t stock_lock;
+    stock_pair stock[STOCK_MAX_PAIRS];
+    size_t stock_pairs;
 } kme_link;
 
 typedef struct kme_context {

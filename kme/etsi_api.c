@@ -62,7 +62,7 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
     st.limits = k->cfg.limits;
-    st.stored_key_count = supply_stored_key_count(k, slave);
+    st.stored_key_count = supply_stored_key_count(k, caller, slave);
     resp->status = 200;
     resp->body = etsi_status_to_json(&st);
 }
@@ -97,6 +97,7 @@ typedef struct {
 static int fetch_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     fetch_arg *a = arg;
+    etsi_key_container_clear(a->out); /* from an earlier run of this batch */
     return kr_fetch(s, txn, a->master, a->slave, a->ids, a->out, &a->bad);
 }
 
@@ -117,7 +118,7 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
         etsi_key_ids_clear(&ids);
         return;
     }
-    etsi_key_container keys;
+    etsi_key_container keys = {NULL, 0};
     fetch_arg a = {master, caller, &ids, &keys, 0};
     rc = store_commit(&k->store, fetch_op, &a);
     const char *id = ids.count ? ids.ids[a.bad] : "";

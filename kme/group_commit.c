@@ -1,8 +1,13 @@
-/* The store's single writer: batches concurrent operations into one LMDB
- * transaction (each in a nested transaction of its own) and one sync. */
+/* The store's single writer: runs the operations queued by concurrent callers
+ * in one LMDB write transaction and one sync (group commit), then wakes each
+ * caller. An operation that refuses (returns non-zero) may have written
+ * partially, so the batch is aborted and run again without it: an operation
+ * must therefore depend only on the store and its inputs, and reset its
+ * outputs when it starts. */
 #include "kme/store.h"
 #include "kme/log.h"
 
+#include <semaphore.h>
 #include <stdlib.h>
 
 #define BATCH_MAX 512
@@ -11,40 +16,47 @@ struct store_op_item {
     store_op op;
     void *arg;
     int result;
-    int finished;
+    int refused;   /* took itself out of the batch */
+    sem_t done;
     store_op_item *next;
 };
 
+static void fail_all(store_op_item *batch)
+{
+    for (store_op_item *it = batch; it; it = it->next)
+        if (!it->refused)
+            it->result = STORE_ECOMMIT;
+}
+
 static void run_batch(kme_store *s, store_op_item *batch)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc) {
-        log_error("store: cannot begin a write transaction: %s", mdb_strerror(rc));
-        for (store_op_item *it = batch; it; it = it->next)
-            it->result = STORE_ECOMMIT;
-        return;
-    }
-    for (store_op_item *it = batch; it; it = it->next) {
-        MDB_txn *child;
-        if ((rc = mdb_txn_begin(s->env, txn, 0, &child))) {
-            it->result = STORE_ECOMMIT;
+    for (;;) {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc) {
+            log_error("store: cannot begin a write transaction: %s", mdb_strerror(rc));
+            fail_all(batch);
+            return;
+        }
+        store_op_item *refused = NULL;
+        for (store_op_item *it = batch; it && !refused; it = it->next) {
+            if (it->refused)
+                continue;
+            it->result = it->op(s, txn, it->arg);
+            if (it->result != 0)
+                refused = it;
+        }
+        if (refused) {
+            /* Undo everything and run the others again without it. */
+            mdb_txn_abort(txn);
+            refused->refused = 1;
             continue;
         }
-        it->result = it->op(s, child, it->arg);
-        if (it->result == 0) {
-            if ((rc = mdb_txn_commit(child))) {
-                log_error("store: cannot commit an operation: %s", mdb_strerror(rc));
-                it->result = STORE_ECOMMIT;
-            }
-        } else {
-            mdb_txn_abort(child);
+        if ((rc = mdb_txn_commit(txn))) {
+            log_error("store: cannot commit a batch: %s", mdb_strerror(rc));
+            fail_all(batch);
         }
-    }
-    if ((rc = mdb_txn_commit(txn))) {
-        log_error("store: cannot commit a batch: %s", mdb_strerror(rc));
-        for (store_op_item *it = batch; it; it = it->next)
-            it->result = STORE_ECOMMIT;
+        return;
     }
 }
 
@@ -57,7 +69,6 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->work, &s->lock);
         if (!s->queue_head && s->stopping)
             break;
-        /* Take up to BATCH_MAX queued operations. */
         store_op_item *batch = s->queue_head, *last = batch;
         int n = 1;
         while (last->next && n < BATCH_MAX) {
@@ -68,16 +79,16 @@ static void *writer_main(void *arg)
         if (!s->queue_head)
             s->queue_tail = NULL;
         last->next = NULL;
+        s->batches++;
+        s->ops += (uint64_t)n;
         pthread_mutex_unlock(&s->lock);
 
         run_batch(s, batch);
-
+        for (store_op_item *it = batch, *next; it; it = next) {
+            next = it->next; /* the waiter owns it once posted */
+            sem_post(&it->done);
+        }
         pthread_mutex_lock(&s->lock);
-        s->batches++;
-        s->ops += (uint64_t)n;
-        for (store_op_item *it = batch; it; it = it->next)
-            it->finished = 1;
-        pthread_cond_broadcast(&s->done);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -85,17 +96,20 @@ static void *writer_main(void *arg)
 
 int store_commit(kme_store *s, store_op op, void *arg)
 {
-    store_op_item item = {op, arg, 0, 0, NULL};
+    store_op_item item = {op, arg, 0, 0, {{0}}, NULL};
+    sem_init(&item.done, 0, 0);
     pthread_mutex_lock(&s->lock);
     if (!s->writer_started) {
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
             pthread_mutex_unlock(&s->lock);
+            sem_destroy(&item.done);
             return STORE_ECOMMIT;
         }
         s->writer_started = 1;
     }
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
+        sem_destroy(&item.done);
         return STORE_ECOMMIT;
     }
     if (s->queue_tail)
@@ -104,9 +118,10 @@ int store_commit(kme_store *s, store_op op, void *arg)
         s->queue_head = &item;
     s->queue_tail = &item;
     pthread_cond_signal(&s->work);
-    while (!item.finished)
-        pthread_cond_wait(&s->done, &s->lock);
     pthread_mutex_unlock(&s->lock);
+    while (sem_wait(&item.done) != 0)
+        ;
+    sem_destroy(&item.done);
     return item.result;
 }
 

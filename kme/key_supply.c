@@ -1,6 +1,7 @@
 /* Serves GET_KEY from the DRBG or from link key, always committed first (see key_supply.h). */
 #include "kme/key_supply.h"
 #include "kme/key_records.h"
+#include "relay/key_stock.h"
 #include "relay/reserve.h"
 
 #include <stdlib.h>
@@ -112,15 +113,22 @@ int supply_keys(kme_context *k, const char *master, const char *slave, const ets
     }
     if (!link)
         return drbg_keys(k, master, local, nlocal, req, out, resp);
-    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size};
+    if (nlocal == 0 && nremote == 1) {
+        stock_note_demand(k, link, master, remote[0], req->size, req->number);
+        int rc = stock_take(k, link, master, remote[0], req->size, req->number, out);
+        if (rc == 0)
+            return 0;
+    }
+    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size, 0};
     return reserve_link_keys(k, link, &r, out, resp);
 }
 
-long supply_stored_key_count(kme_context *k, const char *slave)
+long supply_stored_key_count(kme_context *k, const char *master, const char *slave)
 {
     kme_link *l;
     if (supply_locate_sae(k, slave, &l) != 2)
         return k->cfg.limits.max_key_count;
-    long n = reserve_available_keys(k, l, k->cfg.limits.key_size);
+    long n = reserve_available_keys(k, l, k->cfg.limits.key_size) +
+             stock_count(l, master, slave, k->cfg.limits.key_size);
     return n < k->cfg.limits.max_key_count ? n : k->cfg.limits.max_key_count;
 }

@@ -14,7 +14,7 @@ int supply_locate_sae(kme_context *k, const char *sae_id, kme_link **link);
 int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                 etsi_key_container *out, http_response *resp);
 
-/* stored_key_count of Status for that slave. */
-long supply_stored_key_count(kme_context *k, const char *slave);
+/* stored_key_count of Status for master and that slave. */
+long supply_stored_key_count(kme_context *k, const char *master, const char *slave);
 
 #endif

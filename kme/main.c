@@ -6,6 +6,7 @@
 #include "kme/key_records.h"
 #include "kme/log.h"
 #include "kme/store_dump.h"
+#include "relay/key_stock.h"
 #include "relay/kme_port.h"
 #include "relay/link_worker.h"
 
@@ -80,6 +81,11 @@ static int run(kme_context *k)
         l->index = i;
         lb_link_init(&l->lb, k->cfg.kme_id, k->cfg.links[i].peer_id);
         l->initiator = strcmp(k->cfg.kme_id, k->cfg.links[i].peer_id) < 0;
+    }
+    if (stock_load(k) < 0) {
+        log_error("cannot read the key stock");
+        store_close(&k->store);
+        return 1;
     }
     int rc = 1;
     http_server *sae = NULL, *kme = NULL;

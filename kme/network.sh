@@ -20,6 +20,7 @@ NET_RATE=${NET_RATE:-2000000}          # link key rate, bits/s
 NET_BLOCK=${NET_BLOCK:-65536}          # link block size, bytes
 NET_KEY_TTL=${NET_KEY_TTL:-3600}       # seconds an unfetched key is kept
 NET_EXTRA_SAES=${NET_EXTRA_SAES:-}     # more SAEs: "SAE_X2@X SAE_Y9@Y"
+NET_STOCK=${NET_STOCK:-4096}           # link keys reserved ahead of demand per pair; 0: none
 
 net_site_index() { # SITE -> 1-based index
     local i=1 s
@@ -87,7 +88,8 @@ net_write_config() { # SITE
   "kme_tls": {"cert": "$c/KME_$s.kme.pem", "key": "$c/KME_$s.kme.key", "ca": "$c/kme-ca.pem"},
   "saes": $(json_list $(net_saes_of "$s")),
   "links": [$links],
-  "key_ttl_seconds": $NET_KEY_TTL
+  "key_ttl_seconds": $NET_KEY_TTL,
+  "stock_max_keys": $NET_STOCK
 }
 JSON
 }

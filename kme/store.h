@@ -1,8 +1,8 @@
 /* The KME's LMDB environment: its databases and the one write path (group commit).
  *
- * Every change goes through store_commit(): the operation runs inside a
- * nested transaction of a batch; the batch commits with a full sync before any
- * caller in it returns. Concurrent callers share one sync (group commit). */
+ * Every change goes through store_commit(): the operation runs in the write
+ * transaction of a batch; the batch commits with a full sync before any caller
+ * in it returns. Concurrent callers share one sync (group commit). */
 #ifndef KME_STORE_H
 #define KME_STORE_H
 
@@ -18,6 +18,7 @@ typedef struct kme_store {
     MDB_dbi key_expiry;  /* be64 expiry time | key_ID -> nothing */
     MDB_dbi block_meta;  /* peer KME ID | 0 | be64 seq -> block state (relay/link_blocks.h) */
     MDB_dbi block_data;  /* same key -> the block's key bytes */
+    MDB_dbi stock;       /* peer | master | slave | be32 size | be64 created_ms | key_ID -> key bytes */
     MDB_dbi meta;        /* name -> value: identity and counters */
     /* group commit */
     pthread_t writer;
@@ -29,7 +30,9 @@ typedef struct kme_store {
 } kme_store;
 
 /* An operation on the store. Return 0 to keep its changes, anything else to
- * discard them; that value is what store_commit returns. */
+ * discard them; that value is what store_commit returns. An operation may run
+ * more than once (when another in its batch refuses): it must depend only on
+ * the store and its inputs and reset its outputs when it starts. */
 typedef int (*store_op)(kme_store *s, MDB_txn *txn, void *arg);
 
 #define STORE_ECOMMIT (-1000) /* the batch could not be committed: nothing changed */

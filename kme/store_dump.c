@@ -72,6 +72,28 @@ static json_t *dump_keys(kme_store *s, MDB_txn *txn)
     return arr;
 }
 
+/* Stock keys: IDs and designation only. */
+static json_t *dump_stock(kme_store *s, MDB_txn *txn)
+{
+    json_t *arr = json_array();
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, s->stock, &c))
+        return arr;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const char *peer = k.mv_data, *master = peer + strlen(peer) + 1, *slave = master + strlen(master) + 1;
+        const unsigned char *tail = (const unsigned char *)slave + strlen(slave) + 1;
+        if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size)
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave", slave,
+                                                 "size", (json_int_t)v.mv_size * 8, "key_ID",
+                                                 (const char *)tail + 12, (size_t)UUID_STR_LEN));
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return arr;
+}
+
 int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
 {
     kme_store s;
@@ -86,7 +108,8 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     json_t *links = json_object();
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
-    json_t *root = json_pack("{s:s,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn));
+    json_t *root = json_pack("{s:s,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn),
+                             "stock", dump_stock(&s, txn));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

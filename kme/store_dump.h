@@ -1,5 +1,6 @@
 /* Read-only JSON view of a KME's store for operators and tests: link blocks
- * (state, owner, used ranges) and waiting keys (IDs, master, slaves). Never
+ * (state, owner, used ranges), waiting keys (IDs, master, slaves) and the
+ * link-key stock (IDs, master, slave). Never
  * key material. Safe while the daemon runs. */
 #ifndef KME_STORE_DUMP_H
 #define KME_STORE_DUMP_H

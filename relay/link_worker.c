@@ -1,5 +1,6 @@
 /* Link workers: file ingest into the store and the initiator side of the key-caching protocol. */
 #include "relay/link_worker.h"
+#include "relay/key_stock.h"
 #include "api/kme_msgs.h"
 #include "kme/log.h"
 
@@ -23,13 +24,15 @@ typedef struct {
     uint64_t seq;
     unsigned char *data;
     size_t len;
+    int existed; /* out: the seq was already stored */
 } ingest_op_arg;
 
 static int ingest_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     ingest_op_arg *a = arg;
     int rc = lb_ingest(s, txn, &a->link->lb, a->seq, a->data, a->len);
-    return rc == LB_OK || rc == LB_EXISTS ? (rc == LB_EXISTS ? 1 : 0) : -1;
+    a->existed = rc == LB_EXISTS;
+    return rc == LB_OK || rc == LB_EXISTS ? 0 : -1;
 }
 
 static int parse_block_name(const char *name, uint64_t *seq)
@@ -110,7 +113,7 @@ int link_ingest_once(kme_context *k, kme_link *l)
             break; /* full: leave the files for later */
         char path[1200];
         snprintf(path, sizeof path, "%s/%llu.key", lc->key_dir, (unsigned long long)seqs[i]);
-        ingest_op_arg a = {l, seqs[i], NULL, 0};
+        ingest_op_arg a = {l, seqs[i], NULL, 0, 0};
         a.data = read_block(path, &a.len);
         if (!a.data) {
             log_warn("link %s: cannot read block file %s; removing it", lc->peer_id, path);
@@ -120,11 +123,11 @@ int link_ingest_once(kme_context *k, kme_link *l)
         int rc = store_commit(&k->store, ingest_op, &a);
         OPENSSL_cleanse(a.data, a.len);
         free(a.data);
-        if (rc < 0) {
+        if (rc != 0) {
             log_error("link %s: cannot store block %llu", lc->peer_id, (unsigned long long)seqs[i]);
             break;
         }
-        if (rc == 1)
+        if (a.existed)
             log_warn("link %s: block %llu was already stored; removing the duplicate file", lc->peer_id,
                      (unsigned long long)seqs[i]);
         else {
@@ -155,7 +158,7 @@ static int lock_op(kme_store *s, MDB_txn *txn, void *arg)
     if (n < 0)
         return -1;
     a->req->count = (size_t)n;
-    return n == 0 ? 1 : 0;
+    return 0;
 }
 
 static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -201,12 +204,12 @@ int link_verify_once(kme_context *k, kme_link *l)
     verify_arg a = {l, hash_txn_id(req->txn_id), kme_now_ms(), 0, req, resp, 0};
     a.deadline = a.now + k->cfg.verify_timeout_ms;
     int rc = store_commit(&k->store, lock_op, &a);
-    if (rc == 1) {
+    if (rc != 0)
+        goto done;
+    if (req->count == 0) {
         result = 0; /* nothing to verify */
         goto done;
     }
-    if (rc != 0)
-        goto done;
     char *body = kme_verify_request_to_json(req);
     peer_reply reply;
     rc = body ? peer_post(k->peers, l->index, "/kme/v1/verify", body, k->cfg.verify_timeout_ms, &reply) : -1;
@@ -262,12 +265,13 @@ static void *worker_main(void *arg)
     while (!atomic_load(&k->stopping)) {
         int ingested = link_ingest_once(k, l);
         int settled = l->initiator ? link_verify_once(k, l) : 0;
+        long refilled = stock_refill_once(k, l);
         if (kme_now_ms() - last_stale > 60000) {
             stale_arg sa = {l, kme_now_ms()};
             store_commit(&k->store, stale_op, &sa);
             last_stale = sa.now;
         }
-        if (ingested <= 0 && settled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
+        if (ingested <= 0 && settled <= 0 && refilled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
             break;
     }
     return NULL;

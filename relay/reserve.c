@@ -116,7 +116,7 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
     for (size_t i = 0; i < r->peer_count; i++)
         snprintf(msg.slaves[msg.slave_count++], ETSI_ID_MAX + 1, "%s", r->peer_slaves[i]);
     msg.size_bits = r->size_bits;
-    msg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds;
+    msg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds + r->extra_ttl_s;
 
     if (prepare(r, out, &msg) < 0) {
         http_error(resp, 503, "out of memory", NULL);
@@ -198,7 +198,7 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
     const char *slaves[KME_MAX_SLAVES];
     for (size_t i = 0; i < m->slave_count; i++)
         slaves[i] = m->slaves[i];
-    int64_t max_expiry = (int64_t)time(NULL) + a->k->cfg.key_ttl_seconds;
+    int64_t max_expiry = (int64_t)time(NULL) + a->k->cfg.key_ttl_seconds + a->k->cfg.stock_max_age_s;
     int rc = 0;
     for (size_t i = 0; i < m->key_count && rc == 0; i++) {
         int lrc = lb_take_peer_ranges(s, txn, &a->l->lb, m->ranges + m->keys[i].first_range, m->keys[i].nranges, buf);

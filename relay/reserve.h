@@ -15,6 +15,7 @@ typedef struct {
     const char *const *peer_slaves;  /* slaves hosted at the neighbour */
     size_t peer_count;
     long number, size_bits;
+    long extra_ttl_s;                /* kept this much longer at the neighbour (stock) */
 } reserve_request;
 
 /* Fills out with number keys shared with the neighbour on link l. On failure

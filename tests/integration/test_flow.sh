@@ -114,8 +114,17 @@ t_eq "no two key_IDs carry the same bytes" 0 "$(awk 'length($2) > 4' "$delivered
 missing=$(sort -u "$fetched" | comm -23 "$dir/d.sorted" - | wc -l)
 t_eq "every delivered key was fetched with identical bytes" 0 "$missing"
 t_eq "nothing fetched that was not delivered" 0 "$(sort -u "$fetched" | comm -13 "$dir/d.sorted" - | wc -l)"
-t_eq "no keys left waiting at A" 0 "$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump | jq '.keys | length')"
-t_eq "no keys left waiting at B" 0 "$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump | jq '.keys | length')"
+# What still waits at a site is exactly the other site's stock (reserved ahead of demand).
+dump_a=$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump)
+dump_b=$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump)
+t_eq "keys waiting at B are exactly A's stock" "$(echo "$dump_a" | jq -c '[.stock[].key_ID] | sort')" \
+    "$(echo "$dump_b" | jq -c '[.keys[].key_ID] | sort')"
+t_eq "keys waiting at A are exactly B's stock" "$(echo "$dump_b" | jq -c '[.stock[].key_ID] | sort')" \
+    "$(echo "$dump_a" | jq -c '[.keys[].key_ID] | sort')"
+t_eq "stock is kept for the pairs that asked" "SAE_A>SAE_B SAE_B>SAE_A" \
+    "$( (echo "$dump_a"; echo "$dump_b") | jq -r '.stock[] | "\(.master)>\(.slave)"' | sort -u | tr '\n' ' ' | sed 's/ $//')"
+t_eq "stock keys designate the right master and slave at the neighbour" 0 \
+    "$(echo "$dump_b" | jq '[.keys[] | select(.master != "SAE_A" or .slaves[0].id != "SAE_B")] | length')"
 
 for s in A B; do
     t_nomatch "KME_$s log free of sanitizer reports" 'AddressSanitizer|runtime error|LeakSanitizer' "$(cat "$NET_DIR/$s/kme.log")"

@@ -1,0 +1,324 @@
+/* Link-key stock ahead of demand: load, take, refill and ageing (see key_stock.h). */
+#include "relay/key_stock.h"
+#include "relay/reserve.h"
+#include "kme/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+#define STOCK_MIN_BYTES 2048            /* stock at least this much key per pair in use */
+#define STOCK_MAX_BYTES (4 << 20)       /* and at most this much */
+#define STOCK_LEAD_SECONDS 4.0          /* keep this many seconds of demand in stock */
+#define STOCK_KEY_MAX 256
+
+/* Store key: peer \0 master \0 slave \0 be32 size | be64 created_ms | key_ID */
+static size_t pair_prefix(unsigned char *buf, const char *peer, const char *master, const char *slave, long size_bits)
+{
+    size_t n = 0, len;
+    const char *parts[3] = {peer, master, slave};
+    for (int i = 0; i < 3; i++) {
+        len = strlen(parts[i]);
+        memcpy(buf + n, parts[i], len + 1);
+        n += len + 1;
+    }
+    unsigned char be[8];
+    store_put_be64(be, (uint64_t)size_bits);
+    memcpy(buf + n, be + 4, 4);
+    return n + 4;
+}
+
+static stock_pair *find_pair(kme_link *l, const char *master, const char *slave, long size_bits, int create)
+{
+    for (size_t i = 0; i < l->stock_pairs; i++) {
+        stock_pair *p = &l->stock[i];
+        if (p->size_bits == size_bits && strcmp(p->master, master) == 0 && strcmp(p->slave, slave) == 0)
+            return p;
+    }
+    if (!create || l->stock_pairs >= STOCK_MAX_PAIRS)
+        return NULL;
+    stock_pair *p = &l->stock[l->stock_pairs++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->master, sizeof p->master, "%s", master);
+    snprintf(p->slave, sizeof p->slave, "%s", slave);
+    p->size_bits = size_bits;
+    p->last_round_ms = kme_now_ms();
+    return p;
+}
+
+/* ---- load and ageing ------------------------------------------------------ */
+
+typedef struct {
+    kme_context *k;
+    kme_link *l;
+    int64_t cutoff_ms;
+    long dropped;
+} age_arg;
+
+/* Drops stock older than the cutoff and (re)counts what is left per pair. */
+static int age_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    age_arg *a = arg;
+    a->dropped = 0;
+    for (size_t i = 0; i < a->l->stock_pairs; i++)
+        a->l->stock[i].count = 0;
+    const char *peer = a->k->cfg.links[a->l->index].peer_id;
+    size_t plen = strlen(peer) + 1;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, s->stock, &c))
+        return -1;
+    MDB_val k = {plen, (void *)peer}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size > plen && memcmp(k.mv_data, peer, plen) == 0) {
+        const char *master = (const char *)k.mv_data + plen;
+        size_t mlen = strnlen(master, k.mv_size - plen);
+        const char *slave = master + mlen + 1;
+        size_t slen = strnlen(slave, k.mv_size - plen - mlen - 1);
+        const unsigned char *tail = (const unsigned char *)slave + slen + 1;
+        if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN != k.mv_size) {
+            rc = mdb_cursor_del(c, 0); /* not ours: drop */
+        } else {
+            long size_bits = (long)((uint32_t)tail[0] << 24 | (uint32_t)tail[1] << 16 | (uint32_t)tail[2] << 8 | tail[3]);
+            int64_t created = (int64_t)store_get_be64(tail + 4);
+            if (created < a->cutoff_ms) {
+                a->dropped++;
+                rc = mdb_cursor_del(c, 0);
+            } else {
+                stock_pair *p = find_pair(a->l, master, slave, size_bits, 1);
+                if (p)
+                    p->count++;
+                rc = 0;
+            }
+        }
+        if (rc == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : -1;
+}
+
+static int age_link(kme_context *k, kme_link *l)
+{
+    age_arg a = {k, l, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
+    pthread_mutex_lock(&l->stock_lock); /* counts are rebuilt: no take meanwhile */
+    int rc = store_commit(&k->store, age_op, &a);
+    pthread_mutex_unlock(&l->stock_lock);
+    if (a.dropped)
+        log_info("link %s: dropped %ld stock keys older than %ld s", l->lb.peer_id, a.dropped, k->cfg.stock_max_age_s);
+    return rc;
+}
+
+int stock_load(kme_context *k)
+{
+    for (size_t i = 0; i < k->cfg.link_count; i++) {
+        pthread_mutex_init(&k->links[i].stock_lock, NULL);
+        if (age_link(k, &k->links[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- demand and take -------------------------------------------------------- */
+
+void stock_note_demand(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits,
+                       long number)
+{
+    if (k->cfg.stock_max_keys <= 0)
+        return;
+    pthread_mutex_lock(&l->stock_lock);
+    stock_pair *p = find_pair(l, master, slave, size_bits, 1);
+    if (p) {
+        p->taken += number;
+        p->last_demand_ms = kme_now_ms();
+    }
+    pthread_mutex_unlock(&l->stock_lock);
+}
+
+long stock_count(kme_link *l, const char *master, const char *slave, long size_bits)
+{
+    pthread_mutex_lock(&l->stock_lock);
+    stock_pair *p = find_pair(l, master, slave, size_bits, 0);
+    long n = p ? p->count : 0;
+    pthread_mutex_unlock(&l->stock_lock);
+    return n;
+}
+
+typedef struct {
+    unsigned char prefix[3 * (ETSI_ID_MAX + 1) + 4];
+    size_t plen;
+    long number, size_bits;
+    etsi_key_container *out;
+} take_arg;
+
+static int take_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    take_arg *a = arg;
+    etsi_key_container_clear(a->out); /* from an earlier run of this batch */
+    a->out->keys = calloc((size_t)a->number, sizeof *a->out->keys);
+    if (!a->out->keys)
+        return -1;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, s->stock, &c))
+        return -1;
+    MDB_val k = {a->plen, a->prefix}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && (long)a->out->count < a->number) {
+        if (k.mv_size != a->plen + 8 + UUID_STR_LEN || memcmp(k.mv_data, a->prefix, a->plen) != 0 ||
+            v.mv_size != (size_t)a->size_bits / 8)
+            break;
+        etsi_key *key = &a->out->keys[a->out->count];
+        key->key = malloc(v.mv_size);
+        if (!key->key)
+            break;
+        memcpy(key->key, v.mv_data, v.mv_size);
+        key->key_len = v.mv_size;
+        memcpy(key->key_id, (const char *)k.mv_data + a->plen + 8, UUID_STR_LEN);
+        key->key_id[UUID_STR_LEN] = '\0';
+        a->out->count++;
+        if (mdb_cursor_del(c, 0))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* after a delete: the record that followed */
+    }
+    mdb_cursor_close(c);
+    return (long)a->out->count == a->number ? 0 : 1;
+}
+
+int stock_take(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number,
+               etsi_key_container *out)
+{
+    memset(out, 0, sizeof *out);
+    if (k->cfg.stock_max_keys <= 0)
+        return 1;
+    pthread_mutex_lock(&l->stock_lock);
+    stock_pair *p = find_pair(l, master, slave, size_bits, 0);
+    int enough = p && p->count >= number;
+    if (enough)
+        p->count -= number; /* held for this request */
+    pthread_mutex_unlock(&l->stock_lock);
+    if (!enough)
+        return 1;
+    take_arg a;
+    a.plen = pair_prefix(a.prefix, k->cfg.links[l->index].peer_id, master, slave, size_bits);
+    a.number = number;
+    a.size_bits = size_bits;
+    a.out = out;
+    int rc = store_commit(&k->store, take_op, &a);
+    if (rc != 0) {
+        etsi_key_container_clear(out);
+        pthread_mutex_lock(&l->stock_lock);
+        p->count += number; /* nothing was taken */
+        pthread_mutex_unlock(&l->stock_lock);
+        if (rc > 0)
+            log_warn("link %s: stock for %s -> %s was shorter than counted", l->lb.peer_id, master, slave);
+        return rc > 0 ? 1 : -1;
+    }
+    return 0;
+}
+
+/* ---- refill ---------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char prefix[3 * (ETSI_ID_MAX + 1) + 4];
+    size_t plen;
+    const etsi_key_container *keys;
+    int64_t created_ms;
+} put_arg;
+
+static int put_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    put_arg *a = arg;
+    unsigned char kb[sizeof a->prefix + 8 + UUID_STR_LEN];
+    memcpy(kb, a->prefix, a->plen);
+    store_put_be64(kb + a->plen, (uint64_t)a->created_ms);
+    for (size_t i = 0; i < a->keys->count; i++) {
+        memcpy(kb + a->plen + 8, a->keys->keys[i].key_id, UUID_STR_LEN);
+        MDB_val k = {a->plen + 8 + UUID_STR_LEN, kb}, v = {a->keys->keys[i].key_len, a->keys->keys[i].key};
+        if (mdb_put(txn, s->stock, &k, &v, MDB_NOOVERWRITE))
+            return -1;
+    }
+    return 0;
+}
+
+/* Target stock for a pair: a few seconds of its recent demand, within bounds
+ * in keys (stock_max_keys) and in bytes. */
+static long target_of(const kme_context *k, const stock_pair *p)
+{
+    double key_bytes = (double)p->size_bits / 8;
+    double t = p->rate * STOCK_LEAD_SECONDS;
+    double lo = STOCK_MIN_BYTES / key_bytes, hi = STOCK_MAX_BYTES / key_bytes;
+    if (t < lo)
+        t = lo;
+    if (t > hi)
+        t = hi;
+    if (t > (double)k->cfg.stock_max_keys)
+        t = (double)k->cfg.stock_max_keys;
+    return t < 1 ? 1 : (long)t;
+}
+
+static long refill_pair(kme_context *k, kme_link *l, const stock_pair *snap, long number)
+{
+    if (number > k->cfg.limits.max_key_per_request)
+        number = k->cfg.limits.max_key_per_request;
+    const char *slaves[1] = {snap->slave};
+    reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s};
+    etsi_key_container keys;
+    http_response err = {0, NULL};
+    if (reserve_link_keys(k, l, &r, &keys, &err) != 0) {
+        etsi_text_free(err.body);
+        return 0;
+    }
+    put_arg a;
+    a.plen = pair_prefix(a.prefix, k->cfg.links[l->index].peer_id, snap->master, snap->slave, snap->size_bits);
+    a.keys = &keys;
+    a.created_ms = kme_now_ms();
+    int rc = store_commit(&k->store, put_op, &a);
+    etsi_key_container_clear(&keys);
+    if (rc != 0) {
+        log_error("link %s: could not store %ld stock keys; their bytes stay spent", l->lb.peer_id, number);
+        return 0;
+    }
+    pthread_mutex_lock(&l->stock_lock);
+    stock_pair *p = find_pair(l, snap->master, snap->slave, snap->size_bits, 1);
+    if (p)
+        p->count += number;
+    pthread_mutex_unlock(&l->stock_lock);
+    return number;
+}
+
+long stock_refill_once(kme_context *k, kme_link *l)
+{
+    if (k->cfg.stock_max_keys <= 0 || !atomic_load(&l->peer_up))
+        return 0;
+    int64_t now = kme_now_ms();
+    stock_pair want[STOCK_MAX_PAIRS];
+    long amount[STOCK_MAX_PAIRS];
+    size_t n = 0;
+    int need_ageing = 0;
+    pthread_mutex_lock(&l->stock_lock);
+    for (size_t i = 0; i < l->stock_pairs; i++) {
+        stock_pair *p = &l->stock[i];
+        double dt = (double)(now - p->last_round_ms) / 1000.0;
+        if (dt >= 1.0) {
+            double r = (double)p->taken / dt;
+            p->rate = p->rate == 0 ? r : 0.5 * p->rate + 0.5 * r;
+            p->taken = 0;
+            p->last_round_ms = now;
+        }
+        int idle = now - p->last_demand_ms > k->cfg.stock_max_age_s * 1000;
+        long target = target_of(k, p);
+        if (!idle && p->count < target / 2 + 1) {
+            want[n] = *p;
+            amount[n++] = target - p->count;
+        }
+        if (idle && p->count > 0)
+            need_ageing = 1;
+    }
+    pthread_mutex_unlock(&l->stock_lock);
+    long added = 0;
+    for (size_t i = 0; i < n; i++)
+        added += refill_pair(k, l, &want[i], amount[i]);
+    if (need_ageing)
+        age_link(k, l);
+    return added;
+}

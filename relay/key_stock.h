@@ -1,0 +1,32 @@
+/* Stock ahead of demand: link keys carved and reserved at the neighbour before
+ * any SAE asks, per (master, slave, size), so GET_KEY for a slave at the
+ * neighbour is served by one local commit. The neighbour already holds each
+ * stock key for exactly that master and slave; handing one to the master
+ * deletes it from the stock in the commit that answers. Stock is refilled
+ * between watermarks that follow demand, and dropped when older than
+ * stock_max_age_s (the neighbour keeps its copy that much longer than
+ * key_ttl_seconds, so a slave always has the full TTL to fetch). */
+#ifndef RELAY_KEY_STOCK_H
+#define RELAY_KEY_STOCK_H
+
+#include "kme/context.h"
+#include "api/etsi014.h"
+
+/* Counts the stock in the store and drops what is too old. Call at start. */
+int stock_load(kme_context *k);
+
+/* Records that master asked for number keys of size_bits for slave. */
+void stock_note_demand(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits,
+                       long number);
+
+/* Takes number keys from the stock into out (committed). 0 on success, 1 when
+ * there is not enough stock (nothing taken), -1 on a store failure. */
+int stock_take(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number,
+               etsi_key_container *out);
+
+long stock_count(kme_link *l, const char *master, const char *slave, long size_bits);
+
+/* One refill round for the link (worker thread): returns keys added. */
+long stock_refill_once(kme_context *k, kme_link *l);
+
+#endif
