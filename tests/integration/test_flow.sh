@@ -15,11 +15,10 @@ trap net_stop EXIT
 net_init "$dir" "A B" "A-B" && net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
 # jq: byte length of a base64 string
 B64LEN='((length / 4 * 3) - (if endswith("==") then 2 elif endswith("=") then 1 else 0 end))'
-wait_for 30 bash -c "[ \$(NET_DIR=$NET_DIR; . $T_ROOT/kme/network.sh; NET_SAE_BASE=$NET_SAE_BASE; NET_SITES='$NET_SITES'; NET_EXTRA_SAES='$NET_EXTRA_SAES'; sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count) -gt 100 ]" ||
-    t_fail "stock" "site A has no link key for SAE_B"
+stock_at_least() { [ "$(sae_curl "$1" "/api/v1/keys/$2/status" | jq .stored_key_count)" -gt "$3" ]; }
+wait_for 30 stock_at_least SAE_A SAE_B 100 || t_fail "stock" "site A has no link key for SAE_B"
 # Both ends have key: B owns the odd blocks.
-wait_for 30 bash -c "[ \$(NET_DIR=$NET_DIR; . $T_ROOT/kme/network.sh; NET_SAE_BASE=$NET_SAE_BASE; NET_SITES='$NET_SITES'; NET_EXTRA_SAES='$NET_EXTRA_SAES'; sae_curl SAE_B /api/v1/keys/SAE_A/status | jq .stored_key_count) -gt 100 ]" ||
-    t_fail "stock" "site B has no link key for SAE_A"
+wait_for 30 stock_at_least SAE_B SAE_A 100 || t_fail "stock" "site B has no link key for SAE_A"
 
 delivered="$dir/delivered.txt"  # key_ID key(base64) as received by masters
 fetched="$dir/fetched.txt"      # key_ID key as received by slaves

@@ -12,8 +12,8 @@ dir=$(mktemp -d "$T_OUT/readme.XXXX")
 trap net_stop EXIT
 net_init "$dir/run" "A B" "A-B" || { t_fail "network" "net_init failed"; t_summary; exit 1; }
 net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
-wait_for 30 bash -c "[ \"\$(sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count)\" -gt 8 ]" ||
-    t_fail "stock" "no link key reached site A"
+stock_ready() { [ "$(sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count)" -gt 8 ]; }
+wait_for 30 stock_ready || t_fail "stock" "no link key reached site A"
 
 # readme_block N: the Nth ```sh block that follows a readme-test marker.
 readme_block() {
