@@ -136,7 +136,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     c->connection_limit = 1000;
     c->connection_timeout_s = 30;
     c->stock_max_keys = 4096;
-    c->stock_max_age_s = 600;
+    c->stock_max_age_s = 60;
     snprintf(c->log_level, sizeof c->log_level, "info");
 
     json_error_t jerr;

@@ -190,7 +190,7 @@ int lb_compute_tag(uint64_t seq, const unsigned char *data, size_t len, uint8_t 
 
 /* ---- ingest and verification ------------------------------------------------- */
 
-int lb_ingest(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t seq, const unsigned char *data, size_t len)
+int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsigned char *data, size_t len)
 {
     lb_meta m;
     int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
@@ -207,6 +207,8 @@ int lb_ingest(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t seq, const 
     if (lb_compute_tag(seq, data, len, m.tag) < 0)
         return LB_DB;
     lb_extents_add(&m, 0, LB_MAC_BYTES);
+    if (seq < l->verify_hint)
+        l->verify_hint = seq;
     unsigned char kb[80];
     MDB_val k = {block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
     if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
@@ -246,11 +248,18 @@ typedef struct {
     size_t max, n;
     uint64_t *seqs;
     uint8_t (*tags)[LB_TAG_BYTES];
+    int found_open;
+    uint64_t first_open, last_seen;
 } lock_ctx;
 
 static int collect_lockable(uint64_t seq, lb_meta *m, void *arg)
 {
     lock_ctx *c = arg;
+    c->last_seen = seq;
+    if ((m->state == LB_UNVERIFIED || m->state == LB_LOCKED) && !c->found_open) {
+        c->found_open = 1;
+        c->first_open = seq;
+    }
     if (m->state == LB_UNVERIFIED || (m->state == LB_LOCKED && m->lock_deadline_ms <= c->now)) {
         c->seqs[c->n] = seq;
         memcpy(c->tags[c->n], m->tag, LB_TAG_BYTES);
@@ -259,12 +268,17 @@ static int collect_lockable(uint64_t seq, lb_meta *m, void *arg)
     return c->n >= c->max;
 }
 
-int lb_lock_for_verify(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t txn_hash, int64_t now_ms,
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms,
                        int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES])
 {
-    lock_ctx c = {txn_hash, now_ms, deadline_ms, max, 0, seqs, tags};
-    if (for_each_meta(s, txn, l->peer_id, 0, collect_lockable, &c))
+    lock_ctx c = {txn_hash, now_ms, deadline_ms, max, 0, seqs, tags, 0, 0, 0};
+    if (for_each_meta(s, txn, l->peer_id, l->verify_hint, collect_lockable, &c))
         return -1;
+    /* Next time start at the first block still open, or after the last one seen. */
+    if (c.found_open)
+        l->verify_hint = c.first_open;
+    else if (c.last_seen >= l->verify_hint)
+        l->verify_hint = c.last_seen + 1;
     for (size_t i = 0; i < c.n; i++) {
         lb_meta m;
         if (lb_get_meta(s, txn, l->peer_id, seqs[i], &m))
@@ -304,6 +318,8 @@ int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint6
     if (m.state != LB_LOCKED || m.txn_hash != txn_hash)
         return LB_OK; /* settled by another transaction already */
     if (v == LB_MISSING) {
+        if (seq < l->verify_hint)
+            l->verify_hint = seq;
         m.state = LB_UNVERIFIED;
         m.txn_hash = 0;
         m.lock_deadline_ms = 0;

@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     char self_id[65], peer_id[65];
     uint64_t alloc_hint;
+    uint64_t verify_hint; /* lower bound on the first unverified or locked block */
 } lb_link;
 
 void lb_link_init(lb_link *l, const char *self_id, const char *peer_id);
@@ -63,14 +64,14 @@ void lb_link_init(lb_link *l, const char *self_id, const char *peer_id);
 enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq);
 
 /* Stores a new block (state unverified, tag computed). LB_EXISTS if known. */
-int lb_ingest(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t seq, const unsigned char *data, size_t len);
+int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsigned char *data, size_t len);
 
 int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, lb_meta *out);
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m);
 
 /* Initiator: locks up to max unverified (or stale-locked) blocks for a
  * verification transaction; fills seqs/tags; returns how many. */
-int lb_lock_for_verify(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t txn_hash, int64_t now_ms,
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms,
                        int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES]);
 /* Initiator: applies the peer's verdict for one block of transaction txn_hash. */
 int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v);
