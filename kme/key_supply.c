@@ -74,6 +74,54 @@ fail:
     return -1;
 }
 
+/* Appends the keys of more to out (moving them). */
+static int append_keys(etsi_key_container *out, etsi_key_container *more)
+{
+    if (more->count == 0)
+        return 0;
+    etsi_key *keys = realloc(out->keys, (out->count + more->count) * sizeof *keys);
+    if (!keys)
+        return -1;
+    memcpy(keys + out->count, more->keys, more->count * sizeof *keys);
+    out->keys = keys;
+    out->count += more->count;
+    free(more->keys);
+    more->keys = NULL;
+    more->count = 0;
+    return 0;
+}
+
+/* One slave at the neighbour: from stock as far as it goes, the rest reserved
+ * now. The stock is only held until the fresh part is committed, so a refused
+ * request takes nothing. */
+static int single_remote_slave(kme_context *k, kme_link *l, const char *master, const char *slave,
+                               const etsi_key_request *req, etsi_key_container *out, http_response *resp)
+{
+    long held = stock_hold(k, l, master, slave, req->size, req->number);
+    etsi_key_container fresh = {NULL, 0}, stocked = {NULL, 0};
+    if (held < req->number) {
+        reserve_request r = {master, NULL, 0, &slave, 1, req->number - held, req->size, 0, held};
+        if (reserve_link_keys(k, l, &r, &fresh, resp) != 0) {
+            stock_unhold(l, master, slave, req->size, held);
+            return -1;
+        }
+    }
+    if (held > 0 && stock_take_held(k, l, master, slave, req->size, held, &stocked) != 0) {
+        etsi_key_container_clear(&fresh);
+        http_error(resp, 503, "key store failure", "the keys could not be taken from stock");
+        return -1;
+    }
+    *out = stocked;
+    if (append_keys(out, &fresh) != 0) {
+        etsi_key_container_clear(out);
+        etsi_key_container_clear(&fresh);
+        http_error(resp, 503, "out of memory", NULL);
+        return -1;
+    }
+    stock_note_demand(k, l, master, slave, req->size, req->number);
+    return 0;
+}
+
 int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                 etsi_key_container *out, http_response *resp)
 {
@@ -113,13 +161,9 @@ int supply_keys(kme_context *k, const char *master, const char *slave, const ets
     }
     if (!link)
         return drbg_keys(k, master, local, nlocal, req, out, resp);
-    if (nlocal == 0 && nremote == 1) {
-        stock_note_demand(k, link, master, remote[0], req->size, req->number);
-        int rc = stock_take(k, link, master, remote[0], req->size, req->number, out);
-        if (rc == 0)
-            return 0;
-    }
-    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size, 0};
+    if (nlocal == 0 && nremote == 1)
+        return single_remote_slave(k, link, master, remote[0], req, out, resp);
+    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size, 0, 0};
     return reserve_link_keys(k, link, &r, out, resp);
 }
 

@@ -184,34 +184,46 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
     return (long)a->out->count == a->number ? 0 : 1;
 }
 
-int stock_take(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number,
-               etsi_key_container *out)
+long stock_hold(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number)
 {
-    memset(out, 0, sizeof *out);
     if (k->cfg.stock_max_keys <= 0)
-        return 1;
+        return 0;
     pthread_mutex_lock(&l->stock_lock);
     stock_pair *p = find_pair(l, master, slave, size_bits, 0);
-    int enough = p && p->count >= number;
-    if (enough)
-        p->count -= number; /* held for this request */
+    long held = p ? (p->count < number ? p->count : number) : 0;
+    if (held > 0)
+        p->count -= held;
     pthread_mutex_unlock(&l->stock_lock);
-    if (!enough)
-        return 1;
+    return held;
+}
+
+void stock_unhold(kme_link *l, const char *master, const char *slave, long size_bits, long held)
+{
+    if (held <= 0)
+        return;
+    pthread_mutex_lock(&l->stock_lock);
+    stock_pair *p = find_pair(l, master, slave, size_bits, 1);
+    if (p)
+        p->count += held;
+    pthread_mutex_unlock(&l->stock_lock);
+}
+
+int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+                    etsi_key_container *out)
+{
+    memset(out, 0, sizeof *out);
     take_arg a;
     a.plen = pair_prefix(a.prefix, k->cfg.links[l->index].peer_id, master, slave, size_bits);
-    a.number = number;
+    a.number = held;
     a.size_bits = size_bits;
     a.out = out;
     int rc = store_commit(&k->store, take_op, &a);
     if (rc != 0) {
         etsi_key_container_clear(out);
-        pthread_mutex_lock(&l->stock_lock);
-        p->count += number; /* nothing was taken */
-        pthread_mutex_unlock(&l->stock_lock);
+        stock_unhold(l, master, slave, size_bits, held);
         if (rc > 0)
             log_warn("link %s: stock for %s -> %s was shorter than counted", l->lb.peer_id, master, slave);
-        return rc > 0 ? 1 : -1;
+        return -1;
     }
     return 0;
 }
@@ -261,7 +273,7 @@ static long refill_pair(kme_context *k, kme_link *l, const stock_pair *snap, lon
     if (number > k->cfg.limits.max_key_per_request)
         number = k->cfg.limits.max_key_per_request;
     const char *slaves[1] = {snap->slave};
-    reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s};
+    reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s, 0};
     etsi_key_container keys;
     http_response err = {0, NULL};
     if (reserve_link_keys(k, l, &r, &keys, &err) != 0) {

@@ -15,14 +15,18 @@
 /* Counts the stock in the store and drops what is too old. Call at start. */
 int stock_load(kme_context *k);
 
-/* Records that master asked for number keys of size_bits for slave. */
+/* Records that master received number keys of size_bits for slave. */
 void stock_note_demand(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits,
                        long number);
 
-/* Takes number keys from the stock into out (committed). 0 on success, 1 when
- * there is not enough stock (nothing taken), -1 on a store failure. */
-int stock_take(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number,
-               etsi_key_container *out);
+/* Holds up to number stock keys for one request; returns how many. */
+long stock_hold(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number);
+/* Gives back held keys the request will not take. */
+void stock_unhold(kme_link *l, const char *master, const char *slave, long size_bits, long held);
+/* Takes the held keys into out (committed). 0 on success; on failure the
+ * hold is given back and nothing is taken. */
+int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+                    etsi_key_container *out);
 
 long stock_count(kme_link *l, const char *master, const char *slave, long size_bits);
 

@@ -34,7 +34,6 @@ typedef struct {
     const reserve_request *r;
     etsi_key_container *out;
     kme_reserve_request *msg;
-    long available;
 } alloc_arg;
 
 static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -46,11 +45,8 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
         size_t nr = 0, room = a->r->number * MAX_RANGES_PER_KEY - a->msg->range_count;
         int rc = lb_allocate(s, txn, &a->l->lb, key_bytes, a->out->keys[i].key, a->msg->ranges + a->msg->range_count,
                              room < MAX_RANGES_PER_KEY ? room : MAX_RANGES_PER_KEY, &nr);
-        if (rc == LB_SHORT) {
-            lb_stock st;
-            a->available = lb_get_stock(s, txn, &a->l->lb, &st) == 0 ? (long)(st.owned_free / key_bytes) : 0;
+        if (rc == LB_SHORT)
             return RESERVE_SHORT;
-        }
         if (rc != LB_OK)
             return RESERVE_FAILED;
         a->msg->keys[i].first_range = a->msg->range_count;
@@ -122,12 +118,14 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
         http_error(resp, 503, "out of memory", NULL);
         goto fail;
     }
-    alloc_arg a = {l, r, out, &msg, 0};
+    alloc_arg a = {l, r, out, &msg};
     int rc = store_commit(&k->store, alloc_op, &a);
     if (rc == RESERVE_SHORT) {
+        /* Counted after the refused attempt, which changed nothing. */
+        long available = reserve_available_keys(k, l, r->size_bits) + r->also_available;
         http_error(resp, 503, "not enough key material",
-                   "%ld keys of %ld bits are available for the slave's site now; %ld were requested", a.available,
-                   r->size_bits, r->number);
+                   "%ld keys of %ld bits are available for the slave's site now; %ld were requested", available,
+                   r->size_bits, r->number + r->also_available);
         goto fail;
     }
     if (rc != 0) {

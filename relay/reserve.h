@@ -16,6 +16,7 @@ typedef struct {
     size_t peer_count;
     long number, size_bits;
     long extra_ttl_s;                /* kept this much longer at the neighbour (stock) */
+    long also_available;             /* keys the request gets elsewhere (stock), for error details */
 } reserve_request;
 
 /* Fills out with number keys shared with the neighbour on link l. On failure
