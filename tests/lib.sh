@@ -48,6 +48,18 @@ wait_for() {
     return 1
 }
 
+# t_require_programs NAME...: ends the suite (failed) unless $T_BIN has them.
+t_require_programs() {
+    local p
+    for p in "$@"; do
+        if [ ! -x "$T_BIN/$p" ]; then
+            t_fail "prerequisites" "$T_BIN/$p is missing; build it first"
+            t_summary
+            exit 1
+        fi
+    done
+}
+
 t_summary() {
     echo "${T_SUITE:-suite}: $T_PASSED passed, $T_FAILED failed"
     if [ -n "${T_RESULTS:-}" ]; then echo "$T_PASSED $T_FAILED" >>"$T_RESULTS"; fi

@@ -40,13 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in kme qkd-sim; do
-    if [ ! -x "$T_BIN/$p" ]; then
-        t_fail "prerequisites" "$T_BIN/$p is missing; build it first"
-        t_summary
-        exit
-    fi
-done
+t_require_programs kme qkd-sim
 
 # ---- helpers --------------------------------------------------------------------
 

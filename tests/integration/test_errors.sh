@@ -19,13 +19,7 @@ NET_BIN=$T_BIN
 dir=$(mktemp -d "$T_OUT/errors.XXXX")
 trap net_stop EXIT
 
-for p in kme qkd-sim; do
-    if [ ! -x "$T_BIN/$p" ]; then
-        t_fail "prerequisites" "$T_BIN/$p is missing; build it first"
-        t_summary
-        exit
-    fi
-done
+t_require_programs kme qkd-sim
 
 # ---- helpers --------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 /* Unit tests of the shared ETSI 014 codec and the wire encodings (api/). */
 #include <check.h>
+#include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include "api/encoding.h"
@@ -182,9 +183,5 @@ int main(void)
     tcase_add_test(tc, container_status_error);
     tcase_add_test(tc, ids);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -1,6 +1,7 @@
 /* Unit tests of key records on a real LMDB store: fetch once by designated
  * slaves only, all-or-nothing multi-key fetch, multicast, expiry. */
 #include <check.h>
+#include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -177,9 +178,5 @@ int main(void)
     tcase_add_test(tc, expiry_erases_only_expired);
     tcase_add_test(tc, duplicate_id_refused);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -1,5 +1,6 @@
 /* Unit tests of the inter-KME messages (api/kme_msgs) and the KME configuration loader. */
 #include <check.h>
+#include "tests/unit/unit_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,9 +136,5 @@ int main(void)
     tcase_add_test(tc, reserve_round_trip_and_checks);
     tcase_add_test(tc, config_loader);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -1,6 +1,7 @@
 /* Unit tests of link blocks on real LMDB stores: extents, ownership, the
  * key-caching verdicts between two ends, allocation, reuse refusal, release. */
 #include <check.h>
+#include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -283,9 +284,5 @@ int main(void)
     tcase_add_test(tc, allocation_reservation_and_reuse);
     tcase_add_test(tc, store_identity_and_persistence);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }
