@@ -67,79 +67,159 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     resp->body = etsi_status_to_json(&st);
 }
 
+/* ---- enc_keys: one local commit without blocking, or the blocking path on a worker ---- */
+
+typedef struct {
+    kme_context *k;
+    char caller[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
+    etsi_key_request kr;
+    http_deferred *d;
+    supply_async fast;
+    etsi_key_container keys; /* blocking path */
+    http_response err;
+    int rc;
+} enc_work;
+
+static void enc_resume(void *arg) { http_resume(((enc_work *)arg)->d); }
+
+static void enc_blocking(void *arg)
+{
+    enc_work *w = arg;
+    w->rc = supply_keys(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->err);
+}
+
+static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, http_response *err, http_response *resp)
+{
+    if (rc == 0) {
+        log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", w->kr.number, w->kr.size, w->caller,
+                  w->slave);
+        answer_keys(resp, keys);
+    } else {
+        *resp = *err;
+    }
+    etsi_key_request_clear(&w->kr);
+    free(w);
+}
+
+static void enc_finish_fast(void *arg, http_response *resp)
+{
+    enc_work *w = arg;
+    enc_finish_common(w, w->fast.rc, &w->fast.out, &w->fast.resp, resp);
+}
+
+static void enc_finish_blocking(void *arg, http_response *resp)
+{
+    enc_work *w = arg;
+    enc_finish_common(w, w->rc, &w->keys, &w->err, resp);
+}
+
 static void enc_keys(kme_context *k, const http_request *req, const char *caller, const char *slave, int post,
                      http_response *resp)
 {
-    etsi_key_request kr;
-    etsi_problem p;
-    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &k->cfg.limits, &kr, &p)
-                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &k->cfg.limits,
-                                                &kr, &p);
-    if (rc < 0) {
-        http_error(resp, 400, p.message, "%s", p.detail);
+    enc_work *w = calloc(1, sizeof *w);
+    if (!w) {
+        http_error(resp, 503, "out of memory", NULL);
         return;
     }
-    etsi_key_container keys;
-    if (supply_keys(k, caller, slave, &kr, &keys, resp) == 0) {
-        log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", kr.number, kr.size, caller, slave);
-        answer_keys(resp, &keys);
+    etsi_problem p;
+    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &k->cfg.limits, &w->kr, &p)
+                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &k->cfg.limits,
+                                                &w->kr, &p);
+    if (rc < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        free(w);
+        return;
     }
-    etsi_key_request_clear(&kr);
+    w->k = k;
+    snprintf(w->caller, sizeof w->caller, "%s", caller);
+    snprintf(w->slave, sizeof w->slave, "%s", slave);
+    if (supply_async_prepare(k, w->caller, w->slave, &w->kr, &w->fast, enc_resume, w)) {
+        /* Suspend before submitting: the commit may complete before this handler returns. */
+        w->d = http_defer(req, enc_finish_fast, w);
+        supply_async_start(&w->fast);
+    } else {
+        http_offload(req, enc_blocking, enc_finish_blocking, w);
+    }
 }
 
+/* ---- dec_keys: one commit, without blocking ---- */
+
 typedef struct {
-    const char *master, *slave;
-    const etsi_key_ids *ids;
-    etsi_key_container *out;
+    char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
+    etsi_key_ids ids;
+    etsi_key_container keys;
     size_t bad;
-} fetch_arg;
+    int rc;
+    http_deferred *d;
+} dec_work;
 
 static int fetch_op(kme_store *s, MDB_txn *txn, void *arg)
 {
-    fetch_arg *a = arg;
-    etsi_key_container_clear(a->out); /* from an earlier run of this batch */
-    return kr_fetch(s, txn, a->master, a->slave, a->ids, a->out, &a->bad);
+    dec_work *w = arg;
+    etsi_key_container_clear(&w->keys); /* from an earlier run of this batch */
+    return kr_fetch(s, txn, w->master, w->slave, &w->ids, &w->keys, &w->bad);
+}
+
+static void fetch_done(void *arg, int result)
+{
+    dec_work *w = arg;
+    w->rc = result;
+    http_resume(w->d);
+}
+
+static void dec_finish(void *arg, http_response *resp)
+{
+    dec_work *w = arg;
+    const char *id = w->ids.count ? w->ids.ids[w->bad] : "";
+    switch (w->rc) {
+    case KR_OK:
+        answer_keys(resp, &w->keys);
+        break;
+    case KR_UNKNOWN:
+        http_error(resp, 400, "key_ID not available",
+                   "key_ID %s is unknown here, expired or already fetched by %s", id, w->slave);
+        break;
+    case KR_FOREIGN:
+        http_error(resp, 400, "key_ID of another master", "key_ID %s was not issued to master %s", id, w->master);
+        break;
+    case KR_NOT_SLAVE:
+        http_error(resp, 401, "not a designated slave", "SAE %s is not a slave of key_ID %s", w->slave, id);
+        break;
+    default:
+        http_error(resp, 503, "key store failure", "the keys could not be read");
+    }
+    etsi_key_container_clear(&w->keys);
+    etsi_key_ids_clear(&w->ids);
+    free(w);
 }
 
 static void dec_keys(kme_context *k, const http_request *req, const char *caller, const char *master, int post,
                      http_response *resp)
 {
-    etsi_key_ids ids;
+    dec_work *w = calloc(1, sizeof *w);
     etsi_problem p;
     kme_link *l;
-    int rc = post ? etsi_key_ids_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &ids, &p)
-                  : etsi_key_ids_from_query(http_query(req, "key_ID"), &ids, &p);
+    if (!w) {
+        http_error(resp, 503, "out of memory", NULL);
+        return;
+    }
+    int rc = post ? etsi_key_ids_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &w->ids, &p)
+                  : etsi_key_ids_from_query(http_query(req, "key_ID"), &w->ids, &p);
     if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
+        free(w);
         return;
     }
     if (!supply_locate_sae(k, master, &l)) {
         http_error(resp, 400, "unknown master SAE", "SAE %s is not known to %s", master, k->cfg.kme_id);
-        etsi_key_ids_clear(&ids);
+        etsi_key_ids_clear(&w->ids);
+        free(w);
         return;
     }
-    etsi_key_container keys = {NULL, 0};
-    fetch_arg a = {master, caller, &ids, &keys, 0};
-    rc = store_commit(&k->store, fetch_op, &a);
-    const char *id = ids.count ? ids.ids[a.bad] : "";
-    switch (rc) {
-    case KR_OK:
-        answer_keys(resp, &keys);
-        break;
-    case KR_UNKNOWN:
-        http_error(resp, 400, "key_ID not available",
-                   "key_ID %s is unknown here, expired or already fetched by %s", id, caller);
-        break;
-    case KR_FOREIGN:
-        http_error(resp, 400, "key_ID of another master", "key_ID %s was not issued to master %s", id, master);
-        break;
-    case KR_NOT_SLAVE:
-        http_error(resp, 401, "not a designated slave", "SAE %s is not a slave of key_ID %s", caller, id);
-        break;
-    default:
-        http_error(resp, 503, "key store failure", "the keys could not be read");
-    }
-    etsi_key_ids_clear(&ids);
+    snprintf(w->master, sizeof w->master, "%s", master);
+    snprintf(w->slave, sizeof w->slave, "%s", caller);
+    w->d = http_defer(req, dec_finish, w);
+    store_commit_async(&k->store, fetch_op, w, fetch_done, w);
 }
 
 void etsi_api_handle(void *ctx, const http_request *req, http_response *resp)

@@ -17,7 +17,9 @@ struct store_op_item {
     void *arg;
     int result;
     int refused;   /* took itself out of the batch */
-    sem_t done;
+    store_done done_fn; /* asynchronous: called after the commit, item freed */
+    void *done_arg;
+    sem_t done;    /* synchronous: the waiter is woken */
     store_op_item *next;
 };
 
@@ -86,7 +88,12 @@ static void *writer_main(void *arg)
         run_batch(s, batch);
         for (store_op_item *it = batch, *next; it; it = next) {
             next = it->next; /* the waiter owns it once posted */
-            sem_post(&it->done);
+            if (it->done_fn) {
+                it->done_fn(it->done_arg, it->result);
+                free(it);
+            } else {
+                sem_post(&it->done);
+            }
         }
         pthread_mutex_lock(&s->lock);
     }
@@ -94,35 +101,55 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int store_commit(kme_store *s, store_op op, void *arg)
+/* Queues item for the next batch; -1 when the store is stopping. */
+static int enqueue(kme_store *s, store_op_item *item)
 {
-    store_op_item item = {op, arg, 0, 0, {{0}}, NULL};
-    sem_init(&item.done, 0, 0);
     pthread_mutex_lock(&s->lock);
     if (!s->writer_started) {
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
             pthread_mutex_unlock(&s->lock);
-            sem_destroy(&item.done);
-            return STORE_ECOMMIT;
+            return -1;
         }
         s->writer_started = 1;
     }
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    if (s->queue_tail)
+        s->queue_tail->next = item;
+    else
+        s->queue_head = item;
+    s->queue_tail = item;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int store_commit(kme_store *s, store_op op, void *arg)
+{
+    store_op_item item = {op, arg, 0, 0, NULL, NULL, {{0}}, NULL};
+    sem_init(&item.done, 0, 0);
+    if (enqueue(s, &item) < 0) {
         sem_destroy(&item.done);
         return STORE_ECOMMIT;
     }
-    if (s->queue_tail)
-        s->queue_tail->next = &item;
-    else
-        s->queue_head = &item;
-    s->queue_tail = &item;
-    pthread_cond_signal(&s->work);
-    pthread_mutex_unlock(&s->lock);
     while (sem_wait(&item.done) != 0)
         ;
     sem_destroy(&item.done);
     return item.result;
+}
+
+void store_commit_async(kme_store *s, store_op op, void *arg, store_done done, void *done_arg)
+{
+    store_op_item *item = calloc(1, sizeof *item);
+    if (item) {
+        *item = (store_op_item){op, arg, 0, 0, done, done_arg, {{0}}, NULL};
+        if (enqueue(s, item) == 0)
+            return;
+        free(item);
+    }
+    done(done_arg, STORE_ECOMMIT);
 }
 
 void store_close(kme_store *s)

@@ -4,11 +4,14 @@
 #include "kme/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
@@ -22,6 +25,8 @@ struct http_server {
     size_t body_max;
     char *cert_pem, *key_pem, *ca_pem;
     char name[32];
+    worker_pool *workers;
+    atomic_int deferred; /* requests suspended now */
 };
 
 /* Per connection: the client identity, verified once. */
@@ -31,12 +36,18 @@ typedef struct {
     char cn[ETSI_ID_MAX + 1];
 } conn_state;
 
-/* Per request: the body read so far. */
-typedef struct {
+/* Per request: the body read so far, and a deferred answer. */
+struct http_deferred {
+    http_server *server;
+    struct MHD_Connection *conn;
     char *body;
     size_t len, cap;
     int too_large;
-} request_state;
+    int deferred;
+    http_finish finish;
+    void *work;
+};
+typedef struct http_deferred request_state;
 
 static char *read_file(const char *path, char *err, size_t errlen)
 {
@@ -132,10 +143,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     http_server *s = cls;
     request_state *rs = *req_cls;
+    if (rs && rs->deferred) {
+        /* Resumed: the deferred work is done. */
+        http_response resp = {0, NULL};
+        rs->deferred = 0;
+        rs->finish(rs->work, &resp);
+        atomic_fetch_sub(&s->deferred, 1);
+        return send_response(conn, &resp);
+    }
     if (!rs) {
         rs = calloc(1, sizeof *rs);
         if (!rs)
             return MHD_NO;
+        rs->server = s;
+        rs->conn = conn;
         *req_cls = rs;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->body_max)
@@ -171,10 +192,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!cs->checked)
         verify_client(conn, cs);
 
-    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large};
+    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs};
     memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
     http_response resp = {0, NULL};
     s->handler(s->ctx, &req, &resp);
+    if (rs->deferred)
+        return MHD_YES; /* answered when resumed */
     return send_response(conn, &resp);
 }
 
@@ -222,15 +245,16 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
         snprintf(err, errlen, "%s: listen address %s must be an IPv4 address", o->name, o->listen->host);
         goto fail;
     }
+    s->workers = o->workers;
     s->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_TLS |
-            MHD_USE_ERROR_LOG,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS | MHD_USE_ERROR_LOG,
         (uint16_t)o->listen->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, s->key_pem, MHD_OPTION_HTTPS_MEM_TRUST,
         s->ca_pem, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)o->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 512,
+        MHD_OPTION_THREAD_POOL_SIZE, o->event_threads ? o->event_threads : 2u,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d (address in use, or bad certificate/key/CA)", o->name,
@@ -247,8 +271,15 @@ void http_server_stop(http_server *s)
 {
     if (!s)
         return;
-    if (s->daemon)
+    if (s->daemon) {
+        /* No new connections; let suspended requests finish first. */
+        MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+        for (int i = 0; i < 3000 && atomic_load(&s->deferred) > 0; i++)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
         MHD_stop_daemon(s->daemon);
+    }
     if (s->key_pem) {
         memset(s->key_pem, 0, strlen(s->key_pem));
         free(s->key_pem);
@@ -256,6 +287,52 @@ void http_server_stop(http_server *s)
     free(s->cert_pem);
     free(s->ca_pem);
     free(s);
+}
+
+http_deferred *http_defer(const http_request *req, http_finish finish, void *work)
+{
+    request_state *rs = req->state;
+    rs->deferred = 1;
+    rs->finish = finish;
+    rs->work = work;
+    atomic_fetch_add(&rs->server->deferred, 1);
+    MHD_suspend_connection(rs->conn);
+    return rs;
+}
+
+void http_resume(http_deferred *d)
+{
+    MHD_resume_connection(d->conn);
+}
+
+typedef struct {
+    http_job job;
+    void *work;
+    http_deferred *d;
+} offload_arg;
+
+static void run_offloaded(void *arg)
+{
+    offload_arg *o = arg;
+    o->job(o->work);
+    http_deferred *d = o->d;
+    free(o);
+    http_resume(d);
+}
+
+void http_offload(const http_request *req, http_job job, http_finish finish, void *work)
+{
+    request_state *rs = req->state;
+    http_deferred *d = http_defer(req, finish, work);
+    offload_arg *o = malloc(sizeof *o);
+    if (o) {
+        *o = (offload_arg){job, work, d};
+        if (worker_pool_submit(rs->server->workers, run_offloaded, o) == 0)
+            return;
+        free(o);
+    }
+    job(work); /* no pool: run it here rather than lose the request */
+    http_resume(d);
 }
 
 const char *http_query(const http_request *req, const char *name)

@@ -2,12 +2,18 @@
  * certificate: TLS 1.2/1.3 only, client certificates verified against one CA
  * with the clientAuth purpose, the CN handed to the handler. Bodies are
  * bounded; responses that carry key material are wiped after sending.
- * Used for both the SAE port and the KME port. */
+ * Used for both the SAE port and the KME port.
+ *
+ * Handlers run on a few event threads and must not block: a request that
+ * waits (for a commit, for a neighbour KME) is deferred with http_defer and
+ * answered once http_resume is called, or its blocking part is handed to the
+ * worker pool with http_offload. */
 #ifndef KME_HTTP_SERVER_H
 #define KME_HTTP_SERVER_H
 
 #include <stddef.h>
 #include "kme/config.h"
+#include "kme/worker_pool.h"
 
 enum http_client_auth { HTTP_AUTH_OK = 0, HTTP_AUTH_NO_CERT = 1, HTTP_AUTH_UNTRUSTED = 2 };
 
@@ -20,6 +26,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     int body_too_large;
+    void *state; /* the server's per-request state */
 } http_request;
 
 typedef struct {
@@ -27,7 +34,21 @@ typedef struct {
     char *body;   /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
 } http_response;
 
+/* Fills resp, or defers the request (then resp is ignored). */
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *resp);
+
+/* A deferred request. finish(work, resp) runs on an event thread once the
+ * request is resumed; it fills resp and owns (frees) work. */
+typedef struct http_deferred http_deferred;
+typedef void (*http_finish)(void *work, http_response *resp);
+typedef void (*http_job)(void *work);
+
+/* From a handler: suspends the request until http_resume. */
+http_deferred *http_defer(const http_request *req, http_finish finish, void *work);
+/* From any thread, once, after http_defer. */
+void http_resume(http_deferred *d);
+/* From a handler: runs job(work) on the worker pool, then finish. */
+void http_offload(const http_request *req, http_job job, http_finish finish, void *work);
 
 typedef struct http_server http_server;
 
@@ -39,6 +60,8 @@ typedef struct {
     http_handler handler;
     void *ctx;
     const char *name; /* for log lines */
+    unsigned int event_threads;
+    worker_pool *workers;  /* for http_offload */
 } http_server_options;
 
 http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);

@@ -48,22 +48,31 @@ static int local_put_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
+/* Fresh DRBG keys into out; 0 on success. */
+static int fill_drbg(etsi_key_container *out, long number, long size_bits)
+{
+    memset(out, 0, sizeof *out);
+    out->keys = calloc((size_t)number, sizeof *out->keys);
+    if (!out->keys)
+        return -1;
+    for (long i = 0; i < number; i++) {
+        etsi_key *key = &out->keys[i];
+        key->key_len = (size_t)size_bits / 8;
+        key->key = malloc(key->key_len);
+        if (!key->key)
+            return -1;
+        out->count++;
+        if (RAND_priv_bytes(key->key, (int)key->key_len) != 1 || uuid_generate(key->key_id) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int drbg_keys(kme_context *k, const char *master, const char *const *slaves, size_t nslaves,
                      const etsi_key_request *req, etsi_key_container *out, http_response *resp)
 {
-    out->keys = calloc((size_t)req->number, sizeof *out->keys);
-    if (!out->keys)
+    if (fill_drbg(out, req->number, req->size) != 0)
         goto fail;
-    for (long i = 0; i < req->number; i++) {
-        etsi_key *key = &out->keys[i];
-        key->key_len = (size_t)req->size / 8;
-        key->key = malloc(key->key_len);
-        if (!key->key)
-            goto fail;
-        out->count++;
-        if (RAND_priv_bytes(key->key, (int)key->key_len) != 1 || uuid_generate(key->key_id) < 0)
-            goto fail;
-    }
     local_put_arg a = {master, slaves, nslaves, out, (int64_t)time(NULL) + k->cfg.key_ttl_seconds};
     if (store_commit(&k->store, local_put_op, &a) != 0)
         goto fail;
@@ -72,6 +81,45 @@ fail:
     etsi_key_container_clear(out);
     http_error(resp, 503, "key generation failed", "the keys could not be generated and stored");
     return -1;
+}
+
+/* Sorts the slaves of a request into here / one neighbour; -1 with resp on error. */
+static int sort_slaves(kme_context *k, const char *slave, const etsi_key_request *req, const char **local,
+                       size_t *nlocal, const char **remote, size_t *nremote, kme_link **link, http_response *resp)
+{
+    const char *all[KME_MAX_SLAVES];
+    size_t n = 0;
+    all[n++] = slave;
+    for (size_t i = 0; i < req->additional_count && n < KME_MAX_SLAVES; i++) {
+        if (strcmp(req->additional_slaves[i], slave) == 0) {
+            http_error(resp, 400, "malformed request", "additional slave %s is already the slave", slave);
+            return -1;
+        }
+        all[n++] = req->additional_slaves[i];
+    }
+    *nlocal = *nremote = 0;
+    *link = NULL;
+    for (size_t i = 0; i < n; i++) {
+        kme_link *l;
+        int where = supply_locate_sae(k, all[i], &l);
+        if (where == 0) {
+            http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", all[i], k->cfg.kme_id);
+            return -1;
+        }
+        if (where == 1) {
+            local[(*nlocal)++] = all[i];
+            continue;
+        }
+        if (*link && *link != l) {
+            http_error(resp, 400, "slaves at several remote sites",
+                       "SAE %s and SAE %s are at different sites; one request serves one remote site", remote[0],
+                       all[i]);
+            return -1;
+        }
+        *link = l;
+        remote[(*nremote)++] = all[i];
+    }
+    return 0;
 }
 
 /* Appends the keys of more to out (moving them). */
@@ -126,45 +174,97 @@ int supply_keys(kme_context *k, const char *master, const char *slave, const ets
                 etsi_key_container *out, http_response *resp)
 {
     memset(out, 0, sizeof *out);
-    const char *all[KME_MAX_SLAVES];
-    size_t n = 0;
-    all[n++] = slave;
-    for (size_t i = 0; i < req->additional_count && n < KME_MAX_SLAVES; i++) {
-        if (strcmp(req->additional_slaves[i], slave) == 0) {
-            http_error(resp, 400, "malformed request", "additional slave %s is already the slave", slave);
-            return -1;
-        }
-        all[n++] = req->additional_slaves[i];
-    }
     const char *local[KME_MAX_SLAVES], *remote[KME_MAX_SLAVES];
-    size_t nlocal = 0, nremote = 0;
-    kme_link *link = NULL;
-    for (size_t i = 0; i < n; i++) {
-        kme_link *l;
-        int where = supply_locate_sae(k, all[i], &l);
-        if (where == 0) {
-            http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", all[i], k->cfg.kme_id);
-            return -1;
-        }
-        if (where == 1) {
-            local[nlocal++] = all[i];
-            continue;
-        }
-        if (link && link != l) {
-            http_error(resp, 400, "slaves at several remote sites",
-                       "SAE %s and SAE %s are at different sites; one request serves one remote site", remote[0],
-                       all[i]);
-            return -1;
-        }
-        link = l;
-        remote[nremote++] = all[i];
-    }
+    size_t nlocal, nremote;
+    kme_link *link;
+    if (sort_slaves(k, slave, req, local, &nlocal, remote, &nremote, &link, resp) < 0)
+        return -1;
     if (!link)
         return drbg_keys(k, master, local, nlocal, req, out, resp);
     if (nlocal == 0 && nremote == 1)
         return single_remote_slave(k, link, master, remote[0], req, out, resp);
     reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size, 0, 0};
     return reserve_link_keys(k, link, &r, out, resp);
+}
+
+/* ---- without blocking ------------------------------------------------------ */
+
+static int drbg_put_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    supply_async *a = arg;
+    local_put_arg put = {a->master, a->slaves, a->nslaves, &a->out, a->op.drbg.expires};
+    return local_put_op(s, txn, &put);
+}
+
+static void drbg_done(void *arg, int result)
+{
+    supply_async *a = arg;
+    a->rc = result;
+    if (result != 0) {
+        etsi_key_container_clear(&a->out);
+        http_error(&a->resp, 503, "key generation failed", "the keys could not be stored");
+    }
+    a->done(a->done_arg);
+}
+
+static void stock_done(void *arg, int result)
+{
+    supply_async *a = arg;
+    a->rc = result;
+    if (result == 0) {
+        stock_note_demand(a->k, a->link, a->master, a->slave, a->size_bits, a->number);
+    } else {
+        stock_unhold(a->link, a->master, a->slave, a->size_bits, a->number);
+        etsi_key_container_clear(&a->out);
+        http_error(&a->resp, 503, "key store failure", "the keys could not be taken from stock");
+    }
+    a->done(a->done_arg);
+}
+
+int supply_async_prepare(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
+                         supply_async *a, void (*done)(void *), void *done_arg)
+{
+    memset(a, 0, sizeof *a);
+    a->k = k;
+    a->done = done;
+    a->done_arg = done_arg;
+    a->number = req->number;
+    a->size_bits = req->size;
+    snprintf(a->master, sizeof a->master, "%s", master);
+    snprintf(a->slave, sizeof a->slave, "%s", slave);
+    const char *remote[KME_MAX_SLAVES];
+    size_t nremote;
+    http_response ignored = {0, NULL};
+    if (sort_slaves(k, a->slave, req, a->slaves, &a->nslaves, remote, &nremote, &a->link, &ignored) < 0) {
+        etsi_text_free(ignored.body);
+        return 0; /* the blocking path reports it */
+    }
+    /* a->slaves point into a and req, which outlive the request. */
+    if (!a->link) {
+        if (fill_drbg(&a->out, req->number, req->size) != 0) {
+            etsi_key_container_clear(&a->out);
+            return 0;
+        }
+        a->op.drbg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds;
+        return 1;
+    }
+    if (a->nslaves != 0 || nremote != 1)
+        return 0;
+    long held = stock_hold(k, a->link, master, slave, req->size, req->number);
+    if (held < req->number) {
+        stock_unhold(a->link, master, slave, req->size, held);
+        return 0;
+    }
+    stock_take_prepare(k, a->link, master, slave, req->size, held, &a->out, &a->op.take);
+    return 1;
+}
+
+void supply_async_start(supply_async *a)
+{
+    if (!a->link)
+        store_commit_async(&a->k->store, drbg_put_op, a, drbg_done, a);
+    else
+        store_commit_async(&a->k->store, stock_take_op, &a->op.take, stock_done, a);
 }
 
 long supply_stored_key_count(kme_context *k, const char *master, const char *slave)

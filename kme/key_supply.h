@@ -6,13 +6,46 @@
 
 #include "kme/context.h"
 #include "kme/http_server.h"
+#include "kme/key_records.h"
+#include "relay/key_stock.h"
 
 /* The site of an SAE as seen from here: 1 hosted here, 0 unknown; for a
  * neighbour's SAE sets *link. */
 int supply_locate_sae(kme_context *k, const char *sae_id, kme_link **link);
 
+/* Blocking: may wait for commits and for the neighbour. */
 int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                 etsi_key_container *out, http_response *resp);
+
+/* The requests that need one local commit and nothing else (slaves all
+ * here; one slave at a neighbour with enough stock), without blocking. */
+typedef struct {
+    kme_context *k;
+    kme_link *link;
+    char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
+    long number, size_bits;
+    const char *slaves[KR_MAX_SLAVES];
+    size_t nslaves;
+    etsi_key_container out;  /* the keys, when rc is 0 */
+    http_response resp;      /* the error, when rc is not 0 */
+    int rc;
+    void (*done)(void *done_arg);
+    void *done_arg;
+    union {
+        struct {
+            int64_t expires;
+        } drbg;
+        stock_take_arg take;
+    } op;
+} supply_async;
+
+/* Returns 1 when the request can be served this way (and holds what it
+ * needs), 0 when it needs supply_keys. After 1, supply_async_start submits
+ * the commit; done(done_arg) is then called on the store's writer thread once
+ * a->out or a->resp is final. req must outlive the request. */
+int supply_async_prepare(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
+                         supply_async *a, void (*done)(void *), void *done_arg);
+void supply_async_start(supply_async *a);
 
 /* stored_key_count of Status for master and that slave. */
 long supply_stored_key_count(kme_context *k, const char *master, const char *slave);

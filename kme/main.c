@@ -6,6 +6,7 @@
 #include "kme/key_records.h"
 #include "kme/log.h"
 #include "kme/store_dump.h"
+#include "kme/worker_pool.h"
 #include "relay/key_stock.h"
 #include "relay/kme_port.h"
 #include "relay/link_worker.h"
@@ -20,6 +21,8 @@
 #include <sys/resource.h>
 
 #define VERSION "1.0.0"
+#define EVENT_THREADS 2   /* per listener: they never block */
+#define WORKER_THREADS 32 /* requests that wait on a neighbour KME */
 
 static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
 {
@@ -92,13 +95,14 @@ static int run(kme_context *k)
     pthread_t expiry;
     int expiry_started = 0;
     k->peers = peer_client_new(&k->cfg, err, sizeof err);
+    worker_pool *workers = worker_pool_start(WORKER_THREADS);
     http_server_options so = {&k->cfg.sae_listen, k->cfg.sae_cert, k->cfg.sae_key, k->cfg.sae_client_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, etsi_api_handle, k,
-                              "SAE port"};
+                              "SAE port", EVENT_THREADS, workers};
     http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, (size_t)ETSI_BODY_MAX * 64,
-                              kme_port_handle, k, "KME port"};
-    if (!k->peers || !(kme = http_server_start(&ko, err, sizeof err)) || !(sae = http_server_start(&so, err, sizeof err))) {
+                              kme_port_handle, k, "KME port", EVENT_THREADS, workers};
+    if (!k->peers || !workers || !(kme = http_server_start(&ko, err, sizeof err)) || !(sae = http_server_start(&so, err, sizeof err))) {
         log_error("%s", err);
         goto stop;
     }
@@ -117,6 +121,7 @@ stop:
     /* Listeners first: in-flight requests finish and commit. */
     http_server_stop(sae);
     http_server_stop(kme);
+    worker_pool_stop(workers);
     pthread_mutex_lock(&k->stop_lock);
     atomic_store(&k->stopping, 1);
     pthread_cond_broadcast(&k->stop_cond);

@@ -43,6 +43,12 @@ void store_close(kme_store *s);
 /* Runs op in the next batch and returns once that batch is durably committed. */
 int store_commit(kme_store *s, store_op op, void *arg);
 
+/* The same without waiting: done(done_arg, result) is called on the writer
+ * thread once the batch is durably committed (or at once if the store is
+ * stopping). done must be quick and must not commit. */
+typedef void (*store_done)(void *done_arg, int result);
+void store_commit_async(kme_store *s, store_op op, void *arg, store_done done, void *done_arg);
+
 /* Read-only transaction helpers. */
 int store_read_begin(kme_store *s, MDB_txn **txn);
 

@@ -144,16 +144,9 @@ long stock_count(kme_link *l, const char *master, const char *slave, long size_b
     return n;
 }
 
-typedef struct {
-    unsigned char prefix[3 * (ETSI_ID_MAX + 1) + 4];
-    size_t plen;
-    long number, size_bits;
-    etsi_key_container *out;
-} take_arg;
-
-static int take_op(kme_store *s, MDB_txn *txn, void *arg)
+int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
 {
-    take_arg *a = arg;
+    stock_take_arg *a = arg;
     etsi_key_container_clear(a->out); /* from an earlier run of this batch */
     a->out->keys = calloc((size_t)a->number, sizeof *a->out->keys);
     if (!a->out->keys)
@@ -208,16 +201,22 @@ void stock_unhold(kme_link *l, const char *master, const char *slave, long size_
     pthread_mutex_unlock(&l->stock_lock);
 }
 
+void stock_take_prepare(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+                        etsi_key_container *out, stock_take_arg *a)
+{
+    memset(out, 0, sizeof *out);
+    a->plen = pair_prefix(a->prefix, k->cfg.links[l->index].peer_id, master, slave, size_bits);
+    a->number = held;
+    a->size_bits = size_bits;
+    a->out = out;
+}
+
 int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out)
 {
-    memset(out, 0, sizeof *out);
-    take_arg a;
-    a.plen = pair_prefix(a.prefix, k->cfg.links[l->index].peer_id, master, slave, size_bits);
-    a.number = held;
-    a.size_bits = size_bits;
-    a.out = out;
-    int rc = store_commit(&k->store, take_op, &a);
+    stock_take_arg a;
+    stock_take_prepare(k, l, master, slave, size_bits, held, out, &a);
+    int rc = store_commit(&k->store, stock_take_op, &a);
     if (rc != 0) {
         etsi_key_container_clear(out);
         stock_unhold(l, master, slave, size_bits, held);

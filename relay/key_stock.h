@@ -28,6 +28,19 @@ void stock_unhold(kme_link *l, const char *master, const char *slave, long size_
 int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out);
 
+/* The same as a store operation, for store_commit_async: fill with
+ * stock_take_prepare, then run stock_take_op; on a non-zero result give the
+ * hold back with stock_unhold. */
+typedef struct {
+    unsigned char prefix[3 * (ETSI_ID_MAX + 1) + 4];
+    size_t plen;
+    long number, size_bits;
+    etsi_key_container *out;
+} stock_take_arg;
+void stock_take_prepare(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+                        etsi_key_container *out, stock_take_arg *a);
+int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
+
 long stock_count(kme_link *l, const char *master, const char *slave, long size_bits);
 
 /* One refill round for the link (worker thread): returns keys added. */

@@ -54,6 +54,30 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
     free(out);
 }
 
+typedef struct {
+    kme_context *k;
+    kme_link *l;
+    http_request req; /* body and path stay valid until the request is answered */
+    int verify;
+    http_response resp;
+} port_work;
+
+static void port_job(void *arg)
+{
+    port_work *w = arg;
+    if (w->verify)
+        handle_verify(w->k, w->l, &w->req, &w->resp);
+    else
+        reserve_handle(w->k, w->l, &w->req, &w->resp);
+}
+
+static void port_finish(void *arg, http_response *resp)
+{
+    port_work *w = arg;
+    *resp = w->resp;
+    free(w);
+}
+
 void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
 {
     kme_context *k = ctx;
@@ -73,10 +97,17 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
         http_error(resp, 405, "method not allowed", "the inter-KME API takes POST");
         return;
     }
-    if (strcmp(req->path, "/kme/v1/verify") == 0)
-        handle_verify(k, l, req, resp);
-    else if (strcmp(req->path, "/kme/v1/reserve") == 0)
-        reserve_handle(k, l, req, resp);
-    else
+    int verify = strcmp(req->path, "/kme/v1/verify") == 0, reserve = strcmp(req->path, "/kme/v1/reserve") == 0;
+    if (!verify && !reserve) {
         http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);
+        return;
+    }
+    /* Both commit and may take a while: off the event threads. */
+    port_work *w = calloc(1, sizeof *w);
+    if (!w) {
+        http_error(resp, 503, "out of memory", NULL);
+        return;
+    }
+    *w = (port_work){k, l, *req, verify, {0, NULL}};
+    http_offload(req, port_job, port_finish, w);
 }
