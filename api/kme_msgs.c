@@ -261,3 +261,153 @@ void kme_reserve_request_clear(kme_reserve_request *r)
     r->ranges = NULL;
     r->key_count = r->range_count = 0;
 }
+
+/* ---- resolve -------------------------------------------------------------- */
+
+char *kme_resolve_request_to_json(const kme_resolve *r)
+{
+    json_t *ranges = json_array();
+    for (size_t i = 0; i < r->count; i++)
+        json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r->ranges[i].seq, (json_int_t)r->ranges[i].offset,
+                                                (json_int_t)r->ranges[i].length));
+    return dump(json_pack("{s:o}", "ranges", ranges));
+}
+
+int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    json_t *ranges = json_object_get(root, "ranges");
+    int rc = -1;
+    if (!json_is_array(ranges) || json_array_size(ranges) == 0 || json_array_size(ranges) > KME_MAX_RANGES) {
+        etsi_problem_set(p, "malformed request", "'ranges' must be an array of 1 to %d ranges", KME_MAX_RANGES);
+        goto done;
+    }
+    out->ranges = calloc(json_array_size(ranges), sizeof *out->ranges);
+    out->used = calloc(json_array_size(ranges), 1);
+    if (!out->ranges || !out->used)
+        goto done;
+    size_t i;
+    json_t *g;
+    json_array_foreach(ranges, i, g) {
+        uint64_t off, length;
+        kme_range *r = &out->ranges[i];
+        if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &r->seq) ||
+            get_u64(json_array_get(g, 1), UINT32_MAX, &off) || get_u64(json_array_get(g, 2), UINT32_MAX, &length) ||
+            length == 0) {
+            etsi_problem_set(p, "malformed request", "ranges[%zu] must be [seq, offset, length]", i);
+            goto done;
+        }
+        r->offset = (uint32_t)off;
+        r->length = (uint32_t)length;
+        out->count++;
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    if (rc < 0)
+        kme_resolve_clear(out);
+    return rc;
+}
+
+char *kme_resolve_response_to_json(const kme_resolve *r)
+{
+    json_t *used = json_array();
+    for (size_t i = 0; i < r->count; i++)
+        json_array_append_new(used, json_boolean(r->used[i]));
+    return dump(json_pack("{s:o}", "used", used));
+}
+
+int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *inout, etsi_problem *p)
+{
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    json_t *used = json_object_get(root, "used");
+    int rc = -1;
+    if (!json_is_array(used) || json_array_size(used) != inout->count) {
+        etsi_problem_set(p, "malformed response", "'used' must have one boolean per range");
+        goto done;
+    }
+    for (size_t i = 0; i < inout->count; i++) {
+        json_t *v = json_array_get(used, i);
+        if (!json_is_boolean(v)) {
+            etsi_problem_set(p, "malformed response", "used[%zu] must be a boolean", i);
+            goto done;
+        }
+        inout->used[i] = json_is_true(v);
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    return rc;
+}
+
+void kme_resolve_clear(kme_resolve *r)
+{
+    free(r->ranges);
+    free(r->used);
+    r->ranges = NULL;
+    r->used = NULL;
+    r->count = 0;
+}
+
+/* ---- claimed ---------------------------------------------------------------- */
+
+char *kme_claimed_to_json(const kme_claimed *c)
+{
+    json_t *claims = json_array();
+    for (size_t i = 0; i < c->count; i++)
+        json_array_append_new(claims, json_pack("[s,I]", c->key_ids[i], (json_int_t)c->at[i]));
+    return dump(json_pack("{s:o}", "claims", claims));
+}
+
+int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    json_t *claims = json_object_get(root, "claims");
+    int rc = -1;
+    size_t n = json_array_size(claims);
+    if (!json_is_array(claims) || n == 0 || n > KME_MAX_RANGES) {
+        etsi_problem_set(p, "malformed request", "'claims' must be an array of 1 to %d [key_ID, time]", KME_MAX_RANGES);
+        goto done;
+    }
+    out->key_ids = calloc(n, sizeof *out->key_ids);
+    out->at = calloc(n, sizeof *out->at);
+    if (!out->key_ids || !out->at)
+        goto done;
+    size_t i;
+    json_t *c;
+    json_array_foreach(claims, i, c) {
+        const char *id = json_string_value(json_array_get(c, 0));
+        uint64_t at;
+        if (!json_is_array(c) || json_array_size(c) != 2 || !id || !uuid_is_valid(id) ||
+            get_u64(json_array_get(c, 1), INT64_MAX, &at)) {
+            etsi_problem_set(p, "malformed request", "claims[%zu] must be [key_ID, unix time]", i);
+            goto done;
+        }
+        uuid_normalise(id, out->key_ids[i]);
+        out->at[i] = (int64_t)at;
+        out->count++;
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    if (rc < 0)
+        kme_claimed_clear(out);
+    return rc;
+}
+
+void kme_claimed_clear(kme_claimed *c)
+{
+    free(c->key_ids);
+    free(c->at);
+    c->key_ids = NULL;
+    c->at = NULL;
+    c->count = 0;
+}

@@ -54,6 +54,31 @@ typedef struct {
     kme_range *ranges;
 } kme_reserve_request;
 
+/* POST /kme/v1/resolve: which of these ranges of blocks the caller owns has
+ * the callee recorded as used? (Settles reservations whose answer was lost.) */
+typedef struct {
+    size_t count;
+    kme_range *ranges;
+    uint8_t *used; /* response */
+} kme_resolve;
+
+char *kme_resolve_request_to_json(const kme_resolve *r);
+int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out, etsi_problem *p);
+char *kme_resolve_response_to_json(const kme_resolve *r);
+int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *inout, etsi_problem *p);
+void kme_resolve_clear(kme_resolve *r);
+
+/* POST /kme/v1/claimed: stock keys handed to their master at these times;
+ * the callee lets each expire key_ttl_seconds after. */
+typedef struct {
+    size_t count;
+    char (*key_ids)[UUID_STR_LEN + 1];
+    int64_t *at;
+} kme_claimed;
+char *kme_claimed_to_json(const kme_claimed *c);
+int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_problem *p);
+void kme_claimed_clear(kme_claimed *c);
+
 char *kme_verify_request_to_json(const kme_verify_request *r);
 int kme_verify_request_from_json(const char *body, size_t len, kme_verify_request *out, etsi_problem *p);
 char *kme_verify_response_to_json(const kme_verify_response *r);

@@ -12,6 +12,12 @@
 
 #define STOCK_MAX_PAIRS 64
 
+/* A stock key handed to its master at a time (unix seconds). */
+typedef struct {
+    char key_id[UUID_STR_LEN + 1];
+    int64_t at;
+} kme_claim;
+
 /* Link keys reserved at the neighbour ahead of demand for one (master, slave, size). */
 typedef struct {
     char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
@@ -32,6 +38,8 @@ typedef struct {
     pthread_mutex_t stock_lock;
     stock_pair stock[STOCK_MAX_PAIRS];
     size_t stock_pairs;
+    kme_claim *claims;   /* stock keys handed out, not yet told to the neighbour */
+    size_t nclaims, claims_cap;
 } kme_link;
 
 typedef struct kme_context {

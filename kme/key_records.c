@@ -217,6 +217,39 @@ int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max)
     return n;
 }
 
+int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires)
+{
+    MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
+    record_view rv;
+    int rc = mdb_get(txn, s->keys, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return KR_UNKNOWN;
+    if (rc || view_record(v.mv_data, v.mv_size, &rv))
+        return KR_DB;
+    if (expires >= rv.expires)
+        return KR_OK;
+    unsigned char old_ek[8 + UUID_STR_LEN], new_ek[8 + UUID_STR_LEN];
+    expiry_key(old_ek, rv.expires, key_id);
+    expiry_key(new_ek, expires, key_id);
+    MDB_val ok = {sizeof old_ek, old_ek}, nk = {sizeof new_ek, new_ek}, empty = {0, NULL};
+    /* Rewrite in place: the record's expiry field follows its key length. */
+    unsigned char *copy = malloc(v.mv_size);
+    if (!copy)
+        return KR_DB;
+    memcpy(copy, v.mv_data, v.mv_size);
+    memcpy(copy + 4, &expires, 8);
+    MDB_val nv = {v.mv_size, copy};
+    rc = mdb_put(txn, s->keys, &k, &nv, 0);
+    OPENSSL_cleanse(copy, nv.mv_size);
+    free(copy);
+    if (rc)
+        return KR_DB;
+    rc = mdb_del(txn, s->key_expiry, &ok, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return KR_DB;
+    return mdb_put(txn, s->key_expiry, &nk, &empty, 0) ? KR_DB : KR_OK;
+}
+
 long kr_count(kme_store *s, MDB_txn *txn)
 {
     MDB_stat st;

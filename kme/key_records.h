@@ -42,6 +42,9 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
 /* Erases records (and parts of records) released earlier than now; returns how many. */
 int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max);
 
+/* Moves a record's expiry earlier to `expires` (never later). KR_UNKNOWN if gone. */
+int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires);
+
 /* Erases one record (rollback of a reservation that did not complete). */
 int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id);
 

@@ -213,6 +213,7 @@ static void stock_done(void *arg, int result)
     a->rc = result;
     if (result == 0) {
         stock_note_demand(a->k, a->link, a->master, a->slave, a->size_bits, a->number);
+        stock_note_claims(a->link, &a->out);
     } else {
         stock_unhold(a->link, a->master, a->slave, a->size_bits, a->number);
         etsi_key_container_clear(&a->out);

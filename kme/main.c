@@ -127,6 +127,8 @@ stop:
     pthread_cond_broadcast(&k->stop_cond);
     pthread_mutex_unlock(&k->stop_lock);
     link_workers_join(k);
+    for (size_t i = 0; i < k->cfg.link_count; i++)
+        free(k->links[i].claims);
     if (expiry_started)
         pthread_join(expiry, NULL);
     peer_client_free(k->peers);

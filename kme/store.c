@@ -65,7 +65,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 12)) ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_mb * 1024 * 1024)) ||
         (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
@@ -76,6 +76,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
         (rc = mdb_dbi_open(txn, "block_meta", MDB_CREATE, &s->block_meta)) ||
         (rc = mdb_dbi_open(txn, "block_data", MDB_CREATE, &s->block_data)) ||
         (rc = mdb_dbi_open(txn, "stock", MDB_CREATE, &s->stock)) ||
+        (rc = mdb_dbi_open(txn, "in_doubt", MDB_CREATE, &s->in_doubt)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)))
         goto fail;
     if ((rc = check_identity(s, txn, kme_id, err, errlen)))

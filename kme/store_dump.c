@@ -94,6 +94,34 @@ static json_t *dump_stock(kme_store *s, MDB_txn *txn)
     return arr;
 }
 
+/* Reservations whose answer was lost: their ranges stay spent until settled. */
+static json_t *dump_in_doubt(kme_store *s, MDB_txn *txn)
+{
+    json_t *arr = json_array();
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, s->in_doubt, &c))
+        return arr;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const char *peer = k.mv_data;
+        size_t plen = strlen(peer) + 1;
+        json_t *ranges = json_array();
+        const kme_range *r = v.mv_data;
+        for (size_t i = 0; i < v.mv_size / sizeof *r; i++)
+            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r[i].seq, (json_int_t)r[i].offset,
+                                                    (json_int_t)r[i].length));
+        if (k.mv_size == plen + UUID_STR_LEN)
+            json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
+                                                 (size_t)UUID_STR_LEN, "ranges", ranges));
+        else
+            json_decref(ranges);
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return arr;
+}
+
 int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
 {
     kme_store s;
@@ -108,8 +136,8 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     json_t *links = json_object();
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
-    json_t *root = json_pack("{s:s,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn),
-                             "stock", dump_stock(&s, txn));
+    json_t *root = json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
+                             dump_keys(&s, txn), "stock", dump_stock(&s, txn), "in_doubt", dump_in_doubt(&s, txn));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

@@ -1,7 +1,9 @@
 /* Link-key stock ahead of demand: load, take, refill and ageing (see key_stock.h). */
 #include "relay/key_stock.h"
 #include "relay/reserve.h"
+#include "kme/key_records.h"
 #include "kme/log.h"
+#include "api/kme_msgs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +226,7 @@ int stock_take_held(kme_context *k, kme_link *l, const char *master, const char 
             log_warn("link %s: stock for %s -> %s was shorter than counted", l->lb.peer_id, master, slave);
         return -1;
     }
+    stock_note_claims(l, out);
     return 0;
 }
 
@@ -332,4 +335,99 @@ long stock_refill_once(kme_context *k, kme_link *l)
     if (need_ageing)
         age_link(k, l);
     return added;
+}
+
+/* ---- claims ---------------------------------------------------------------------- */
+
+#define CLAIMS_MAX 65536 /* beyond this the oldest are not told (they expire later) */
+
+void stock_note_claims(kme_link *l, const etsi_key_container *keys)
+{
+    int64_t now = (int64_t)time(NULL);
+    pthread_mutex_lock(&l->stock_lock);
+    if (l->nclaims + keys->count > l->claims_cap && l->nclaims + keys->count <= CLAIMS_MAX) {
+        size_t cap = (l->nclaims + keys->count) * 2;
+        kme_claim *grown = realloc(l->claims, cap * sizeof *grown);
+        if (grown) {
+            l->claims = grown;
+            l->claims_cap = cap;
+        }
+    }
+    for (size_t i = 0; i < keys->count && l->nclaims < l->claims_cap; i++) {
+        memcpy(l->claims[l->nclaims].key_id, keys->keys[i].key_id, UUID_STR_LEN + 1);
+        l->claims[l->nclaims++].at = now;
+    }
+    pthread_mutex_unlock(&l->stock_lock);
+}
+
+int stock_send_claims(kme_context *k, kme_link *l)
+{
+    kme_claimed c = {0, NULL, NULL};
+    pthread_mutex_lock(&l->stock_lock);
+    size_t n = l->nclaims < 1024 ? l->nclaims : 1024;
+    if (n) {
+        c.key_ids = calloc(n, sizeof *c.key_ids);
+        c.at = calloc(n, sizeof *c.at);
+        if (c.key_ids && c.at) {
+            for (size_t i = 0; i < n; i++) {
+                memcpy(c.key_ids[i], l->claims[i].key_id, UUID_STR_LEN + 1);
+                c.at[i] = l->claims[i].at;
+            }
+            c.count = n;
+        }
+    }
+    pthread_mutex_unlock(&l->stock_lock);
+    if (c.count == 0) {
+        kme_claimed_clear(&c);
+        return 0;
+    }
+    char *body = kme_claimed_to_json(&c);
+    peer_reply reply;
+    int rc = body ? peer_post(k->peers, l->index, "/kme/v1/claimed", body, k->cfg.peer_timeout_ms, &reply) : -1;
+    etsi_text_free(body);
+    int sent = rc == 0 && reply.http_status == 200;
+    if (body)
+        peer_reply_clear(&reply);
+    if (sent) {
+        pthread_mutex_lock(&l->stock_lock);
+        memmove(l->claims, l->claims + n, (l->nclaims - n) * sizeof *l->claims);
+        l->nclaims -= n;
+        pthread_mutex_unlock(&l->stock_lock);
+    }
+    kme_claimed_clear(&c);
+    return sent ? (int)n : -1;
+}
+
+typedef struct {
+    const kme_claimed *c;
+    long ttl;
+} claimed_arg;
+
+static int claimed_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    claimed_arg *a = arg;
+    for (size_t i = 0; i < a->c->count; i++) {
+        int rc = kr_shorten_expiry(s, txn, a->c->key_ids[i], a->c->at[i] + a->ttl);
+        if (rc != KR_OK && rc != KR_UNKNOWN) /* fetched already: nothing to do */
+            return -1;
+    }
+    return 0;
+}
+
+void stock_claimed_handle(kme_context *k, const http_request *req, http_response *resp)
+{
+    kme_claimed c;
+    etsi_problem p;
+    if (kme_claimed_from_json(req->body, req->body_len, &c, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    claimed_arg a = {&c, k->cfg.key_ttl_seconds};
+    if (store_commit(&k->store, claimed_op, &a) != 0) {
+        http_error(resp, 503, "key store failure", "the claims could not be recorded");
+    } else {
+        resp->status = 200;
+        resp->body = etsi_error_to_json("committed", NULL);
+    }
+    kme_claimed_clear(&c);
 }

@@ -4,13 +4,15 @@
  * stock key for exactly that master and slave; handing one to the master
  * deletes it from the stock in the commit that answers. Stock is refilled
  * between watermarks that follow demand, and dropped when older than
- * stock_max_age_s (the neighbour keeps its copy that much longer than
- * key_ttl_seconds, so a slave always has the full TTL to fetch). */
+ * stock_max_age_s. The neighbour keeps stock keys key_ttl_seconds +
+ * stock_max_age_s; once a key is handed out, the owner tells it ("claimed")
+ * and the neighbour shortens that key's life to key_ttl_seconds from then. */
 #ifndef RELAY_KEY_STOCK_H
 #define RELAY_KEY_STOCK_H
 
 #include "kme/context.h"
 #include "api/etsi014.h"
+#include "kme/http_server.h"
 
 /* Counts the stock in the store and drops what is too old. Call at start. */
 int stock_load(kme_context *k);
@@ -40,6 +42,13 @@ typedef struct {
 void stock_take_prepare(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a);
 int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
+
+/* Records that these stock keys were handed to their master now. */
+void stock_note_claims(kme_link *l, const etsi_key_container *keys);
+/* Tells the neighbour about handed-out stock keys (worker thread). */
+int stock_send_claims(kme_context *k, kme_link *l);
+/* KME port: POST /kme/v1/claimed. */
+void stock_claimed_handle(kme_context *k, const http_request *req, http_response *resp);
 
 long stock_count(kme_link *l, const char *master, const char *slave, long size_bits);
 

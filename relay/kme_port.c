@@ -1,6 +1,7 @@
 /* Routes and authenticates inter-KME requests; answers the verification side of the key-caching protocol. */
 #include "relay/kme_port.h"
 #include "api/kme_msgs.h"
+#include "relay/key_stock.h"
 #include "relay/reserve.h"
 #include "kme/log.h"
 
@@ -54,21 +55,27 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
     free(out);
 }
 
+enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED };
+
 typedef struct {
     kme_context *k;
     kme_link *l;
     http_request req; /* body and path stay valid until the request is answered */
-    int verify;
+    int op;
     http_response resp;
 } port_work;
 
 static void port_job(void *arg)
 {
     port_work *w = arg;
-    if (w->verify)
+    if (w->op == PORT_VERIFY)
         handle_verify(w->k, w->l, &w->req, &w->resp);
-    else
+    else if (w->op == PORT_RESERVE)
         reserve_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_RESOLVE)
+        reserve_resolve_handle(w->k, w->l, &w->req, &w->resp);
+    else
+        stock_claimed_handle(w->k, &w->req, &w->resp);
 }
 
 static void port_finish(void *arg, http_response *resp)
@@ -97,8 +104,12 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
         http_error(resp, 405, "method not allowed", "the inter-KME API takes POST");
         return;
     }
-    int verify = strcmp(req->path, "/kme/v1/verify") == 0, reserve = strcmp(req->path, "/kme/v1/reserve") == 0;
-    if (!verify && !reserve) {
+    int op = strcmp(req->path, "/kme/v1/verify") == 0    ? PORT_VERIFY
+             : strcmp(req->path, "/kme/v1/reserve") == 0 ? PORT_RESERVE
+             : strcmp(req->path, "/kme/v1/resolve") == 0 ? PORT_RESOLVE
+             : strcmp(req->path, "/kme/v1/claimed") == 0 ? PORT_CLAIMED
+                                                         : -1;
+    if (op < 0) {
         http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);
         return;
     }
@@ -108,6 +119,6 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
         http_error(resp, 503, "out of memory", NULL);
         return;
     }
-    *w = (port_work){k, l, *req, verify, {0, NULL}};
+    *w = (port_work){k, l, *req, op, {0, NULL}};
     http_offload(req, port_job, port_finish, w);
 }

@@ -466,10 +466,19 @@ int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned 
 
 int lb_release(kme_store *s, MDB_txn *txn, lb_link *l, const lb_range *ranges, size_t nranges)
 {
-    for (size_t i = 0; i < nranges; i++)
+    for (size_t i = 0; i < nranges; i++) {
+        MDB_val data;
+        int rc = get_data(s, txn, l->peer_id, ranges[i].seq, &data);
+        if (rc == MDB_NOTFOUND)
+            continue; /* the block was used up and its bytes erased: they stay spent */
+        if (rc)
+            return LB_DB;
         if (ranges[i].seq < l->alloc_hint)
             l->alloc_hint = ranges[i].seq;
-    return mark_ranges(s, txn, l->peer_id, ranges, nranges, NULL, 0);
+        if (mark_ranges(s, txn, l->peer_id, &ranges[i], 1, NULL, 0) != LB_OK)
+            return LB_DB;
+    }
+    return LB_OK;
 }
 
 int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_range *ranges, size_t nranges,

@@ -1,6 +1,7 @@
 /* Link workers: file ingest into the store and the initiator side of the key-caching protocol. */
 #include "relay/link_worker.h"
 #include "relay/key_stock.h"
+#include "relay/reserve.h"
 #include "api/kme_msgs.h"
 #include "kme/log.h"
 
@@ -237,6 +238,24 @@ done:
     return result;
 }
 
+/* While the neighbour is down: an empty verification tells when it is back. */
+static void probe_peer(kme_context *k, kme_link *l)
+{
+    kme_verify_request *req = calloc(1, sizeof *req);
+    if (!req)
+        return;
+    uuid_generate(req->txn_id);
+    char *body = kme_verify_request_to_json(req);
+    peer_reply reply;
+    int rc = body ? peer_post(k->peers, l->index, "/kme/v1/verify", body, k->cfg.peer_timeout_ms, &reply) : -1;
+    etsi_text_free(body);
+    if (rc == 0 && reply.http_status == 200 && !atomic_exchange(&l->peer_up, 1))
+        log_info("link %s: neighbour reachable again", l->lb.peer_id);
+    if (body)
+        peer_reply_clear(&reply);
+    free(req);
+}
+
 /* ---- the worker loop ------------------------------------------------------------ */
 
 typedef struct {
@@ -261,11 +280,19 @@ static void *worker_main(void *arg)
     kme_context *k = w->k;
     kme_link *l = w->l;
     free(w);
-    int64_t last_stale = 0;
+    int64_t last_stale = 0, last_probe = 0;
     while (!atomic_load(&k->stopping)) {
+        if (!atomic_load(&l->peer_up) && kme_now_ms() - last_probe >= 1000) {
+            last_probe = kme_now_ms();
+            probe_peer(k, l);
+        }
         int ingested = link_ingest_once(k, l);
         int settled = l->initiator ? link_verify_once(k, l) : 0;
         long refilled = stock_refill_once(k, l);
+        if (atomic_load(&l->peer_up)) {
+            reserve_resolve_once(k, l);
+            stock_send_claims(k, l);
+        }
         if (kme_now_ms() - last_stale > 60000) {
             stale_arg sa = {l, kme_now_ms()};
             store_commit(&k->store, stale_op, &sa);
@@ -274,6 +301,8 @@ static void *worker_main(void *arg)
         if (ingested <= 0 && settled <= 0 && refilled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
             break;
     }
+    if (atomic_load(&l->peer_up))
+        stock_send_claims(k, l); /* best effort: untold keys just expire later */
     return NULL;
 }
 

@@ -113,6 +113,18 @@ static void give_handle(peer_client *pc, peer_pool *pool, CURL *c, int reusable)
         curl_easy_cleanup(c);
 }
 
+/* Called once a connection is ready and the request is about to go out:
+ * from then on the peer may have received it. */
+static int count_attempt(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    (*(int *)clientp)++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static size_t collect(char *data, size_t size, size_t nmemb, void *userp)
 {
     peer_reply *r = userp;
@@ -153,6 +165,9 @@ int peer_post(peer_client *pc, size_t link, const char *path, const char *body, 
     snprintf(url, sizeof url, "%s%s", pool->url, path);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     char errbuf[CURL_ERROR_SIZE] = "";
+    int attempts = 0;
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, count_attempt);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, &attempts);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -176,9 +191,9 @@ int peer_post(peer_client *pc, size_t link, const char *path, const char *body, 
         }
         return 0;
     }
-    out->not_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                    rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
-                    rc == CURLE_SSL_CERTPROBLEM;
+    /* libcurl resends a request whose kept-alive connection turned out dead,
+     * so the final error alone does not tell whether the peer got it. */
+    out->not_sent = attempts == 0;
     snprintf(out->error, sizeof out->error, "%s: %s", pool->peer_id, errbuf[0] ? errbuf : curl_easy_strerror(rc));
     give_handle(pc, pool, c, 0);
     return -1;

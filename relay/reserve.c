@@ -63,22 +63,41 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
+enum undo_kind {
+    UNDO_RELEASE, /* the neighbour provably recorded nothing: the ranges return to the pool */
+    UNDO_SPEND,   /* it may have recorded them and will never say: they stay spent */
+    UNDO_DOUBT,   /* its answer was lost: spent until it says which it recorded */
+};
+
 typedef struct {
     kme_link *l;
     const kme_reserve_request *msg;
-    int release_ranges;
+    enum undo_kind kind;
 } undo_arg;
 
-/* Undoes a reservation the neighbour did not take: local records always go;
- * the ranges return to the pool only when the neighbour provably never used them. */
+static size_t doubt_key(unsigned char *buf, const char *peer_id, const char *key_id)
+{
+    size_t n = strlen(peer_id) + 1;
+    memcpy(buf, peer_id, n);
+    memcpy(buf + n, key_id, UUID_STR_LEN);
+    return n + UUID_STR_LEN;
+}
+
+/* Undoes a reservation the neighbour did not confirm; local records always go. */
 static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     undo_arg *a = arg;
     for (size_t i = 0; i < a->msg->key_count; i++)
         if (kr_delete(s, txn, a->msg->keys[i].key_id) != KR_OK)
             return -1;
-    if (a->release_ranges && lb_release(s, txn, &a->l->lb, a->msg->ranges, a->msg->range_count) != LB_OK)
-        return -1;
+    if (a->kind == UNDO_RELEASE)
+        return lb_release(s, txn, &a->l->lb, a->msg->ranges, a->msg->range_count) != LB_OK ? -1 : 0;
+    if (a->kind == UNDO_DOUBT) {
+        unsigned char kb[ETSI_ID_MAX + 1 + UUID_STR_LEN];
+        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->msg->keys[0].key_id), kb},
+                v = {a->msg->range_count * sizeof(kme_range), a->msg->ranges};
+        return mdb_put(txn, s->in_doubt, &k, &v, 0) ? -1 : 0;
+    }
     return 0;
 }
 
@@ -144,13 +163,19 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
         return 0;
     }
     atomic_store(&l->peer_up, rc == 0);
-    /* The neighbour did not take the keys. Give the ranges back only when it
-     * provably recorded nothing: never connected, or it refused before use. */
-    undo_arg u = {l, &msg, rc < 0 ? reply.not_sent : (reply.http_status == 503 || reply.http_status == 400)};
+    /* The neighbour did not take the keys. A refusal (400, 503) or a request
+     * that never left means it recorded nothing; a lost answer is settled
+     * later (reserve_resolve_once); anything else leaves the bytes spent. */
+    undo_arg u = {l, &msg, UNDO_SPEND};
+    if (rc < 0)
+        u.kind = reply.not_sent ? UNDO_RELEASE : UNDO_DOUBT;
+    else if (reply.http_status == 503 || reply.http_status == 400)
+        u.kind = UNDO_RELEASE;
+    static const char *const outcome[] = {"released", "bytes spent", "in doubt until the neighbour answers"};
     if (store_commit(&k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
     log_warn("link %s: reservation of %ld keys refused (%s); %s", l->lb.peer_id, r->number,
-             rc < 0 ? reply.error : reply.error[0] ? reply.error : "error", u.release_ranges ? "released" : "bytes spent");
+             rc < 0 ? reply.error : reply.error[0] ? reply.error : "error", outcome[u.kind]);
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", l->lb.peer_id, reply.error);
     else
@@ -259,4 +284,128 @@ void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_r
     }
 done:
     kme_reserve_request_clear(&msg);
+}
+
+/* ---- reservations whose answer was lost ------------------------------------------ */
+
+#define RESOLVE_BATCH 64
+
+typedef struct {
+    kme_link *l;
+    size_t entries;
+    char key_ids[RESOLVE_BATCH][UUID_STR_LEN + 1];
+    size_t first[RESOLVE_BATCH], count[RESOLVE_BATCH];
+    kme_resolve q;
+    long released;
+} resolve_arg;
+
+/* Reads up to RESOLVE_BATCH in-doubt reservations of the link into a. */
+static int collect_doubts(kme_store *s, kme_link *l, resolve_arg *a)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    if (store_read_begin(s, &txn))
+        return -1;
+    if (mdb_cursor_open(txn, s->in_doubt, &c)) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    size_t plen = strlen(l->lb.peer_id) + 1, total = 0;
+    MDB_val k = {plen, l->lb.peer_id}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && a->entries < RESOLVE_BATCH && k.mv_size == plen + UUID_STR_LEN &&
+           memcmp(k.mv_data, l->lb.peer_id, plen) == 0 && total + v.mv_size / sizeof(kme_range) <= KME_MAX_RANGES) {
+        kme_range *grown = realloc(a->q.ranges, (total + v.mv_size / sizeof(kme_range)) * sizeof(kme_range));
+        if (!grown)
+            break;
+        a->q.ranges = grown;
+        memcpy(a->q.ranges + total, v.mv_data, v.mv_size);
+        memcpy(a->key_ids[a->entries], (char *)k.mv_data + plen, UUID_STR_LEN);
+        a->key_ids[a->entries][UUID_STR_LEN] = '\0';
+        a->first[a->entries] = total;
+        a->count[a->entries] = v.mv_size / sizeof(kme_range);
+        total += a->count[a->entries];
+        a->entries++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    a->q.count = total;
+    a->q.used = calloc(total ? total : 1, 1);
+    return a->q.used ? 0 : -1;
+}
+
+static int settle_doubts_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    resolve_arg *a = arg;
+    a->released = 0;
+    for (size_t e = 0; e < a->entries; e++) {
+        for (size_t i = a->first[e]; i < a->first[e] + a->count[e]; i++) {
+            if (a->q.used[i])
+                continue;
+            if (lb_release(s, txn, &a->l->lb, &a->q.ranges[i], 1) != LB_OK)
+                return -1;
+            a->released += a->q.ranges[i].length;
+        }
+        unsigned char kb[ETSI_ID_MAX + 1 + UUID_STR_LEN];
+        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->key_ids[e]), kb};
+        int rc = mdb_del(txn, s->in_doubt, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return -1;
+    }
+    return 0;
+}
+
+int reserve_resolve_once(kme_context *k, kme_link *l)
+{
+    resolve_arg *a = calloc(1, sizeof *a);
+    int settled = -1;
+    if (!a)
+        return -1;
+    a->l = l;
+    if (collect_doubts(&k->store, l, a) < 0 || a->entries == 0) {
+        settled = a->entries == 0 ? 0 : -1;
+        goto done;
+    }
+    char *body = kme_resolve_request_to_json(&a->q);
+    peer_reply reply;
+    int rc = body ? peer_post(k->peers, l->index, "/kme/v1/resolve", body, k->cfg.peer_timeout_ms, &reply) : -1;
+    etsi_text_free(body);
+    etsi_problem p;
+    if (rc == 0 && reply.http_status == 200 && kme_resolve_response_from_json(reply.body, reply.len, &a->q, &p) == 0 &&
+        store_commit(&k->store, settle_doubts_op, a) == 0) {
+        settled = (int)a->entries;
+        log_info("link %s: settled %zu reservations whose answer was lost; %ld bytes back in the pool", l->lb.peer_id,
+                 a->entries, a->released);
+    }
+    peer_reply_clear(&reply);
+done:
+    kme_resolve_clear(&a->q);
+    free(a);
+    return settled;
+}
+
+void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+{
+    kme_resolve q;
+    etsi_problem p;
+    if (kme_resolve_request_from_json(req->body, req->body_len, &q, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    MDB_txn *txn;
+    if (store_read_begin(&k->store, &txn)) {
+        http_error(resp, 503, "key store failure", NULL);
+        kme_resolve_clear(&q);
+        return;
+    }
+    for (size_t i = 0; i < q.count; i++) {
+        lb_meta m;
+        q.used[i] = lb_get_meta(&k->store, txn, l->lb.peer_id, q.ranges[i].seq, &m) == 0 &&
+                    lb_extents_overlap(&m, q.ranges[i].offset, q.ranges[i].offset + q.ranges[i].length);
+    }
+    mdb_txn_abort(txn);
+    resp->status = 200;
+    resp->body = kme_resolve_response_to_json(&q);
+    kme_resolve_clear(&q);
 }

@@ -28,6 +28,13 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
 /* KME port: POST /kme/v1/reserve from neighbour on link l. */
 void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
 
+/* A reservation whose answer was lost keeps its ranges spent until the
+ * neighbour says which it recorded: one round of asking (worker thread).
+ * Returns reservations settled, or -1. */
+int reserve_resolve_once(kme_context *k, kme_link *l);
+/* KME port: POST /kme/v1/resolve from neighbour on link l (read only). */
+void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
+
 /* Keys of size_bits the owner could carve for the neighbour right now. */
 long reserve_available_keys(kme_context *k, kme_link *l, long size_bits);
 

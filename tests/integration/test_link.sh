@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The QKD link between two KMEs.
+#  (a) Corruption: qkd-sim corrupts 30% of 40 blocks on B's side; the key
+#      caching protocol must discard exactly those blocks at both ends and
+#      verify every other one at both ends; keys flow from the rest.
+#  (b) Peer down: with KME_B stopped, requests that need B are refused with
+#      503 "peer KME unreachable" and change nothing (stock count unchanged,
+#      even for a request spanning several link blocks); keys A already holds
+#      in stock for SAE_B and local (DRBG) keys are still served; once B is
+#      back, keys for B flow again within seconds and are fetchable there.
+#  (c) No link key yet: before qkd-sim runs, a request for the remote slave
+#      is refused with 503 saying 0 keys are available, status counts 0; once
+#      qkd-sim runs, the same request succeeds.
+# shellcheck disable=SC2034 # T_SUITE is read by lib.sh
+T_SUITE='link'
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
+# shellcheck source=../../kme/network.sh
+. "$T_ROOT/kme/network.sh"
+# shellcheck source=lib/keys.sh
+. "$T_ROOT/tests/integration/lib/keys.sh"
+NET_BIN=$T_BIN
+NET_SAE_BASE=6300
+NET_KME_BASE=6400
+W=$(mktemp -d "$T_OUT/link.XXXX")
+trap net_stop EXIT
+t_require_programs kme qkd-sim
+
+SITE_DIRS=()
+
+# block_states SITE PEER: "seq state" lines of the site's blocks on the link.
+block_states() {
+    dump "$1" "$W/states.$1" && jq -r --arg p "KME_$2" '.links[$p][] | "\(.seq) \(.state)"' "$W/states.$1"
+}
+# settled SITE PEER COUNT: the site holds COUNT blocks, none unverified or locked.
+settled() {
+    local s
+    s=$(block_states "$1" "$2") || return 1
+    [ "$(printf '%s\n' "$s" | grep -c .)" -eq "$3" ] && ! printf '%s\n' "$s" | grep -Eq ' (unverified|locked)$'
+}
+seqs_in_state() { # SITE PEER STATE: sorted seqs, one line
+    block_states "$1" "$2" | awk -v st="$3" '$2 == st { print $1 }' | sort -n | paste -sd' ' -
+}
+# has_stock_pair MASTER SLAVE: A's store holds stock keys for the pair.
+has_stock_pair() {
+    dump A "$W/stockdump" &&
+        jq -e --arg m "$1" --arg s "$2" '[.stock[]? | select(.master == $m and .slave == $s)] | length > 0' \
+            "$W/stockdump" >/dev/null
+}
+# enc_ok MASTER SLAVE NUMBER SIZE FILE: enc_keys succeeds (for wait_for).
+enc_ok() { enc_keys "$@"; }
+
+echo "== (a) corruption: 40 blocks, 30% corrupted on B's side"
+NET_RATE=20000000
+NET_BLOCK=4096
+net_init "$W/a" "A B" "A-B" || { t_fail "net_init" "see $W"; t_summary; exit 1; }
+SITE_DIRS+=("$NET_DIR")
+kme_start A
+kme_start B
+t_check "KME_A starts" kme_wait A 30
+t_check "KME_B starts" kme_wait B 30
+sim_start A-B --corrupt 0.3 --corrupt-side 1 --count 40
+SIM_LOG=$NET_DIR/links/A-B/qkd-sim.log
+t_check "all 40 blocks settled at A within 30 s" wait_for 30 settled A B 40
+t_check "all 40 blocks settled at B within 30 s" wait_for 30 settled B A 40
+corrupted=$(awk '$1 == "corrupted" { print $2 }' "$SIM_LOG" | sort -n | paste -sd' ' -)
+echo "  (qkd-sim corrupted: ${corrupted:-none})"
+t_check "qkd-sim corrupted some blocks" test -n "$corrupted"
+t_eq "blocks discarded at A are exactly the corrupted ones" "$corrupted" "$(seqs_in_state A B discarded)"
+t_eq "blocks discarded at B are exactly the corrupted ones" "$corrupted" "$(seqs_in_state B A discarded)"
+all=$(seq 1 40 | paste -sd' ' -)
+others=$(comm -23 <(tr ' ' '\n' <<<"$all" | sort) <(tr ' ' '\n' <<<"$corrupted" | sort) | sort -n | paste -sd' ' -)
+t_eq "every other block is verified at A" "$others" "$(seqs_in_state A B verified)"
+t_eq "every other block is verified at B" "$others" "$(seqs_in_state B A verified)"
+dump A "$W/a.A"
+dump B "$W/a.B"
+compare_dumps A B "$W/a.A" "$W/a.B" >"$W/a.violations"
+t_eq "both ends agree on every block (dumps)" 0 "$(wc -l <"$W/a.violations")"
+: >"$W/a.keys"
+: >"$W/a.fetched"
+t_check "SAE_A gets keys for SAE_B from the verified blocks" enc_keys SAE_A SAE_B 4 256 "$W/a.keys"
+dec_keys SAE_B SAE_A "$W/a.keys" "$W/a.fetched"
+t_eq "SAE_B fetches them with the same bytes" "$(sort "$W/a.keys")" "$(sort "$W/a.fetched")"
+: >"$W/a.keysB"
+: >"$W/a.fetchedB"
+t_check "SAE_B gets keys for SAE_A (B's own blocks)" enc_keys SAE_B SAE_A 4 256 "$W/a.keysB"
+dec_keys SAE_A SAE_B "$W/a.keysB" "$W/a.fetchedB"
+t_eq "SAE_A fetches them with the same bytes" "$(sort "$W/a.keysB")" "$(sort "$W/a.fetchedB")"
+
+echo "== (b) peer down"
+NET_RATE=2000000
+sim_stop A-B
+sim_start A-B
+t_check "link key for 2000 keys at A within 30 s" wait_for 30 stock_at_least SAE_A SAE_B 2000
+: >"$W/b.keys"
+t_check "keys for SAE_B before B stops" enc_keys SAE_A SAE_B 4 256 "$W/b.keys"
+t_check "A keeps keys for SAE_B in stock (after demand)" wait_for 10 has_stock_pair SAE_A SAE_B
+kme_stop B
+t_check "KME_B stopped" test -z "$(kme_pid B)"
+sleep 1
+before=$(stored_count SAE_A SAE_B)
+: >"$W/b.refused"
+enc_keys SAE_A SAE_B 2 512 "$W/b.refused"
+t_eq "B down: GET enc_keys (size 512, none in stock) answers 503" 503 "$CODE"
+t_match "B down: the ETSI message names the peer" '"message": *"peer KME unreachable"' "$BODY"
+t_check "B down: the 503 body has message and details" \
+    jq -e '(.message | type == "string") and (.details | type == "array" and length > 0)' <<<"$BODY"
+enc_keys SAE_A SAE_B 4 65536 "$W/b.refused"
+t_eq "B down: a request spanning several link blocks (4 x 65536 bits) answers 503" 503 "$CODE"
+# A request whose answer was lost holds its bytes "in doubt" until B can say
+# which it recorded; every other refusal gives them back at once.
+no_doubt() { [ "$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump | jq '.in_doubt | length')" = 0 ]; }
+t_eq "B down: no key was handed out by the refused requests" 0 "$(wc -l <"$W/b.refused")"
+: >"$W/b.local"
+t_check "B down: local keys (slave SAE_A at A, DRBG) still served" enc_keys SAE_A SAE_A 2 256 "$W/b.local"
+: >"$W/b.stocked"
+t_check "B down: keys A already holds in stock for SAE_B are served" enc_keys SAE_A SAE_B 2 256 "$W/b.stocked"
+kme_start B
+t_check "KME_B restarts" kme_wait B 30
+t_check "B back: every reservation A held in doubt is settled within 10 s" wait_for 10 no_doubt
+t_check "B back: A's stored_key_count is back to at least what it was before the refusals" \
+    wait_for 10 stock_at_least SAE_A SAE_B $((before - 1))
+: >"$W/b.after"
+t_check "B back: enc_keys for SAE_B (size 512, reserved at B) succeeds within 10 s" \
+    wait_for 10 enc_ok SAE_A SAE_B 2 512 "$W/b.after"
+[ "$CODE" = 200 ] || echo "    last answer: $CODE $BODY"
+t_check "B back: a further request spanning several link blocks succeeds" enc_keys SAE_A SAE_B 4 65536 "$W/b.after"
+[ "$CODE" = 200 ] || echo "    last answer: $CODE $BODY"
+t_check "B back: the new keys came" test -s "$W/b.after"
+cat "$W/b.keys" "$W/b.stocked" "$W/b.after" >"$W/b.all"
+: >"$W/b.fetched"
+fetch_all SAE_B SAE_A "$W/b.all" "$W/b.fetched" "$W/b.fail"
+t_eq "every key for SAE_B (before, from stock while B was down, after) is fetched at B with the same bytes" \
+    "$(sort "$W/b.all")" "$(sort "$W/b.fetched")"
+: >"$W/b.local.fetched"
+dec_keys SAE_A SAE_A "$W/b.local" "$W/b.local.fetched"
+t_eq "local keys are fetched at A with the same bytes" "$(sort "$W/b.local")" "$(sort "$W/b.local.fetched")"
+dump A "$W/b.A"
+dump B "$W/b.B"
+compare_dumps A B "$W/b.A" "$W/b.B" >"$W/b.violations"
+t_eq "both ends agree on every block after the outage (dumps)" 0 "$(wc -l <"$W/b.violations")"
+[ -s "$W/b.violations" ] && head -3 "$W/b.violations" | sed 's/^/    /'
+net_stop
+
+echo "== (c) no link key yet"
+net_init "$W/c" "A B" "A-B" || { t_fail "net_init (c)" "see $W"; t_summary; exit 1; }
+SITE_DIRS+=("$NET_DIR")
+kme_start A
+kme_start B
+t_check "KME_A starts without qkd-sim" kme_wait A 30
+t_check "KME_B starts without qkd-sim" kme_wait B 30
+t_eq "status: stored_key_count for SAE_B is 0" 0 "$(stored_count SAE_A SAE_B)"
+: >"$W/c.keys"
+enc_keys SAE_A SAE_B 1 256 "$W/c.keys"
+t_eq "enc_keys for SAE_B answers 503" 503 "$CODE"
+t_match "the 503 says no key is available" '"message": *"not enough key material"' "$BODY"
+t_match "its details say 0 keys are available" '"details":.*[^0-9]0 keys' "$BODY"
+sim_start A-B
+t_check "once qkd-sim runs, enc_keys for SAE_B succeeds within 20 s" wait_for 20 enc_ok SAE_A SAE_B 1 256 "$W/c.keys"
+: >"$W/c.fetched"
+dec_keys SAE_B SAE_A "$W/c.keys" "$W/c.fetched"
+t_eq "SAE_B fetches it with the same bytes" "$(sort "$W/c.keys")" "$(sort "$W/c.fetched")"
+net_stop
+
+echo "== sanitizers"
+for d in "${SITE_DIRS[@]}"; do
+    for s in A B; do
+        t_check "KME_$s log ($(basename "$d")) has no sanitizer report" \
+            bash -c "! grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error' '$d/$s/kme.log'"
+    done
+done
+
+t_summary
