@@ -132,6 +132,10 @@ stop:
     if (expiry_started)
         pthread_join(expiry, NULL);
     peer_client_free(k->peers);
+    if (k->store.batches)
+        log_info("%s: %llu store operations in %llu synced commits (%.1f per commit)", k->cfg.kme_id,
+                 (unsigned long long)k->store.ops, (unsigned long long)k->store.batches,
+                 (double)k->store.ops / (double)k->store.batches);
     store_close(&k->store);
     log_info("%s: stopped", k->cfg.kme_id);
     return rc;
