@@ -107,10 +107,12 @@ static json_t *dump_in_doubt(kme_store *s, MDB_txn *txn)
         const char *peer = k.mv_data;
         size_t plen = strlen(peer) + 1;
         json_t *ranges = json_array();
-        const kme_range *r = v.mv_data;
-        for (size_t i = 0; i < v.mv_size / sizeof *r; i++)
-            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r[i].seq, (json_int_t)r[i].offset,
-                                                    (json_int_t)r[i].length));
+        for (size_t i = 0; i < v.mv_size / sizeof(kme_range); i++) {
+            kme_range r; /* LMDB values are not aligned */
+            memcpy(&r, (const unsigned char *)v.mv_data + i * sizeof r, sizeof r);
+            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset,
+                                                    (json_int_t)r.length));
+        }
         if (k.mv_size == plen + UUID_STR_LEN)
             json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
                                                  (size_t)UUID_STR_LEN, "ranges", ranges));
