@@ -51,6 +51,16 @@ static int view_record(const unsigned char *p, size_t len, record_view *v)
     return o + v->key_len == len ? 0 : -1;
 }
 
+/* Reads and parses the record of key_id: KR_OK, KR_UNKNOWN or KR_DB. */
+static int get_record(kme_store *s, MDB_txn *txn, const char *key_id, MDB_val *v, record_view *rv)
+{
+    MDB_val k = {UUID_STR_LEN, (void *)key_id};
+    int rc = mdb_get(txn, s->keys, &k, v);
+    if (rc == MDB_NOTFOUND)
+        return KR_UNKNOWN;
+    return rc || view_record(v->mv_data, v->mv_size, rv) ? KR_DB : KR_OK;
+}
+
 static void expiry_key(unsigned char out[8 + UUID_STR_LEN], int64_t expires, const char *key_id)
 {
     store_put_be64(out, (uint64_t)expires);
@@ -116,14 +126,12 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
     memset(out, 0, sizeof *out);
     /* Pass 1: every ID must be deliverable to this slave. */
     for (size_t i = 0; i < ids->count; i++) {
-        MDB_val k = {UUID_STR_LEN, ids->ids[i]}, v;
+        MDB_val v;
         record_view rv;
         *bad_index = i;
-        int rc = mdb_get(txn, s->keys, &k, &v);
-        if (rc == MDB_NOTFOUND)
-            return KR_UNKNOWN;
-        if (rc || view_record(v.mv_data, v.mv_size, &rv))
-            return KR_DB;
+        int rc = get_record(s, txn, ids->ids[i], &v, &rv);
+        if (rc != KR_OK)
+            return rc;
         if (rv.master_len != strlen(master) || memcmp(rv.master, master, rv.master_len) != 0)
             return KR_FOREIGN;
         int si = slave_index(v.mv_data, &rv, slave);
@@ -139,7 +147,7 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
     for (size_t i = 0; i < ids->count; i++) {
         MDB_val k = {UUID_STR_LEN, ids->ids[i]}, v;
         record_view rv;
-        if (mdb_get(txn, s->keys, &k, &v) || view_record(v.mv_data, v.mv_size, &rv))
+        if (get_record(s, txn, ids->ids[i], &v, &rv) != KR_OK)
             goto db_fail;
         etsi_key *key = &out->keys[out->count];
         memcpy(key->key_id, ids->ids[i], sizeof key->key_id);
@@ -180,13 +188,11 @@ db_fail:
 
 int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id)
 {
-    MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
+    MDB_val v;
     record_view rv;
-    int rc = mdb_get(txn, s->keys, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return KR_OK;
-    if (rc || view_record(v.mv_data, v.mv_size, &rv))
-        return KR_DB;
+    int rc = get_record(s, txn, key_id, &v, &rv);
+    if (rc != KR_OK)
+        return rc == KR_UNKNOWN ? KR_OK : rc;
     return erase(s, txn, key_id, rv.expires) ? KR_DB : KR_OK;
 }
 
@@ -221,11 +227,9 @@ int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t ex
 {
     MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
     record_view rv;
-    int rc = mdb_get(txn, s->keys, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return KR_UNKNOWN;
-    if (rc || view_record(v.mv_data, v.mv_size, &rv))
-        return KR_DB;
+    int rc = get_record(s, txn, key_id, &v, &rv);
+    if (rc != KR_OK)
+        return rc;
     if (expires >= rv.expires)
         return KR_OK;
     unsigned char old_ek[8 + UUID_STR_LEN], new_ek[8 + UUID_STR_LEN];
