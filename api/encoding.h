@@ -16,6 +16,8 @@ unsigned char *base64_decode(const char *text, size_t *out_len);
 
 /* Lower-case hex; out must hold 2*len+1 bytes. */
 void hex_encode(const unsigned char *data, size_t len, char *out);
+/* Exactly 2*n hex digits (any case) into n bytes; -1 on anything else. */
+int hex_decode(const char *hex, unsigned char *out, size_t n);
 
 /* A fresh random (version 4) UUID in canonical lower-case form. out: 37 bytes. */
 int uuid_generate(char out[UUID_STR_LEN + 1]);

@@ -42,22 +42,6 @@ static int get_u64(json_t *v, uint64_t max, uint64_t *out)
     return 0;
 }
 
-static int hex_decode(const char *hex, uint8_t *out, size_t n)
-{
-    if (!hex || strlen(hex) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned int b;
-        char pair[3] = {hex[2 * i], hex[2 * i + 1], 0};
-        char *end;
-        b = (unsigned int)strtoul(pair, &end, 16);
-        if (*end)
-            return -1;
-        out[i] = (uint8_t)b;
-    }
-    return 0;
-}
-
 /* ---- verify ------------------------------------------------------------- */
 
 char *kme_verify_request_to_json(const kme_verify_request *r)

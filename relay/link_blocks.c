@@ -24,7 +24,7 @@ enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq)
 
 /* ---- keys and (de)serialisation ----------------------------------------- */
 
-static size_t block_key(unsigned char *buf, const char *peer_id, uint64_t seq)
+size_t lb_block_key(unsigned char *buf, const char *peer_id, uint64_t seq)
 {
     size_t n = strlen(peer_id);
     memcpy(buf, peer_id, n);
@@ -70,7 +70,7 @@ static int meta_decode(const unsigned char *p, size_t len, lb_meta *m)
 int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, lb_meta *out)
 {
     unsigned char kb[80];
-    MDB_val k = {block_key(kb, peer_id, seq), kb}, v;
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v;
     int rc = mdb_get(txn, s->block_meta, &k, &v);
     if (rc)
         return rc;
@@ -80,21 +80,21 @@ int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, l
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m)
 {
     unsigned char kb[80], vb[META_HEADER + LB_MAX_EXTENTS * sizeof(lb_extent)];
-    MDB_val k = {block_key(kb, peer_id, seq), kb}, v = {meta_encode(m, vb), vb};
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v = {meta_encode(m, vb), vb};
     return mdb_put(txn, s->block_meta, &k, &v, 0);
 }
 
 static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, MDB_val *v)
 {
     unsigned char kb[80];
-    MDB_val k = {block_key(kb, peer_id, seq), kb};
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb};
     return mdb_get(txn, s->block_data, &k, v);
 }
 
 static int del_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
 {
     unsigned char kb[80];
-    MDB_val k = {block_key(kb, peer_id, seq), kb};
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb};
     int rc = mdb_del(txn, s->block_data, &k, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -210,7 +210,7 @@ int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsign
     if (seq < l->verify_hint)
         l->verify_hint = seq;
     unsigned char kb[80];
-    MDB_val k = {block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
+    MDB_val k = {lb_block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
     if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
         return LB_DB;
     memcpy(v.mv_data, data, len);
@@ -223,7 +223,7 @@ static int for_each_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64
 {
     unsigned char kb[80];
     size_t plen = strlen(peer_id) + 1;
-    MDB_val k = {block_key(kb, peer_id, from), kb}, v;
+    MDB_val k = {lb_block_key(kb, peer_id, from), kb}, v;
     MDB_cursor *c;
     int rc = mdb_cursor_open(txn, s->block_meta, &c);
     if (rc)

@@ -60,6 +60,10 @@ typedef struct {
 
 void lb_link_init(lb_link *l, const char *self_id, const char *peer_id);
 
+/* The key of a block in block_meta and block_data: peer KME ID | 0 | be64 seq.
+ * buf must hold ETSI_ID_MAX + 9 bytes; returns the key's length. */
+size_t lb_block_key(unsigned char *buf, const char *peer_id, uint64_t seq);
+
 /* Which end owns verified block seq. */
 enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq);
 

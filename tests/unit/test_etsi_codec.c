@@ -29,6 +29,23 @@ START_TEST(base64_round_trip_and_strictness)
 }
 END_TEST
 
+START_TEST(hex_strict)
+{
+    unsigned char b[2];
+    ck_assert_int_eq(hex_decode("0aFF", b, 2), 0);
+    ck_assert_uint_eq(b[0], 0x0a);
+    ck_assert_uint_eq(b[1], 0xff);
+    char back[5];
+    hex_encode(b, 2, back);
+    ck_assert_str_eq(back, "0aff");
+    ck_assert_int_eq(hex_decode("+f00", b, 2), -1); /* sign */
+    ck_assert_int_eq(hex_decode(" f00", b, 2), -1); /* space */
+    ck_assert_int_eq(hex_decode("0aF", b, 2), -1);  /* short */
+    ck_assert_int_eq(hex_decode("0aFFF", b, 2), -1); /* long */
+    ck_assert_int_eq(hex_decode("0g00", b, 2), -1);
+}
+END_TEST
+
 START_TEST(uuids)
 {
     char a[37], b[37];
@@ -176,6 +193,7 @@ int main(void)
     Suite *s = suite_create("etsi_codec");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, base64_round_trip_and_strictness);
+    tcase_add_test(tc, hex_strict);
     tcase_add_test(tc, uuids);
     tcase_add_test(tc, key_request_defaults_and_bounds);
     tcase_add_test(tc, key_request_json);

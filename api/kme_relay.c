@@ -1,0 +1,394 @@
+/* Encode, decode and structural checks of the relay hop message (see kme_relay.h). */
+#include "api/kme_relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+size_t kme_relay_payload_bytes(const kme_relay_msg *m)
+{
+    if (m->size_bits <= 0 || m->size_bits > KME_RELAY_MAX_SIZE_BITS || m->key_count > KME_RELAY_MAX_KEYS)
+        return 0;
+    return m->key_count * ((size_t)m->size_bits / 8);
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const kme_range *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->offset != y->offset)
+        return x->offset < y->offset ? -1 : 1;
+    return 0;
+}
+
+int kme_ranges_disjoint(const kme_range *a, size_t na, const kme_range *b, size_t nb)
+{
+    if (na + nb < 2)
+        return 1;
+    kme_range *all = malloc((na + nb) * sizeof *all);
+    if (!all)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < na; i++)
+        if (a[i].length)
+            all[n++] = a[i];
+    for (size_t i = 0; i < nb; i++)
+        if (b[i].length)
+            all[n++] = b[i];
+    qsort(all, n, sizeof *all, range_cmp);
+    int ok = 1;
+    for (size_t i = 1; i < n && ok; i++)
+        if (all[i].seq == all[i - 1].seq && (uint64_t)all[i - 1].offset + all[i - 1].length > all[i].offset)
+            ok = 0;
+    free(all);
+    return ok;
+}
+
+/* Sum of the lengths, or UINT64_MAX when a range is empty or runs past 2^32. */
+static uint64_t ranges_bytes(const kme_range *r, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].length == 0 || (uint64_t)r[i].offset + r[i].length > UINT32_MAX || r[i].seq > INT64_MAX)
+            return UINT64_MAX;
+        total += r[i].length;
+    }
+    return total;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, UUID_STR_LEN);
+}
+
+/* Key IDs are canonical (lower case), so equal IDs are equal strings. */
+static int key_ids_distinct(const kme_relay_msg *m)
+{
+    if (m->key_count < 2)
+        return 1;
+    char (*ids)[UUID_STR_LEN + 1] = malloc(m->key_count * sizeof *ids);
+    if (!ids)
+        return 0;
+    memcpy(ids, m->key_ids, m->key_count * sizeof *ids);
+    qsort(ids, m->key_count, sizeof *ids, id_cmp);
+    int ok = 1;
+    for (size_t i = 1; i < m->key_count && ok; i++)
+        ok = memcmp(ids[i - 1], ids[i], UUID_STR_LEN) != 0;
+    free(ids);
+    return ok;
+}
+
+static int is_canonical_uuid(const char *id)
+{
+    if (!uuid_is_valid(id))
+        return 0;
+    char norm[UUID_STR_LEN + 1];
+    uuid_normalise(id, norm);
+    return strcmp(norm, id) == 0;
+}
+
+int kme_relay_check(const kme_relay_msg *m, etsi_problem *p)
+{
+    const char *what = NULL;
+    if (!is_canonical_uuid(m->relay_id))
+        what = "'relay_id' must be a UUID";
+    else if (!etsi_id_is_valid(m->origin) || !etsi_id_is_valid(m->dest) || strcmp(m->origin, m->dest) == 0)
+        what = "'origin' and 'dest' must be two different KME IDs";
+    else if (!etsi_id_is_valid(m->master))
+        what = "'master' must be an SAE ID";
+    else if (m->slave_count == 0 || m->slave_count > KME_MAX_SLAVES)
+        what = "'slaves' must name 1 to 65 SAE IDs";
+    else if (m->size_bits <= 0 || m->size_bits > KME_RELAY_MAX_SIZE_BITS || m->size_bits % 8)
+        what = "'size' must be a positive multiple of 8 bits, at most 2^24";
+    else if (m->expires < 0)
+        what = "'expires' must be a unix time";
+    else if (m->key_count == 0 || m->key_count > KME_RELAY_MAX_KEYS || !m->key_ids || !m->ct)
+        what = "'keys' must hold 1 to 1024 keys";
+    else if (m->pad_count == 0 || m->mac_key_count == 0 || !m->pad || !m->mac_key ||
+             m->pad_count + m->mac_key_count > KME_RELAY_MAX_RANGES)
+        what = "'pad' and 'mac_key' must hold 1 to 65536 ranges in all";
+    else if (ranges_bytes(m->pad, m->pad_count) != kme_relay_payload_bytes(m))
+        what = "'pad' must cover exactly the keys' bytes";
+    else if (ranges_bytes(m->mac_key, m->mac_key_count) != KME_RELAY_MAC_KEY_BYTES)
+        what = "'mac_key' must cover exactly 32 bytes";
+    else if (!kme_ranges_disjoint(m->pad, m->pad_count, m->mac_key, m->mac_key_count))
+        what = "'pad' and 'mac_key' ranges must not overlap";
+    if (!what) {
+        for (size_t i = 0; i < m->slave_count && !what; i++) {
+            if (!etsi_id_is_valid(m->slaves[i]))
+                what = "'slaves' must be SAE IDs";
+            for (size_t j = 0; j < i && !what; j++)
+                if (strcmp(m->slaves[i], m->slaves[j]) == 0)
+                    what = "'slaves' must be distinct";
+        }
+        for (size_t i = 0; i < m->key_count && !what; i++)
+            if (!is_canonical_uuid(m->key_ids[i]))
+                what = "every key_ID must be a UUID";
+        if (!what && !key_ids_distinct(m))
+            what = "key_IDs must be distinct";
+    }
+    if (what) {
+        etsi_problem_set(p, "malformed relay", "%s", what);
+        return -1;
+    }
+    return 0;
+}
+
+int kme_relay_alloc(kme_relay_msg *m, size_t key_count, long size_bits, size_t pad_cap, size_t mac_cap)
+{
+    memset(m, 0, sizeof *m);
+    if (key_count == 0 || key_count > KME_RELAY_MAX_KEYS || size_bits <= 0 || size_bits > KME_RELAY_MAX_SIZE_BITS ||
+        size_bits % 8 || pad_cap == 0 || mac_cap == 0 || pad_cap > KME_RELAY_MAX_RANGES ||
+        mac_cap > KME_RELAY_MAX_RANGES)
+        return -1;
+    m->key_count = key_count;
+    m->size_bits = size_bits;
+    m->key_ids = calloc(key_count, sizeof *m->key_ids);
+    m->ct = calloc(key_count, (size_t)size_bits / 8);
+    m->pad = calloc(pad_cap, sizeof *m->pad);
+    m->mac_key = calloc(mac_cap, sizeof *m->mac_key);
+    m->pad_cap = pad_cap;
+    m->mac_key_cap = mac_cap;
+    if (!m->key_ids || !m->ct || !m->pad || !m->mac_key) {
+        kme_relay_clear(m);
+        return -1;
+    }
+    return 0;
+}
+
+void kme_relay_clear(kme_relay_msg *m)
+{
+    if (m->ct) {
+        size_t n = kme_relay_payload_bytes(m);
+        if (n)
+            OPENSSL_cleanse(m->ct, n);
+    }
+    free(m->ct);
+    free(m->key_ids);
+    free(m->pad);
+    free(m->mac_key);
+    OPENSSL_cleanse(m, sizeof *m);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- encode --------------------------------------------------------------------- */
+
+static json_t *ranges_to_json(const kme_range *r, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_pack("[I,I,I]", (json_int_t)r[i].seq, (json_int_t)r[i].offset,
+                                                (json_int_t)r[i].length)) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+char *kme_relay_to_json(const kme_relay_msg *m)
+{
+    if (kme_relay_check(m, NULL) < 0)
+        return NULL;
+    size_t key_bytes = (size_t)m->size_bits / 8;
+    json_t *slaves = json_array(), *keys = json_array();
+    int ok = slaves && keys;
+    for (size_t i = 0; ok && i < m->slave_count; i++)
+        ok = json_array_append_new(slaves, json_string(m->slaves[i])) == 0;
+    for (size_t i = 0; ok && i < m->key_count; i++) {
+        char *b64 = base64_encode(m->ct + i * key_bytes, key_bytes);
+        ok = b64 && json_array_append_new(keys, json_pack("{s:s,s:s}", "key_ID", m->key_ids[i], "ct", b64)) == 0;
+        if (b64) {
+            OPENSSL_cleanse(b64, strlen(b64));
+            free(b64);
+        }
+    }
+    if (!ok) {
+        json_decref(slaves);
+        json_decref(keys);
+        return NULL;
+    }
+    char tag[2 * KME_RELAY_TAG_BYTES + 1];
+    hex_encode(m->tag, KME_RELAY_TAG_BYTES, tag);
+    /* json_pack steals the o references, also when it fails. */
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:o,s:o,s:o,s:s}", "relay_id", m->relay_id, "origin",
+                             m->origin, "dest", m->dest, "master", m->master, "slaves", slaves, "size",
+                             (json_int_t)m->size_bits, "expires", (json_int_t)m->expires, "keys", keys, "pad",
+                             ranges_to_json(m->pad, m->pad_count), "mac_key",
+                             ranges_to_json(m->mac_key, m->mac_key_count), "tag", tag);
+    if (!root)
+        return NULL;
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
+
+/* ---- decode --------------------------------------------------------------------- */
+
+static int only_members(json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(key, *a) == 0;
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+static int get_u64(json_t *v, uint64_t max, uint64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_id(json_t *obj, const char *name, char out[ETSI_ID_MAX + 1])
+{
+    const char *v = json_string_value(json_object_get(obj, name));
+    if (!v || !etsi_id_is_valid(v))
+        return -1;
+    snprintf(out, ETSI_ID_MAX + 1, "%s", v);
+    return 0;
+}
+
+static int get_uuid(json_t *v, char out[UUID_STR_LEN + 1])
+{
+    const char *s = json_string_value(v);
+    if (!s || !uuid_is_valid(s))
+        return -1;
+    uuid_normalise(s, out);
+    return 0;
+}
+
+/* Fills out[0..n) from a JSON array of [seq, offset, length]; -1 on any fault. */
+static int ranges_from_json(json_t *a, kme_range *out)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(a, i, g) {
+        uint64_t seq, off, length;
+        if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &seq) ||
+            get_u64(json_array_get(g, 1), UINT32_MAX, &off) || get_u64(json_array_get(g, 2), UINT32_MAX, &length) ||
+            length == 0 || off + length > UINT32_MAX)
+            return -1;
+        out[i] = (kme_range){seq, (uint32_t)off, (uint32_t)length};
+    }
+    return 0;
+}
+
+static const char *const top_members[] = {"relay_id", "origin", "dest", "master", "slaves", "size",
+                                          "expires",  "keys",   "pad",  "mac_key", "tag",   NULL};
+static const char *const key_members[] = {"key_ID", "ct", NULL};
+
+int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root)) {
+        etsi_problem_set(p, "malformed JSON", "%s", root ? "not an object" : jerr.text);
+        json_decref(root);
+        return -1;
+    }
+    int rc = -1;
+    const char *what = NULL;
+    json_t *slaves = json_object_get(root, "slaves"), *keys = json_object_get(root, "keys"),
+           *pad = json_object_get(root, "pad"), *mac = json_object_get(root, "mac_key");
+    uint64_t size = 0, expires = 0;
+    if (only_members(root, top_members) < 0)
+        what = "unknown member";
+    else if (get_uuid(json_object_get(root, "relay_id"), out->relay_id) < 0)
+        what = "'relay_id' must be a UUID";
+    else if (get_id(root, "origin", out->origin) < 0 || get_id(root, "dest", out->dest) < 0)
+        what = "'origin' and 'dest' must be KME IDs";
+    else if (get_id(root, "master", out->master) < 0)
+        what = "'master' must be an SAE ID";
+    else if (!json_is_array(slaves) || json_array_size(slaves) == 0 || json_array_size(slaves) > KME_MAX_SLAVES)
+        what = "'slaves' must be an array of 1 to 65 SAE IDs";
+    else if (get_u64(json_object_get(root, "size"), KME_RELAY_MAX_SIZE_BITS, &size) < 0 || size == 0 || size % 8)
+        what = "'size' must be a positive multiple of 8 bits, at most 2^24";
+    else if (get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0)
+        what = "'expires' must be a unix time";
+    else if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
+        what = "'keys' must be an array of 1 to 1024 keys";
+    else if (!json_is_array(pad) || !json_is_array(mac) || json_array_size(pad) == 0 || json_array_size(mac) == 0 ||
+             json_array_size(pad) + json_array_size(mac) > KME_RELAY_MAX_RANGES)
+        what = "'pad' and 'mac_key' must be arrays of 1 to 65536 ranges in all";
+    else if (hex_decode(json_string_value(json_object_get(root, "tag")), out->tag, KME_RELAY_TAG_BYTES) < 0)
+        what = "'tag' must be 32 hex digits";
+    if (what)
+        goto bad;
+    out->size_bits = (long)size;
+    out->expires = (int64_t)expires;
+
+    size_t i;
+    json_t *v;
+    json_array_foreach(slaves, i, v) {
+        if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v))) {
+            what = "'slaves' must be SAE IDs";
+            goto bad;
+        }
+        snprintf(out->slaves[out->slave_count++], ETSI_ID_MAX + 1, "%s", json_string_value(v));
+    }
+
+    /* Check every key's shape and ciphertext length before allocating. */
+    size_t key_bytes = size / 8, b64_len = 4 * ((key_bytes + 2) / 3);
+    json_array_foreach(keys, i, v) {
+        const char *ct = json_string_value(json_object_get(v, "ct"));
+        if (!json_is_object(v) || only_members(v, key_members) < 0 || !ct || strlen(ct) != b64_len) {
+            what = "every key needs a key_ID and a base64 'ct' of size/8 bytes";
+            goto bad;
+        }
+    }
+    size_t nkeys = json_array_size(keys);
+    out->key_ids = calloc(nkeys, sizeof *out->key_ids);
+    out->ct = calloc(nkeys, key_bytes);
+    out->pad = calloc(json_array_size(pad), sizeof *out->pad);
+    out->mac_key = calloc(json_array_size(mac), sizeof *out->mac_key);
+    if (!out->key_ids || !out->ct || !out->pad || !out->mac_key) {
+        etsi_problem_set(p, "out of memory", "%s", "the relay could not be decoded");
+        goto done;
+    }
+    out->key_count = nkeys; /* from here kme_relay_clear wipes the whole ciphertext buffer */
+    out->pad_cap = json_array_size(pad);
+    out->mac_key_cap = json_array_size(mac);
+    json_array_foreach(keys, i, v) {
+        size_t n = 0;
+        unsigned char *ct = base64_decode(json_string_value(json_object_get(v, "ct")), &n);
+        int ok = ct && n == key_bytes;
+        if (ok)
+            memcpy(out->ct + i * key_bytes, ct, key_bytes);
+        if (ct) {
+            OPENSSL_cleanse(ct, n);
+            free(ct);
+        }
+        if (!ok || get_uuid(json_object_get(v, "key_ID"), out->key_ids[i]) < 0) {
+            what = "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
+            goto bad;
+        }
+    }
+    if (ranges_from_json(pad, out->pad) < 0 || ranges_from_json(mac, out->mac_key) < 0) {
+        what = "every range must be [seq, offset, length] with length > 0";
+        goto bad;
+    }
+    out->pad_count = out->pad_cap;
+    out->mac_key_count = out->mac_key_cap;
+    if (kme_relay_check(out, p) < 0)
+        goto done;
+    rc = 0;
+    goto done;
+bad:
+    etsi_problem_set(p, "malformed relay", "%s", what);
+done:
+    json_decref(root);
+    if (rc < 0)
+        kme_relay_clear(out);
+    return rc;
+}

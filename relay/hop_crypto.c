@@ -1,0 +1,293 @@
+/* One relay hop's one-time pad and one-time MAC, the canonical MAC input, and
+ * the read-only view of the peer's link key the receiver checks a tag with
+ * (see hop_crypto.h). */
+#include "relay/hop_crypto.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#define HOP_DOMAIN "qkd-kme-relay-v1"
+
+/* ---- canonical bytes ------------------------------------------------------------ */
+
+/* Appends to p (or only counts when p is NULL). */
+typedef struct {
+    unsigned char *p;
+    size_t n;
+} wbuf;
+
+static void put(wbuf *w, const void *data, size_t n)
+{
+    if (w->p && n)
+        memcpy(w->p + w->n, data, n);
+    w->n += n;
+}
+
+static void put_u32(wbuf *w, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                          (unsigned char)v};
+    put(w, b, 4);
+}
+
+static void put_u64(wbuf *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)(v >> 32));
+    put_u32(w, (uint32_t)v);
+}
+
+static void put_bytes(wbuf *w, const void *data, size_t n)
+{
+    put_u32(w, (uint32_t)n);
+    put(w, data, n);
+}
+
+static void put_str(wbuf *w, const char *s)
+{
+    put_bytes(w, s, strlen(s));
+}
+
+static void put_ranges(wbuf *w, const kme_range *r, size_t n)
+{
+    put_u32(w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        put_u64(w, r[i].seq);
+        put_u32(w, r[i].offset);
+        put_u32(w, r[i].length);
+    }
+}
+
+static void canonical(const kme_relay_msg *m, wbuf *w)
+{
+    size_t key_bytes = (size_t)m->size_bits / 8;
+    put_str(w, HOP_DOMAIN);
+    put_str(w, m->relay_id);
+    put_str(w, m->origin);
+    put_str(w, m->dest);
+    put_str(w, m->master);
+    put_u32(w, (uint32_t)m->slave_count);
+    for (size_t i = 0; i < m->slave_count; i++)
+        put_str(w, m->slaves[i]);
+    put_u64(w, (uint64_t)m->size_bits);
+    put_u64(w, (uint64_t)m->expires);
+    put_u32(w, (uint32_t)m->key_count);
+    for (size_t i = 0; i < m->key_count; i++) {
+        put_str(w, m->key_ids[i]);
+        put_bytes(w, m->ct + i * key_bytes, key_bytes);
+    }
+    put_ranges(w, m->pad, m->pad_count);
+    put_ranges(w, m->mac_key, m->mac_key_count);
+}
+
+int hop_canonical_bytes(const kme_relay_msg *msg, unsigned char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    if (kme_relay_check(msg, NULL) < 0)
+        return -1;
+    wbuf w = {NULL, 0};
+    canonical(msg, &w);
+    size_t total = w.n;
+    w.p = malloc(total);
+    if (!w.p)
+        return -1;
+    w.n = 0;
+    canonical(msg, &w);
+    *buf = w.p;
+    *len = total;
+    return 0;
+}
+
+/* ---- one-time MAC and pad ----------------------------------------------------------- */
+
+static int poly1305(const unsigned char key[HOP_MAC_KEY_BYTES], const unsigned char *data, size_t len,
+                    unsigned char tag[HOP_TAG_BYTES])
+{
+    int ok = 0;
+    size_t outl = 0;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    if (ctx && EVP_MAC_init(ctx, key, HOP_MAC_KEY_BYTES, NULL) && EVP_MAC_update(ctx, data, len) &&
+        EVP_MAC_final(ctx, tag, &outl, HOP_TAG_BYTES) && outl == HOP_TAG_BYTES)
+        ok = 1;
+    EVP_MAC_CTX_free(ctx); /* cleanses the key schedule */
+    EVP_MAC_free(mac);
+    if (!ok)
+        OPENSSL_cleanse(tag, HOP_TAG_BYTES);
+    return ok ? 0 : -1;
+}
+
+/* The tag msg should carry under mac_key. */
+static int expected_tag(const kme_relay_msg *msg, const unsigned char mac_key[HOP_MAC_KEY_BYTES],
+                        unsigned char tag[HOP_TAG_BYTES])
+{
+    unsigned char *buf;
+    size_t len;
+    if (hop_canonical_bytes(msg, &buf, &len) < 0)
+        return -1;
+    int rc = poly1305(mac_key, buf, len, tag);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return rc;
+}
+
+static int lengths_ok(const kme_relay_msg *msg, const void *a, const void *b, size_t pad_len, const void *mac_key)
+{
+    return a && b && mac_key && kme_relay_check(msg, NULL) == 0 && pad_len == kme_relay_payload_bytes(msg);
+}
+
+int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned char *pad, size_t pad_len,
+             const unsigned char mac_key[HOP_MAC_KEY_BYTES])
+{
+    if (!lengths_ok(msg, keys_plain, pad, pad_len, mac_key))
+        return HOP_MALFORMED;
+    for (size_t i = 0; i < pad_len; i++)
+        msg->ct[i] = keys_plain[i] ^ pad[i];
+    if (expected_tag(msg, mac_key, msg->tag) < 0) {
+        OPENSSL_cleanse(msg->ct, pad_len);
+        OPENSSL_cleanse(msg->tag, HOP_TAG_BYTES);
+        return HOP_FAILED;
+    }
+    return HOP_OK;
+}
+
+int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
+             const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys)
+{
+    if (!lengths_ok(msg, pad, out_keys, pad_len, mac_key))
+        return HOP_MALFORMED;
+    unsigned char tag[HOP_TAG_BYTES];
+    if (expected_tag(msg, mac_key, tag) < 0)
+        return HOP_FAILED;
+    int match = CRYPTO_memcmp(tag, msg->tag, HOP_TAG_BYTES) == 0;
+    OPENSSL_cleanse(tag, sizeof tag);
+    if (!match)
+        return HOP_BAD_TAG;
+    for (size_t i = 0; i < pad_len; i++)
+        out_keys[i] = msg->ct[i] ^ pad[i];
+    return HOP_OK;
+}
+
+/* ---- reading the peer's link key without spending it -------------------------------- */
+
+int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_range *ranges, size_t n,
+                    unsigned char *out)
+{
+    if (n == 0)
+        return LB_OK;
+    if (!ranges || !out)
+        return LB_INVALID;
+    /* Check every range before copying any byte. */
+    for (size_t i = 0; i < n; i++) {
+        lb_meta m;
+        int rc = lb_get_meta(s, txn, link->peer_id, ranges[i].seq, &m);
+        if (rc == MDB_NOTFOUND)
+            return LB_INVALID;
+        if (rc)
+            return LB_DB;
+        uint64_t end = (uint64_t)ranges[i].offset + ranges[i].length;
+        if (m.state != LB_VERIFIED || m.owner != LB_OWNER_PEER || ranges[i].length == 0 || end > m.size)
+            return LB_INVALID;
+        if (lb_extents_overlap(&m, ranges[i].offset, (uint32_t)end))
+            return LB_REUSED;
+    }
+    if (!kme_ranges_disjoint(ranges, n, NULL, 0))
+        return LB_REUSED;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char kb[80];
+        MDB_val k = {lb_block_key(kb, link->peer_id, ranges[i].seq), kb}, v;
+        if (mdb_get(txn, s->block_data, &k, &v) || v.mv_size < (size_t)ranges[i].offset + ranges[i].length) {
+            OPENSSL_cleanse(out, off);
+            return LB_DB;
+        }
+        memcpy(out + off, (const unsigned char *)v.mv_data + ranges[i].offset, ranges[i].length);
+        off += ranges[i].length;
+    }
+    return LB_OK;
+}
+
+/* ---- both ends on a link ---------------------------------------------------------------- */
+
+static int from_lb(int lrc)
+{
+    switch (lrc) {
+    case LB_OK:
+        return HOP_OK;
+    case LB_SHORT:
+        return HOP_SHORT;
+    case LB_INVALID:
+        return HOP_INVALID;
+    case LB_REUSED:
+        return HOP_REUSED;
+    default:
+        return HOP_FAILED;
+    }
+}
+
+int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg,
+                       const unsigned char *keys_plain, size_t keys_len)
+{
+    if (!keys_plain || keys_len == 0 || keys_len != kme_relay_payload_bytes(msg) || !msg->ct || !msg->pad ||
+        !msg->mac_key || msg->pad_cap == 0 || msg->mac_key_cap == 0)
+        return HOP_MALFORMED;
+    unsigned char mac_key[HOP_MAC_KEY_BYTES];
+    unsigned char *pad = malloc(keys_len);
+    int rc = pad ? HOP_OK : HOP_FAILED;
+    msg->pad_count = msg->mac_key_count = 0;
+    if (rc == HOP_OK)
+        rc = from_lb(lb_allocate(s, txn, link, HOP_MAC_KEY_BYTES, mac_key, msg->mac_key, msg->mac_key_cap,
+                                 &msg->mac_key_count));
+    if (rc == HOP_OK)
+        rc = from_lb(lb_allocate(s, txn, link, keys_len, pad, msg->pad, msg->pad_cap, &msg->pad_count));
+    if (rc == HOP_OK)
+        rc = hop_seal(msg, keys_plain, pad, keys_len, mac_key);
+    OPENSSL_cleanse(mac_key, sizeof mac_key);
+    if (pad) {
+        OPENSSL_cleanse(pad, keys_len);
+        free(pad);
+    }
+    if (rc != HOP_OK) {
+        OPENSSL_cleanse(msg->ct, keys_len);
+        OPENSSL_cleanse(msg->tag, HOP_TAG_BYTES);
+        OPENSSL_cleanse(msg->pad, msg->pad_cap * sizeof *msg->pad);
+        OPENSSL_cleanse(msg->mac_key, msg->mac_key_cap * sizeof *msg->mac_key);
+        msg->pad_count = msg->mac_key_count = 0;
+    }
+    return rc;
+}
+
+int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                       unsigned char *out_keys, size_t keys_len)
+{
+    if (!out_keys || kme_relay_check(msg, NULL) < 0 || keys_len != kme_relay_payload_bytes(msg))
+        return HOP_MALFORMED;
+    /* MAC-key ranges first, then the pad: one read, one take. */
+    size_t n = msg->mac_key_count + msg->pad_count;
+    lb_range *ranges = malloc(n * sizeof *ranges);
+    unsigned char *link_bytes = malloc(HOP_MAC_KEY_BYTES + keys_len), *keys = malloc(keys_len);
+    int rc = ranges && link_bytes && keys ? HOP_OK : HOP_FAILED;
+    if (rc == HOP_OK) {
+        memcpy(ranges, msg->mac_key, msg->mac_key_count * sizeof *ranges);
+        memcpy(ranges + msg->mac_key_count, msg->pad, msg->pad_count * sizeof *ranges);
+        rc = from_lb(hop_read_ranges(s, txn, link, ranges, n, link_bytes));
+    }
+    if (rc == HOP_OK)
+        rc = hop_open(msg, link_bytes + HOP_MAC_KEY_BYTES, keys_len, link_bytes, keys);
+    if (rc == HOP_OK) /* authentic: now, and only now, the link key is spent */
+        rc = from_lb(lb_take_peer_ranges(s, txn, link, ranges, n, NULL));
+    if (rc == HOP_OK)
+        memcpy(out_keys, keys, keys_len);
+    if (link_bytes) {
+        OPENSSL_cleanse(link_bytes, HOP_MAC_KEY_BYTES + keys_len);
+        free(link_bytes);
+    }
+    if (keys) {
+        OPENSSL_cleanse(keys, keys_len);
+        free(keys);
+    }
+    free(ranges);
+    return rc;
+}

@@ -1,0 +1,86 @@
+/* The cryptography of one relay hop X -> Y (DESIGN, life of a key, step 5):
+ * X one-time-pads the relayed keys with fresh link key it owns on link X-Y
+ * and authenticates the whole message (api/kme_relay.h) with a one-time
+ * Poly1305 key carved from the same link; Y checks the tag before anything
+ * else, then removes the pad with its copy of the link key.
+ *
+ * The sender carves pad and MAC key with lb_allocate; the receiver reads its
+ * copies with hop_read_ranges (read only) and marks them used with
+ * lb_take_peer_ranges only once the tag has verified, so a forged or
+ * damaged message spends no link key at the receiver. hop_seal_from_link and
+ * hop_open_from_link do exactly that inside the caller's write transaction. */
+#ifndef RELAY_HOP_CRYPTO_H
+#define RELAY_HOP_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "api/kme_relay.h"
+#include "relay/link_blocks.h"
+
+#define HOP_MAC_KEY_BYTES KME_RELAY_MAC_KEY_BYTES /* 32 */
+#define HOP_TAG_BYTES KME_RELAY_TAG_BYTES         /* 16 */
+
+enum {
+    HOP_OK = 0,
+    HOP_BAD_TAG = 1,   /* the tag does not authenticate the message: nothing else was done */
+    HOP_MALFORMED = 2, /* the message breaks a rule of kme_relay_check, or a length does not match */
+    HOP_INVALID = 3,   /* a range is not in a verified block the sending end owns */
+    HOP_REUSED = 4,    /* a range overlaps link key already used */
+    HOP_SHORT = 5,     /* sender: not enough owned link key */
+    HOP_FAILED = 6,    /* storage or crypto library failure */
+};
+
+/* The MAC input: a canonical encoding of every field but the tag, in a fixed
+ * order, each variable-length field prefixed by its length (big endian):
+ *   "qkd-kme-relay-v1" | relay_id | origin | dest | master |
+ *   u32 slave_count, slaves | u64 size_bits | u64 expires |
+ *   u32 key_count, (key_ID | ct) per key |
+ *   u32 pad_count, (u64 seq, u32 offset, u32 length) per range |
+ *   u32 mac_key_count, ranges likewise
+ * where a string or byte field is u32 length then its bytes. *buf is
+ * malloc'ed; wipe (OPENSSL_cleanse) and free it. 0, or -1 (nothing allocated). */
+int hop_canonical_bytes(const kme_relay_msg *msg, unsigned char **buf, size_t *len);
+
+/* Sender: ct = keys_plain XOR pad (the pad consumed in order across the keys)
+ * and tag = Poly1305(mac_key, canonical bytes). keys_plain and pad are
+ * pad_len = kme_relay_payload_bytes(msg) bytes; msg must pass
+ * kme_relay_check apart from the tag. HOP_OK, HOP_MALFORMED or HOP_FAILED
+ * (then the ciphertexts and the tag are wiped). */
+int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned char *pad, size_t pad_len,
+             const unsigned char mac_key[HOP_MAC_KEY_BYTES]);
+
+/* Receiver: checks the tag (in constant time) first; on HOP_BAD_TAG,
+ * HOP_MALFORMED or HOP_FAILED out_keys is untouched. On HOP_OK out_keys
+ * (pad_len bytes) holds the keys, key i at i * size_bits/8. */
+int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
+             const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys);
+
+/* Receiver, read only (a read transaction will do): copies the bytes of
+ * ranges, in order, to out without marking them used. Every range must lie
+ * in a verified block owned by the peer of link, within the block, not
+ * overlap bytes already used there nor another of the ranges.
+ * Returns LB_OK, LB_INVALID, LB_REUSED or LB_DB like lb_take_peer_ranges;
+ * on failure out is wiped. */
+int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_range *ranges, size_t n,
+                    unsigned char *out);
+
+/* Sender, inside the caller's write transaction: carves the MAC key and the
+ * pad from blocks owned on link (lb_allocate), records their ranges in msg
+ * (pad ranges at most msg->pad_cap, MAC-key ranges at most msg->mac_key_cap)
+ * and seals. On any failure the caller must abort the transaction (the
+ * ranges were marked used in it); msg's ranges, ciphertexts and tag are then
+ * wiped. */
+int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg,
+                       const unsigned char *keys_plain, size_t keys_len);
+
+/* Receiver, inside the caller's write transaction: reads the MAC key and pad
+ * (hop_read_ranges), opens the message and, only when the tag verified,
+ * marks both sets of ranges used (lb_take_peer_ranges). keys_len must be
+ * kme_relay_payload_bytes(msg). On any failure out_keys is untouched and the
+ * caller aborts the transaction; a message that fails before its tag
+ * verified (HOP_BAD_TAG, HOP_MALFORMED, HOP_INVALID, HOP_REUSED) has written
+ * nothing in it. */
+int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                       unsigned char *out_keys, size_t keys_len);
+
+#endif

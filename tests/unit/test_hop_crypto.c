@@ -1,0 +1,889 @@
+/* Unit tests of one relay hop: the relay message codec (api/kme_relay), the
+ * canonical MAC input, seal/open with one-time pad and one-time Poly1305
+ * (relay/hop_crypto), and, on two real LMDB stores, that the receiver reads
+ * its link key without spending it and spends it only after the tag verified. */
+#include <check.h>
+#include "tests/unit/unit_main.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include "api/kme_relay.h"
+#include "relay/hop_crypto.h"
+
+#define SENTINEL 0xa5
+
+/* ---- messages without a store ------------------------------------------------------ */
+
+/* A message of nkeys keys of bits bits with plausible ranges: the pad in
+ * three pieces on seqs 2, 4 and 6, the MAC key in two pieces on seq 8. */
+static void build(kme_relay_msg *m, size_t nkeys, long bits)
+{
+    ck_assert_int_eq(kme_relay_alloc(m, nkeys, bits, 8, 4), 0);
+    ck_assert_int_eq(uuid_generate(m->relay_id), 0);
+    strcpy(m->origin, "KME_A");
+    strcpy(m->dest, "KME_C");
+    strcpy(m->master, "SAE_A");
+    strcpy(m->slaves[0], "SAE_C");
+    strcpy(m->slaves[1], "SAE_C2");
+    m->slave_count = 2;
+    m->expires = 1900000000;
+    for (size_t i = 0; i < nkeys; i++)
+        ck_assert_int_eq(uuid_generate(m->key_ids[i]), 0);
+    uint32_t total = (uint32_t)kme_relay_payload_bytes(m);
+    ck_assert_uint_ge(total, 3);
+    uint32_t a = total / 3 + 1, b = total / 4 + 1;
+    m->pad[0] = (kme_range){2, 48, a};
+    m->pad[1] = (kme_range){4, 100, b};
+    m->pad[2] = (kme_range){6, 48, total - a - b};
+    m->pad_count = 3;
+    m->mac_key[0] = (kme_range){8, 48, 20};
+    m->mac_key[1] = (kme_range){8, 68, 12};
+    m->mac_key_count = 2;
+}
+
+typedef struct {
+    kme_relay_msg m;
+    unsigned char *keys, *pad;
+    unsigned char mac[HOP_MAC_KEY_BYTES];
+    size_t len;
+    char *json;
+} sealed;
+
+static void seal_new(sealed *s, size_t nkeys, long bits)
+{
+    build(&s->m, nkeys, bits);
+    s->len = kme_relay_payload_bytes(&s->m);
+    s->keys = malloc(s->len);
+    s->pad = malloc(s->len);
+    ck_assert_ptr_nonnull(s->keys);
+    ck_assert_ptr_nonnull(s->pad);
+    RAND_bytes(s->keys, (int)s->len);
+    RAND_bytes(s->pad, (int)s->len);
+    RAND_bytes(s->mac, sizeof s->mac);
+    ck_assert_int_eq(hop_seal(&s->m, s->keys, s->pad, s->len, s->mac), HOP_OK);
+    s->json = kme_relay_to_json(&s->m);
+    ck_assert_ptr_nonnull(s->json);
+}
+
+static void seal_free(sealed *s)
+{
+    etsi_text_free(s->json);
+    OPENSSL_cleanse(s->keys, s->len);
+    OPENSSL_cleanse(s->pad, s->len);
+    free(s->keys);
+    free(s->pad);
+    kme_relay_clear(&s->m);
+}
+
+static void decode(const char *json, kme_relay_msg *out)
+{
+    etsi_problem p;
+    ck_assert_msg(kme_relay_from_json(json, strlen(json), out, &p) == 0, "%s: %s", p.message, p.detail);
+}
+
+static int all_bytes(const unsigned char *b, size_t n, unsigned char v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != v)
+            return 0;
+    return 1;
+}
+
+START_TEST(round_trip)
+{
+    sealed s;
+    seal_new(&s, 5, 256);
+    kme_relay_msg back;
+    decode(s.json, &back);
+    ck_assert_str_eq(back.relay_id, s.m.relay_id);
+    ck_assert_str_eq(back.origin, "KME_A");
+    ck_assert_str_eq(back.dest, "KME_C");
+    ck_assert_str_eq(back.slaves[1], "SAE_C2");
+    ck_assert_uint_eq(back.key_count, 5);
+    ck_assert_uint_eq(back.pad_count, 3);
+    ck_assert_uint_eq(back.mac_key_count, 2);
+    ck_assert_mem_eq(back.tag, s.m.tag, HOP_TAG_BYTES);
+    ck_assert_mem_eq(back.ct, s.m.ct, s.len);
+    ck_assert(memcmp(back.ct, s.keys, s.len) != 0); /* the keys do not travel in clear */
+    unsigned char *out = malloc(s.len);
+    ck_assert_int_eq(hop_open(&back, s.pad, s.len, s.mac, out), HOP_OK);
+    ck_assert_mem_eq(out, s.keys, s.len);
+    /* Encoding the decoded message gives the same text. */
+    char *again = kme_relay_to_json(&back);
+    ck_assert_str_eq(again, s.json);
+    etsi_text_free(again);
+    OPENSSL_cleanse(out, s.len);
+    free(out);
+    kme_relay_clear(&back);
+    ck_assert_ptr_null(back.ct);
+    ck_assert_uint_eq(back.key_count, 0);
+    seal_free(&s);
+}
+END_TEST
+
+START_TEST(limits_accepted)
+{
+    /* 1024 keys of 8 bits and 65 slaves are within bounds. */
+    sealed s;
+    build(&s.m, KME_RELAY_MAX_KEYS, 8);
+    s.m.slave_count = KME_MAX_SLAVES;
+    for (size_t i = 0; i < KME_MAX_SLAVES; i++)
+        snprintf(s.m.slaves[i], ETSI_ID_MAX + 1, "SAE_%zu", i);
+    unsigned char keys[KME_RELAY_MAX_KEYS], pad[KME_RELAY_MAX_KEYS], mac[32] = {1}, out[KME_RELAY_MAX_KEYS];
+    RAND_bytes(keys, sizeof keys);
+    RAND_bytes(pad, sizeof pad);
+    ck_assert_int_eq(hop_seal(&s.m, keys, pad, sizeof pad, mac), HOP_OK);
+    char *json = kme_relay_to_json(&s.m);
+    ck_assert_ptr_nonnull(json);
+    kme_relay_msg back;
+    decode(json, &back);
+    ck_assert_int_eq(hop_open(&back, pad, sizeof pad, mac, out), HOP_OK);
+    ck_assert_mem_eq(out, keys, sizeof keys);
+    kme_relay_clear(&back);
+    etsi_text_free(json);
+    kme_relay_clear(&s.m);
+}
+END_TEST
+
+START_TEST(pad_consumed_in_order_across_keys)
+{
+    kme_relay_msg m;
+    build(&m, 3, 24 * 8);
+    unsigned char zero[72] = {0}, pad[72], keys[72], mac[32] = {7}, out[72];
+    for (int i = 0; i < 72; i++)
+        pad[i] = (unsigned char)(i + 1);
+    /* All-zero keys: the ciphertext is the pad itself, key i getting pad bytes [24i, 24i+24). */
+    ck_assert_int_eq(hop_seal(&m, zero, pad, sizeof pad, mac), HOP_OK);
+    for (int k = 0; k < 3; k++)
+        ck_assert_mem_eq(m.ct + 24 * k, pad + 24 * k, 24);
+    RAND_bytes(keys, sizeof keys);
+    ck_assert_int_eq(hop_seal(&m, keys, pad, sizeof pad, mac), HOP_OK);
+    for (int i = 0; i < 72; i++)
+        ck_assert_uint_eq(m.ct[i], keys[i] ^ pad[i]);
+    ck_assert_int_eq(hop_open(&m, pad, sizeof pad, mac, out), HOP_OK);
+    ck_assert_mem_eq(out + 48, keys + 48, 24);
+    ck_assert_mem_eq(out, keys, 72);
+    /* Lengths that do not match the message are refused. */
+    ck_assert_int_eq(hop_seal(&m, keys, pad, 71, mac), HOP_MALFORMED);
+    memset(out, SENTINEL, sizeof out);
+    ck_assert_int_eq(hop_open(&m, pad, 71, mac, out), HOP_MALFORMED);
+    ck_assert(all_bytes(out, sizeof out, SENTINEL));
+    kme_relay_clear(&m);
+}
+END_TEST
+
+/* ---- tampering ------------------------------------------------------------------------ */
+
+typedef void (*mutation)(kme_relay_msg *m);
+static void flip_ct_first(kme_relay_msg *m) { m->ct[0] ^= 1; }
+static void flip_ct_key2(kme_relay_msg *m) { m->ct[2 * m->size_bits / 8 + 5] ^= 0x80; }
+static void flip_ct_last(kme_relay_msg *m) { m->ct[kme_relay_payload_bytes(m) - 1] ^= 0x10; }
+static void change_slave(kme_relay_msg *m) { strcpy(m->slaves[1], "SAE_X"); }
+static void drop_slave(kme_relay_msg *m) { m->slave_count = 1; }
+static void swap_slaves(kme_relay_msg *m)
+{
+    char t[ETSI_ID_MAX + 1];
+    strcpy(t, m->slaves[0]);
+    strcpy(m->slaves[0], m->slaves[1]);
+    strcpy(m->slaves[1], t);
+}
+static void change_master(kme_relay_msg *m) { strcpy(m->master, "SAE_B"); }
+static void change_origin(kme_relay_msg *m) { strcpy(m->origin, "KME_B"); }
+static void change_dest(kme_relay_msg *m) { strcpy(m->dest, "KME_D"); }
+static void change_relay_id(kme_relay_msg *m) { m->relay_id[0] = m->relay_id[0] == '0' ? '1' : '0'; }
+static void change_key_id(kme_relay_msg *m) { m->key_ids[1][35] = m->key_ids[1][35] == '0' ? '1' : '0'; }
+static void swap_keys(kme_relay_msg *m)
+{
+    char t[UUID_STR_LEN + 1];
+    memcpy(t, m->key_ids[0], sizeof t);
+    memcpy(m->key_ids[0], m->key_ids[1], sizeof t);
+    memcpy(m->key_ids[1], t, sizeof t);
+}
+static void change_expires(kme_relay_msg *m) { m->expires++; }
+static void change_pad_offset(kme_relay_msg *m) { m->pad[0].offset += 500; }
+static void change_pad_seq(kme_relay_msg *m) { m->pad[1].seq = 10; }
+static void shift_pad_length(kme_relay_msg *m)
+{
+    m->pad[0].length--;
+    m->pad[2].length++;
+}
+static void change_mac_range(kme_relay_msg *m) { m->mac_key[1].offset += 100; }
+static void change_tag(kme_relay_msg *m) { m->tag[15] ^= 1; }
+
+static const mutation mutations[] = {
+    flip_ct_first,  flip_ct_key2,   flip_ct_last,      change_slave,      drop_slave,      swap_slaves,
+    change_master,  change_origin,  change_dest,       change_relay_id,   change_key_id,   swap_keys,
+    change_expires, change_pad_offset, change_pad_seq, shift_pad_length, change_mac_range, change_tag,
+};
+#define NMUT (sizeof mutations / sizeof mutations[0])
+
+START_TEST(tampered_message_fails_before_anything_else)
+{
+    sealed s;
+    seal_new(&s, 4, 128);
+    unsigned char *out = malloc(s.len);
+    for (size_t i = 0; i < NMUT; i++) {
+        kme_relay_msg m;
+        decode(s.json, &m);
+        mutations[i](&m);
+        ck_assert_int_eq(kme_relay_check(&m, NULL), 0); /* still well formed: only the tag catches it */
+        /* The mutated message survives the wire and still fails. */
+        char *json = kme_relay_to_json(&m);
+        ck_assert_ptr_nonnull(json);
+        kme_relay_msg wire;
+        decode(json, &wire);
+        memset(out, SENTINEL, s.len);
+        ck_assert_msg(hop_open(&m, s.pad, s.len, s.mac, out) == HOP_BAD_TAG, "mutation %zu", i);
+        ck_assert_msg(hop_open(&wire, s.pad, s.len, s.mac, out) == HOP_BAD_TAG, "mutation %zu (wire)", i);
+        ck_assert_msg(all_bytes(out, s.len, SENTINEL), "mutation %zu touched out_keys", i);
+        etsi_text_free(json);
+        kme_relay_clear(&wire);
+        kme_relay_clear(&m);
+    }
+    /* A wrong MAC key: any flipped bit. */
+    kme_relay_msg m;
+    decode(s.json, &m);
+    for (int bit = 0; bit < 8 * HOP_MAC_KEY_BYTES; bit += 37) {
+        unsigned char wrong[HOP_MAC_KEY_BYTES];
+        memcpy(wrong, s.mac, sizeof wrong);
+        wrong[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        memset(out, SENTINEL, s.len);
+        ck_assert_int_eq(hop_open(&m, s.pad, s.len, wrong, out), HOP_BAD_TAG);
+        ck_assert(all_bytes(out, s.len, SENTINEL));
+    }
+    /* The untouched message still opens. */
+    ck_assert_int_eq(hop_open(&m, s.pad, s.len, s.mac, out), HOP_OK);
+    ck_assert_mem_eq(out, s.keys, s.len);
+    kme_relay_clear(&m);
+    OPENSSL_cleanse(out, s.len);
+    free(out);
+    seal_free(&s);
+}
+END_TEST
+
+START_TEST(canonical_bytes_cover_every_field)
+{
+    sealed s;
+    seal_new(&s, 4, 128);
+    unsigned char *base, *other;
+    size_t base_len, other_len;
+    ck_assert_int_eq(hop_canonical_bytes(&s.m, &base, &base_len), 0);
+    for (size_t i = 0; i < NMUT; i++) {
+        kme_relay_msg m;
+        decode(s.json, &m);
+        mutations[i](&m);
+        ck_assert_int_eq(hop_canonical_bytes(&m, &other, &other_len), 0);
+        if (mutations[i] == change_tag)
+            ck_assert(other_len == base_len && memcmp(other, base, base_len) == 0); /* the tag is not its own input */
+        else
+            ck_assert_msg(other_len != base_len || memcmp(other, base, base_len) != 0, "mutation %zu", i);
+        free(other);
+        kme_relay_clear(&m);
+    }
+    /* Length prefixes: moving a character between adjacent fields changes the bytes. */
+    kme_relay_msg m;
+    decode(s.json, &m);
+    strcpy(m.slaves[0], "SAE_CS");
+    strcpy(m.slaves[1], "AE_C2");
+    ck_assert_int_eq(hop_canonical_bytes(&m, &other, &other_len), 0);
+    unsigned char *third;
+    size_t third_len;
+    strcpy(m.slaves[0], "SAE_C");
+    strcpy(m.slaves[1], "SAE_C2");
+    ck_assert_int_eq(hop_canonical_bytes(&m, &third, &third_len), 0);
+    ck_assert_uint_eq(third_len, base_len);
+    ck_assert_mem_eq(third, base, base_len);
+    ck_assert(other_len != base_len || memcmp(other, base, base_len) != 0);
+    free(other);
+    free(third);
+    /* A malformed message has no canonical form. */
+    m.pad_count = 2;
+    ck_assert_int_eq(hop_canonical_bytes(&m, &other, &other_len), -1);
+    ck_assert_ptr_null(other);
+    kme_relay_clear(&m);
+    free(base);
+    seal_free(&s);
+}
+END_TEST
+
+/* ---- codec rejection ---------------------------------------------------------------------- */
+
+static void expect_rejected_text(const char *text, const char *what)
+{
+    kme_relay_msg out;
+    etsi_problem p;
+    memset(&p, 0, sizeof p);
+    ck_assert_msg(kme_relay_from_json(text, strlen(text), &out, &p) == -1, "accepted: %s", what);
+    ck_assert_msg(p.message[0] != '\0', "no problem set: %s", what);
+    ck_assert_ptr_null(out.ct);
+    ck_assert_ptr_null(out.key_ids);
+    ck_assert_uint_eq(out.key_count, 0);
+}
+
+static void expect_rejected(json_t *j, const char *what)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    ck_assert_ptr_nonnull(text);
+    expect_rejected_text(text, what);
+    free(text);
+    json_decref(j);
+}
+
+static json_t *with(json_t *good, const char *name, json_t *value)
+{
+    json_t *j = json_deep_copy(good);
+    json_object_set_new(j, name, value);
+    return j;
+}
+
+static json_t *with_in_array(json_t *good, const char *name, size_t index, json_t *value)
+{
+    json_t *j = json_deep_copy(good);
+    json_array_set_new(json_object_get(j, name), index, value);
+    return j;
+}
+
+START_TEST(codec_rejects)
+{
+    sealed s;
+    seal_new(&s, 3, 64); /* 24 bytes: pad ranges 9, 7, 8 on seqs 2, 4, 6 */
+    json_error_t jerr;
+    json_t *good = json_loads(s.json, 0, &jerr);
+    ck_assert_ptr_nonnull(good);
+    static const char *const members[] = {"relay_id", "origin", "dest", "master",  "slaves", "size",
+                                          "expires",  "keys",   "pad",  "mac_key", "tag"};
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+        json_t *j = json_deep_copy(good);
+        json_object_del(j, members[i]);
+        expect_rejected(j, members[i]);
+        expect_rejected(with(good, members[i], json_null()), members[i]);
+    }
+    expect_rejected(with(good, "extra", json_true()), "unknown member");
+    json_t *j = json_deep_copy(good);
+    json_object_set_new(json_array_get(json_object_get(j, "keys"), 0), "extra", json_true());
+    expect_rejected(j, "unknown key member");
+
+    expect_rejected(with(good, "relay_id", json_string("not-a-uuid")), "relay_id");
+    expect_rejected(with(good, "origin", json_string("KME/A")), "origin");
+    expect_rejected(with(good, "dest", json_string("KME_A")), "origin == dest");
+    expect_rejected(with(good, "master", json_string("")), "master");
+    expect_rejected(with(good, "size", json_integer(12)), "size not a multiple of 8");
+    expect_rejected(with(good, "size", json_integer(0)), "size 0");
+    expect_rejected(with(good, "size", json_integer(-64)), "negative size");
+    expect_rejected(with(good, "size", json_string("64")), "size as a string");
+    expect_rejected(with(good, "size", json_integer(72)), "size not matching ct");
+    expect_rejected(with(good, "size", json_integer(1L << 25)), "size too large");
+    expect_rejected(with(good, "expires", json_integer(-1)), "expires");
+    expect_rejected(with(good, "tag", json_string("00112233445566778899aabbccddeef")), "tag of 31 digits");
+    expect_rejected(with(good, "tag", json_string("zz112233445566778899aabbccddeeff")), "tag not hex");
+    expect_rejected(with(good, "tag", json_string("+0112233445566778899aabbccddeeff")), "tag with a sign");
+
+    /* slaves */
+    expect_rejected(with(good, "slaves", json_array()), "no slaves");
+    expect_rejected(with(good, "slaves", json_pack("[s,s]", "SAE_C", "SAE_C")), "duplicate slaves");
+    expect_rejected(with(good, "slaves", json_pack("[s,i]", "SAE_C", 5)), "slave not a string");
+    expect_rejected(with(good, "slaves", json_pack("[s]", "SAE C")), "slave not an ID");
+    json_t *many = json_array();
+    for (int i = 0; i < KME_MAX_SLAVES + 1; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "SAE_%d", i);
+        json_array_append_new(many, json_string(id));
+    }
+    expect_rejected(with(good, "slaves", many), "66 slaves");
+
+    /* keys */
+    expect_rejected(with(good, "keys", json_array()), "no keys");
+    json_t *k0 = json_array_get(json_object_get(good, "keys"), 0);
+    json_t *too_many = json_array();
+    for (int i = 0; i < KME_RELAY_MAX_KEYS + 1; i++)
+        json_array_append_new(too_many, json_deep_copy(k0));
+    expect_rejected(with(good, "keys", too_many), "1025 keys");
+    j = json_deep_copy(good);
+    json_array_set_new(json_object_get(j, "keys"), 1, json_deep_copy(k0));
+    expect_rejected(j, "duplicate key_IDs");
+    const char *id0 = json_string_value(json_object_get(k0, "key_ID"));
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAA")),
+                    "short ct");
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAAAAAAAAAA")),
+                    "long ct");
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAA*AAAAAA=")),
+                    "ct not base64");
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", "x", "ct", "AAAAAAAAAAA=")),
+                    "key_ID not a UUID");
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s}", "key_ID", id0)), "no ct");
+    expect_rejected(with_in_array(good, "keys", 0, json_string("AAAAAAAAAAA=")), "key not an object");
+
+    /* ranges */
+    expect_rejected(with(good, "pad", json_array()), "no pad");
+    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL)),
+                    "pad short of the keys");
+    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL, 6LL,
+                                                48LL, 9LL)),
+                    "pad longer than the keys");
+    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 2LL, 50LL, 7LL, 6LL,
+                                                48LL, 8LL)),
+                    "overlapping pad ranges");
+    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I]", 4LL, 100LL)), "range of two numbers");
+    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,I]", -4LL, 100LL, 7LL)), "negative seq");
+    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,I]", 4LL, 4294967295LL, 7LL)),
+                    "range past 2^32");
+    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,s]", 4LL, 100LL, "7")), "length as a string");
+    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL,
+                                                7LL, 6LL, 48LL, 8LL, 6LL, 60LL, 0LL)),
+                    "range of length 0");
+    expect_rejected(with(good, "mac_key", json_pack("[[I,I,I]]", 8LL, 48LL, 31LL)), "31-byte MAC key");
+    expect_rejected(with(good, "mac_key", json_pack("[[I,I,I]]", 8LL, 48LL, 33LL)), "33-byte MAC key");
+    expect_rejected(with(good, "mac_key", json_pack("[[I,I,I]]", 2LL, 40LL, 32LL)), "MAC key overlapping the pad");
+    expect_rejected(with(good, "mac_key", json_array()), "no MAC key");
+    json_t *ranges = json_array();
+    for (int i = 0; i < KME_RELAY_MAX_RANGES; i++)
+        json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)(100 + i), 48LL, 1LL));
+    expect_rejected(with(good, "pad", ranges), "65536 pad ranges plus the MAC key");
+
+    /* not JSON, not an object, duplicate members */
+    expect_rejected_text("{", "truncated");
+    expect_rejected_text("[]", "array");
+    expect_rejected_text("", "empty");
+    char *dup = malloc(strlen(s.json) + 32);
+    sprintf(dup, "{\"size\":64,%s", s.json + 1);
+    expect_rejected_text(dup, "duplicate member");
+    free(dup);
+
+    /* The encoder refuses what the decoder would refuse. */
+    s.m.pad[0].length--;
+    ck_assert_ptr_null(kme_relay_to_json(&s.m));
+    s.m.pad[0].length++;
+    strcpy(s.m.dest, s.m.origin);
+    ck_assert_ptr_null(kme_relay_to_json(&s.m));
+    json_decref(good);
+    seal_free(&s);
+}
+END_TEST
+
+/* ---- on two real stores: A sends, B receives on link A-B ------------------------------------ */
+
+#define BLOCK 1024
+
+static char dir_a[64], dir_b[64];
+static kme_store sa, sb;
+static lb_link la, lb_;
+
+static void open_stores(void)
+{
+    char err[256];
+    strcpy(dir_a, "/tmp/hoptestA.XXXXXX");
+    strcpy(dir_b, "/tmp/hoptestB.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir_a));
+    ck_assert_ptr_nonnull(mkdtemp(dir_b));
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    lb_link_init(&la, "KME_A", "KME_B");
+    lb_link_init(&lb_, "KME_B", "KME_A");
+}
+
+static void close_stores(void)
+{
+    char cmd[200];
+    store_close(&sa);
+    store_close(&sb);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+typedef struct {
+    lb_link *l;
+    uint64_t seq;
+    const unsigned char *data;
+    size_t len;
+} ingest_arg;
+static int do_ingest(kme_store *s, MDB_txn *t, void *a)
+{
+    ingest_arg *i = a;
+    return lb_ingest(s, t, i->l, i->seq, i->data, i->len);
+}
+
+static void ingest_both(uint64_t from, uint64_t to)
+{
+    unsigned char data[BLOCK];
+    for (uint64_t i = from; i <= to; i++) {
+        RAND_bytes(data, sizeof data);
+        ingest_arg a = {&la, i, data, sizeof data}, b = {&lb_, i, data, sizeof data};
+        ck_assert_int_eq(store_commit(&sa, do_ingest, &a), LB_OK);
+        ck_assert_int_eq(store_commit(&sb, do_ingest, &b), LB_OK);
+    }
+    OPENSSL_cleanse(data, sizeof data);
+}
+
+typedef struct {
+    uint64_t seqs[64];
+    uint8_t tags[64][LB_TAG_BYTES];
+    enum lb_verdict verdicts[64];
+    int n;
+} verify_state;
+static int do_lock(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    v->n = lb_lock_for_verify(s, t, &la, 77, 1000, 999999999999LL, 64, v->seqs, v->tags);
+    return v->n < 0;
+}
+static int do_respond(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
+            return 1;
+    return 0;
+}
+static int do_apply(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_apply_verdict(s, t, &la, v->seqs[i], 77, v->verdicts[i]))
+            return 1;
+    return 0;
+}
+
+/* Six identical verified blocks at both ends: A owns 2, 4, 6; B owns 1, 3, 5. */
+static void link_ready(void)
+{
+    open_stores();
+    ingest_both(1, 6);
+    verify_state v;
+    memset(&v, 0, sizeof v);
+    ck_assert_int_eq(store_commit(&sa, do_lock, &v), 0);
+    ck_assert_int_eq(store_commit(&sb, do_respond, &v), 0);
+    ck_assert_int_eq(store_commit(&sa, do_apply, &v), 0);
+    ck_assert_int_eq(v.n, 6);
+}
+
+/* Every block's used extents at one end, as text. */
+static void dump_extents(kme_store *s, const char *peer, char *out, size_t cap)
+{
+    MDB_txn *t;
+    size_t n = 0;
+    out[0] = '\0';
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    for (uint64_t seq = 1; seq <= 8; seq++) {
+        lb_meta m;
+        if (lb_get_meta(s, t, peer, seq, &m))
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "%llu:%u:", (unsigned long long)seq, (unsigned)m.state);
+        for (uint32_t i = 0; i < m.nused; i++)
+            n += (size_t)snprintf(out + n, cap - n, "[%u,%u)", m.used[i].start, m.used[i].end);
+        n += (size_t)snprintf(out + n, cap - n, ";");
+        ck_assert_uint_lt(n, cap);
+    }
+    mdb_txn_abort(t);
+}
+
+static int range_used(kme_store *s, const char *peer, const lb_range *r)
+{
+    MDB_txn *t;
+    lb_meta m;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_meta(s, t, peer, r->seq, &m), 0);
+    mdb_txn_abort(t);
+    /* Every byte of the range is inside one used extent. */
+    for (uint32_t i = 0; i < m.nused; i++)
+        if (m.used[i].start <= r->offset && r->offset + r->length <= m.used[i].end)
+            return 1;
+    return 0;
+}
+
+static lb_stock stock(kme_store *s, lb_link *l)
+{
+    MDB_txn *t;
+    lb_stock st;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_stock(s, t, l, &st), 0);
+    mdb_txn_abort(t);
+    return st;
+}
+
+/* Owner A carves the MAC key and the pad with lb_allocate. */
+typedef struct {
+    unsigned char mac[HOP_MAC_KEY_BYTES], pad[256];
+    lb_range mac_r[8], pad_r[8];
+    size_t nmac, npad, pad_len;
+} carve_arg;
+static int do_carve(kme_store *s, MDB_txn *t, void *a)
+{
+    carve_arg *c = a;
+    int rc = lb_allocate(s, t, &la, HOP_MAC_KEY_BYTES, c->mac, c->mac_r, 8, &c->nmac);
+    return rc ? rc : lb_allocate(s, t, &la, c->pad_len, c->pad, c->pad_r, 8, &c->npad);
+}
+
+/* Receiver B reads ranges without marking them. */
+typedef struct {
+    const lb_range *r;
+    size_t n;
+    unsigned char out[512];
+    int rc;
+} read_arg;
+static int do_read(kme_store *s, MDB_txn *t, void *a)
+{
+    read_arg *x = a;
+    x->rc = hop_read_ranges(s, t, &lb_, x->r, x->n, x->out);
+    return 0; /* commit whatever the call did: it must have done nothing */
+}
+static int read_ro(const lb_range *r, size_t n, unsigned char *out)
+{
+    MDB_txn *t;
+    ck_assert_int_eq(store_read_begin(&sb, &t), 0);
+    int rc = hop_read_ranges(&sb, t, &lb_, r, n, out);
+    mdb_txn_abort(t);
+    return rc;
+}
+static int do_take(kme_store *s, MDB_txn *t, void *a)
+{
+    read_arg *x = a;
+    x->rc = lb_take_peer_ranges(s, t, &lb_, x->r, x->n, x->out);
+    return x->rc;
+}
+
+START_TEST(receiver_reads_without_spending_then_takes_after_open)
+{
+    link_ready();
+    carve_arg c;
+    memset(&c, 0, sizeof c);
+    c.pad_len = 4 * 32; /* four 256-bit keys */
+    ck_assert_int_eq(store_commit(&sa, do_carve, &c), LB_OK);
+    kme_relay_msg m;
+    ck_assert_int_eq(kme_relay_alloc(&m, 4, 256, 8, 8), 0);
+    uuid_generate(m.relay_id);
+    strcpy(m.origin, "KME_A");
+    strcpy(m.dest, "KME_C");
+    strcpy(m.master, "SAE_A");
+    strcpy(m.slaves[0], "SAE_C");
+    m.slave_count = 1;
+    m.expires = 1900000000;
+    for (int i = 0; i < 4; i++)
+        uuid_generate(m.key_ids[i]);
+    memcpy(m.pad, c.pad_r, c.npad * sizeof *c.pad_r);
+    m.pad_count = c.npad;
+    memcpy(m.mac_key, c.mac_r, c.nmac * sizeof *c.mac_r);
+    m.mac_key_count = c.nmac;
+    unsigned char keys[128], out[128];
+    RAND_bytes(keys, sizeof keys);
+    ck_assert_int_eq(hop_seal(&m, keys, c.pad, c.pad_len, c.mac), HOP_OK);
+    char *json = kme_relay_to_json(&m);
+    kme_relay_msg rx;
+    decode(json, &rx);
+
+    char before[4096], after[4096];
+    dump_extents(&sb, "KME_A", before, sizeof before);
+    /* B reads the same bytes, in a read transaction and in a committed write one. */
+    unsigned char mac_b[HOP_MAC_KEY_BYTES], pad_b[128];
+    ck_assert_int_eq(read_ro(rx.mac_key, rx.mac_key_count, mac_b), LB_OK);
+    ck_assert_int_eq(read_ro(rx.pad, rx.pad_count, pad_b), LB_OK);
+    ck_assert_mem_eq(mac_b, c.mac, sizeof mac_b);
+    ck_assert_mem_eq(pad_b, c.pad, sizeof pad_b);
+    read_arg r = {rx.pad, rx.pad_count, {0}, -1};
+    ck_assert_int_eq(store_commit(&sb, do_read, &r), 0);
+    ck_assert_int_eq(r.rc, LB_OK);
+    ck_assert_mem_eq(r.out, c.pad, sizeof pad_b);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before); /* nothing marked */
+    for (size_t i = 0; i < rx.pad_count; i++)
+        ck_assert(!range_used(&sb, "KME_A", &rx.pad[i]));
+
+    /* Open with B's copies, then spend them. */
+    ck_assert_int_eq(hop_open(&rx, pad_b, sizeof pad_b, mac_b, out), HOP_OK);
+    ck_assert_mem_eq(out, keys, sizeof keys);
+    read_arg tp = {rx.pad, rx.pad_count, {0}, -1}, tm = {rx.mac_key, rx.mac_key_count, {0}, -1};
+    ck_assert_int_eq(store_commit(&sb, do_take, &tp), LB_OK);
+    ck_assert_int_eq(store_commit(&sb, do_take, &tm), LB_OK);
+    ck_assert_mem_eq(tp.out, pad_b, sizeof pad_b);
+    ck_assert_mem_eq(tm.out, mac_b, sizeof mac_b);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_ne(after, before);
+    for (size_t i = 0; i < rx.pad_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
+    for (size_t i = 0; i < rx.mac_key_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    /* Spent bytes are no longer readable. */
+    ck_assert_int_eq(read_ro(rx.pad, rx.pad_count, pad_b), LB_REUSED);
+    ck_assert_int_eq(read_ro(rx.mac_key, rx.mac_key_count, mac_b), LB_REUSED);
+
+    etsi_text_free(json);
+    kme_relay_clear(&rx);
+    kme_relay_clear(&m);
+    close_stores();
+}
+END_TEST
+
+START_TEST(read_ranges_refusals)
+{
+    link_ready();
+    ingest_both(7, 8); /* 7 and 8: ingested, not verified */
+    unsigned char out[512];
+    char before[4096], after[4096];
+    dump_extents(&sb, "KME_A", before, sizeof before);
+    const lb_range own_block[] = {{1, 100, 10}};        /* B owns odd seqs */
+    const lb_range unknown[] = {{99, 100, 10}};
+    const lb_range unverified[] = {{8, 100, 10}};
+    const lb_range past_end[] = {{2, BLOCK - 5, 10}};
+    const lb_range empty[] = {{2, 100, 0}};
+    const lb_range mac_area[] = {{2, 10, 10}};          /* bytes the verification tag used */
+    const lb_range self_overlap[] = {{2, 100, 10}, {4, 100, 10}, {2, 105, 10}};
+    const lb_range fine[] = {{2, 100, 10}, {4, 100, 10}, {2, 110, 10}};
+    ck_assert_int_eq(read_ro(own_block, 1, out), LB_INVALID);
+    ck_assert_int_eq(read_ro(unknown, 1, out), LB_INVALID);
+    ck_assert_int_eq(read_ro(unverified, 1, out), LB_INVALID);
+    ck_assert_int_eq(read_ro(past_end, 1, out), LB_INVALID);
+    ck_assert_int_eq(read_ro(empty, 1, out), LB_INVALID);
+    ck_assert_int_eq(read_ro(mac_area, 1, out), LB_REUSED);
+    ck_assert_int_eq(read_ro(self_overlap, 3, out), LB_REUSED);
+    ck_assert_int_eq(read_ro(fine, 3, out), LB_OK);
+    /* Two adjacent ranges read the same bytes as the one range they make up. */
+    const lb_range joined[] = {{2, 100, 20}};
+    unsigned char whole[20];
+    ck_assert_int_eq(read_ro(joined, 1, whole), LB_OK);
+    ck_assert_mem_eq(out, whole, 10);
+    ck_assert_mem_eq(out + 20, whole + 10, 10);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+    close_stores();
+}
+END_TEST
+
+/* The two ends of a hop on the link, each in one store transaction. */
+typedef struct {
+    kme_relay_msg *m;
+    const unsigned char *keys;
+    unsigned char out[256];
+    size_t len;
+    int rc;
+} hop_arg;
+static int do_seal(kme_store *s, MDB_txn *t, void *a)
+{
+    hop_arg *h = a;
+    h->rc = hop_seal_from_link(s, t, &la, h->m, h->keys, h->len);
+    return h->rc; /* a failed seal must not keep its carving */
+}
+static int do_open(kme_store *s, MDB_txn *t, void *a)
+{
+    hop_arg *h = a;
+    h->rc = hop_open_from_link(s, t, &lb_, h->m, h->out, h->len);
+    /* Commit even a refused message: the test shows it wrote nothing. */
+    return h->rc == HOP_OK || h->rc == HOP_BAD_TAG || h->rc == HOP_INVALID || h->rc == HOP_REUSED ? 0 : h->rc;
+}
+
+static void fill_header(kme_relay_msg *m)
+{
+    uuid_generate(m->relay_id);
+    strcpy(m->origin, "KME_A");
+    strcpy(m->dest, "KME_C");
+    strcpy(m->master, "SAE_A");
+    strcpy(m->slaves[0], "SAE_C");
+    m->slave_count = 1;
+    m->expires = 1900000000;
+    for (size_t i = 0; i < m->key_count; i++)
+        uuid_generate(m->key_ids[i]);
+}
+
+START_TEST(tampered_hop_spends_nothing_at_the_receiver)
+{
+    link_ready();
+    lb_stock a0 = stock(&sa, &la), b0 = stock(&sb, &lb_);
+    kme_relay_msg m;
+    ck_assert_int_eq(kme_relay_alloc(&m, 6, 256, 16, 4), 0); /* 192 bytes */
+    fill_header(&m);
+    unsigned char keys[192];
+    RAND_bytes(keys, sizeof keys);
+    hop_arg seal = {&m, keys, {0}, sizeof keys, -1};
+    ck_assert_int_eq(store_commit(&sa, do_seal, &seal), 0);
+    ck_assert_int_eq(seal.rc, HOP_OK);
+    ck_assert_uint_eq(stock(&sa, &la).owned_free, a0.owned_free - 192 - HOP_MAC_KEY_BYTES);
+    char *json = kme_relay_to_json(&m);
+    ck_assert_ptr_nonnull(json);
+
+    char before[4096], after[4096];
+    dump_extents(&sb, "KME_A", before, sizeof before);
+    /* Forged or damaged versions: refused, out untouched, no byte spent at B. */
+    for (int kind = 0; kind < 5; kind++) {
+        kme_relay_msg rx;
+        decode(json, &rx);
+        int want = HOP_BAD_TAG;
+        switch (kind) {
+        case 0: rx.ct[100] ^= 4; break;
+        case 1: rx.tag[0] ^= 1; break;
+        case 2: strcpy(rx.slaves[0], "SAE_EVE"); break;
+        case 3: rx.pad[0].seq = 1; want = HOP_INVALID; break; /* a block B owns */
+        case 4: rx.mac_key[0].offset = 0; want = HOP_REUSED; break; /* the verification bytes */
+        }
+        hop_arg h = {&rx, NULL, {0}, sizeof keys, -1};
+        memset(h.out, SENTINEL, sizeof h.out);
+        ck_assert_int_eq(store_commit(&sb, do_open, &h), 0);
+        ck_assert_msg(h.rc == want, "kind %d: %d", kind, h.rc);
+        ck_assert(all_bytes(h.out, sizeof h.out, SENTINEL));
+        dump_extents(&sb, "KME_A", after, sizeof after);
+        ck_assert_str_eq(after, before);
+        kme_relay_clear(&rx);
+    }
+    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, b0.peer_free);
+
+    /* The genuine message opens and spends exactly its ranges. */
+    kme_relay_msg rx;
+    decode(json, &rx);
+    hop_arg h = {&rx, NULL, {0}, sizeof keys, -1};
+    ck_assert_int_eq(store_commit(&sb, do_open, &h), 0);
+    ck_assert_int_eq(h.rc, HOP_OK);
+    ck_assert_mem_eq(h.out, keys, sizeof keys);
+    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, b0.peer_free - 192 - HOP_MAC_KEY_BYTES);
+    for (size_t i = 0; i < rx.pad_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
+    for (size_t i = 0; i < rx.mac_key_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    /* Both ends now agree on what is spent. */
+    ck_assert_uint_eq(stock(&sa, &la).owned_free, stock(&sb, &lb_).peer_free);
+
+    /* A replay is refused as reuse, out untouched. */
+    dump_extents(&sb, "KME_A", before, sizeof before);
+    memset(h.out, SENTINEL, sizeof h.out);
+    ck_assert_int_eq(store_commit(&sb, do_open, &h), 0);
+    ck_assert_int_eq(h.rc, HOP_REUSED);
+    ck_assert(all_bytes(h.out, sizeof h.out, SENTINEL));
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+
+    /* A seal that would need more link key than A owns: refused, nothing spent. */
+    kme_relay_msg big;
+    ck_assert_int_eq(kme_relay_alloc(&big, 1, 8 * 4096, 16, 4), 0);
+    fill_header(&big);
+    unsigned char *bk = calloc(1, 4096);
+    lb_stock a1 = stock(&sa, &la);
+    hop_arg hb = {&big, bk, {0}, 4096, -1};
+    ck_assert_int_eq(store_commit(&sa, do_seal, &hb), HOP_SHORT);
+    ck_assert_uint_eq(stock(&sa, &la).owned_free, a1.owned_free);
+    ck_assert_uint_eq(big.pad_count, 0);
+    free(bk);
+    kme_relay_clear(&big);
+
+    kme_relay_clear(&rx);
+    etsi_text_free(json);
+    kme_relay_clear(&m);
+    close_stores();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("hop_crypto");
+    TCase *tc = tcase_create("hop");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, limits_accepted);
+    tcase_add_test(tc, pad_consumed_in_order_across_keys);
+    tcase_add_test(tc, tampered_message_fails_before_anything_else);
+    tcase_add_test(tc, canonical_bytes_cover_every_field);
+    tcase_add_test(tc, codec_rejects);
+    tcase_add_test(tc, receiver_reads_without_spending_then_takes_after_open);
+    tcase_add_test(tc, read_ranges_refusals);
+    tcase_add_test(tc, tampered_hop_spends_nothing_at_the_receiver);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
