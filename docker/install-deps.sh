@@ -4,7 +4,7 @@
 # something is actually missing. Also used by the container build.
 set -eu
 
-PACKAGES="build-essential pkg-config ca-certificates openssl curl jq procps psmisc
+PACKAGES="build-essential pkg-config ca-certificates openssl curl jq procps psmisc iproute2 gdb
 libmicrohttpd-dev libgnutls28-dev libssl-dev libjansson-dev libcurl4-openssl-dev
 liblmdb-dev lmdb-utils check nginx-light nodejs npm"
 
