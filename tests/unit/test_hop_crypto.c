@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 #include "api/kme_relay.h"
 #include "relay/hop_crypto.h"
+#include "tests/unit/link_pair.h"
 
 #define SENTINEL 0xa5
 
@@ -465,97 +466,13 @@ END_TEST
 
 /* ---- on two real stores: A sends, B receives on link A-B ------------------------------------ */
 
-#define BLOCK 1024
-
-static char dir_a[64], dir_b[64];
-static kme_store sa, sb;
-static lb_link la, lb_;
-
-static void open_stores(void)
-{
-    char err[256];
-    strcpy(dir_a, "/tmp/hoptestA.XXXXXX");
-    strcpy(dir_b, "/tmp/hoptestB.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir_a));
-    ck_assert_ptr_nonnull(mkdtemp(dir_b));
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
-    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
-    lb_link_init(&la, "KME_A", "KME_B");
-    lb_link_init(&lb_, "KME_B", "KME_A");
-}
-
-static void close_stores(void)
-{
-    char cmd[200];
-    store_close(&sa);
-    store_close(&sb);
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-typedef struct {
-    lb_link *l;
-    uint64_t seq;
-    const unsigned char *data;
-    size_t len;
-} ingest_arg;
-static int do_ingest(kme_store *s, MDB_txn *t, void *a)
-{
-    ingest_arg *i = a;
-    return lb_ingest(s, t, i->l, i->seq, i->data, i->len);
-}
-
-static void ingest_both(uint64_t from, uint64_t to)
-{
-    unsigned char data[BLOCK];
-    for (uint64_t i = from; i <= to; i++) {
-        RAND_bytes(data, sizeof data);
-        ingest_arg a = {&la, i, data, sizeof data}, b = {&lb_, i, data, sizeof data};
-        ck_assert_int_eq(store_commit(&sa, do_ingest, &a), LB_OK);
-        ck_assert_int_eq(store_commit(&sb, do_ingest, &b), LB_OK);
-    }
-    OPENSSL_cleanse(data, sizeof data);
-}
-
-typedef struct {
-    uint64_t seqs[64];
-    uint8_t tags[64][LB_TAG_BYTES];
-    enum lb_verdict verdicts[64];
-    int n;
-} verify_state;
-static int do_lock(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    v->n = lb_lock_for_verify(s, t, &la, 77, 1000, 999999999999LL, 64, v->seqs, v->tags);
-    return v->n < 0;
-}
-static int do_respond(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    for (int i = 0; i < v->n; i++)
-        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
-            return 1;
-    return 0;
-}
-static int do_apply(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    for (int i = 0; i < v->n; i++)
-        if (lb_apply_verdict(s, t, &la, v->seqs[i], 77, v->verdicts[i]))
-            return 1;
-    return 0;
-}
-
 /* Six identical verified blocks at both ends: A owns 2, 4, 6; B owns 1, 3, 5. */
 static void link_ready(void)
 {
     open_stores();
-    ingest_both(1, 6);
+    ingest_both(1, 6, 0);
     verify_state v;
-    memset(&v, 0, sizeof v);
-    ck_assert_int_eq(store_commit(&sa, do_lock, &v), 0);
-    ck_assert_int_eq(store_commit(&sb, do_respond, &v), 0);
-    ck_assert_int_eq(store_commit(&sa, do_apply, &v), 0);
+    verify_all(&v);
     ck_assert_int_eq(v.n, 6);
 }
 
@@ -718,7 +635,7 @@ END_TEST
 START_TEST(read_ranges_refusals)
 {
     link_ready();
-    ingest_both(7, 8); /* 7 and 8: ingested, not verified */
+    ingest_both(7, 8, 0); /* 7 and 8: ingested, not verified */
     unsigned char out[512];
     char before[4096], after[4096];
     dump_extents(&sb, "KME_A", before, sizeof before);

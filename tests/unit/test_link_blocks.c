@@ -7,102 +7,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 #include "relay/link_blocks.h"
-
-#define BLOCK 1024
-
-static char dir_a[64], dir_b[64];
-static kme_store sa, sb;
-static lb_link la, lb_;
-
-static void open_stores(void)
-{
-    char err[256];
-    strcpy(dir_a, "/tmp/lbtestA.XXXXXX");
-    strcpy(dir_b, "/tmp/lbtestB.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir_a));
-    ck_assert_ptr_nonnull(mkdtemp(dir_b));
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
-    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
-    lb_link_init(&la, "KME_A", "KME_B");
-    lb_link_init(&lb_, "KME_B", "KME_A");
-}
-
-static void close_stores(void)
-{
-    char cmd[200];
-    store_close(&sa);
-    store_close(&sb);
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* ---- a generic "run this in a write transaction" for the tests ---- */
-typedef int (*txn_fn)(kme_store *s, MDB_txn *txn, void *arg);
-static int run(kme_store *s, txn_fn fn, void *arg) { return store_commit(s, fn, arg); }
-
-typedef struct {
-    lb_link *l;
-    uint64_t seq;
-    const unsigned char *data;
-    size_t len;
-} ingest_arg;
-static int do_ingest(kme_store *s, MDB_txn *t, void *a)
-{
-    ingest_arg *i = a;
-    return lb_ingest(s, t, i->l, i->seq, i->data, i->len);
-}
-
-/* Ingests n identical blocks at both ends; block `bad` (if >0) differs at B. */
-static void ingest_both(int n, uint64_t bad)
-{
-    unsigned char data[BLOCK];
-    for (int i = 1; i <= n; i++) {
-        RAND_bytes(data, sizeof data);
-        ingest_arg a = {&la, (uint64_t)i, data, sizeof data};
-        ck_assert_int_eq(run(&sa, do_ingest, &a), LB_OK);
-        if ((uint64_t)i == bad)
-            data[500] ^= 1;
-        ingest_arg b = {&lb_, (uint64_t)i, data, sizeof data};
-        ck_assert_int_eq(run(&sb, do_ingest, &b), LB_OK);
-    }
-}
-
-typedef struct {
-    uint64_t seqs[256];
-    uint8_t tags[256][LB_TAG_BYTES];
-    enum lb_verdict verdicts[256];
-    int n;
-} verify_state;
-
-static int do_lock(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    v->n = lb_lock_for_verify(s, t, &la, 77, 1000, 999999999999LL, 256, v->seqs, v->tags);
-    return v->n < 0;
-}
-static int do_respond(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    for (int i = 0; i < v->n; i++)
-        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
-            return 1;
-    return 0;
-}
-static int do_apply(kme_store *s, MDB_txn *t, void *a)
-{
-    verify_state *v = a;
-    for (int i = 0; i < v->n; i++)
-        if (lb_apply_verdict(s, t, &la, v->seqs[i], 77, v->verdicts[i]))
-            return 1;
-    return 0;
-}
-
-static void verify_all(verify_state *v)
-{
-    ck_assert_int_eq(run(&sa, do_lock, v), 0);
-    ck_assert_int_eq(run(&sb, do_respond, v), 0);
-    ck_assert_int_eq(run(&sa, do_apply, v), 0);
-}
+#include "tests/unit/link_pair.h"
 
 static lb_meta meta(kme_store *s, const char *peer, uint64_t seq)
 {
@@ -149,8 +54,8 @@ END_TEST
 START_TEST(verification_settles_both_ends)
 {
     open_stores();
-    ingest_both(6, 3);
-    verify_state v = {0};
+    ingest_both(1, 6, 3);
+    verify_state v;
     verify_all(&v);
     ck_assert_int_eq(v.n, 6);
     for (uint64_t s = 1; s <= 6; s++) {
@@ -166,13 +71,13 @@ START_TEST(verification_settles_both_ends)
     }
     /* A repeated transaction (lost answer) gives the same verdicts and changes nothing. */
     verify_state again = v;
-    ck_assert_int_eq(run(&sb, do_respond, &again), 0);
+    ck_assert_int_eq(store_commit(&sb, do_respond, &again), 0);
     for (int i = 0; i < v.n; i++)
         ck_assert_int_eq(again.verdicts[i], v.verdicts[i]);
     /* Ingesting a known seq again is refused. */
     unsigned char data[BLOCK] = {0};
     ingest_arg dup = {&la, 2, data, sizeof data};
-    ck_assert_int_eq(run(&sa, do_ingest, &dup), LB_EXISTS);
+    ck_assert_int_eq(store_commit(&sa, do_ingest, &dup), LB_EXISTS);
     close_stores();
 }
 END_TEST
@@ -214,13 +119,13 @@ static lb_stock stock(kme_store *s, lb_link *l)
 START_TEST(allocation_reservation_and_reuse)
 {
     open_stores();
-    ingest_both(4, 0);
-    verify_state v = {0};
+    ingest_both(1, 4, 0);
+    verify_state v;
     verify_all(&v);
     /* A owns seqs 2 and 4: 2 * (1024 - 48) bytes. */
     ck_assert_uint_eq(stock(&sa, &la).owned_free, 2 * (BLOCK - LB_MAC_BYTES));
     alloc_arg x = {&la, 1500, {0}, {{0}}, 0, 0};
-    ck_assert_int_eq(run(&sa, do_alloc, &x), LB_OK);
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &x), LB_OK);
     ck_assert_uint_eq(x.n, 2); /* spans both owned blocks */
     for (size_t i = 0; i < x.n; i++) {
         ck_assert_uint_eq(x.ranges[i].seq % 2, 0);
@@ -229,28 +134,28 @@ START_TEST(allocation_reservation_and_reuse)
     /* The peer takes the same ranges and gets the same bytes. */
     alloc_arg y = x;
     memset(y.out, 0, sizeof y.out);
-    ck_assert_int_eq(run(&sb, do_take, &y), LB_OK);
+    ck_assert_int_eq(store_commit(&sb, do_take, &y), LB_OK);
     ck_assert_mem_eq(y.out, x.out, 1500);
     /* Taking them again is refused as reuse, and changes nothing. */
     lb_stock before = stock(&sb, &lb_);
-    ck_assert_int_eq(run(&sb, do_take, &y), LB_REUSED);
+    ck_assert_int_eq(store_commit(&sb, do_take, &y), LB_REUSED);
     ck_assert_uint_eq(stock(&sb, &lb_).peer_free, before.peer_free);
     /* Ranges in a block B owns (odd seq) are not A's to give. */
     alloc_arg z = {&la, 0, {0}, {{1, 100, 10}}, 1, 0};
-    ck_assert_int_eq(run(&sb, do_take, &z), LB_INVALID);
+    ck_assert_int_eq(store_commit(&sb, do_take, &z), LB_INVALID);
     /* Asking for more than is left: LB_SHORT and nothing spent. */
     alloc_arg big = {&la, 1000, {0}, {{0}}, 0, 0};
     lb_stock s1 = stock(&sa, &la);
-    ck_assert_int_eq(run(&sa, do_alloc, &big), LB_SHORT);
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &big), LB_SHORT);
     ck_assert_uint_eq(stock(&sa, &la).owned_free, s1.owned_free);
     /* Released ranges are carved again, the next allocation gets the same bytes. */
     alloc_arg small = {&la, 100, {0}, {{0}}, 0, 0};
-    ck_assert_int_eq(run(&sa, do_alloc, &small), LB_OK);
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &small), LB_OK);
     unsigned char first[100];
     memcpy(first, small.out, 100);
-    ck_assert_int_eq(run(&sa, do_release, &small), LB_OK);
+    ck_assert_int_eq(store_commit(&sa, do_release, &small), LB_OK);
     alloc_arg again = {&la, 100, {0}, {{0}}, 0, 0};
-    ck_assert_int_eq(run(&sa, do_alloc, &again), LB_OK);
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &again), LB_OK);
     ck_assert_mem_eq(again.out, first, 100);
     close_stores();
 }
@@ -259,7 +164,7 @@ END_TEST
 START_TEST(store_identity_and_persistence)
 {
     open_stores();
-    ingest_both(2, 0);
+    ingest_both(1, 2, 0);
     store_close(&sa);
     char err[256];
     kme_store other;

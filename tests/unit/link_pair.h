@@ -1,0 +1,115 @@
+/* Test fixture: the two ends of one QKD link, KME_A and KME_B, each with a
+ * real LMDB store in a temporary directory; identical blocks ingested at both
+ * ends and the key-caching verification run between them. */
+#ifndef TESTS_UNIT_LINK_PAIR_H
+#define TESTS_UNIT_LINK_PAIR_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include "relay/link_blocks.h"
+
+#define BLOCK 1024
+#define VERIFY_MAX 256
+
+static char dir_a[64], dir_b[64];
+static kme_store sa, sb;
+static lb_link la, lb_;
+
+static inline void open_stores(void)
+{
+    char err[256];
+    strcpy(dir_a, "/tmp/linkpairA.XXXXXX");
+    strcpy(dir_b, "/tmp/linkpairB.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir_a));
+    ck_assert_ptr_nonnull(mkdtemp(dir_b));
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    lb_link_init(&la, "KME_A", "KME_B");
+    lb_link_init(&lb_, "KME_B", "KME_A");
+}
+
+static inline void close_stores(void)
+{
+    char cmd[200];
+    store_close(&sa);
+    store_close(&sb);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+typedef struct {
+    lb_link *l;
+    uint64_t seq;
+    const unsigned char *data;
+    size_t len;
+} ingest_arg;
+
+static inline int do_ingest(kme_store *s, MDB_txn *t, void *a)
+{
+    ingest_arg *i = a;
+    return lb_ingest(s, t, i->l, i->seq, i->data, i->len);
+}
+
+/* Ingests blocks from..to, identical at both ends except block `corrupt`
+ * (0: none), which has one bit flipped at B. */
+static inline void ingest_both(uint64_t from, uint64_t to, uint64_t corrupt)
+{
+    unsigned char data[BLOCK];
+    for (uint64_t i = from; i <= to; i++) {
+        RAND_bytes(data, sizeof data);
+        ingest_arg a = {&la, i, data, sizeof data};
+        ck_assert_int_eq(store_commit(&sa, do_ingest, &a), LB_OK);
+        if (i == corrupt)
+            data[500] ^= 1;
+        ingest_arg b = {&lb_, i, data, sizeof data};
+        ck_assert_int_eq(store_commit(&sb, do_ingest, &b), LB_OK);
+    }
+    OPENSSL_cleanse(data, sizeof data);
+}
+
+typedef struct {
+    uint64_t seqs[VERIFY_MAX];
+    uint8_t tags[VERIFY_MAX][LB_TAG_BYTES];
+    enum lb_verdict verdicts[VERIFY_MAX];
+    int n;
+} verify_state;
+
+static inline int do_lock(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    v->n = lb_lock_for_verify(s, t, &la, 77, 1000, 999999999999LL, VERIFY_MAX, v->seqs, v->tags);
+    return v->n < 0;
+}
+
+static inline int do_respond(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
+            return 1;
+    return 0;
+}
+
+static inline int do_apply(kme_store *s, MDB_txn *t, void *a)
+{
+    verify_state *v = a;
+    for (int i = 0; i < v->n; i++)
+        if (lb_apply_verdict(s, t, &la, v->seqs[i], 77, v->verdicts[i]))
+            return 1;
+    return 0;
+}
+
+/* One verification transaction from A (the initiator) to B and back. */
+static inline void verify_all(verify_state *v)
+{
+    memset(v, 0, sizeof *v);
+    ck_assert_int_eq(store_commit(&sa, do_lock, v), 0);
+    ck_assert_int_eq(store_commit(&sb, do_respond, v), 0);
+    ck_assert_int_eq(store_commit(&sa, do_apply, v), 0);
+}
+
+#endif
