@@ -48,6 +48,16 @@ wait_for() {
     return 1
 }
 
+# What a sanitizer prints when it finds something.
+T_SANITIZER_PATTERN='AddressSanitizer|LeakSanitizer|runtime error'
+# t_logs_clean LOG...: one check per log that no sanitizer reported anything.
+t_logs_clean() {
+    local f
+    for f in "$@"; do
+        t_nomatch "$(basename "$(dirname "$f")") log: no sanitizer report" "$T_SANITIZER_PATTERN" "$(cat "$f" 2>/dev/null)"
+    done
+}
+
 # t_require_programs NAME...: ends the suite (failed) unless $T_BIN has them.
 t_require_programs() {
     local p

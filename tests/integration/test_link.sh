@@ -166,7 +166,7 @@ echo "== sanitizers"
 for d in "${SITE_DIRS[@]}"; do
     for s in A B; do
         t_check "KME_$s log ($(basename "$d")) has no sanitizer report" \
-            bash -c "! grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error' '$d/$s/kme.log'"
+            bash -c "! grep -Eq '$T_SANITIZER_PATTERN' '$d/$s/kme.log'"
     done
 done
 

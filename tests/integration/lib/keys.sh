@@ -116,4 +116,4 @@ proc_running() {
 }
 
 # sanitizer_clean SITE: its kme.log has no sanitizer report.
-sanitizer_clean() { ! grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error' "$NET_DIR/$1/kme.log"; }
+sanitizer_clean() { ! grep -Eq "$T_SANITIZER_PATTERN" "$NET_DIR/$1/kme.log"; }
