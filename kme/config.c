@@ -240,9 +240,3 @@ int kme_config_link_index(const kme_config *c, const char *peer_id)
             return (int)l;
     return -1;
 }
-
-const kme_link_config *kme_config_link_by_peer(const kme_config *c, const char *peer_id)
-{
-    int i = kme_config_link_index(c, peer_id);
-    return i < 0 ? NULL : &c->links[i];
-}

@@ -52,7 +52,6 @@ void kme_config_free(kme_config *cfg);
 int kme_config_hosts_sae(const kme_config *cfg, const char *sae_id);
 /* The link whose peer hosts sae_id, or NULL. */
 const kme_link_config *kme_config_link_for_sae(const kme_config *cfg, const char *sae_id);
-const kme_link_config *kme_config_link_by_peer(const kme_config *cfg, const char *peer_id);
 int kme_config_link_index(const kme_config *cfg, const char *peer_id);
 
 #endif

@@ -167,5 +167,4 @@ void store_close(kme_store *s)
     s->env = NULL;
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
-    pthread_cond_destroy(&s->done);
 }

@@ -89,7 +89,6 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
     mdb_reader_check(s->env, &stale);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->done, NULL);
     return 0;
 fail:
     snprintf(err, errlen, "cannot open the key store in %s: %s", dir, mdb_strerror(rc));

@@ -24,7 +24,7 @@ typedef struct kme_store {
     /* group commit */
     pthread_t writer;
     pthread_mutex_t lock;
-    pthread_cond_t work, done;
+    pthread_cond_t work;
     store_op_item *queue_head, *queue_tail;
     int stopping, writer_started;
     uint64_t batches, ops; /* statistics */
