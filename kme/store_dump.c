@@ -28,9 +28,12 @@ static json_t *dump_blocks(kme_store *s, MDB_txn *txn, const char *peer_id)
             json_t *used = json_array();
             for (uint32_t i = 0; i < m.nused; i++)
                 json_array_append_new(used, json_pack("[I,I]", (json_int_t)m.used[i].start, (json_int_t)m.used[i].end));
-            json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:I,s:o}", "seq", (json_int_t)seq, "state",
-                                                 state_names[m.state & 3], "owner", owner_names[m.owner % 3], "size",
-                                                 (json_int_t)m.size, "used", used));
+            json_t *block = json_pack("{s:I,s:s,s:s,s:I,s:o}", "seq", (json_int_t)seq, "state",
+                                      state_names[m.state & 3], "owner", owner_names[m.owner % 3], "size",
+                                      (json_int_t)m.size, "used", used);
+            if (block && m.granted)
+                json_object_set_new(block, "granted", json_true()); /* given to the peer, not yet confirmed */
+            json_array_append_new(arr, block);
         }
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }

@@ -6,7 +6,11 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+/* A meta record: the fixed header, nused extents, then one byte 1 only when
+ * the block is granted and pending (records written before grants existed
+ * end after the extents and decode as not granted). */
 #define META_HEADER 50
+#define META_MAX (META_HEADER + LB_MAX_EXTENTS * sizeof(lb_extent) + 1)
 
 void lb_link_init(lb_link *l, const char *self_id, const char *peer_id)
 {
@@ -45,6 +49,8 @@ static size_t meta_encode(const lb_meta *m, unsigned char *out)
     memcpy(p, m->tag, LB_TAG_BYTES), p += LB_TAG_BYTES;
     memcpy(p, &m->nused, 4), p += 4;
     memcpy(p, m->used, m->nused * sizeof(lb_extent)), p += m->nused * sizeof(lb_extent);
+    if (m->granted)
+        *p++ = 1;
     return (size_t)(p - out);
 }
 
@@ -61,9 +67,13 @@ static int meta_decode(const unsigned char *p, size_t len, lb_meta *m)
     memcpy(&m->ingested_ms, p, 8), p += 8;
     memcpy(m->tag, p, LB_TAG_BYTES), p += LB_TAG_BYTES;
     memcpy(&m->nused, p, 4), p += 4;
-    if (m->nused > LB_MAX_EXTENTS || len != META_HEADER + m->nused * sizeof(lb_extent))
+    if (m->nused > LB_MAX_EXTENTS)
+        return -1;
+    size_t body = META_HEADER + m->nused * sizeof(lb_extent);
+    if (len != body && !(len == body + 1 && p[m->nused * sizeof(lb_extent)] == 1))
         return -1;
     memcpy(m->used, p, m->nused * sizeof(lb_extent));
+    m->granted = len == body + 1;
     return 0;
 }
 
@@ -79,7 +89,7 @@ int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, l
 
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m)
 {
-    unsigned char kb[80], vb[META_HEADER + LB_MAX_EXTENTS * sizeof(lb_extent)];
+    unsigned char kb[80], vb[META_MAX];
     MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v = {meta_encode(m, vb), vb};
     return mdb_put(txn, s->block_meta, &k, &v, 0);
 }
@@ -530,4 +540,159 @@ int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out)
     memset(out, 0, sizeof *out);
     stock_ctx c = {out};
     return for_each_meta(s, txn, l->peer_id, 0, add_stock, &c);
+}
+
+/* ---- grants ------------------------------------------------------------------------ */
+
+static uint64_t free_bytes_of(const lb_meta *m)
+{
+    return m->size - lb_extents_used_bytes(m);
+}
+
+/* Nothing of the block is used past its verification bytes. */
+static int unused_block(const lb_meta *m)
+{
+    return !lb_extents_overlap(m, LB_MAC_BYTES, m->size);
+}
+
+static void lower_alloc_hint(lb_link *l, uint64_t seq)
+{
+    if (seq < l->alloc_hint)
+        l->alloc_hint = seq;
+}
+
+typedef struct {
+    int pending;             /* collect pending blocks (else grantable ones) */
+    uint64_t budget, bytes;
+    uint64_t *seqs;
+    size_t max, n;
+} grant_ctx;
+
+static int collect_grant(uint64_t seq, lb_meta *m, void *arg)
+{
+    grant_ctx *c = arg;
+    uint64_t free_bytes = free_bytes_of(m);
+    int take = c->pending ? m->granted && m->owner == LB_OWNER_PEER
+                          : m->state == LB_VERIFIED && m->owner == LB_OWNER_SELF && !m->granted && unused_block(m) &&
+                                free_bytes <= c->budget - c->bytes;
+    if (take) {
+        c->seqs[c->n++] = seq;
+        c->bytes += free_bytes;
+    }
+    return c->n >= c->max || (!c->pending && c->bytes == c->budget);
+}
+
+int lb_grant_pick(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t max_bytes, uint64_t *seqs, size_t max, size_t *n,
+                  uint64_t *bytes)
+{
+    grant_ctx c = {0, max_bytes, 0, seqs, max, 0};
+    *n = 0;
+    *bytes = 0;
+    if (max == 0 || max_bytes == 0)
+        return LB_OK;
+    if (for_each_meta(s, txn, l->peer_id, l->alloc_hint, collect_grant, &c))
+        return LB_DB;
+    for (size_t i = 0; i < c.n; i++) {
+        lb_meta m;
+        if (lb_get_meta(s, txn, l->peer_id, seqs[i], &m))
+            return LB_DB;
+        m.owner = LB_OWNER_PEER;
+        m.granted = 1;
+        if (lb_put_meta(s, txn, l->peer_id, seqs[i], &m))
+            return LB_DB;
+    }
+    *n = c.n;
+    *bytes = c.bytes;
+    return LB_OK;
+}
+
+int lb_grant_pending(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t *seqs, size_t max, size_t *n,
+                     uint64_t *bytes)
+{
+    grant_ctx c = {1, 0, 0, seqs, max, 0};
+    *n = 0;
+    *bytes = 0;
+    if (max == 0)
+        return LB_OK;
+    if (for_each_meta(s, txn, l->peer_id, 0, collect_grant, &c))
+        return LB_DB;
+    *n = c.n;
+    *bytes = c.bytes;
+    return LB_OK;
+}
+
+/* Grantee: 1 when seq is (now) owned here, 0 when refused, -1 on failure.
+ * *taken gets the free bytes of a block this call made owned here. */
+static int accept_one(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t *taken)
+{
+    lb_meta m;
+    *taken = 0;
+    int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return -1;
+    if (m.state == LB_UNVERIFIED || m.state == LB_LOCKED)
+        return 2; /* verified at the other end, not yet here: ask again later */
+    if (m.state != LB_VERIFIED)
+        return 0;
+    if (m.owner == LB_OWNER_SELF)
+        return 1; /* taken by an earlier copy of this grant */
+    if (m.owner != LB_OWNER_PEER || !unused_block(&m))
+        return 0;
+    /* Also ends a grant of this block from here still pending: it came back. */
+    m.owner = LB_OWNER_SELF;
+    m.granted = 0;
+    if (lb_put_meta(s, txn, l->peer_id, seq, &m))
+        return -1;
+    lower_alloc_hint(l, seq);
+    *taken = free_bytes_of(&m);
+    return 1;
+}
+
+int lb_grant_accept(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs, size_t n, uint8_t *accepted,
+                    uint64_t *taken_bytes)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t taken;
+        int rc = accept_one(s, txn, l, seqs[i], &taken);
+        if (rc < 0)
+            return LB_DB;
+        if (rc == 2)
+            return LB_LATER; /* the caller aborts: nothing changes */
+        accepted[i] = (uint8_t)rc;
+        total += taken;
+    }
+    if (taken_bytes)
+        *taken_bytes = total;
+    return LB_OK;
+}
+
+int lb_grant_settle(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs, size_t n, const uint8_t *accepted,
+                    uint64_t *confirmed_bytes)
+{
+    uint64_t confirmed = 0;
+    for (size_t i = 0; i < n; i++) {
+        lb_meta m;
+        int rc = lb_get_meta(s, txn, l->peer_id, seqs[i], &m);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc)
+            return LB_DB;
+        if (!m.granted || m.owner != LB_OWNER_PEER)
+            continue; /* settled already */
+        m.granted = 0;
+        if (accepted[i]) {
+            confirmed += free_bytes_of(&m);
+        } else {
+            m.owner = LB_OWNER_SELF;
+            lower_alloc_hint(l, seqs[i]);
+        }
+        if (lb_put_meta(s, txn, l->peer_id, seqs[i], &m))
+            return LB_DB;
+    }
+    if (confirmed_bytes)
+        *confirmed_bytes = confirmed;
+    return LB_OK;
 }

@@ -4,7 +4,8 @@
  *
  * A block's first LB_MAC_BYTES bytes are consumed by its verification tag
  * (a one-time Poly1305 key and a one-time pad for the tag); key material is
- * carved from the rest. Each verified block belongs to one end of the link;
+ * carved from the rest. Each verified block belongs to one end of the link
+ * (first by the parity rule, later moved by grants of whole unused blocks);
  * an end allocates only from blocks it owns and records, for blocks the peer
  * owns, the ranges the peer reports using. No range is ever used twice. */
 #ifndef RELAY_LINK_BLOCKS_H
@@ -31,6 +32,7 @@ enum {
     LB_INVALID = 3,   /* a range is not in a verified block of the right owner */
     LB_REUSED = 4,    /* a range overlaps bytes already used */
     LB_DB = 5,        /* storage failure */
+    LB_LATER = 6,     /* grant: a block is not verified at this end yet */
 };
 
 typedef kme_range lb_range;
@@ -41,6 +43,7 @@ typedef struct {
 
 typedef struct {
     uint8_t state, owner;
+    uint8_t granted;       /* given to the peer by a grant it has not confirmed yet (owner is PEER) */
     uint32_t size;
     uint64_t txn_hash;     /* verification transaction holding the lock */
     int64_t lock_deadline_ms;
@@ -95,6 +98,35 @@ int lb_release(kme_store *s, MDB_txn *txn, lb_link *l, const lb_range *ranges, s
  * their bytes to out. LB_INVALID / LB_REUSED refuse the whole call. */
 int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_range *ranges, size_t nranges,
                         unsigned char *out);
+
+/* Grants: ownership rebalanced by whole blocks. A block is grantable when it
+ * is verified, owned here, not pending and unused beyond its verification
+ * bytes. The grantor commits first (blocks become the peer's, pending), the
+ * grantee takes them, then the grantor settles the answer. */
+
+/* Grantor: gives away grantable blocks worth at most max_bytes free bytes,
+ * lowest seq first (at most max blocks); each becomes owned by the peer with
+ * granted set. Fills seqs, *n and *bytes (their free bytes). */
+int lb_grant_pick(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t max_bytes, uint64_t *seqs, size_t max, size_t *n,
+                  uint64_t *bytes);
+/* Grantor: blocks given away and not yet confirmed (at most max), with their free bytes. */
+int lb_grant_pending(kme_store *s, MDB_txn *txn, const lb_link *l, uint64_t *seqs, size_t max, size_t *n,
+                     uint64_t *bytes);
+/* Grantee: takes each listed block that is verified, owned by the peer and
+ * unused beyond its verification bytes; a block already owned here counts as
+ * taken (a grant sent again). accepted[i] is 1 for each taken; *taken_bytes
+ * (may be NULL): free bytes of the blocks this call made owned here.
+ * LB_LATER (the caller aborts) when a listed block is still unverified or
+ * locked here: refusing it would be final, and an older copy of the request
+ * arriving once it is verified could then give it two owners. */
+int lb_grant_accept(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs, size_t n, uint8_t *accepted,
+                    uint64_t *taken_bytes);
+/* Grantor: settles a pending grant with the grantee's answer. Accepted blocks
+ * stay the peer's (granted cleared), refused ones come back to this end.
+ * Blocks no longer pending are left alone. *confirmed_bytes (may be NULL):
+ * free bytes of the blocks whose grant this confirmed. */
+int lb_grant_settle(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs, size_t n, const uint8_t *accepted,
+                    uint64_t *confirmed_bytes);
 
 typedef struct {
     uint64_t owned_free, peer_free, unverified, verified_blocks, discarded_blocks;

@@ -41,6 +41,28 @@ static inline void close_stores(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* A block's meta as stored. */
+static inline lb_meta pair_meta(kme_store *s, const char *peer, uint64_t seq)
+{
+    MDB_txn *t;
+    lb_meta m;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_meta(s, t, peer, seq, &m), 0);
+    mdb_txn_abort(t);
+    return m;
+}
+
+/* One end's key on the link. */
+static inline lb_stock pair_stock(kme_store *s, const lb_link *l)
+{
+    MDB_txn *t;
+    lb_stock st;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_stock(s, t, l, &st), 0);
+    mdb_txn_abort(t);
+    return st;
+}
+
 typedef struct {
     lb_link *l;
     uint64_t seq;

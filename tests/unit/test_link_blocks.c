@@ -9,16 +9,6 @@
 #include "relay/link_blocks.h"
 #include "tests/unit/link_pair.h"
 
-static lb_meta meta(kme_store *s, const char *peer, uint64_t seq)
-{
-    MDB_txn *t;
-    lb_meta m;
-    ck_assert_int_eq(store_read_begin(s, &t), 0);
-    ck_assert_int_eq(lb_get_meta(s, t, peer, seq, &m), 0);
-    mdb_txn_abort(t);
-    return m;
-}
-
 START_TEST(extents)
 {
     lb_meta m;
@@ -59,7 +49,7 @@ START_TEST(verification_settles_both_ends)
     verify_all(&v);
     ck_assert_int_eq(v.n, 6);
     for (uint64_t s = 1; s <= 6; s++) {
-        lb_meta ma = meta(&sa, "KME_B", s), mb = meta(&sb, "KME_A", s);
+        lb_meta ma = pair_meta(&sa, "KME_B", s), mb = pair_meta(&sb, "KME_A", s);
         if (s == 3) {
             ck_assert_int_eq(ma.state, LB_DISCARDED);
             ck_assert_int_eq(mb.state, LB_DISCARDED);
@@ -106,16 +96,6 @@ static int do_release(kme_store *s, MDB_txn *t, void *a)
     alloc_arg *x = a;
     return lb_release(s, t, x->l, x->ranges, x->n);
 }
-static lb_stock stock(kme_store *s, lb_link *l)
-{
-    MDB_txn *t;
-    lb_stock st;
-    ck_assert_int_eq(store_read_begin(s, &t), 0);
-    ck_assert_int_eq(lb_get_stock(s, t, l, &st), 0);
-    mdb_txn_abort(t);
-    return st;
-}
-
 START_TEST(allocation_reservation_and_reuse)
 {
     open_stores();
@@ -123,7 +103,7 @@ START_TEST(allocation_reservation_and_reuse)
     verify_state v;
     verify_all(&v);
     /* A owns seqs 2 and 4: 2 * (1024 - 48) bytes. */
-    ck_assert_uint_eq(stock(&sa, &la).owned_free, 2 * (BLOCK - LB_MAC_BYTES));
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, 2 * (BLOCK - LB_MAC_BYTES));
     alloc_arg x = {&la, 1500, {0}, {{0}}, 0, 0};
     ck_assert_int_eq(store_commit(&sa, do_alloc, &x), LB_OK);
     ck_assert_uint_eq(x.n, 2); /* spans both owned blocks */
@@ -137,17 +117,17 @@ START_TEST(allocation_reservation_and_reuse)
     ck_assert_int_eq(store_commit(&sb, do_take, &y), LB_OK);
     ck_assert_mem_eq(y.out, x.out, 1500);
     /* Taking them again is refused as reuse, and changes nothing. */
-    lb_stock before = stock(&sb, &lb_);
+    lb_stock before = pair_stock(&sb, &lb_);
     ck_assert_int_eq(store_commit(&sb, do_take, &y), LB_REUSED);
-    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, before.peer_free);
+    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, before.peer_free);
     /* Ranges in a block B owns (odd seq) are not A's to give. */
     alloc_arg z = {&la, 0, {0}, {{1, 100, 10}}, 1, 0};
     ck_assert_int_eq(store_commit(&sb, do_take, &z), LB_INVALID);
     /* Asking for more than is left: LB_SHORT and nothing spent. */
     alloc_arg big = {&la, 1000, {0}, {{0}}, 0, 0};
-    lb_stock s1 = stock(&sa, &la);
+    lb_stock s1 = pair_stock(&sa, &la);
     ck_assert_int_eq(store_commit(&sa, do_alloc, &big), LB_SHORT);
-    ck_assert_uint_eq(stock(&sa, &la).owned_free, s1.owned_free);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, s1.owned_free);
     /* Released ranges are carved again, the next allocation gets the same bytes. */
     alloc_arg small = {&la, 100, {0}, {{0}}, 0, 0};
     ck_assert_int_eq(store_commit(&sa, do_alloc, &small), LB_OK);
@@ -171,7 +151,7 @@ START_TEST(store_identity_and_persistence)
     ck_assert_int_eq(store_open(&other, dir_a, 64, "KME_Z", err, sizeof err), -1);
     ck_assert(strstr(err, "KME_A") != NULL);
     ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
-    lb_meta m = meta(&sa, "KME_B", 2);
+    lb_meta m = pair_meta(&sa, "KME_B", 2);
     ck_assert_int_eq(m.state, LB_UNVERIFIED);
     ck_assert_uint_eq(m.size, BLOCK);
     close_stores();
