@@ -345,7 +345,10 @@ char *kme_claimed_to_json(const kme_claimed *c)
     json_t *claims = json_array();
     for (size_t i = 0; i < c->count; i++)
         json_array_append_new(claims, json_pack("[s,I]", c->key_ids[i], (json_int_t)c->at[i]));
-    return dump(json_pack("{s:o}", "claims", claims));
+    json_t *root = json_pack("{s:o}", "claims", claims);
+    if (root && c->dest[0])
+        json_object_set_new(root, "dest", json_string(c->dest));
+    return dump(root);
 }
 
 int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_problem *p)
@@ -354,9 +357,15 @@ int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_p
     json_t *root = load(body, len, p);
     if (!root)
         return -1;
-    json_t *claims = json_object_get(root, "claims");
+    json_t *claims = json_object_get(root, "claims"), *dest = json_object_get(root, "dest");
     int rc = -1;
     size_t n = json_array_size(claims);
+    if (dest && (!json_is_string(dest) || !etsi_id_is_valid(json_string_value(dest)))) {
+        etsi_problem_set(p, "malformed request", "'dest' must be a KME ID");
+        goto done;
+    }
+    if (dest)
+        snprintf(out->dest, sizeof out->dest, "%s", json_string_value(dest));
     if (!json_is_array(claims) || n == 0 || n > KME_MAX_RANGES) {
         etsi_problem_set(p, "malformed request", "'claims' must be an array of 1 to %d [key_ID, time]", KME_MAX_RANGES);
         goto done;
@@ -394,4 +403,136 @@ void kme_claimed_clear(kme_claimed *c)
     c->key_ids = NULL;
     c->at = NULL;
     c->count = 0;
+}
+
+/* ---- grant ------------------------------------------------------------------- */
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A sorted copy of seqs (NULL when out of memory); n may be 0. */
+static uint64_t *sorted_seqs(const uint64_t *seqs, size_t n)
+{
+    uint64_t *s = malloc((n ? n : 1) * sizeof *s);
+    if (s && n) {
+        memcpy(s, seqs, n * sizeof *s);
+        qsort(s, n, sizeof *s, cmp_seq);
+    }
+    return s;
+}
+
+static json_t *seq_array(const kme_grant *g)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < g->count; i++)
+        json_array_append_new(arr, json_integer((json_int_t)g->seqs[i]));
+    return arr;
+}
+
+/* Fills out from the array of seqs arr (at most max, no seq twice); what
+ * names the message in problems. */
+static int get_seqs(json_t *arr, size_t max, const char *what, const char *name, kme_grant *out, etsi_problem *p)
+{
+    size_t n = json_array_size(arr);
+    if (!json_is_array(arr) || n > max) {
+        etsi_problem_set(p, what, "'%s' must be an array of at most %zu seqs", name, max);
+        return -1;
+    }
+    out->seqs = calloc(n ? n : 1, sizeof *out->seqs);
+    if (!out->seqs) {
+        etsi_problem_set(p, "out of memory", NULL);
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        if (get_u64(v, INT64_MAX, &out->seqs[i]) < 0) {
+            etsi_problem_set(p, what, "%s[%zu] must be a non-negative integer", name, i);
+            return -1;
+        }
+        out->count++;
+    }
+    uint64_t *sorted = sorted_seqs(out->seqs, n);
+    int oom = !sorted, dup = 0;
+    for (size_t j = 1; !oom && j < n && !dup; j++)
+        dup = sorted[j] == sorted[j - 1];
+    free(sorted);
+    if (oom)
+        etsi_problem_set(p, "out of memory", NULL);
+    else if (dup)
+        etsi_problem_set(p, what, "'%s' must not name a seq twice", name);
+    return oom || dup ? -1 : 0;
+}
+
+char *kme_grant_request_to_json(const kme_grant *g)
+{
+    return dump(json_pack("{s:o}", "seqs", seq_array(g)));
+}
+
+int kme_grant_request_from_json(const char *body, size_t len, kme_grant *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    json_t *seqs = json_object_get(root, "seqs");
+    int rc = -1;
+    if (json_array_size(seqs) == 0)
+        etsi_problem_set(p, "malformed request", "'seqs' must be an array of 1 to %d seqs", KME_MAX_RANGES);
+    else
+        rc = get_seqs(seqs, KME_MAX_RANGES, "malformed request", "seqs", out, p);
+    json_decref(root);
+    if (rc < 0)
+        kme_grant_clear(out);
+    return rc;
+}
+
+char *kme_grant_response_to_json(const kme_grant *accepted)
+{
+    return dump(json_pack("{s:o}", "accepted", seq_array(accepted)));
+}
+
+/* 0 when every seq of sub is in set. */
+static int check_subset(const kme_grant *sub, const kme_grant *set, etsi_problem *p)
+{
+    uint64_t *sorted = sorted_seqs(set->seqs, set->count);
+    if (!sorted) {
+        etsi_problem_set(p, "out of memory", NULL);
+        return -1;
+    }
+    size_t i = 0;
+    while (i < sub->count && bsearch(&sub->seqs[i], sorted, set->count, sizeof *sorted, cmp_seq))
+        i++;
+    free(sorted);
+    if (i < sub->count) {
+        etsi_problem_set(p, "malformed response", "accepted[%zu] was not granted", i);
+        return -1;
+    }
+    return 0;
+}
+
+int kme_grant_response_from_json(const char *body, size_t len, const kme_grant *request, kme_grant *accepted,
+                                 etsi_problem *p)
+{
+    memset(accepted, 0, sizeof *accepted);
+    json_t *root = load(body, len, p);
+    if (!root)
+        return -1;
+    int rc = get_seqs(json_object_get(root, "accepted"), request->count, "malformed response", "accepted", accepted, p);
+    if (rc == 0)
+        rc = check_subset(accepted, request, p);
+    json_decref(root);
+    if (rc < 0)
+        kme_grant_clear(accepted);
+    return rc;
+}
+
+void kme_grant_clear(kme_grant *g)
+{
+    free(g->seqs);
+    g->seqs = NULL;
+    g->count = 0;
 }

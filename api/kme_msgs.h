@@ -69,8 +69,11 @@ int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *in
 void kme_resolve_clear(kme_resolve *r);
 
 /* POST /kme/v1/claimed: stock keys handed to their master at these times;
- * the callee lets each expire key_ttl_seconds after. */
+ * the KME holding them (dest; empty: the callee) lets each expire
+ * key_ttl_seconds after. A callee that is not dest passes it on along its
+ * route. JSON: {"claims": [[key_ID, unix s]...], "dest": KME_ID (optional)}. */
 typedef struct {
+    char dest[ETSI_ID_MAX + 1];
     size_t count;
     char (*key_ids)[UUID_STR_LEN + 1];
     int64_t *at;
@@ -78,6 +81,22 @@ typedef struct {
 char *kme_claimed_to_json(const kme_claimed *c);
 int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_problem *p);
 void kme_claimed_clear(kme_claimed *c);
+
+/* POST /kme/v1/grant: the caller gives the callee whole blocks of their link
+ * that it owned, unused (request {"seqs": [seq...]}, 1 to KME_MAX_RANGES
+ * distinct); the callee answers which it took ({"accepted": [seq...]}, a
+ * subset of the request). */
+typedef struct {
+    size_t count;
+    uint64_t *seqs;
+} kme_grant;
+char *kme_grant_request_to_json(const kme_grant *g);
+int kme_grant_request_from_json(const char *body, size_t len, kme_grant *out, etsi_problem *p);
+char *kme_grant_response_to_json(const kme_grant *accepted);
+/* Refuses an answer naming a seq twice or one that request does not list. */
+int kme_grant_response_from_json(const char *body, size_t len, const kme_grant *request, kme_grant *accepted,
+                                 etsi_problem *p);
+void kme_grant_clear(kme_grant *g);
 
 char *kme_verify_request_to_json(const kme_verify_request *r);
 int kme_verify_request_from_json(const char *body, size_t len, kme_verify_request *out, etsi_problem *p);

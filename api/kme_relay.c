@@ -105,6 +105,8 @@ int kme_relay_check(const kme_relay_msg *m, etsi_problem *p)
         what = "'size' must be a positive multiple of 8 bits, at most 2^24";
     else if (m->expires < 0)
         what = "'expires' must be a unix time";
+    else if (m->hops_left == 0 || m->hops_left > KME_RELAY_MAX_HOPS)
+        what = "'hops_left' must be 1 to 16";
     else if (m->key_count == 0 || m->key_count > KME_RELAY_MAX_KEYS || !m->key_ids || !m->ct)
         what = "'keys' must hold 1 to 1024 keys";
     else if (m->pad_count == 0 || m->mac_key_count == 0 || !m->pad || !m->mac_key ||
@@ -213,9 +215,9 @@ char *kme_relay_to_json(const kme_relay_msg *m)
     char tag[2 * KME_RELAY_TAG_BYTES + 1];
     hex_encode(m->tag, KME_RELAY_TAG_BYTES, tag);
     /* json_pack steals the o references, also when it fails. */
-    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:o,s:o,s:o,s:s}", "relay_id", m->relay_id, "origin",
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:s}", "relay_id", m->relay_id, "origin",
                              m->origin, "dest", m->dest, "master", m->master, "slaves", slaves, "size",
-                             (json_int_t)m->size_bits, "expires", (json_int_t)m->expires, "keys", keys, "pad",
+                             (json_int_t)m->size_bits, "expires", (json_int_t)m->expires, "hops_left", (json_int_t)m->hops_left, "keys", keys, "pad",
                              ranges_to_json(m->pad, m->pad_count), "mac_key",
                              ranges_to_json(m->mac_key, m->mac_key_count), "tag", tag);
     if (!root)
@@ -284,7 +286,7 @@ static int ranges_from_json(json_t *a, kme_range *out)
 }
 
 static const char *const top_members[] = {"relay_id", "origin", "dest", "master", "slaves", "size",
-                                          "expires",  "keys",   "pad",  "mac_key", "tag",   NULL};
+                                          "expires",  "hops_left", "keys", "pad",  "mac_key", "tag", NULL};
 static const char *const key_members[] = {"key_ID", "ct", NULL};
 
 int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_problem *p)
@@ -301,7 +303,7 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
     const char *what = NULL;
     json_t *slaves = json_object_get(root, "slaves"), *keys = json_object_get(root, "keys"),
            *pad = json_object_get(root, "pad"), *mac = json_object_get(root, "mac_key");
-    uint64_t size = 0, expires = 0;
+    uint64_t size = 0, expires = 0, hops = 0;
     if (only_members(root, top_members) < 0)
         what = "unknown member";
     else if (get_uuid(json_object_get(root, "relay_id"), out->relay_id) < 0)
@@ -316,6 +318,8 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
         what = "'size' must be a positive multiple of 8 bits, at most 2^24";
     else if (get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0)
         what = "'expires' must be a unix time";
+    else if (get_u64(json_object_get(root, "hops_left"), KME_RELAY_MAX_HOPS, &hops) < 0 || hops == 0)
+        what = "'hops_left' must be 1 to 16";
     else if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
         what = "'keys' must be an array of 1 to 1024 keys";
     else if (!json_is_array(pad) || !json_is_array(mac) || json_array_size(pad) == 0 || json_array_size(mac) == 0 ||
@@ -327,6 +331,7 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
         goto bad;
     out->size_bits = (long)size;
     out->expires = (int64_t)expires;
+    out->hops_left = (uint32_t)hops;
 
     size_t i;
     json_t *v;

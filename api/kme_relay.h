@@ -3,7 +3,7 @@
  * of a hop, and the structural checks both ends apply.
  *
  * {"relay_id": uuid, "origin": KME_ID, "dest": KME_ID, "master": SAE_ID,
- *  "slaves": [SAE_ID...], "size": bits, "expires": unix s,
+ *  "slaves": [SAE_ID...], "size": bits, "expires": unix s, "hops_left": n,
  *  "keys": [{"key_ID": uuid, "ct": base64}],
  *  "pad": [[seq, offset, length]...], "mac_key": [[seq, offset, length]...],
  *  "tag": hex}
@@ -25,6 +25,7 @@
 #define KME_RELAY_MAC_KEY_BYTES 32          /* one-time Poly1305 key */
 #define KME_RELAY_TAG_BYTES KME_TAG_BYTES   /* 16 */
 #define KME_RELAY_MAX_RANGES KME_MAX_RANGES /* pad and mac_key ranges together */
+#define KME_RELAY_MAX_HOPS 16               /* a relayed key crosses at most this many links */
 
 typedef struct {
     char relay_id[UUID_STR_LEN + 1];
@@ -35,6 +36,7 @@ typedef struct {
     char slaves[KME_MAX_SLAVES][ETSI_ID_MAX + 1];
     long size_bits;
     int64_t expires;
+    uint32_t hops_left;   /* links the key may still cross, this one included (1..KME_RELAY_MAX_HOPS) */
     size_t key_count;
     char (*key_ids)[UUID_STR_LEN + 1];
     unsigned char *ct;    /* key_count * size_bits/8 bytes; key i at ct + i * size_bits/8 */

@@ -116,9 +116,9 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
         for (size_t j = 0; j + 1 < c->link_count; j++)
             if (strcmp(c->links[j].peer_id, lc->peer_id) == 0)
                 return fail(err, errlen, "peer '%s' has two links", lc->peer_id);
-        json_t *ps = json_object_get(l, "peer_saes");
-        if (ps && parse_id_list(ps, "peer_saes", lc->peer_saes, &lc->peer_sae_count, err, errlen) < 0)
-            return -1;
+        if (json_object_get(l, "peer_saes"))
+            return fail(err, errlen, "link setting '%s' is no longer used: the SAEs of other sites are learned "
+                        "from the routing adverts", "peer_saes");
     }
     return 0;
 }
@@ -209,9 +209,6 @@ void kme_config_free(kme_config *c)
 {
     for (size_t i = 0; i < c->sae_count; i++)
         free(c->saes[i]);
-    for (size_t l = 0; l < c->link_count; l++)
-        for (size_t i = 0; i < c->links[l].peer_sae_count; i++)
-            free(c->links[l].peer_saes[i]);
     c->sae_count = 0;
     c->link_count = 0;
 }
@@ -222,15 +219,6 @@ int kme_config_hosts_sae(const kme_config *c, const char *sae_id)
         if (strcmp(c->saes[i], sae_id) == 0)
             return 1;
     return 0;
-}
-
-const kme_link_config *kme_config_link_for_sae(const kme_config *c, const char *sae_id)
-{
-    for (size_t l = 0; l < c->link_count; l++)
-        for (size_t i = 0; i < c->links[l].peer_sae_count; i++)
-            if (strcmp(c->links[l].peer_saes[i], sae_id) == 0)
-                return &c->links[l];
-    return NULL;
 }
 
 int kme_config_link_index(const kme_config *c, const char *peer_id)

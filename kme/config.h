@@ -17,8 +17,6 @@ typedef struct {
     char peer_id[ETSI_ID_MAX + 1];  /* KME ID of the other end (CN of its certificate) */
     char url[512];                  /* its KME port, https://host:port */
     char key_dir[1024];             /* where the QKD device drops key blocks for this link */
-    char *peer_saes[KME_MAX_SAES];  /* SAEs hosted at the peer */
-    size_t peer_sae_count;
 } kme_link_config;
 
 typedef struct {
@@ -50,8 +48,6 @@ void kme_config_free(kme_config *cfg);
 
 /* Lookups. */
 int kme_config_hosts_sae(const kme_config *cfg, const char *sae_id);
-/* The link whose peer hosts sae_id, or NULL. */
-const kme_link_config *kme_config_link_for_sae(const kme_config *cfg, const char *sae_id);
 int kme_config_link_index(const kme_config *cfg, const char *peer_id);
 
 #endif

@@ -2,6 +2,8 @@
 #include "kme/context.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t kme_now_ms(void)
@@ -27,4 +29,31 @@ int kme_sleep(kme_context *k, long ms)
             break;
     pthread_mutex_unlock(&k->stop_lock);
     return atomic_load(&k->stopping);
+}
+
+kme_dest *kme_dest_get(kme_context *k, const char *id, int create)
+{
+    size_t n = atomic_load(&k->dest_count);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k->dests[i].id, id) == 0)
+            return &k->dests[i];
+    if (!create)
+        return NULL;
+    pthread_mutex_lock(&k->dest_lock);
+    kme_dest *d = NULL;
+    n = atomic_load(&k->dest_count);
+    for (size_t i = 0; i < n && !d; i++)
+        if (strcmp(k->dests[i].id, id) == 0)
+            d = &k->dests[i];
+    if (!d && n < KME_MAX_DESTS) {
+        d = &k->dests[n];
+        memset(d, 0, sizeof *d);
+        snprintf(d->id, sizeof d->id, "%s", id);
+        int li = kme_config_link_index(&k->cfg, id);
+        d->link = li >= 0 ? &k->links[li] : NULL;
+        pthread_mutex_init(&d->stock_lock, NULL);
+        atomic_store(&k->dest_count, n + 1);
+    }
+    pthread_mutex_unlock(&k->dest_lock);
+    return d;
 }

@@ -11,6 +11,7 @@
 #include "relay/peer_client.h"
 
 #define STOCK_MAX_PAIRS 64
+#define KME_MAX_DESTS 256 /* KMEs this one keeps key stock for */
 
 /* A stock key handed to its master at a time (unix seconds). */
 typedef struct {
@@ -33,19 +34,36 @@ typedef struct {
     lb_link lb;          /* allocation state: touched only inside store operations */
     int initiator;       /* this end opens the verification transactions */
     atomic_int peer_up;  /* last contact with the neighbour succeeded */
+    atomic_ullong ingested_bytes; /* link key ingested since start */
     pthread_t worker;
     int worker_started;
+} kme_link;
+
+/* A KME that SAEs here get keys for, with the stock kept ahead of demand for
+ * its SAEs: reserved on the link for a neighbour, relayed for a KME further
+ * away. Created on first use, never removed (pointers stay valid). */
+typedef struct {
+    char id[ETSI_ID_MAX + 1];
+    kme_link *link;      /* the link to it when it is a neighbour; NULL: reached by relay */
     pthread_mutex_t stock_lock;
     stock_pair stock[STOCK_MAX_PAIRS];
     size_t stock_pairs;
-    kme_claim *claims;   /* stock keys handed out, not yet told to the neighbour */
+    kme_claim *claims;   /* stock keys handed out, not yet told to that KME */
     size_t nclaims, claims_cap;
-} kme_link;
+} kme_dest;
+
+struct router;
 
 typedef struct kme_context {
     kme_config cfg;
     kme_store store;
     kme_link links[KME_MAX_LINKS];
+    kme_dest dests[KME_MAX_DESTS];
+    atomic_size_t dest_count;
+    pthread_mutex_t dest_lock;   /* creation of dests */
+    struct router *router;       /* routes and the application directory (relay/router.h) */
+    pthread_t remote_stock_worker;
+    int remote_stock_started;
     peer_client *peers;
     atomic_int stopping;
     pthread_mutex_t stop_lock;
@@ -56,5 +74,9 @@ typedef struct kme_context {
 int kme_sleep(kme_context *k, long ms);
 
 int64_t kme_now_ms(void);
+
+/* The dest for KME id (created when create is set), or NULL. A neighbour's
+ * dest is bound to its link. */
+kme_dest *kme_dest_get(kme_context *k, const char *id, int create);
 
 #endif

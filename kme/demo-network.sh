@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the demo network of DESIGN on loopback, in the foreground.
-# Sites A and B joined by a QKD link fed by qkd-sim; SAE ports 8441/8442, KME
-# ports 9441/9442; certificates in run/certs; data in run/ (kept across
-# restarts). Prints `ready` and commands to try; Ctrl-C stops everything.
+# The star: hub A with QKD links A-B and A-C fed by qkd-sim; SAE ports
+# 8441-8443, KME ports 9441-9443; certificates in run/certs; data in run/
+# (kept across restarts). Prints `ready` and commands to try once every site
+# has keys for every other; Ctrl-C stops everything.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
@@ -24,7 +25,7 @@ shutdown() {
 }
 trap shutdown INT TERM
 
-net_init "$RUN" "A B" "A-B" || { echo "run: cannot create the network in $RUN" >&2; exit 1; }
+net_init "$RUN" "A B C" "A-B A-C" || { echo "run: cannot create the network in $RUN" >&2; exit 1; }
 if ! net_start; then
     net_stop
     exit 1
@@ -32,19 +33,19 @@ fi
 
 cat <<TXT
 ready
-  sites: KME_A  SAE port https://localhost:8441  KME port 9441  (SAE_A)
+  sites: KME_A  SAE port https://localhost:8441  KME port 9441  (SAE_A; the hub)
          KME_B  SAE port https://localhost:8442  KME port 9442  (SAE_B)
-  link:  A-B fed by qkd-sim at $NET_RATE bit/s; logs in $RUN/A/kme.log, $RUN/B/kme.log
+         KME_C  SAE port https://localhost:8443  KME port 9443  (SAE_C)
+  links: A-B and A-C fed by qkd-sim at $NET_RATE bit/s; logs in $RUN/<site>/kme.log
 
-Try, from $ROOT in another terminal:
-  curl --cert run/certs/SAE_A.pem --key run/certs/SAE_A.key --cacert run/certs/ca.pem \\
-       https://localhost:8441/api/v1/keys/SAE_B/status
-  curl --cert run/certs/SAE_A.pem --key run/certs/SAE_A.key --cacert run/certs/ca.pem \\
-       'https://localhost:8441/api/v1/keys/SAE_B/enc_keys?number=2&size=256'
+Try, from $ROOT in another terminal (SAE_B and SAE_C share keys through A):
   curl --cert run/certs/SAE_B.pem --key run/certs/SAE_B.key --cacert run/certs/ca.pem \\
-       'https://localhost:8442/api/v1/keys/SAE_A/dec_keys?key_ID=<a key_ID from above>'
-  build/release/bin/sae-client --kme https://localhost:8441 --cert run/certs/SAE_A.pem \\
-       --key run/certs/SAE_A.key --ca run/certs/ca.pem get-key SAE_B --number 2 --output hex
+       https://localhost:8442/api/v1/keys/SAE_C/status
+  curl --cert run/certs/SAE_B.pem --key run/certs/SAE_B.key --cacert run/certs/ca.pem \\
+       'https://localhost:8442/api/v1/keys/SAE_C/enc_keys?number=2&size=256'
+  curl --cert run/certs/SAE_C.pem --key run/certs/SAE_C.key --cacert run/certs/ca.pem \\
+       'https://localhost:8443/api/v1/keys/SAE_B/dec_keys?key_ID=<a key_ID from above>'
+  build/release/bin/kme --config run/B/kme.json --routes
 
 Ctrl-C stops the network.
 TXT

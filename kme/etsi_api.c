@@ -48,8 +48,8 @@ static void answer_keys(http_response *resp, etsi_key_container *keys)
 
 static void get_status(kme_context *k, const char *caller, const char *slave, http_response *resp)
 {
-    kme_link *l;
-    int where = supply_locate_sae(k, slave, &l);
+    kme_dest *d;
+    int where = supply_locate_sae(k, slave, &d);
     if (!where) {
         http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", slave, k->cfg.kme_id);
         return;
@@ -58,7 +58,7 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     memset(&st, 0, sizeof st);
     snprintf(st.source_kme_id, sizeof st.source_kme_id, "%s", k->cfg.kme_id);
     snprintf(st.target_kme_id, sizeof st.target_kme_id, "%s",
-             where == 1 ? k->cfg.kme_id : k->cfg.links[l->index].peer_id);
+             where == 1 ? k->cfg.kme_id : d->id);
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
     st.limits = k->cfg.limits;
@@ -198,7 +198,7 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
 {
     dec_work *w = calloc(1, sizeof *w);
     etsi_problem p;
-    kme_link *l;
+    kme_dest *d;
     if (!w) {
         http_error(resp, 503, "out of memory", NULL);
         return;
@@ -210,7 +210,7 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
         free(w);
         return;
     }
-    if (!supply_locate_sae(k, master, &l)) {
+    if (!supply_locate_sae(k, master, &d)) {
         http_error(resp, 400, "unknown master SAE", "SAE %s is not known to %s", master, k->cfg.kme_id);
         etsi_key_ids_clear(&w->ids);
         free(w);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 /* Record layout: u32 key_len | i64 expires | u8 master_len | master |
  * u8 slave_count | (u8 fetched | u8 len | id)* | key bytes */
@@ -258,4 +259,41 @@ long kr_count(kme_store *s, MDB_txn *txn)
 {
     MDB_stat st;
     return mdb_stat(txn, s->keys, &st) ? -1 : (long)st.ms_entries;
+}
+
+int kr_fill_random(etsi_key_container *out, long number, long size_bits)
+{
+    memset(out, 0, sizeof *out);
+    if (number <= 0)
+        return 0;
+    out->keys = calloc((size_t)number, sizeof *out->keys);
+    if (!out->keys)
+        return -1;
+    for (long i = 0; i < number; i++) {
+        etsi_key *key = &out->keys[i];
+        key->key_len = (size_t)size_bits / 8;
+        key->key = malloc(key->key_len);
+        if (!key->key)
+            break;
+        out->count++;
+        if (RAND_priv_bytes(key->key, (int)key->key_len) != 1 || uuid_generate(key->key_id) < 0)
+            break;
+        if (i + 1 == number)
+            return 0;
+    }
+    etsi_key_container_clear(out);
+    return -1;
+}
+
+void kr_fill(key_record *rec, const char *key_id, const char *master, const char *const *slaves, size_t nslaves,
+             int64_t expires, const unsigned char *key, size_t len)
+{
+    memset(rec, 0, sizeof *rec);
+    memcpy(rec->key_id, key_id, sizeof rec->key_id);
+    snprintf(rec->master, sizeof rec->master, "%s", master);
+    for (size_t i = 0; i < nslaves && i < KR_MAX_SLAVES; i++)
+        snprintf(rec->slaves[rec->slave_count++], ETSI_ID_MAX + 1, "%s", slaves[i]);
+    rec->expires = expires;
+    rec->key = key;
+    rec->key_len = len;
 }

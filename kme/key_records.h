@@ -31,6 +31,9 @@ enum {
 
 /* Stores a record (with an expiry index entry). KR_EXISTS if the ID is taken. */
 int kr_put(kme_store *s, MDB_txn *txn, const key_record *r);
+/* Fills a record for kr_put (the key bytes are referenced, not copied). */
+void kr_fill(key_record *rec, const char *key_id, const char *master, const char *const *slaves, size_t nslaves,
+             int64_t expires, const unsigned char *key, size_t len);
 
 /* dec_keys: checks every ID (all must be known, from master, for slave),
  * then copies the keys into out (allocated, caller clears) and marks them
@@ -50,5 +53,9 @@ int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id);
 
 /* How many records a slave has waiting here (for operators and tests). */
 long kr_count(kme_store *s, MDB_txn *txn);
+
+/* number fresh keys of size_bits from the DRBG (RAND_priv_bytes) with new
+ * key_IDs into out. 0, or -1 with out cleared. */
+int kr_fill_random(etsi_key_container *out, long number, long size_bits);
 
 #endif

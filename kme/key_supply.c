@@ -1,23 +1,34 @@
 /* Serves GET_KEY from the DRBG or from link key, always committed first (see key_supply.h). */
 #include "kme/key_supply.h"
 #include "kme/key_records.h"
+#include "relay/relay.h"
 #include "relay/reserve.h"
+#include "relay/router.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/rand.h>
 
-int supply_locate_sae(kme_context *k, const char *sae_id, kme_link **link)
+int supply_locate_sae(kme_context *k, const char *sae_id, kme_dest **dest)
 {
-    *link = NULL;
-    if (kme_config_hosts_sae(&k->cfg, sae_id))
-        return 1;
-    const kme_link_config *lc = kme_config_link_for_sae(&k->cfg, sae_id);
-    if (!lc)
+    char kme[ETSI_ID_MAX + 1];
+    *dest = NULL;
+    int where = router_locate_sae(k, sae_id, kme);
+    if (where == 2 && !(*dest = kme_dest_get(k, kme, 1)))
         return 0;
-    *link = &k->links[lc - k->cfg.links];
-    return 2;
+    return where;
+}
+
+/* A neighbour whose route is its own link (or that has no route now): keys
+ * reserved on that link. Otherwise (further away, or the direct link dry
+ * while another way has key): keys relayed. */
+static int served_directly(kme_context *k, const kme_dest *d)
+{
+    if (!d->link)
+        return 0;
+    kme_link *next = router_next_hop(k, d->id, NULL);
+    return !next || next == d->link;
 }
 
 typedef struct {
@@ -33,35 +44,9 @@ static int local_put_op(kme_store *s, MDB_txn *txn, void *arg)
     local_put_arg *a = arg;
     for (size_t i = 0; i < a->keys->count; i++) {
         key_record rec;
-        memset(&rec, 0, sizeof rec);
-        memcpy(rec.key_id, a->keys->keys[i].key_id, sizeof rec.key_id);
-        snprintf(rec.master, sizeof rec.master, "%s", a->master);
-        for (size_t j = 0; j < a->nslaves; j++)
-            snprintf(rec.slaves[rec.slave_count++], ETSI_ID_MAX + 1, "%s", a->slaves[j]);
-        rec.expires = a->expires;
-        rec.key = a->keys->keys[i].key;
-        rec.key_len = a->keys->keys[i].key_len;
+        kr_fill(&rec, a->keys->keys[i].key_id, a->master, a->slaves, a->nslaves, a->expires, a->keys->keys[i].key,
+                a->keys->keys[i].key_len);
         if (kr_put(s, txn, &rec) != KR_OK)
-            return -1;
-    }
-    return 0;
-}
-
-/* Fresh DRBG keys into out; 0 on success. */
-static int fill_drbg(etsi_key_container *out, long number, long size_bits)
-{
-    memset(out, 0, sizeof *out);
-    out->keys = calloc((size_t)number, sizeof *out->keys);
-    if (!out->keys)
-        return -1;
-    for (long i = 0; i < number; i++) {
-        etsi_key *key = &out->keys[i];
-        key->key_len = (size_t)size_bits / 8;
-        key->key = malloc(key->key_len);
-        if (!key->key)
-            return -1;
-        out->count++;
-        if (RAND_priv_bytes(key->key, (int)key->key_len) != 1 || uuid_generate(key->key_id) < 0)
             return -1;
     }
     return 0;
@@ -70,7 +55,7 @@ static int fill_drbg(etsi_key_container *out, long number, long size_bits)
 static int drbg_keys(kme_context *k, const char *master, const char *const *slaves, size_t nslaves,
                      const etsi_key_request *req, etsi_key_container *out, http_response *resp)
 {
-    if (fill_drbg(out, req->number, req->size) != 0)
+    if (kr_fill_random(out, req->number, req->size) != 0)
         goto fail;
     local_put_arg a = {master, slaves, nslaves, out, (int64_t)time(NULL) + k->cfg.key_ttl_seconds};
     if (store_commit(&k->store, local_put_op, &a) != 0)
@@ -82,9 +67,23 @@ fail:
     return -1;
 }
 
-/* Sorts the slaves of a request into here / one neighbour; -1 with resp on error. */
-static int sort_slaves(kme_context *k, const char *slave, const etsi_key_request *req, const char **local,
-                       size_t *nlocal, const char **remote, size_t *nremote, kme_link **link, http_response *resp)
+/* The slaves of a request by site: here, or in groups per remote KME. */
+typedef struct {
+    kme_dest *dest;
+    const char *slaves[KME_MAX_SLAVES];
+    size_t n;
+} slave_group;
+
+typedef struct {
+    const char *local[KME_MAX_SLAVES];
+    size_t nlocal;
+    slave_group groups[KME_MAX_SLAVES];
+    size_t ngroups;
+} slave_sites;
+
+/* Sorts the slaves of a request by site; -1 with resp on error. */
+static int sort_slaves(kme_context *k, const char *slave, const etsi_key_request *req, slave_sites *out,
+                       http_response *resp)
 {
     const char *all[KME_MAX_SLAVES];
     size_t n = 0;
@@ -96,27 +95,27 @@ static int sort_slaves(kme_context *k, const char *slave, const etsi_key_request
         }
         all[n++] = req->additional_slaves[i];
     }
-    *nlocal = *nremote = 0;
-    *link = NULL;
+    out->nlocal = out->ngroups = 0;
     for (size_t i = 0; i < n; i++) {
-        kme_link *l;
-        int where = supply_locate_sae(k, all[i], &l);
+        kme_dest *d;
+        int where = supply_locate_sae(k, all[i], &d);
         if (where == 0) {
             http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", all[i], k->cfg.kme_id);
             return -1;
         }
         if (where == 1) {
-            local[(*nlocal)++] = all[i];
+            out->local[out->nlocal++] = all[i];
             continue;
         }
-        if (*link && *link != l) {
-            http_error(resp, 400, "slaves at several remote sites",
-                       "SAE %s and SAE %s are at different sites; one request serves one remote site", remote[0],
-                       all[i]);
-            return -1;
+        size_t g = 0;
+        while (g < out->ngroups && out->groups[g].dest != d)
+            g++;
+        if (g == out->ngroups) {
+            out->groups[g].dest = d;
+            out->groups[g].n = 0;
+            out->ngroups++;
         }
-        *link = l;
-        remote[(*nremote)++] = all[i];
+        out->groups[g].slaves[out->groups[g].n++] = all[i];
     }
     return 0;
 }
@@ -138,22 +137,62 @@ static int append_keys(etsi_key_container *out, etsi_key_container *more)
     return 0;
 }
 
-/* One slave at the neighbour: from stock as far as it goes, the rest reserved
- * now. The stock is only held until the fresh part is committed, so a refused
- * request takes nothing. */
-static int single_remote_slave(kme_context *k, kme_link *l, const char *master, const char *slave,
-                               const etsi_key_request *req, etsi_key_container *out, http_response *resp)
+/* One key for slaves at several sites, or at a KME further away: fresh
+ * from the DRBG, relayed to every remote site, then committed here for the
+ * slaves here. The master gets it only when every site has committed it. */
+static int relayed_keys(kme_context *k, const char *master, const slave_sites *sites, long number, long size_bits,
+                        etsi_key_container *out, http_response *resp)
 {
-    long held = stock_hold(k, l, master, slave, req->size, req->number);
-    etsi_key_container fresh = {NULL, 0}, stocked = {NULL, 0};
-    if (held < req->number) {
-        reserve_request r = {master, NULL, 0, &slave, 1, req->number - held, req->size, 0, held};
-        if (reserve_link_keys(k, l, &r, &fresh, resp) != 0) {
-            stock_unhold(l, master, slave, req->size, held);
+    if (kr_fill_random(out, number, size_bits) != 0) {
+        http_error(resp, 503, "key generation failed", "the keys could not be generated");
+        return -1;
+    }
+    for (size_t g = 0; g < sites->ngroups; g++) {
+        const slave_group *grp = &sites->groups[g];
+        if (relay_keys_to(k, grp->dest->id, master, grp->slaves, grp->n, out, 0, resp) != 0) {
+            etsi_key_container_clear(out);
             return -1;
         }
     }
-    if (held > 0 && stock_take_held(k, l, master, slave, req->size, held, &stocked) != 0) {
+    if (sites->nlocal) {
+        local_put_arg a = {master, sites->local, sites->nlocal, out, (int64_t)time(NULL) + k->cfg.key_ttl_seconds};
+        if (store_commit(&k->store, local_put_op, &a) != 0) {
+            etsi_key_container_clear(out);
+            http_error(resp, 503, "key store failure", "the keys could not be stored");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* number new keys for the slaves of sites (one remote site at least). */
+static int fresh_keys(kme_context *k, const char *master, const slave_sites *sites, long number, long size_bits,
+                      long also_available, etsi_key_container *out, http_response *resp)
+{
+    const slave_group *g = &sites->groups[0];
+    if (sites->ngroups == 1 && served_directly(k, g->dest)) {
+        reserve_request r = {master,   sites->local, sites->nlocal, g->slaves, g->n, number,
+                             size_bits, 0,           also_available};
+        return reserve_link_keys(k, g->dest->link, &r, out, resp);
+    }
+    return relayed_keys(k, master, sites, number, size_bits, out, resp);
+}
+
+/* One slave at another site: from stock as far as it goes, the rest made
+ * now. The stock is only held until the fresh part is committed, so a
+ * refused request takes nothing. */
+static int single_remote_slave(kme_context *k, const char *master, const slave_sites *sites,
+                               const etsi_key_request *req, etsi_key_container *out, http_response *resp)
+{
+    kme_dest *d = sites->groups[0].dest;
+    const char *slave = sites->groups[0].slaves[0];
+    long held = stock_hold(k, d, master, slave, req->size, req->number);
+    etsi_key_container fresh = {NULL, 0}, stocked = {NULL, 0};
+    if (held < req->number && fresh_keys(k, master, sites, req->number - held, req->size, held, &fresh, resp) != 0) {
+        stock_unhold(d, master, slave, req->size, held);
+        return -1;
+    }
+    if (held > 0 && stock_take_held(k, d, master, slave, req->size, held, &stocked) != 0) {
         etsi_key_container_clear(&fresh);
         http_error(resp, 503, "key store failure", "the keys could not be taken from stock");
         return -1;
@@ -165,7 +204,7 @@ static int single_remote_slave(kme_context *k, kme_link *l, const char *master, 
         http_error(resp, 503, "out of memory", NULL);
         return -1;
     }
-    stock_note_demand(k, l, master, slave, req->size, req->number);
+    stock_note_demand(k, d, master, slave, req->size, req->number);
     return 0;
 }
 
@@ -173,17 +212,14 @@ int supply_keys(kme_context *k, const char *master, const char *slave, const ets
                 etsi_key_container *out, http_response *resp)
 {
     memset(out, 0, sizeof *out);
-    const char *local[KME_MAX_SLAVES], *remote[KME_MAX_SLAVES];
-    size_t nlocal, nremote;
-    kme_link *link;
-    if (sort_slaves(k, slave, req, local, &nlocal, remote, &nremote, &link, resp) < 0)
+    slave_sites sites;
+    if (sort_slaves(k, slave, req, &sites, resp) < 0)
         return -1;
-    if (!link)
-        return drbg_keys(k, master, local, nlocal, req, out, resp);
-    if (nlocal == 0 && nremote == 1)
-        return single_remote_slave(k, link, master, remote[0], req, out, resp);
-    reserve_request r = {master, local, nlocal, remote, nremote, req->number, req->size, 0, 0};
-    return reserve_link_keys(k, link, &r, out, resp);
+    if (sites.ngroups == 0)
+        return drbg_keys(k, master, sites.local, sites.nlocal, req, out, resp);
+    if (sites.nlocal == 0 && sites.ngroups == 1 && sites.groups[0].n == 1)
+        return single_remote_slave(k, master, &sites, req, out, resp);
+    return fresh_keys(k, master, &sites, req->number, req->size, 0, out, resp);
 }
 
 /* ---- without blocking ------------------------------------------------------ */
@@ -211,10 +247,10 @@ static void stock_done(void *arg, int result)
     supply_async *a = arg;
     a->rc = result;
     if (result == 0) {
-        stock_note_demand(a->k, a->link, a->master, a->slave, a->size_bits, a->number);
-        stock_note_claims(a->link, &a->out);
+        stock_note_demand(a->k, a->dest, a->master, a->slave, a->size_bits, a->number);
+        stock_note_claims(a->dest, &a->out);
     } else {
-        stock_unhold(a->link, a->master, a->slave, a->size_bits, a->number);
+        stock_unhold(a->dest, a->master, a->slave, a->size_bits, a->number);
         etsi_key_container_clear(&a->out);
         http_error(&a->resp, 503, "key store failure", "the keys could not be taken from stock");
     }
@@ -232,36 +268,38 @@ int supply_async_prepare(kme_context *k, const char *master, const char *slave, 
     a->size_bits = req->size;
     snprintf(a->master, sizeof a->master, "%s", master);
     snprintf(a->slave, sizeof a->slave, "%s", slave);
-    const char *remote[KME_MAX_SLAVES];
-    size_t nremote;
+    slave_sites sites;
     http_response ignored = {0, NULL};
-    if (sort_slaves(k, a->slave, req, a->slaves, &a->nslaves, remote, &nremote, &a->link, &ignored) < 0) {
+    if (sort_slaves(k, a->slave, req, &sites, &ignored) < 0) {
         etsi_text_free(ignored.body);
         return 0; /* the blocking path reports it */
     }
-    /* a->slaves point into a and req, which outlive the request. */
-    if (!a->link) {
-        if (fill_drbg(&a->out, req->number, req->size) != 0) {
+    /* The slaves point into a and req, which outlive the request. */
+    if (sites.ngroups == 0) {
+        memcpy(a->slaves, sites.local, sites.nlocal * sizeof *a->slaves);
+        a->nslaves = sites.nlocal;
+        if (kr_fill_random(&a->out, req->number, req->size) != 0) {
             etsi_key_container_clear(&a->out);
             return 0;
         }
         a->op.drbg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds;
         return 1;
     }
-    if (a->nslaves != 0 || nremote != 1)
+    if (sites.nlocal != 0 || sites.ngroups != 1 || sites.groups[0].n != 1)
         return 0;
-    long held = stock_hold(k, a->link, master, slave, req->size, req->number);
+    a->dest = sites.groups[0].dest;
+    long held = stock_hold(k, a->dest, master, slave, req->size, req->number);
     if (held < req->number) {
-        stock_unhold(a->link, master, slave, req->size, held);
+        stock_unhold(a->dest, master, slave, req->size, held);
         return 0;
     }
-    stock_take_prepare(k, a->link, master, slave, req->size, held, &a->out, &a->op.take);
+    stock_take_prepare(a->dest, master, slave, req->size, held, &a->out, &a->op.take);
     return 1;
 }
 
 void supply_async_start(supply_async *a)
 {
-    if (!a->link)
+    if (!a->dest)
         store_commit_async(&a->k->store, drbg_put_op, a, drbg_done, a);
     else
         store_commit_async(&a->k->store, stock_take_op, &a->op.take, stock_done, a);
@@ -269,10 +307,12 @@ void supply_async_start(supply_async *a)
 
 long supply_stored_key_count(kme_context *k, const char *master, const char *slave)
 {
-    kme_link *l;
-    if (supply_locate_sae(k, slave, &l) != 2)
+    kme_dest *d;
+    if (supply_locate_sae(k, slave, &d) != 2)
         return k->cfg.limits.max_key_count;
-    long n = reserve_available_keys(k, l, k->cfg.limits.key_size) +
-             stock_count(l, master, slave, k->cfg.limits.key_size);
+    /* Stock, and what the first link of the route could carry now. */
+    kme_link *next = router_next_hop(k, d->id, NULL);
+    long n = stock_count(d, master, slave, k->cfg.limits.key_size) +
+             (next ? reserve_available_keys(k, next, k->cfg.limits.key_size) : 0);
     return n < k->cfg.limits.max_key_count ? n : k->cfg.limits.max_key_count;
 }

@@ -1,6 +1,9 @@
 /* GET_KEY: where the keys for a request come from. Slaves all hosted here:
- * fresh keys from the DRBG. A slave at a neighbour: link key reserved at that
- * neighbour (relay/reserve.h). Every key is committed before it is returned. */
+ * fresh keys from the DRBG. One slave at another site: its stock first
+ * (relay/key_stock.h). Slaves at a neighbour whose link is the route: link key
+ * reserved at that neighbour (relay/reserve.h). Slaves further away, or at
+ * several sites: DRBG keys relayed to each site (relay/relay.h). Every key is
+ * committed wherever a slave fetches it before it is returned. */
 #ifndef KME_KEY_SUPPLY_H
 #define KME_KEY_SUPPLY_H
 
@@ -9,19 +12,19 @@
 #include "kme/key_records.h"
 #include "relay/key_stock.h"
 
-/* The site of an SAE as seen from here: 1 hosted here, 0 unknown; for a
- * neighbour's SAE sets *link. */
-int supply_locate_sae(kme_context *k, const char *sae_id, kme_link **link);
+/* The site of an SAE as seen from here: 1 hosted here, 0 unknown, 2 another
+ * KME, reachable now or not (its dest in *dest). */
+int supply_locate_sae(kme_context *k, const char *sae_id, kme_dest **dest);
 
 /* Blocking: may wait for commits and for the neighbour. */
 int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                 etsi_key_container *out, http_response *resp);
 
 /* The requests that need one local commit and nothing else (slaves all
- * here; one slave at a neighbour with enough stock), without blocking. */
+ * here; one slave at another site with enough stock), without blocking. */
 typedef struct {
     kme_context *k;
-    kme_link *link;
+    kme_dest *dest;  /* NULL: slaves all here */
     char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
     long number, size_bits;
     const char *slaves[KR_MAX_SLAVES];

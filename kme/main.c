@@ -1,6 +1,7 @@
 /* The kme daemon: loads the configuration, opens the store, starts the SAE
  * and KME listeners and the link and expiry workers; stops cleanly on SIGINT
- * or SIGTERM. `kme --config FILE --dump` prints the store (no key material). */
+ * or SIGTERM. `kme --config FILE --dump` prints the store (no key material);
+ * `kme --config FILE --routes` the routes and application directory. */
 #include "kme/context.h"
 #include "kme/etsi_api.h"
 #include "kme/key_records.h"
@@ -10,6 +11,7 @@
 #include "relay/key_stock.h"
 #include "relay/kme_port.h"
 #include "relay/link_worker.h"
+#include "relay/router.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +24,8 @@
 
 #define VERSION "1.0.0"
 #define EVENT_THREADS 2   /* per listener: they never block */
-#define WORKER_THREADS 32 /* requests that wait on a neighbour KME */
+#define WORKER_THREADS 32 /* SAE requests that wait on a neighbour KME */
+#define PORT_THREADS 32   /* KME port requests (they wait only on KMEs further along a route) */
 
 static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
 {
@@ -48,9 +51,10 @@ static void *expiry_main(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kme --config FILE [--dump]\n"
+    fprintf(f, "usage: kme --config FILE [--dump | --routes]\n"
                "  --config FILE  the site's JSON configuration\n"
                "  --dump         print the store (link blocks, waiting keys; no key material) and exit\n"
+               "  --routes       print the routes and the application directory the KME last computed, and exit\n"
                "  --version      print the version\n");
 }
 
@@ -95,14 +99,26 @@ static int run(kme_context *k)
     pthread_t expiry;
     int expiry_started = 0;
     k->peers = peer_client_new(&k->cfg, err, sizeof err);
-    worker_pool *workers = worker_pool_start(WORKER_THREADS);
+    /* Two pools, so requests from SAEs waiting on a neighbour never hold up the
+     * neighbours' requests to this KME. */
+    worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
     http_server_options so = {&k->cfg.sae_listen, k->cfg.sae_cert, k->cfg.sae_key, k->cfg.sae_client_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, etsi_api_handle, k,
                               "SAE port", EVENT_THREADS, workers};
     http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, (size_t)ETSI_BODY_MAX * 64,
-                              kme_port_handle, k, "KME port", EVENT_THREADS, workers};
-    if (!k->peers || !workers || !(kme = http_server_start(&ko, err, sizeof err)) || !(sae = http_server_start(&so, err, sizeof err))) {
+                              kme_port_handle, k, "KME port", EVENT_THREADS, port_workers};
+    /* The KME port and the routes first, so the neighbours' adverts are
+     * coming in by the time SAEs are served. */
+    if (!k->peers || !workers || !port_workers || !(kme = http_server_start(&ko, err, sizeof err))) {
+        log_error("%s", err);
+        goto stop;
+    }
+    if (router_start(k) < 0) {
+        log_error("cannot start the routing");
+        goto stop;
+    }
+    if (!(sae = http_server_start(&so, err, sizeof err))) {
         log_error("%s", err);
         goto stop;
     }
@@ -122,13 +138,15 @@ stop:
     http_server_stop(sae);
     http_server_stop(kme);
     worker_pool_stop(workers);
+    worker_pool_stop(port_workers);
     pthread_mutex_lock(&k->stop_lock);
     atomic_store(&k->stopping, 1);
     pthread_cond_broadcast(&k->stop_cond);
     pthread_mutex_unlock(&k->stop_lock);
     link_workers_join(k);
-    for (size_t i = 0; i < k->cfg.link_count; i++)
-        free(k->links[i].claims);
+    router_stop(k);
+    for (size_t i = 0; i < atomic_load(&k->dest_count); i++)
+        free(k->dests[i].claims);
     if (expiry_started)
         pthread_join(expiry, NULL);
     peer_client_free(k->peers);
@@ -144,12 +162,14 @@ stop:
 int main(int argc, char **argv)
 {
     const char *config = NULL;
-    int dump = 0;
+    int dump = 0, routes = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
         } else if (strcmp(argv[i], "--dump") == 0) {
             dump = 1;
+        } else if (strcmp(argv[i], "--routes") == 0) {
+            routes = 1;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("kme %s\n", VERSION);
             return 0;
@@ -179,8 +199,8 @@ int main(int argc, char **argv)
     if (log_level_from_name(k.cfg.log_level, &level) == 0)
         log_set_level(level);
     int rc;
-    if (dump) {
-        rc = store_dump(&k.cfg, stdout, err, sizeof err) < 0 ? 1 : 0;
+    if (dump || routes) {
+        rc = (dump ? store_dump(&k.cfg, stdout, err, sizeof err) : router_print_stored(&k.cfg, stdout, err, sizeof err)) < 0;
         if (rc)
             fprintf(stderr, "kme: %s\n", err);
     } else {
@@ -193,6 +213,7 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         pthread_mutex_init(&k.stop_lock, NULL);
+        pthread_mutex_init(&k.dest_lock, NULL);
         pthread_cond_init(&k.stop_cond, NULL);
         rc = run(&k);
         curl_global_cleanup();

@@ -75,7 +75,7 @@ net_write_config() { # SITE
         a=${l%-*}; b=${l#*-}
         if [ "$a" = "$s" ]; then peer=$b; elif [ "$b" = "$s" ]; then peer=$a; else continue; fi
         mkdir -p "$NET_DIR/links/$l/$s"
-        links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\",\"peer_saes\":$(json_list $(net_saes_of "$peer"))}"
+        links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\"}"
         sep=","
     done
     cat >"$NET_DIR/$s/kme.json" <<JSON
@@ -142,6 +142,27 @@ sim_stop() {
     return 0
 }
 
+# Routed when every site's SAE gets a Status with keys for every other
+# site's SAE (the adverts have reached every KME and the links carry key).
+net_routed() {
+    local s t n
+    for s in $NET_SITES; do
+        for t in $NET_SITES; do
+            [ "$s" = "$t" ] && continue
+            n=$(sae_curl "SAE_$s" "/api/v1/keys/SAE_$t/status" --max-time 2 | jq -r '.stored_key_count // 0' 2>/dev/null)
+            [ "${n:-0}" -gt 0 ] || return 1
+        done
+    done
+}
+net_wait_routed() { # [SECONDS]
+    local end=$((SECONDS + ${1:-30}))
+    while [ $SECONDS -le $end ]; do
+        net_routed && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 net_start() {
     local s l
     for l in $NET_LINKS; do sim_start "$l"; done
@@ -149,6 +170,7 @@ net_start() {
     for s in $NET_SITES; do
         kme_wait "$s" 30 || { echo "network: KME_$s did not come up; see $NET_DIR/$s/kme.log" >&2; return 1; }
     done
+    net_wait_routed 30 || { echo "network: the KMEs did not learn each other's routes; see $NET_DIR/*/kme.log" >&2; return 1; }
 }
 
 net_stop() {

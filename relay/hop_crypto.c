@@ -72,6 +72,7 @@ static void canonical(const kme_relay_msg *m, wbuf *w)
         put_str(w, m->slaves[i]);
     put_u64(w, (uint64_t)m->size_bits);
     put_u64(w, (uint64_t)m->expires);
+    put_u32(w, m->hops_left);
     put_u32(w, (uint32_t)m->key_count);
     for (size_t i = 0; i < m->key_count; i++) {
         put_str(w, m->key_ids[i]);

@@ -33,7 +33,7 @@ enum {
 /* The MAC input: a canonical encoding of every field but the tag, in a fixed
  * order, each variable-length field prefixed by its length (big endian):
  *   "qkd-kme-relay-v1" | relay_id | origin | dest | master |
- *   u32 slave_count, slaves | u64 size_bits | u64 expires |
+ *   u32 slave_count, slaves | u64 size_bits | u64 expires | u32 hops_left |
  *   u32 key_count, (key_ID | ct) per key |
  *   u32 pad_count, (u64 seq, u32 offset, u32 length) per range |
  *   u32 mac_key_count, ranges likewise

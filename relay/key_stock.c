@@ -1,6 +1,8 @@
 /* Link-key stock ahead of demand: load, take, refill and ageing (see key_stock.h). */
 #include "relay/key_stock.h"
+#include "relay/relay.h"
 #include "relay/reserve.h"
+#include "relay/router.h"
 #include "kme/key_records.h"
 #include "kme/log.h"
 #include "api/kme_msgs.h"
@@ -31,7 +33,7 @@ static size_t pair_prefix(unsigned char *buf, const char *peer, const char *mast
     return n + 4;
 }
 
-static stock_pair *find_pair(kme_link *l, const char *master, const char *slave, long size_bits, int create)
+static stock_pair *find_pair(kme_dest *l, const char *master, const char *slave, long size_bits, int create)
 {
     for (size_t i = 0; i < l->stock_pairs; i++) {
         stock_pair *p = &l->stock[i];
@@ -53,32 +55,45 @@ static stock_pair *find_pair(kme_link *l, const char *master, const char *slave,
 
 typedef struct {
     kme_context *k;
-    kme_link *l;
+    kme_dest *d; /* NULL: every dest (at start) */
     int64_t cutoff_ms;
     long dropped;
 } age_arg;
 
-/* Drops stock older than the cutoff and (re)counts what is left per pair. */
+/* Drops stock older than the cutoff and (re)counts what is left per pair,
+ * for one dest or for all. */
 static int age_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     age_arg *a = arg;
     a->dropped = 0;
-    for (size_t i = 0; i < a->l->stock_pairs; i++)
-        a->l->stock[i].count = 0;
-    const char *peer = a->k->cfg.links[a->l->index].peer_id;
-    size_t plen = strlen(peer) + 1;
+    if (a->d)
+        for (size_t i = 0; i < a->d->stock_pairs; i++)
+            a->d->stock[i].count = 0;
+    const char *peer = a->d ? a->d->id : "";
+    size_t plen = a->d ? strlen(peer) + 1 : 0;
     MDB_cursor *c;
     if (mdb_cursor_open(txn, s->stock, &c))
         return -1;
     MDB_val k = {plen, (void *)peer}, v;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    int rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0 && k.mv_size > plen && memcmp(k.mv_data, peer, plen) == 0) {
+        kme_dest *d = a->d;
+        if (!d) {
+            size_t dlen = strnlen(k.mv_data, k.mv_size);
+            char id[ETSI_ID_MAX + 1];
+            if (dlen > ETSI_ID_MAX || dlen == k.mv_size)
+                id[0] = '\0';
+            else
+                memcpy(id, k.mv_data, dlen + 1);
+            d = id[0] ? kme_dest_get(a->k, id, 1) : NULL;
+            plen = dlen + 1;
+        }
         const char *master = (const char *)k.mv_data + plen;
         size_t mlen = strnlen(master, k.mv_size - plen);
         const char *slave = master + mlen + 1;
         size_t slen = strnlen(slave, k.mv_size - plen - mlen - 1);
         const unsigned char *tail = (const unsigned char *)slave + slen + 1;
-        if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN != k.mv_size) {
+        if (!d || (size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN != k.mv_size) {
             rc = mdb_cursor_del(c, 0); /* not ours: drop */
         } else {
             long size_bits = (long)((uint32_t)tail[0] << 24 | (uint32_t)tail[1] << 16 | (uint32_t)tail[2] << 8 | tail[3]);
@@ -87,7 +102,7 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
                 a->dropped++;
                 rc = mdb_cursor_del(c, 0);
             } else {
-                stock_pair *p = find_pair(a->l, master, slave, size_bits, 1);
+                stock_pair *p = find_pair(d, master, slave, size_bits, 1);
                 if (p)
                     p->count++;
                 rc = 0;
@@ -95,35 +110,40 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
         }
         if (rc == 0)
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        if (!a->d)
+            plen = 0;
     }
     mdb_cursor_close(c);
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : -1;
 }
 
-static int age_link(kme_context *k, kme_link *l)
+static int age_dest(kme_context *k, kme_dest *d)
 {
-    age_arg a = {k, l, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
-    pthread_mutex_lock(&l->stock_lock); /* counts are rebuilt: no take meanwhile */
+    age_arg a = {k, d, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
+    pthread_mutex_lock(&d->stock_lock); /* counts are rebuilt: no take meanwhile */
     int rc = store_commit(&k->store, age_op, &a);
-    pthread_mutex_unlock(&l->stock_lock);
+    pthread_mutex_unlock(&d->stock_lock);
     if (a.dropped)
-        log_info("link %s: dropped %ld stock keys older than %ld s", l->lb.peer_id, a.dropped, k->cfg.stock_max_age_s);
+        log_info("stock for %s: dropped %ld keys older than %ld s", d->id, a.dropped, k->cfg.stock_max_age_s);
     return rc;
 }
 
 int stock_load(kme_context *k)
 {
-    for (size_t i = 0; i < k->cfg.link_count; i++) {
-        pthread_mutex_init(&k->links[i].stock_lock, NULL);
-        if (age_link(k, &k->links[i]) != 0)
+    for (size_t i = 0; i < k->cfg.link_count; i++)
+        if (!kme_dest_get(k, k->cfg.links[i].peer_id, 1))
             return -1;
-    }
-    return 0;
+    /* Before any other thread runs: the counts need no lock here. */
+    age_arg a = {k, NULL, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
+    int rc = store_commit(&k->store, age_op, &a);
+    if (a.dropped)
+        log_info("dropped %ld stock keys older than %ld s", a.dropped, k->cfg.stock_max_age_s);
+    return rc;
 }
 
 /* ---- demand and take -------------------------------------------------------- */
 
-void stock_note_demand(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits,
+void stock_note_demand(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits,
                        long number)
 {
     if (k->cfg.stock_max_keys <= 0)
@@ -137,7 +157,7 @@ void stock_note_demand(kme_context *k, kme_link *l, const char *master, const ch
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-long stock_count(kme_link *l, const char *master, const char *slave, long size_bits)
+long stock_count(kme_dest *l, const char *master, const char *slave, long size_bits)
 {
     pthread_mutex_lock(&l->stock_lock);
     stock_pair *p = find_pair(l, master, slave, size_bits, 0);
@@ -179,7 +199,7 @@ int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
     return (long)a->out->count == a->number ? 0 : 1;
 }
 
-long stock_hold(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number)
+long stock_hold(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long number)
 {
     if (k->cfg.stock_max_keys <= 0)
         return 0;
@@ -192,7 +212,7 @@ long stock_hold(kme_context *k, kme_link *l, const char *master, const char *sla
     return held;
 }
 
-void stock_unhold(kme_link *l, const char *master, const char *slave, long size_bits, long held)
+void stock_unhold(kme_dest *l, const char *master, const char *slave, long size_bits, long held)
 {
     if (held <= 0)
         return;
@@ -203,27 +223,27 @@ void stock_unhold(kme_link *l, const char *master, const char *slave, long size_
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-void stock_take_prepare(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+void stock_take_prepare(kme_dest *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a)
 {
     memset(out, 0, sizeof *out);
-    a->plen = pair_prefix(a->prefix, k->cfg.links[l->index].peer_id, master, slave, size_bits);
+    a->plen = pair_prefix(a->prefix, l->id, master, slave, size_bits);
     a->number = held;
     a->size_bits = size_bits;
     a->out = out;
 }
 
-int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+int stock_take_held(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out)
 {
     stock_take_arg a;
-    stock_take_prepare(k, l, master, slave, size_bits, held, out, &a);
+    stock_take_prepare(l, master, slave, size_bits, held, out, &a);
     int rc = store_commit(&k->store, stock_take_op, &a);
     if (rc != 0) {
         etsi_key_container_clear(out);
         stock_unhold(l, master, slave, size_bits, held);
         if (rc > 0)
-            log_warn("link %s: stock for %s -> %s was shorter than counted", l->lb.peer_id, master, slave);
+            log_warn("stock for %s: %s -> %s was shorter than counted", l->id, master, slave);
         return -1;
     }
     stock_note_claims(l, out);
@@ -270,26 +290,35 @@ static long target_of(const kme_context *k, const stock_pair *p)
     return t < 1 ? 1 : (long)t;
 }
 
-static long refill_pair(kme_context *k, kme_link *l, const stock_pair *snap, long number)
+static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, long number)
 {
     if (number > k->cfg.limits.max_key_per_request)
         number = k->cfg.limits.max_key_per_request;
     const char *slaves[1] = {snap->slave};
-    reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s, 0};
-    etsi_key_container keys;
+    etsi_key_container keys = {NULL, 0};
     http_response err = {0, NULL};
-    if (reserve_link_keys(k, l, &r, &keys, &err) != 0) {
-        etsi_text_free(err.body);
+    int rc;
+    if (l->link) {
+        reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s, 0};
+        rc = reserve_link_keys(k, l->link, &r, &keys, &err);
+    } else {
+        rc = kr_fill_random(&keys, number, snap->size_bits);
+        if (rc == 0)
+            rc = relay_keys_to(k, l->id, snap->master, slaves, 1, &keys, k->cfg.stock_max_age_s, &err);
+    }
+    etsi_text_free(err.body);
+    if (rc != 0) {
+        etsi_key_container_clear(&keys);
         return 0;
     }
     put_arg a;
-    a.plen = pair_prefix(a.prefix, k->cfg.links[l->index].peer_id, snap->master, snap->slave, snap->size_bits);
+    a.plen = pair_prefix(a.prefix, l->id, snap->master, snap->slave, snap->size_bits);
     a.keys = &keys;
     a.created_ms = kme_now_ms();
-    int rc = store_commit(&k->store, put_op, &a);
+    rc = store_commit(&k->store, put_op, &a);
     etsi_key_container_clear(&keys);
     if (rc != 0) {
-        log_error("link %s: could not store %ld stock keys; their bytes stay spent", l->lb.peer_id, number);
+        log_error("stock for %s: could not store %ld keys; they are lost", l->id, number);
         return 0;
     }
     pthread_mutex_lock(&l->stock_lock);
@@ -300,9 +329,9 @@ static long refill_pair(kme_context *k, kme_link *l, const stock_pair *snap, lon
     return number;
 }
 
-long stock_refill_once(kme_context *k, kme_link *l)
+long stock_refill_once(kme_context *k, kme_dest *l)
 {
-    if (k->cfg.stock_max_keys <= 0 || !atomic_load(&l->peer_up))
+    if (k->cfg.stock_max_keys <= 0 || (l->link ? !atomic_load(&l->link->peer_up) : !router_next_hop(k, l->id, NULL)))
         return 0;
     int64_t now = kme_now_ms();
     stock_pair want[STOCK_MAX_PAIRS];
@@ -333,7 +362,7 @@ long stock_refill_once(kme_context *k, kme_link *l)
     for (size_t i = 0; i < n; i++)
         added += refill_pair(k, l, &want[i], amount[i]);
     if (need_ageing)
-        age_link(k, l);
+        age_dest(k, l);
     return added;
 }
 
@@ -341,7 +370,7 @@ long stock_refill_once(kme_context *k, kme_link *l)
 
 #define CLAIMS_MAX 65536 /* beyond this the oldest are not told (they expire later) */
 
-void stock_note_claims(kme_link *l, const etsi_key_container *keys)
+void stock_note_claims(kme_dest *l, const etsi_key_container *keys)
 {
     int64_t now = (int64_t)time(NULL);
     pthread_mutex_lock(&l->stock_lock);
@@ -360,9 +389,16 @@ void stock_note_claims(kme_link *l, const etsi_key_container *keys)
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-int stock_send_claims(kme_context *k, kme_link *l)
+int stock_send_claims(kme_context *k, kme_dest *l)
 {
-    kme_claimed c = {0, NULL, NULL};
+    kme_claimed c = {"", 0, NULL, NULL};
+    kme_link *via = l->link;
+    if (!via) {
+        via = router_next_hop(k, l->id, NULL);
+        snprintf(c.dest, sizeof c.dest, "%s", l->id);
+    }
+    if (!via)
+        return -1;
     pthread_mutex_lock(&l->stock_lock);
     size_t n = l->nclaims < 1024 ? l->nclaims : 1024;
     if (n) {
@@ -383,7 +419,7 @@ int stock_send_claims(kme_context *k, kme_link *l)
     }
     char *body = kme_claimed_to_json(&c);
     peer_reply reply;
-    int rc = body ? peer_post(k->peers, l->index, "/kme/v1/claimed", body, k->cfg.peer_timeout_ms, &reply) : -1;
+    int rc = body ? peer_post(k->peers, via->index, "/kme/v1/claimed", body, k->cfg.peer_timeout_ms, &reply) : -1;
     etsi_text_free(body);
     int sent = rc == 0 && reply.http_status == 200;
     if (body)
@@ -420,6 +456,25 @@ void stock_claimed_handle(kme_context *k, const http_request *req, http_response
     etsi_problem p;
     if (kme_claimed_from_json(req->body, req->body_len, &c, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    if (c.dest[0] && strcmp(c.dest, k->cfg.kme_id) != 0) {
+        /* Stock relayed from further away: pass the claims on. */
+        kme_link *via = router_next_hop(k, c.dest, NULL);
+        peer_reply reply;
+        if (!via) {
+            http_error(resp, 503, "no route", "%s has no route to %s", k->cfg.kme_id, c.dest);
+        } else if (peer_post(k->peers, via->index, "/kme/v1/claimed", req->body, k->cfg.peer_timeout_ms, &reply) < 0) {
+            http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", via->lb.peer_id,
+                       reply.error);
+            peer_reply_clear(&reply);
+        } else {
+            resp->status = reply.http_status == 200 ? 200 : 503;
+            resp->body = etsi_error_to_json(reply.http_status == 200 ? "committed" : "not recorded further on",
+                                            NULL);
+            peer_reply_clear(&reply);
+        }
+        kme_claimed_clear(&c);
         return;
     }
     claimed_arg a = {&c, k->cfg.key_ttl_seconds};

@@ -1,12 +1,14 @@
-/* Stock ahead of demand: link keys carved and reserved at the neighbour before
- * any SAE asks, per (master, slave, size), so GET_KEY for a slave at the
- * neighbour is served by one local commit. The neighbour already holds each
- * stock key for exactly that master and slave; handing one to the master
- * deletes it from the stock in the commit that answers. Stock is refilled
- * between watermarks that follow demand, and dropped when older than
- * stock_max_age_s. The neighbour keeps stock keys key_ttl_seconds +
- * stock_max_age_s; once a key is handed out, the owner tells it ("claimed")
- * and the neighbour shortens that key's life to key_ttl_seconds from then. */
+/* Stock ahead of demand: keys delivered to another KME before any SAE asks,
+ * per (dest KME, master, slave, size), so GET_KEY for a slave there is served
+ * by one local commit. For a neighbour the keys are link key reserved there
+ * (relay/reserve.h); for a KME further away they are relayed to it
+ * (relay/relay.h). That KME already holds each stock key for exactly that
+ * master and slave; handing one to the master deletes it from the stock in
+ * the commit that answers. Stock is refilled between watermarks that follow
+ * demand, and dropped when older than stock_max_age_s. The far KME keeps
+ * stock keys key_ttl_seconds + stock_max_age_s; once a key is handed out, this
+ * KME tells it ("claimed", passed along the route for a remote KME) and it
+ * shortens that key's life to key_ttl_seconds from then. */
 #ifndef RELAY_KEY_STOCK_H
 #define RELAY_KEY_STOCK_H
 
@@ -14,20 +16,21 @@
 #include "api/etsi014.h"
 #include "kme/http_server.h"
 
-/* Counts the stock in the store and drops what is too old. Call at start. */
+/* Counts the stock in the store and drops what is too old; creates the dests
+ * of the neighbours and of every KME with stock. Call at start. */
 int stock_load(kme_context *k);
 
 /* Records that master received number keys of size_bits for slave. */
-void stock_note_demand(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits,
+void stock_note_demand(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits,
                        long number);
 
 /* Holds up to number stock keys for one request; returns how many. */
-long stock_hold(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long number);
+long stock_hold(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long number);
 /* Gives back held keys the request will not take. */
-void stock_unhold(kme_link *l, const char *master, const char *slave, long size_bits, long held);
+void stock_unhold(kme_dest *l, const char *master, const char *slave, long size_bits, long held);
 /* Takes the held keys into out (committed). 0 on success; on failure the
  * hold is given back and nothing is taken. */
-int stock_take_held(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+int stock_take_held(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out);
 
 /* The same as a store operation, for store_commit_async: fill with
@@ -39,20 +42,20 @@ typedef struct {
     long number, size_bits;
     etsi_key_container *out;
 } stock_take_arg;
-void stock_take_prepare(kme_context *k, kme_link *l, const char *master, const char *slave, long size_bits, long held,
+void stock_take_prepare(kme_dest *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a);
 int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
 
 /* Records that these stock keys were handed to their master now. */
-void stock_note_claims(kme_link *l, const etsi_key_container *keys);
-/* Tells the neighbour about handed-out stock keys (worker thread). */
-int stock_send_claims(kme_context *k, kme_link *l);
+void stock_note_claims(kme_dest *l, const etsi_key_container *keys);
+/* Tells the dest about handed-out stock keys (worker thread). */
+int stock_send_claims(kme_context *k, kme_dest *l);
 /* KME port: POST /kme/v1/claimed. */
 void stock_claimed_handle(kme_context *k, const http_request *req, http_response *resp);
 
-long stock_count(kme_link *l, const char *master, const char *slave, long size_bits);
+long stock_count(kme_dest *l, const char *master, const char *slave, long size_bits);
 
-/* One refill round for the link (worker thread): returns keys added. */
-long stock_refill_once(kme_context *k, kme_link *l);
+/* One refill round for the dest (worker thread): returns keys added. */
+long stock_refill_once(kme_context *k, kme_dest *l);
 
 #endif

@@ -1,8 +1,13 @@
-/* Routes and authenticates inter-KME requests; answers the verification side of the key-caching protocol. */
+/* Routes and authenticates inter-KME requests (verify, reserve, resolve,
+ * claimed, relay, advert, grant); answers the verification side of the
+ * key-caching protocol. */
 #include "relay/kme_port.h"
 #include "api/kme_msgs.h"
+#include "relay/grant.h"
 #include "relay/key_stock.h"
+#include "relay/relay.h"
 #include "relay/reserve.h"
+#include "relay/router.h"
 #include "kme/log.h"
 
 #include <stdlib.h>
@@ -55,7 +60,7 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
     free(out);
 }
 
-enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED };
+enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED, PORT_RELAY, PORT_ADVERT, PORT_GRANT };
 
 typedef struct {
     kme_context *k;
@@ -74,6 +79,12 @@ static void port_job(void *arg)
         reserve_handle(w->k, w->l, &w->req, &w->resp);
     else if (w->op == PORT_RESOLVE)
         reserve_resolve_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_RELAY)
+        relay_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_ADVERT)
+        router_advert_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_GRANT)
+        grant_handle(w->k, w->l, &w->req, &w->resp);
     else
         stock_claimed_handle(w->k, &w->req, &w->resp);
 }
@@ -108,6 +119,9 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
              : strcmp(req->path, "/kme/v1/reserve") == 0 ? PORT_RESERVE
              : strcmp(req->path, "/kme/v1/resolve") == 0 ? PORT_RESOLVE
              : strcmp(req->path, "/kme/v1/claimed") == 0 ? PORT_CLAIMED
+             : strcmp(req->path, "/kme/v1/relay") == 0   ? PORT_RELAY
+             : strcmp(req->path, "/kme/v1/advert") == 0  ? PORT_ADVERT
+             : strcmp(req->path, "/kme/v1/grant") == 0   ? PORT_GRANT
                                                          : -1;
     if (op < 0) {
         http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);

@@ -1,5 +1,8 @@
-/* Link workers: file ingest into the store and the initiator side of the key-caching protocol. */
+/* Link workers: file ingest into the store, the initiator side of the
+ * key-caching protocol, stock refills; and the worker of the stock for KMEs
+ * beyond the neighbours. */
 #include "relay/link_worker.h"
+#include "relay/grant.h"
 #include "relay/key_stock.h"
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
@@ -134,6 +137,7 @@ int link_ingest_once(kme_context *k, kme_link *l)
         else {
             stored++;
             unused += a.len;
+            atomic_fetch_add(&l->ingested_bytes, a.len);
         }
         unlink(path); /* only after the commit */
     }
@@ -280,6 +284,7 @@ static void *worker_main(void *arg)
     kme_context *k = w->k;
     kme_link *l = w->l;
     free(w);
+    kme_dest *d = kme_dest_get(k, l->lb.peer_id, 1);
     int64_t last_stale = 0, last_probe = 0;
     while (!atomic_load(&k->stopping)) {
         if (!atomic_load(&l->peer_up) && kme_now_ms() - last_probe >= 1000) {
@@ -288,10 +293,12 @@ static void *worker_main(void *arg)
         }
         int ingested = link_ingest_once(k, l);
         int settled = l->initiator ? link_verify_once(k, l) : 0;
-        long refilled = stock_refill_once(k, l);
+        long refilled = d ? stock_refill_once(k, d) : 0;
         if (atomic_load(&l->peer_up)) {
             reserve_resolve_once(k, l);
-            stock_send_claims(k, l);
+            if (d)
+                stock_send_claims(k, d);
+            grant_once(k, l);
         }
         if (kme_now_ms() - last_stale > 60000) {
             stale_arg sa = {l, kme_now_ms()};
@@ -301,13 +308,40 @@ static void *worker_main(void *arg)
         if (ingested <= 0 && settled <= 0 && refilled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
             break;
     }
-    if (atomic_load(&l->peer_up))
-        stock_send_claims(k, l); /* best effort: untold keys just expire later */
+    if (d && atomic_load(&l->peer_up))
+        stock_send_claims(k, d); /* best effort: untold keys just expire later */
+    return NULL;
+}
+
+/* Stock for the KMEs beyond the neighbours: refilled by relay, claims passed along the route. */
+static void *remote_stock_main(void *arg)
+{
+    kme_context *k = arg;
+    while (!atomic_load(&k->stopping)) {
+        long refilled = 0;
+        size_t n = atomic_load(&k->dest_count);
+        for (size_t i = 0; i < n && !atomic_load(&k->stopping); i++) {
+            kme_dest *d = &k->dests[i];
+            if (d->link)
+                continue;
+            refilled += stock_refill_once(k, d);
+            stock_send_claims(k, d);
+        }
+        if (refilled <= 0 && kme_sleep(k, 100))
+            break;
+    }
+    size_t n = atomic_load(&k->dest_count);
+    for (size_t i = 0; i < n; i++)
+        if (!k->dests[i].link)
+            stock_send_claims(k, &k->dests[i]);
     return NULL;
 }
 
 int link_workers_start(kme_context *k)
 {
+    if (pthread_create(&k->remote_stock_worker, NULL, remote_stock_main, k) != 0)
+        return -1;
+    k->remote_stock_started = 1;
     for (size_t i = 0; i < k->cfg.link_count; i++) {
         kme_link *l = &k->links[i];
         worker_arg *w = malloc(sizeof *w);
@@ -325,6 +359,9 @@ int link_workers_start(kme_context *k)
 
 void link_workers_join(kme_context *k)
 {
+    if (k->remote_stock_started)
+        pthread_join(k->remote_stock_worker, NULL);
+    k->remote_stock_started = 0;
     for (size_t i = 0; i < k->cfg.link_count; i++)
         if (k->links[i].worker_started)
             pthread_join(k->links[i].worker, NULL);

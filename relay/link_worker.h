@@ -1,5 +1,7 @@
 /* One background worker per QKD link: ingests key block files from the
- * link's directory and runs the key-caching verification with the peer. */
+ * link's directory, runs the key-caching verification with the peer and
+ * keeps the neighbour's stock; one more keeps the stock relayed to KMEs
+ * further away (relay/key_stock.h). */
 #ifndef RELAY_LINK_WORKER_H
 #define RELAY_LINK_WORKER_H
 

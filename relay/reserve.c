@@ -4,6 +4,7 @@
 #include "api/kme_msgs.h"
 #include "kme/key_records.h"
 #include "kme/log.h"
+#include "relay/router.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +14,6 @@
 #define MAX_RANGES_PER_KEY 256
 
 enum { RESERVE_SHORT = 2, RESERVE_FAILED = 3, RESERVE_REPLAY = 4, RESERVE_INVALID = 5, RESERVE_REUSED = 6 };
-
-static void fill_record(key_record *rec, const char *key_id, const char *master, const char *const *slaves,
-                        size_t nslaves, int64_t expires, const unsigned char *key, size_t len)
-{
-    memset(rec, 0, sizeof *rec);
-    memcpy(rec->key_id, key_id, sizeof rec->key_id);
-    snprintf(rec->master, sizeof rec->master, "%s", master);
-    for (size_t i = 0; i < nslaves && i < KR_MAX_SLAVES; i++)
-        snprintf(rec->slaves[rec->slave_count++], ETSI_ID_MAX + 1, "%s", slaves[i]);
-    rec->expires = expires;
-    rec->key = key;
-    rec->key_len = len;
-}
 
 /* ---- owner side --------------------------------------------------------------- */
 
@@ -54,7 +42,7 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
         a->msg->range_count += nr;
         if (a->r->local_count) {
             key_record rec;
-            fill_record(&rec, a->out->keys[i].key_id, a->r->master, a->r->local_slaves, a->r->local_count,
+            kr_fill(&rec, a->out->keys[i].key_id, a->r->master, a->r->local_slaves, a->r->local_count,
                         a->msg->expires, a->out->keys[i].key, key_bytes);
             if (kr_put(s, txn, &rec) != KR_OK)
                 return RESERVE_FAILED;
@@ -63,16 +51,13 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-enum undo_kind {
-    UNDO_RELEASE, /* the neighbour provably recorded nothing: the ranges return to the pool */
-    UNDO_SPEND,   /* it may have recorded them and will never say: they stay spent */
-    UNDO_DOUBT,   /* its answer was lost: spent until it says which it recorded */
-};
-
 typedef struct {
     kme_link *l;
-    const kme_reserve_request *msg;
-    enum undo_kind kind;
+    const kme_reserve_request *msg; /* its local key records go too (may be NULL) */
+    const kme_range *ranges;
+    size_t nranges;
+    const char *doubt_id;
+    enum reserve_undo kind;
 } undo_arg;
 
 static size_t doubt_key(unsigned char *buf, const char *peer_id, const char *key_id)
@@ -83,22 +68,31 @@ static size_t doubt_key(unsigned char *buf, const char *peer_id, const char *key
     return n + UUID_STR_LEN;
 }
 
-/* Undoes a reservation the neighbour did not confirm; local records always go. */
+/* Undoes what the neighbour did not confirm; local records always go. */
 static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     undo_arg *a = arg;
-    for (size_t i = 0; i < a->msg->key_count; i++)
+    for (size_t i = 0; a->msg && i < a->msg->key_count; i++)
         if (kr_delete(s, txn, a->msg->keys[i].key_id) != KR_OK)
             return -1;
-    if (a->kind == UNDO_RELEASE)
-        return lb_release(s, txn, &a->l->lb, a->msg->ranges, a->msg->range_count) != LB_OK ? -1 : 0;
-    if (a->kind == UNDO_DOUBT) {
+    if (a->kind == RESERVE_UNDO_RELEASE)
+        return lb_release(s, txn, &a->l->lb, a->ranges, a->nranges) != LB_OK ? -1 : 0;
+    if (a->kind == RESERVE_UNDO_DOUBT) {
         unsigned char kb[ETSI_ID_MAX + 1 + UUID_STR_LEN];
-        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->msg->keys[0].key_id), kb},
-                v = {a->msg->range_count * sizeof(kme_range), a->msg->ranges};
+        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->doubt_id), kb},
+                v = {a->nranges * sizeof(kme_range), (void *)a->ranges};
         return mdb_put(txn, s->in_doubt, &k, &v, 0) ? -1 : 0;
     }
     return 0;
+}
+
+int reserve_settle_ranges(kme_context *k, kme_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
+                          enum reserve_undo kind)
+{
+    if (kind == RESERVE_UNDO_SPEND)
+        return 0;
+    undo_arg u = {l, NULL, ranges, n, doubt_id, kind};
+    return store_commit(&k->store, undo_op, &u);
 }
 
 static int prepare(const reserve_request *r, etsi_key_container *out, kme_reserve_request *msg)
@@ -166,11 +160,11 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
     /* The neighbour did not take the keys. A refusal (400, 503) or a request
      * that never left means it recorded nothing; a lost answer is settled
      * later (reserve_resolve_once); anything else leaves the bytes spent. */
-    undo_arg u = {l, &msg, UNDO_SPEND};
+    undo_arg u = {l, &msg, msg.ranges, msg.range_count, msg.keys[0].key_id, RESERVE_UNDO_SPEND};
     if (rc < 0)
-        u.kind = reply.not_sent ? UNDO_RELEASE : UNDO_DOUBT;
+        u.kind = reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT;
     else if (reply.http_status == 503 || reply.http_status == 400)
-        u.kind = UNDO_RELEASE;
+        u.kind = RESERVE_UNDO_RELEASE;
     static const char *const outcome[] = {"released", "bytes spent", "in doubt until the neighbour answers"};
     if (store_commit(&k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
@@ -230,7 +224,7 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
             break;
         }
         key_record rec;
-        fill_record(&rec, m->keys[i].key_id, m->master, slaves, m->slave_count,
+        kr_fill(&rec, m->keys[i].key_id, m->master, slaves, m->slave_count,
                     m->expires < max_expiry ? m->expires : max_expiry, buf, key_bytes);
         int krc = kr_put(s, txn, &rec);
         if (krc != KR_OK)
@@ -256,10 +250,8 @@ void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_r
             goto done;
         }
     }
-    int master_known = 0;
-    for (size_t i = 0; i < lc->peer_sae_count; i++)
-        master_known |= strcmp(lc->peer_saes[i], msg.master) == 0;
-    if (!master_known) {
+    /* The neighbour vouches for its own SAEs until its advert arrives. */
+    if (router_kme_hosts(k, lc->peer_id, msg.master) == 0) {
         http_error(resp, 400, "unknown master SAE", "SAE %s is not hosted by %s", msg.master, lc->peer_id);
         goto done;
     }

@@ -35,6 +35,18 @@ int reserve_resolve_once(kme_context *k, kme_link *l);
 /* KME port: POST /kme/v1/resolve from neighbour on link l (read only). */
 void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
 
+/* What becomes of link ranges a neighbour did not confirm. */
+enum reserve_undo {
+    RESERVE_UNDO_RELEASE, /* it provably recorded nothing: the ranges return to the pool */
+    RESERVE_UNDO_SPEND,   /* it may have recorded them and will never say: they stay spent */
+    RESERVE_UNDO_DOUBT,   /* its answer was lost: spent until it says which it recorded */
+};
+/* Settles ranges this KME carved on link l and sent in a message the
+ * neighbour did not confirm; doubt_id (a UUID) names them while in doubt
+ * (reserve_resolve_once asks about them). 0, or -1. */
+int reserve_settle_ranges(kme_context *k, kme_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
+                          enum reserve_undo kind);
+
 /* Keys of size_bits the owner could carve for the neighbour right now. */
 long reserve_available_keys(kme_context *k, kme_link *l, long size_bits);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's commands, run verbatim against a live two-site network on the
-# README's ports (8441/8442), from a directory whose run/ is this test's network.
+# The README's commands, run verbatim against a live three-site star (hub A,
+# links A-B and A-C) on the README's ports (8441-8443), from a directory whose
+# run/ is this test's network: SAE_B gets keys for SAE_C through A, SAE_C
+# fetches them, and one key goes to slaves at two sites.
 T_SUITE=readme
 . "$(dirname "$0")/../lib.sh"
 . "$T_ROOT/kme/network.sh"
@@ -10,10 +12,10 @@ NET_KME_BASE=9440
 
 dir=$(mktemp -d "$T_OUT/readme.XXXX")
 trap net_stop EXIT
-net_init "$dir/run" "A B" "A-B" || { t_fail "network" "net_init failed"; t_summary; exit 1; }
+net_init "$dir/run" "A B C" "A-B A-C" || { t_fail "network" "net_init failed"; t_summary; exit 1; }
 net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
-stock_ready() { [ "$(sae_curl SAE_A /api/v1/keys/SAE_B/status | jq .stored_key_count)" -gt 8 ]; }
-wait_for 30 stock_ready || t_fail "stock" "no link key reached site A"
+stock_ready() { [ "$(sae_curl SAE_B /api/v1/keys/SAE_C/status | jq .stored_key_count)" -gt 8 ]; }
+wait_for 30 stock_ready || t_fail "stock" "no key for SAE_C at site B"
 
 # readme_block N: the Nth ```sh block that follows a readme-test marker.
 readme_block() {
@@ -33,10 +35,11 @@ cd "$dir" || exit 1
 out=$(bash -e -o pipefail -c "$curl_block" 2>"$dir/readme.err")
 rc=$?
 t_eq "the curl block runs without error" 0 "$rc"
-# Five JSON answers: status, a 2-key container, nothing (captured), two 1-key containers.
+# JSON answers: status, a 2-key container, nothing (captured), two 1-key
+# containers, the multicast container.
 answers=$(echo "$out" | jq -c . 2>/dev/null)
-t_eq "four JSON answers printed" 4 "$(echo "$answers" | grep -c .)"
-t_eq "GET_STATUS answered" "KME_A KME_B SAE_A SAE_B" \
+t_eq "five JSON answers printed" 5 "$(echo "$answers" | grep -c .)"
+t_eq "GET_STATUS answered" "KME_B KME_C SAE_B SAE_C" \
     "$(echo "$answers" | sed -n 1p | jq -r '"\(.source_KME_ID) \(.target_KME_ID) \(.master_SAE_ID) \(.slave_SAE_ID)"')"
 t_eq "GET_KEY (GET) gave two 256-bit keys" "2 44 44" \
     "$(echo "$answers" | sed -n 2p | jq -r '"\(.keys | length) \(.keys[0].key | length) \(.keys[1].key | length)"' 2>/dev/null)"
@@ -44,6 +47,12 @@ t_eq "GET_KEY_WITH_KEY_IDS (GET) gave the 512-bit key" "1 88" \
     "$(echo "$answers" | sed -n 3p | jq -r '"\(.keys | length) \(.keys[0].key | length)"' 2>/dev/null)"
 t_eq "GET_KEY_WITH_KEY_IDS (POST) gave the key" 1 "$(echo "$answers" | sed -n 4p | jq '.keys | length')"
 t_nomatch "no ETSI error among the answers" '"message"' "$out"
+multi=$(echo "$answers" | sed -n 5p)
+multi_id=$(echo "$multi" | jq -r '.keys[0].key_ID')
+t_eq "the multicast key: SAE_C fetches the master's bytes at KME_C" "$(echo "$multi" | jq -r '.keys[0].key')" \
+    "$(sae_curl SAE_C "/api/v1/keys/SAE_B/dec_keys?key_ID=$multi_id" | jq -r '.keys[0].key')"
+t_eq "the multicast key: SAE_A fetches the master's bytes at KME_A" "$(echo "$multi" | jq -r '.keys[0].key')" \
+    "$(sae_curl SAE_A "/api/v1/keys/SAE_B/dec_keys?key_ID=$multi_id" | jq -r '.keys[0].key')"
 
 cli_block=$(readme_block 2 | sed "s#build/release/bin/#$T_BIN/#g")
 cli_out=$(bash -e -o pipefail -c "$cli_block" 2>"$dir/cli.err")
@@ -53,5 +62,5 @@ slave=$(echo "$cli_out" | tail -n 2)
 t_eq "sae-client printed two keys for the master and two for the slave" 4 "$(echo "$cli_out" | grep -cE '^[0-9a-f-]{36} [0-9a-f]{64}$')"
 t_eq "the slave received exactly the master's keys" "$master" "$slave"
 
-t_logs_clean "$NET_DIR/A/kme.log" "$NET_DIR/B/kme.log"
+t_logs_clean "$NET_DIR/A/kme.log" "$NET_DIR/B/kme.log" "$NET_DIR/C/kme.log"
 t_summary

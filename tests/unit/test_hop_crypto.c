@@ -31,6 +31,7 @@ static void build(kme_relay_msg *m, size_t nkeys, long bits)
     strcpy(m->slaves[1], "SAE_C2");
     m->slave_count = 2;
     m->expires = 1900000000;
+    m->hops_left = 4;
     for (size_t i = 0; i < nkeys; i++)
         ck_assert_int_eq(uuid_generate(m->key_ids[i]), 0);
     uint32_t total = (uint32_t)kme_relay_payload_bytes(m);
@@ -204,6 +205,7 @@ static void swap_keys(kme_relay_msg *m)
     memcpy(m->key_ids[1], t, sizeof t);
 }
 static void change_expires(kme_relay_msg *m) { m->expires++; }
+static void change_hops_left(kme_relay_msg *m) { m->hops_left--; }
 static void change_pad_offset(kme_relay_msg *m) { m->pad[0].offset += 500; }
 static void change_pad_seq(kme_relay_msg *m) { m->pad[1].seq = 10; }
 static void shift_pad_length(kme_relay_msg *m)
@@ -217,7 +219,7 @@ static void change_tag(kme_relay_msg *m) { m->tag[15] ^= 1; }
 static const mutation mutations[] = {
     flip_ct_first,  flip_ct_key2,   flip_ct_last,      change_slave,      drop_slave,      swap_slaves,
     change_master,  change_origin,  change_dest,       change_relay_id,   change_key_id,   swap_keys,
-    change_expires, change_pad_offset, change_pad_seq, shift_pad_length, change_mac_range, change_tag,
+    change_expires, change_hops_left, change_pad_offset, change_pad_seq, shift_pad_length, change_mac_range, change_tag,
 };
 #define NMUT (sizeof mutations / sizeof mutations[0])
 
@@ -355,7 +357,7 @@ START_TEST(codec_rejects)
     json_t *good = json_loads(s.json, 0, &jerr);
     ck_assert_ptr_nonnull(good);
     static const char *const members[] = {"relay_id", "origin", "dest", "master",  "slaves", "size",
-                                          "expires",  "keys",   "pad",  "mac_key", "tag"};
+                                          "expires",  "hops_left", "keys", "pad",  "mac_key", "tag"};
     for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
         json_t *j = json_deep_copy(good);
         json_object_del(j, members[i]);
@@ -378,6 +380,8 @@ START_TEST(codec_rejects)
     expect_rejected(with(good, "size", json_integer(72)), "size not matching ct");
     expect_rejected(with(good, "size", json_integer(1L << 25)), "size too large");
     expect_rejected(with(good, "expires", json_integer(-1)), "expires");
+    expect_rejected(with(good, "hops_left", json_integer(0)), "hops_left");
+    expect_rejected(with(good, "hops_left", json_integer(17)), "hops_left");
     expect_rejected(with(good, "tag", json_string("00112233445566778899aabbccddeef")), "tag of 31 digits");
     expect_rejected(with(good, "tag", json_string("zz112233445566778899aabbccddeeff")), "tag not hex");
     expect_rejected(with(good, "tag", json_string("+0112233445566778899aabbccddeeff")), "tag with a sign");
@@ -510,16 +514,6 @@ static int range_used(kme_store *s, const char *peer, const lb_range *r)
     return 0;
 }
 
-static lb_stock stock(kme_store *s, lb_link *l)
-{
-    MDB_txn *t;
-    lb_stock st;
-    ck_assert_int_eq(store_read_begin(s, &t), 0);
-    ck_assert_int_eq(lb_get_stock(s, t, l, &st), 0);
-    mdb_txn_abort(t);
-    return st;
-}
-
 /* Owner A carves the MAC key and the pad with lb_allocate. */
 typedef struct {
     unsigned char mac[HOP_MAC_KEY_BYTES], pad[256];
@@ -577,6 +571,7 @@ START_TEST(receiver_reads_without_spending_then_takes_after_open)
     strcpy(m.slaves[0], "SAE_C");
     m.slave_count = 1;
     m.expires = 1900000000;
+    m.hops_left = 4;
     for (int i = 0; i < 4; i++)
         uuid_generate(m.key_ids[i]);
     memcpy(m.pad, c.pad_r, c.npad * sizeof *c.pad_r);
@@ -698,6 +693,7 @@ static void fill_header(kme_relay_msg *m)
     strcpy(m->slaves[0], "SAE_C");
     m->slave_count = 1;
     m->expires = 1900000000;
+    m->hops_left = 4;
     for (size_t i = 0; i < m->key_count; i++)
         uuid_generate(m->key_ids[i]);
 }
@@ -705,7 +701,7 @@ static void fill_header(kme_relay_msg *m)
 START_TEST(tampered_hop_spends_nothing_at_the_receiver)
 {
     link_ready();
-    lb_stock a0 = stock(&sa, &la), b0 = stock(&sb, &lb_);
+    lb_stock a0 = pair_stock(&sa, &la), b0 = pair_stock(&sb, &lb_);
     kme_relay_msg m;
     ck_assert_int_eq(kme_relay_alloc(&m, 6, 256, 16, 4), 0); /* 192 bytes */
     fill_header(&m);
@@ -714,7 +710,7 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
     hop_arg seal = {&m, keys, {0}, sizeof keys, -1};
     ck_assert_int_eq(store_commit(&sa, do_seal, &seal), 0);
     ck_assert_int_eq(seal.rc, HOP_OK);
-    ck_assert_uint_eq(stock(&sa, &la).owned_free, a0.owned_free - 192 - HOP_MAC_KEY_BYTES);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, a0.owned_free - 192 - HOP_MAC_KEY_BYTES);
     char *json = kme_relay_to_json(&m);
     ck_assert_ptr_nonnull(json);
 
@@ -741,7 +737,7 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
         ck_assert_str_eq(after, before);
         kme_relay_clear(&rx);
     }
-    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, b0.peer_free);
+    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free);
 
     /* The genuine message opens and spends exactly its ranges. */
     kme_relay_msg rx;
@@ -750,13 +746,13 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
     ck_assert_int_eq(store_commit(&sb, do_open, &h), 0);
     ck_assert_int_eq(h.rc, HOP_OK);
     ck_assert_mem_eq(h.out, keys, sizeof keys);
-    ck_assert_uint_eq(stock(&sb, &lb_).peer_free, b0.peer_free - 192 - HOP_MAC_KEY_BYTES);
+    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free - 192 - HOP_MAC_KEY_BYTES);
     for (size_t i = 0; i < rx.pad_count; i++)
         ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
     for (size_t i = 0; i < rx.mac_key_count; i++)
         ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
     /* Both ends now agree on what is spent. */
-    ck_assert_uint_eq(stock(&sa, &la).owned_free, stock(&sb, &lb_).peer_free);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, pair_stock(&sb, &lb_).peer_free);
 
     /* A replay is refused as reuse, out untouched. */
     dump_extents(&sb, "KME_A", before, sizeof before);
@@ -772,10 +768,10 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
     ck_assert_int_eq(kme_relay_alloc(&big, 1, 8 * 4096, 16, 4), 0);
     fill_header(&big);
     unsigned char *bk = calloc(1, 4096);
-    lb_stock a1 = stock(&sa, &la);
+    lb_stock a1 = pair_stock(&sa, &la);
     hop_arg hb = {&big, bk, {0}, 4096, -1};
     ck_assert_int_eq(store_commit(&sa, do_seal, &hb), HOP_SHORT);
-    ck_assert_uint_eq(stock(&sa, &la).owned_free, a1.owned_free);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, a1.owned_free);
     ck_assert_uint_eq(big.pad_count, 0);
     free(bk);
     kme_relay_clear(&big);

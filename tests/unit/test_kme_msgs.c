@@ -79,6 +79,83 @@ START_TEST(reserve_round_trip_and_checks)
 }
 END_TEST
 
+START_TEST(grant_round_trip)
+{
+    uint64_t seqs[3] = {4, 0, 1ULL << 40};
+    kme_grant g = {3, seqs}, back, acc;
+    etsi_problem p;
+    char *t = kme_grant_request_to_json(&g);
+    ck_assert_int_eq(kme_grant_request_from_json(t, strlen(t), &back, &p), 0);
+    ck_assert_uint_eq(back.count, 3);
+    ck_assert_mem_eq(back.seqs, seqs, sizeof seqs);
+    kme_grant_clear(&back);
+    etsi_text_free(t);
+    /* The answer: any subset, the empty one too. */
+    uint64_t some[2] = {1ULL << 40, 4};
+    kme_grant sub = {2, some}, none = {0, NULL};
+    t = kme_grant_response_to_json(&sub);
+    ck_assert_int_eq(kme_grant_response_from_json(t, strlen(t), &g, &acc, &p), 0);
+    ck_assert_uint_eq(acc.count, 2);
+    ck_assert_uint_eq(acc.seqs[0], 1ULL << 40);
+    ck_assert_uint_eq(acc.seqs[1], 4);
+    kme_grant_clear(&acc);
+    etsi_text_free(t);
+    t = kme_grant_response_to_json(&none);
+    ck_assert_str_eq(t, "{\"accepted\":[]}");
+    ck_assert_int_eq(kme_grant_response_from_json(t, strlen(t), &g, &acc, &p), 0);
+    ck_assert_uint_eq(acc.count, 0);
+    kme_grant_clear(&acc);
+    etsi_text_free(t);
+}
+END_TEST
+
+START_TEST(grant_rejections)
+{
+    etsi_problem p;
+    kme_grant out;
+    const char *bad[] = {
+        "{\"seqs\":[]}",            /* none */
+        "{\"seqs\":[1,2,1]}",       /* twice */
+        "{\"seqs\":[-1]}",          /* negative */
+        "{\"seqs\":[1.5]}",         /* not an integer */
+        "{\"seqs\":[\"3\"]}",       /* a string */
+        "{\"seqs\":3}",             /* not an array */
+        "{\"accepted\":[1]}",       /* no seqs */
+        "[1,2]",                    /* not an object */
+        "{\"seqs\":[1]",            /* not JSON */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(kme_grant_request_from_json(bad[i], strlen(bad[i]), &out, &p) == -1, "accepted %s", bad[i]);
+        ck_assert_ptr_null(out.seqs);
+        ck_assert(p.message[0]);
+    }
+    /* More than KME_MAX_RANGES seqs. */
+    size_t n = KME_MAX_RANGES + 1;
+    char *big = malloc(n * 8 + 16), *q = big;
+    q += sprintf(q, "{\"seqs\":[");
+    for (size_t i = 0; i < n; i++)
+        q += sprintf(q, "%s%zu", i ? "," : "", i);
+    strcpy(q, "]}");
+    ck_assert_int_eq(kme_grant_request_from_json(big, strlen(big), &out, &p), -1);
+    free(big);
+    /* Answers naming a seq not granted, twice, or more than granted. */
+    uint64_t seqs[2] = {2, 4};
+    kme_grant g = {2, seqs};
+    const char *bad_answers[] = {
+        "{\"accepted\":[6]}",
+        "{\"accepted\":[2,2]}",
+        "{\"accepted\":[2,4,6]}",
+        "{\"accepted\":\"2\"}",
+        "{\"seqs\":[2]}",
+    };
+    for (size_t i = 0; i < sizeof bad_answers / sizeof bad_answers[0]; i++) {
+        const char *b = bad_answers[i];
+        ck_assert_msg(kme_grant_response_from_json(b, strlen(b), &g, &out, &p) == -1, "accepted %s", b);
+        ck_assert_ptr_null(out.seqs);
+    }
+}
+END_TEST
+
 static int load(const char *json, kme_config *c, char *err, size_t errlen)
 {
     char path[] = "/tmp/kmecfg.XXXXXX";
@@ -99,14 +176,14 @@ START_TEST(config_loader)
     kme_config c;
     char err[256];
     ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
-                          "\"key_dir\":\"/tmp/l\",\"peer_saes\":[\"SAE_B\"]}],\"limits\":{\"key_size\":128}}",
+                          "\"key_dir\":\"/tmp/l\"}],\"limits\":{\"key_size\":128}}",
                           &c, err, sizeof err),
                      0);
     ck_assert_int_eq(c.limits.key_size, 128);
     ck_assert_int_eq(c.limits.max_key_per_request, 1024);
     ck_assert_int_eq(c.sae_listen.port, 1);
     ck_assert(kme_config_hosts_sae(&c, "SAE_A"));
-    ck_assert_ptr_eq(kme_config_link_for_sae(&c, "SAE_B"), &c.links[0]);
+    ck_assert_int_eq(kme_config_link_index(&c, "KME_B"), 0);
     kme_config_free(&c);
     const char *bad[] = {
         "{" BASE "}",                                                      /* no saes */
@@ -116,6 +193,7 @@ START_TEST(config_loader)
         "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_A\",\"url\":\"https://h:9\",\"key_dir\":\"/l\"}]}",
         "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"http://h:9\",\"key_dir\":\"/l\"}]}",
         "{" BASE ",\"saes\":[],\"key_ttl_seconds\":0}",
+        "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\",\"key_dir\":\"/l\",\"peer_saes\":[]}]}",
         "[1]",
         "{\"kme_id\":\"KME_A\"",
     };
@@ -134,6 +212,8 @@ int main(void)
     TCase *tc = tcase_create("msgs");
     tcase_add_test(tc, verify_round_trip);
     tcase_add_test(tc, reserve_round_trip_and_checks);
+    tcase_add_test(tc, grant_round_trip);
+    tcase_add_test(tc, grant_rejections);
     tcase_add_test(tc, config_loader);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -1,0 +1,339 @@
+/* The key relay at the origin, at each KME on the way and at the destination (see relay.h). */
+#include "relay/relay.h"
+#include "api/kme_relay.h"
+#include "kme/key_records.h"
+#include "kme/log.h"
+#include "relay/hop_crypto.h"
+#include "relay/reserve.h"
+#include "relay/router.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+#define MAC_KEY_RANGES 8
+#define RELAY_CHUNK_BYTES (4u << 20) /* key bytes in one relay message at most */
+
+enum { RELAY_OK = 0, RELAY_HOP = 1, RELAY_REPLAY = 2, RELAY_EXISTS = 3, RELAY_FAILED = 4 };
+
+/* Room for the pad's ranges: the pad may span many link blocks. */
+static size_t pad_cap_for(size_t bytes)
+{
+    size_t cap = 64 + bytes / 256;
+    return cap < KME_RELAY_MAX_RANGES - MAC_KEY_RANGES ? cap : KME_RELAY_MAX_RANGES - MAC_KEY_RANGES;
+}
+
+/* ---- one hop out -------------------------------------------------------------- */
+
+typedef struct {
+    kme_link *in;              /* the link a message came in on (NULL at the origin) */
+    const kme_relay_msg *in_msg;
+    kme_link *out;
+    kme_relay_msg *out_msg;
+    unsigned char *plain;      /* the keys; at a KME on the way, recovered from in_msg */
+    size_t len;
+    int hop_rc;
+} pass_arg;
+
+/* Takes the incoming pad (when there is one) and seals with a new one. */
+static int pass_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    pass_arg *a = arg;
+    a->hop_rc = HOP_OK;
+    if (a->in_msg)
+        a->hop_rc = hop_open_from_link(s, txn, &a->in->lb, a->in_msg, a->plain, a->len);
+    if (a->hop_rc == HOP_OK)
+        a->hop_rc = hop_seal_from_link(s, txn, &a->out->lb, a->out_msg, a->plain, a->len);
+    return a->hop_rc == HOP_OK ? RELAY_OK : RELAY_HOP;
+}
+
+/* Ranges of a sealed message, MAC key first. Malloc'ed, or NULL. */
+static kme_range *all_ranges(const kme_relay_msg *m, size_t *n)
+{
+    *n = m->mac_key_count + m->pad_count;
+    kme_range *r = malloc(*n * sizeof *r);
+    if (r) {
+        memcpy(r, m->mac_key, m->mac_key_count * sizeof *r);
+        memcpy(r + m->mac_key_count, m->pad, m->pad_count * sizeof *r);
+    }
+    return r;
+}
+
+/* Sends a sealed message on link l and waits for the answer, allowing hops
+ * links ahead. 0 when the next KME answered 200; otherwise the ranges of the
+ * message are settled and resp holds the error. */
+static int send_sealed(kme_context *k, kme_link *l, unsigned hops, const kme_relay_msg *m, http_response *resp)
+{
+    char *body = kme_relay_to_json(m);
+    peer_reply reply;
+    memset(&reply, 0, sizeof reply);
+    int rc = -1;
+    if (body) {
+        rc = peer_post(k->peers, l->index, "/kme/v1/relay", body, (long)hops * k->cfg.peer_timeout_ms, &reply);
+        OPENSSL_cleanse(body, strlen(body));
+    } else {
+        reply.not_sent = 1;
+        snprintf(reply.error, sizeof reply.error, "out of memory");
+    }
+    etsi_text_free(body);
+    if (rc == 0 && reply.http_status == 200) {
+        atomic_store(&l->peer_up, 1);
+        peer_reply_clear(&reply);
+        return 0;
+    }
+    /* Not confirmed. Never sent: the bytes go back. No answer: in doubt until
+     * the neighbour says. Refused: it may have taken them, so they stay spent. */
+    enum reserve_undo kind = rc < 0 ? (reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT)
+                                    : RESERVE_UNDO_SPEND;
+    if (rc < 0 && atomic_exchange(&l->peer_up, 0))
+        router_links_changed(k);
+    size_t n;
+    kme_range *ranges = all_ranges(m, &n);
+    if (!ranges || reserve_settle_ranges(k, l, ranges, n, m->relay_id, kind) != 0)
+        log_error("link %s: could not settle the ranges of relay %s; they stay spent", l->lb.peer_id, m->relay_id);
+    free(ranges);
+    log_warn("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
+             reply.error[0] ? reply.error : "refused");
+    if (rc < 0)
+        http_error(resp, 503, "peer KME unreachable", "KME %s (on the way to %s) could not be reached: %s",
+                   l->lb.peer_id, m->dest, reply.error);
+    else
+        http_error(resp, 503, "key relay failed", "KME %s (on the way to %s) answered %ld: %s", l->lb.peer_id, m->dest,
+                   reply.http_status, reply.error);
+    peer_reply_clear(&reply);
+    return -1;
+}
+
+static void hop_error(http_response *resp, int hop_rc, const char *link_peer)
+{
+    switch (hop_rc) {
+    case HOP_SHORT:
+        http_error(resp, 503, "not enough key material", "link to %s has too little key to relay these keys now",
+                   link_peer);
+        break;
+    case HOP_BAD_TAG:
+        http_error(resp, 400, "relay not authentic", "the tag does not authenticate the message; nothing was spent");
+        break;
+    case HOP_MALFORMED:
+        http_error(resp, 400, "malformed relay", "the message does not match its pad");
+        break;
+    case HOP_INVALID:
+        http_error(resp, 503, "link blocks not usable here", "a range is not in a block verified and owned by %s",
+                   link_peer);
+        break;
+    case HOP_REUSED:
+        http_error(resp, 409, "link key reused", "a range overlaps link key already used");
+        break;
+    default:
+        http_error(resp, 503, "key store failure", "the relay could not be committed");
+    }
+}
+
+/* Seals plain on the next link toward m's dest (taking in's pad first when
+ * in_msg is set), sends, and waits for the answer. */
+static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, kme_relay_msg *out_msg,
+                   unsigned char *plain, size_t len, http_response *resp)
+{
+    unsigned hops = 0;
+    kme_link *next = router_next_hop(k, out_msg->dest, &hops);
+    if (!next || next == in) {
+        http_error(resp, 503, "peer KME unreachable", "%s has no route to KME %s now", k->cfg.kme_id,
+                   out_msg->dest);
+        return -1;
+    }
+    pass_arg a = {in, in_msg, next, out_msg, plain, len, HOP_OK};
+    int rc = store_commit(&k->store, pass_op, &a);
+    if (rc != RELAY_OK) {
+        hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED, rc == RELAY_HOP && a.hop_rc == HOP_SHORT
+                                                                     ? next->lb.peer_id
+                                                                     : in ? in->lb.peer_id : next->lb.peer_id);
+        return -1;
+    }
+    return send_sealed(k, next, hops, out_msg, resp);
+}
+
+/* ---- origin ------------------------------------------------------------------- */
+
+/* One relay message carrying keys[0..count) to dest. */
+static int relay_chunk(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+                       const etsi_key *keys, size_t count, long extra_ttl_s, http_response *resp)
+{
+    size_t key_bytes = keys[0].key_len, len = count * key_bytes;
+    kme_relay_msg m;
+    unsigned char *plain = malloc(len);
+    if (!plain || kme_relay_alloc(&m, count, (long)key_bytes * 8, pad_cap_for(len), MAC_KEY_RANGES) < 0) {
+        free(plain);
+        http_error(resp, 503, "out of memory", NULL);
+        return -1;
+    }
+    uuid_generate(m.relay_id);
+    snprintf(m.origin, sizeof m.origin, "%s", k->cfg.kme_id);
+    snprintf(m.dest, sizeof m.dest, "%s", dest);
+    snprintf(m.master, sizeof m.master, "%s", master);
+    for (size_t i = 0; i < nslaves; i++)
+        snprintf(m.slaves[m.slave_count++], ETSI_ID_MAX + 1, "%s", slaves[i]);
+    m.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds + extra_ttl_s;
+    m.hops_left = KME_RELAY_MAX_HOPS;
+    for (size_t i = 0; i < count; i++) {
+        memcpy(m.key_ids[i], keys[i].key_id, UUID_STR_LEN + 1);
+        memcpy(plain + i * key_bytes, keys[i].key, key_bytes);
+    }
+    int rc = pass_on(k, NULL, NULL, &m, plain, len, resp);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
+    kme_relay_clear(&m);
+    return rc;
+}
+
+int relay_keys_to(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+                  const etsi_key_container *keys, long extra_ttl_s, http_response *resp)
+{
+    if (keys->count == 0 || nslaves == 0 || nslaves > KME_MAX_SLAVES ||
+        keys->keys[0].key_len * 8 > (size_t)KME_RELAY_MAX_SIZE_BITS) {
+        http_error(resp, 400, "cannot relay these keys", "1 to %d slaves and keys of at most %ld bits",
+                   KME_MAX_SLAVES, KME_RELAY_MAX_SIZE_BITS);
+        return -1;
+    }
+    /* Messages of at most KME_RELAY_MAX_KEYS keys and about RELAY_CHUNK_BYTES of key. */
+    size_t per = RELAY_CHUNK_BYTES / keys->keys[0].key_len;
+    per = per < 1 ? 1 : per > KME_RELAY_MAX_KEYS ? KME_RELAY_MAX_KEYS : per;
+    for (size_t off = 0; off < keys->count; off += per) {
+        size_t n = keys->count - off < per ? keys->count - off : per;
+        if (relay_chunk(k, dest, master, slaves, nslaves, keys->keys + off, n, extra_ttl_s, resp) != 0)
+            return -1; /* keys of earlier messages were never handed out: they expire at dest */
+    }
+    return 0;
+}
+
+/* ---- destination ----------------------------------------------------------------- */
+
+typedef struct {
+    kme_context *k;
+    kme_link *in;
+    const kme_relay_msg *m;
+    unsigned char *plain;
+    size_t len;
+    int hop_rc;
+} deliver_arg;
+
+static int deliver_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    deliver_arg *a = arg;
+    const kme_relay_msg *m = a->m;
+    MDB_val k0 = {UUID_STR_LEN, (void *)m->key_ids[0]}, v0;
+    if (mdb_get(txn, s->keys, &k0, &v0) == 0)
+        return RELAY_REPLAY; /* the same message again: already committed */
+    a->hop_rc = hop_open_from_link(s, txn, &a->in->lb, m, a->plain, a->len);
+    if (a->hop_rc != HOP_OK)
+        return RELAY_HOP;
+    int64_t max_expiry = (int64_t)time(NULL) + a->k->cfg.key_ttl_seconds + a->k->cfg.stock_max_age_s;
+    size_t key_bytes = (size_t)m->size_bits / 8;
+    const char *slaves[KME_MAX_SLAVES];
+    for (size_t j = 0; j < m->slave_count; j++)
+        slaves[j] = m->slaves[j];
+    int64_t expires = m->expires < max_expiry ? m->expires : max_expiry;
+    for (size_t i = 0; i < m->key_count; i++) {
+        key_record rec;
+        kr_fill(&rec, m->key_ids[i], m->master, slaves, m->slave_count, expires, a->plain + i * key_bytes, key_bytes);
+        int rc = kr_put(s, txn, &rec);
+        if (rc != KR_OK)
+            return rc == KR_EXISTS ? RELAY_EXISTS : RELAY_FAILED;
+    }
+    return RELAY_OK;
+}
+
+/* 0 when the message may be delivered here; else resp holds the refusal. */
+static int check_delivery(kme_context *k, const kme_relay_msg *m, http_response *resp)
+{
+    for (size_t i = 0; i < m->slave_count; i++) {
+        if (!kme_config_hosts_sae(&k->cfg, m->slaves[i])) {
+            http_error(resp, 400, "unknown slave SAE", "SAE %s is not hosted by %s", m->slaves[i], k->cfg.kme_id);
+            return -1;
+        }
+    }
+    int hosts = router_kme_hosts(k, m->origin, m->master);
+    if (hosts < 0) {
+        http_error(resp, 503, "routes not learned yet", "%s has no advert of KME %s yet", k->cfg.kme_id, m->origin);
+        return -1;
+    }
+    if (hosts == 0) {
+        http_error(resp, 400, "unknown master SAE", "SAE %s is not hosted by %s", m->master, m->origin);
+        return -1;
+    }
+    return 0;
+}
+
+static void deliver(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+                    http_response *resp)
+{
+    if (check_delivery(k, m, resp) < 0)
+        return;
+    deliver_arg a = {k, in, m, plain, len, HOP_OK};
+    int rc = store_commit(&k->store, deliver_op, &a);
+    if (rc == RELAY_OK || rc == RELAY_REPLAY) {
+        resp->status = 200;
+        resp->body = etsi_error_to_json("committed", NULL);
+    } else if (rc == RELAY_EXISTS) {
+        http_error(resp, 409, "key_ID reused", "a key_ID of the relay is already in use here");
+    } else {
+        hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED, in->lb.peer_id);
+    }
+}
+
+/* ---- a KME on the way ----------------------------------------------------------- */
+
+static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+                    http_response *resp)
+{
+    if (m->hops_left <= 1) {
+        http_error(resp, 503, "no route", "the relay reached its hop limit at %s", k->cfg.kme_id);
+        return;
+    }
+    kme_relay_msg out;
+    if (kme_relay_alloc(&out, m->key_count, m->size_bits, pad_cap_for(len), MAC_KEY_RANGES) < 0) {
+        http_error(resp, 503, "out of memory", NULL);
+        return;
+    }
+    memcpy(out.relay_id, m->relay_id, sizeof out.relay_id);
+    memcpy(out.origin, m->origin, sizeof out.origin);
+    memcpy(out.dest, m->dest, sizeof out.dest);
+    memcpy(out.master, m->master, sizeof out.master);
+    out.slave_count = m->slave_count;
+    memcpy(out.slaves, m->slaves, sizeof out.slaves);
+    out.expires = m->expires;
+    out.hops_left = m->hops_left - 1;
+    memcpy(out.key_ids, m->key_ids, m->key_count * sizeof *m->key_ids);
+    if (pass_on(k, in, m, &out, plain, len, resp) == 0) {
+        resp->status = 200;
+        resp->body = etsi_error_to_json("committed", NULL);
+    }
+    kme_relay_clear(&out);
+}
+
+void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
+{
+    kme_relay_msg m;
+    etsi_problem p;
+    if (kme_relay_from_json(req->body, req->body_len, &m, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        return;
+    }
+    size_t len = kme_relay_payload_bytes(&m);
+    unsigned char *plain = malloc(len);
+    if (!plain)
+        http_error(resp, 503, "out of memory", NULL);
+    else if (strcmp(m.dest, k->cfg.kme_id) == 0)
+        deliver(k, from, &m, plain, len, resp);
+    else if (strcmp(m.origin, k->cfg.kme_id) == 0)
+        http_error(resp, 400, "malformed relay", "a relay may not come back to its origin");
+    else
+        forward(k, from, &m, plain, len, resp);
+    if (resp->status >= 400 && resp->status != 503)
+        log_warn("relay %s from %s refused (%d)", m.relay_id, from->lb.peer_id, resp->status);
+    if (plain) {
+        OPENSSL_cleanse(plain, len);
+        free(plain);
+    }
+    kme_relay_clear(&m);
+}

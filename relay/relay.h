@@ -1,0 +1,30 @@
+/* Hop-by-hop key relay (DESIGN, life of a key, step 5): keys for slaves at a
+ * KME that is not a neighbour travel along the route, one-time padded and
+ * authenticated afresh on every link (relay/hop_crypto.h), in
+ * POST /kme/v1/relay messages (api/kme_relay.h).
+ *
+ * Each KME on the way checks the tag before anything else, takes the pad it
+ * was sent and carves a new one for the next link in one commit, then passes
+ * the message on and answers only once the next KME has; the destination
+ * commits the keys for its slaves. So the origin learns of success only after
+ * the keys are committed where the slaves fetch them. Link ranges of a
+ * message that got no answer are in doubt until the neighbour says whether it
+ * recorded them (relay/reserve.h); a message refused further on leaves the
+ * ranges of every hop before spent at both its ends. */
+#ifndef RELAY_RELAY_H
+#define RELAY_RELAY_H
+
+#include "kme/context.h"
+#include "kme/http_server.h"
+
+/* Origin: delivers keys to KME dest for its slaves there (master hosted
+ * here). The dest keeps them key_ttl_seconds + extra_ttl_s. 0 once dest has
+ * committed them; -1 with the ETSI error in resp (nothing was delivered that
+ * any SAE could learn of). */
+int relay_keys_to(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+                  const etsi_key_container *keys, long extra_ttl_s, http_response *resp);
+
+/* KME port: POST /kme/v1/relay from the neighbour on link from. */
+void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp);
+
+#endif

@@ -1,0 +1,567 @@
+/* Runs key routing for this KME: own advert, flooding, liveness, routes and
+ * directory, their record in the store (see router.h). */
+#include "relay/router.h"
+#include "relay/routing.h"
+#include "kme/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ADVERT_INTERVAL_MS 1000  /* own advert to every neighbour (liveness) */
+#define ADVERT_REFRESH_MS 10000  /* a new seq at least this often */
+#define ADVERT_TIMEOUT_MS 2000   /* one advert POST */
+#define FLOOD_QUEUE_MAX 1024
+
+typedef struct {
+    char origin[ETSI_ID_MAX + 1];
+    long from; /* link it came in on; -1: none */
+} flood_item;
+
+struct router {
+    pthread_mutex_t lock; /* everything below */
+    pthread_cond_t wake;
+    int woken;
+    routing_db db;
+    routing_table table;
+    uint64_t seq;            /* of the newest own advert */
+    int64_t last_new_ms;
+    int link_class[KME_MAX_LINKS];   /* as in the newest own advert */
+    atomic_int was_up[KME_MAX_LINKS]; /* our last advert POST to it succeeded */
+    uint64_t last_ingested[KME_MAX_LINKS];
+    uint64_t rate_bps[KME_MAX_LINKS];
+    int64_t last_rate_ms;
+    flood_item queue[FLOOD_QUEUE_MAX];
+    size_t nqueue;
+    routing_sae *known;      /* last known site of every SAE ever learned, sorted by SAE */
+    size_t nknown;
+    int known_changed;
+    char *recorded;          /* the JSON last written to the store */
+    pthread_t thread;
+    int started;
+};
+
+static int sae_cmp(const void *a, const void *b)
+{
+    return strcmp(((const routing_sae *)a)->sae, ((const routing_sae *)b)->sae);
+}
+
+/* Remembers where sae is; under r->lock. */
+static void know(struct router *r, const char *sae, const char *kme)
+{
+    routing_sae key;
+    snprintf(key.sae, sizeof key.sae, "%s", sae);
+    routing_sae *e = r->nknown ? bsearch(&key, r->known, r->nknown, sizeof *r->known, sae_cmp) : NULL;
+    if (e) {
+        if (strcmp(e->kme, kme) != 0) {
+            snprintf(e->kme, sizeof e->kme, "%s", kme);
+            r->known_changed = 1;
+        }
+        return;
+    }
+    routing_sae *grown = realloc(r->known, (r->nknown + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    r->known = grown;
+    snprintf(key.kme, sizeof key.kme, "%s", kme);
+    r->known[r->nknown++] = key;
+    qsort(r->known, r->nknown, sizeof *r->known, sae_cmp);
+    r->known_changed = 1;
+}
+
+static void recompute(kme_context *k, struct router *r)
+{
+    routing_table_clear(&r->table);
+    if (routing_compute(&r->db, k->cfg.kme_id, &r->table) != 0)
+        log_error("routing: could not compute the routes");
+    for (size_t i = 0; i < r->table.sae_count; i++)
+        know(r, r->table.saes[i].sae, r->table.saes[i].kme);
+}
+
+/* Under r->lock. */
+static void wake(struct router *r)
+{
+    r->woken = 1;
+    pthread_cond_signal(&r->wake);
+}
+
+static void wake_thread(struct router *r)
+{
+    pthread_mutex_lock(&r->lock);
+    wake(r);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- own advert -------------------------------------------------------------- */
+
+/* 0 down, 1 up and dry, 2 up with little key, 3 up with key: what the route cost sees. */
+static int link_class(const kme_advert_link *l, const routing_params *p)
+{
+    if (!l->up)
+        return 0;
+    return l->stock_bytes == 0 ? 1 : l->stock_bytes < p->low_stock_bytes ? 2 : 3;
+}
+
+static void build_own(kme_context *k, struct router *r, kme_advert *a)
+{
+    memset(a, 0, sizeof *a);
+    snprintf(a->origin, sizeof a->origin, "%s", k->cfg.kme_id);
+    int64_t now = kme_now_ms();
+    double dt = (double)(now - r->last_rate_ms) / 1000.0;
+    MDB_txn *txn = NULL;
+    if (store_read_begin(&k->store, &txn))
+        txn = NULL;
+    for (size_t i = 0; i < k->cfg.link_count && i < KME_ADVERT_MAX_LINKS; i++) {
+        kme_link *l = &k->links[i];
+        kme_advert_link *al = &a->links[a->link_count++];
+        snprintf(al->peer, sizeof al->peer, "%s", l->lb.peer_id);
+        al->up = atomic_load(&l->peer_up);
+        lb_stock st;
+        if (txn && lb_get_stock(&k->store, txn, &l->lb, &st) == 0)
+            al->stock_bytes = st.owned_free;
+        uint64_t ingested = atomic_load(&l->ingested_bytes);
+        if (dt >= 5.0 || r->last_rate_ms == 0) {
+            r->rate_bps[i] = r->last_rate_ms ? (uint64_t)((double)(ingested - r->last_ingested[i]) * 8 / dt) : 0;
+            r->last_ingested[i] = ingested;
+        }
+        al->rate_bps = r->rate_bps[i];
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    if (dt >= 5.0 || r->last_rate_ms == 0)
+        r->last_rate_ms = now;
+    for (size_t i = 0; i < k->cfg.sae_count && i < KME_ADVERT_MAX_SAES; i++)
+        snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", k->cfg.saes[i]);
+}
+
+/* Makes a new own advert when something the routes depend on changed, or
+ * when the last is getting old. Under r->lock. */
+static void refresh_own(kme_context *k, struct router *r, kme_advert *a)
+{
+    int64_t now = kme_now_ms();
+    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS;
+    for (size_t i = 0; i < a->link_count; i++) {
+        int c = link_class(&a->links[i], &r->db.params);
+        if (c != r->link_class[i]) {
+            changed = 1;
+            if ((c == 0) != (r->link_class[i] == 0) && r->link_class[i] >= 0)
+                log_info("routing: link %s %s", a->links[i].peer, c ? "up" : "down");
+            r->link_class[i] = c;
+        }
+    }
+    if (!changed)
+        return;
+    r->seq = r->seq + 1 > (uint64_t)now ? r->seq + 1 : (uint64_t)now;
+    a->seq = r->seq;
+    a->age_ms = 0;
+    if (routing_db_accept(&r->db, a, now) != ROUTING_NEW)
+        log_error("routing: own advert refused");
+    r->last_new_ms = now;
+    recompute(k, r);
+}
+
+/* ---- sending ------------------------------------------------------------------- */
+
+static int post_advert(kme_context *k, size_t link, const char *body)
+{
+    peer_reply reply;
+    int rc = peer_post(k->peers, link, "/kme/v1/advert", body, ADVERT_TIMEOUT_MS, &reply);
+    int ok = rc == 0 && reply.http_status == 200;
+    peer_reply_clear(&reply);
+    return ok;
+}
+
+/* JSON of the advert held for origin, as it is to be sent now; NULL if none. */
+static char *advert_text(struct router *r, const char *origin)
+{
+    kme_advert *a = malloc(sizeof *a);
+    char *text = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (a && routing_db_flood_copy(&r->db, origin, kme_now_ms(), a) == 0)
+        text = kme_advert_to_json(a);
+    pthread_mutex_unlock(&r->lock);
+    free(a);
+    return text;
+}
+
+/* Every advert held, to a neighbour that just came up. */
+static void send_all(kme_context *k, struct router *r, size_t link)
+{
+    char origins[ROUTING_MAX_KMES][ETSI_ID_MAX + 1];
+    size_t n = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->db.count; i++)
+        snprintf(origins[n++], ETSI_ID_MAX + 1, "%s", r->db.entries[i]->advert.origin);
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(origins[i], k->cfg.kme_id) == 0 || strcmp(origins[i], k->links[link].lb.peer_id) == 0)
+            continue;
+        char *text = advert_text(r, origins[i]);
+        if (text)
+            post_advert(k, link, text);
+        etsi_text_free(text);
+    }
+}
+
+/* Own advert to every neighbour; the answer tells whether the link is up. */
+static void heartbeat(kme_context *k, struct router *r)
+{
+    char *own = advert_text(r, k->cfg.kme_id);
+    if (!own)
+        return;
+    for (size_t i = 0; i < k->cfg.link_count; i++) {
+        kme_link *l = &k->links[i];
+        int ok = post_advert(k, i, own);
+        int was = atomic_exchange(&l->peer_up, ok);
+        if (ok && !atomic_exchange(&r->was_up[i], ok))
+            send_all(k, r, i);
+        if (!ok)
+            atomic_store(&r->was_up[i], 0);
+        if (was != ok)
+            wake_thread(r);
+    }
+    etsi_text_free(own);
+}
+
+/* Passes on the adverts that arrived new, to every neighbour but their sender. */
+static void flood(kme_context *k, struct router *r)
+{
+    flood_item items[64];
+    for (;;) {
+        size_t n;
+        pthread_mutex_lock(&r->lock);
+        n = r->nqueue < 64 ? r->nqueue : 64;
+        memcpy(items, r->queue, n * sizeof items[0]);
+        memmove(r->queue, r->queue + n, (r->nqueue - n) * sizeof items[0]);
+        r->nqueue -= n;
+        pthread_mutex_unlock(&r->lock);
+        if (n == 0)
+            return;
+        for (size_t j = 0; j < n; j++) {
+            char *text = advert_text(r, items[j].origin);
+            for (size_t i = 0; text && i < k->cfg.link_count; i++)
+                if ((long)i != items[j].from && strcmp(k->links[i].lb.peer_id, items[j].origin) != 0 &&
+                    atomic_load(&k->links[i].peer_up))
+                    post_advert(k, i, text);
+            etsi_text_free(text);
+        }
+    }
+}
+
+/* ---- the record for operators ----------------------------------------------------- */
+
+typedef struct {
+    const char *text;
+    const routing_sae *known; /* NULL: unchanged */
+    size_t nknown;
+} record_arg;
+
+#define META_ROUTING "routing"
+#define META_KNOWN "known_saes" /* SAE \0 KME \0 ... */
+
+static int record_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    record_arg *a = arg;
+    MDB_val key = {sizeof META_ROUTING - 1, META_ROUTING}, val = {strlen(a->text), (void *)a->text};
+    if (mdb_put(txn, s->meta, &key, &val, 0))
+        return -1;
+    if (!a->known)
+        return 0;
+    size_t len = 0;
+    for (size_t i = 0; i < a->nknown; i++)
+        len += strlen(a->known[i].sae) + strlen(a->known[i].kme) + 2;
+    MDB_val kk = {sizeof META_KNOWN - 1, META_KNOWN}, kv = {len, NULL};
+    if (len == 0 || mdb_put(txn, s->meta, &kk, &kv, MDB_RESERVE))
+        return len == 0 ? 0 : -1;
+    char *p = kv.mv_data;
+    for (size_t i = 0; i < a->nknown; i++)
+        p += sprintf(p, "%s", a->known[i].sae) + 1, p += sprintf(p, "%s", a->known[i].kme) + 1;
+    return 0;
+}
+
+/* The routes and the last known directory, for `kme --routes` and restarts. */
+static void record(kme_context *k, struct router *r)
+{
+    pthread_mutex_lock(&r->lock);
+    char *text = routing_table_to_json(&r->table);
+    record_arg a = {text, NULL, 0};
+    if (r->known_changed && (a.known = malloc((r->nknown ? r->nknown : 1) * sizeof *a.known))) {
+        memcpy((routing_sae *)a.known, r->known, r->nknown * sizeof *a.known);
+        a.nknown = r->nknown;
+        r->known_changed = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (text && (!r->recorded || strcmp(text, r->recorded) != 0 || a.known)) {
+        if (store_commit(&k->store, record_op, &a) == 0) {
+            etsi_text_free(r->recorded);
+            r->recorded = text;
+            text = NULL;
+        } else if (a.known) {
+            pthread_mutex_lock(&r->lock);
+            r->known_changed = 1;
+            pthread_mutex_unlock(&r->lock);
+        }
+    }
+    etsi_text_free(text);
+    free((routing_sae *)a.known);
+}
+
+/* The directory recorded before a restart. */
+static void load_known(kme_context *k, struct router *r)
+{
+    MDB_txn *txn;
+    if (store_read_begin(&k->store, &txn))
+        return;
+    MDB_val key = {sizeof META_KNOWN - 1, META_KNOWN}, val;
+    if (mdb_get(txn, k->store.meta, &key, &val) == 0) {
+        const char *p = val.mv_data, *end = p + val.mv_size;
+        while (p < end) {
+            size_t sl = strnlen(p, (size_t)(end - p));
+            const char *kme = p + sl + 1;
+            if (kme >= end)
+                break;
+            size_t kl = strnlen(kme, (size_t)(end - kme));
+            if (kme + kl >= end || sl > ETSI_ID_MAX || kl > ETSI_ID_MAX)
+                break;
+            char sae[ETSI_ID_MAX + 1], id[ETSI_ID_MAX + 1];
+            memcpy(sae, p, sl + 1);
+            memcpy(id, kme, kl + 1);
+            know(r, sae, id);
+            p = kme + kl + 1;
+        }
+    }
+    mdb_txn_abort(txn);
+    r->known_changed = 0;
+}
+
+int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errlen)
+{
+    kme_store s;
+    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
+        return -1;
+    MDB_txn *txn;
+    int rc = -1;
+    if (store_read_begin(&s, &txn) == 0) {
+        MDB_val key = {sizeof META_ROUTING - 1, META_ROUTING}, val;
+        if (mdb_get(txn, s.meta, &key, &val) == 0) {
+            fprintf(out, "%.*s\n", (int)val.mv_size, (const char *)val.mv_data);
+            rc = 0;
+        } else {
+            snprintf(err, errlen, "no routes recorded yet: the KME has not run");
+        }
+        mdb_txn_abort(txn);
+    } else {
+        snprintf(err, errlen, "cannot read the store");
+    }
+    store_close(&s);
+    return rc;
+}
+
+/* ---- the thread ------------------------------------------------------------------ */
+
+static void *router_main(void *arg)
+{
+    kme_context *k = arg;
+    struct router *r = k->router;
+    kme_advert *own = malloc(sizeof *own);
+    if (!own)
+        return NULL;
+    while (!atomic_load(&k->stopping)) {
+        build_own(k, r, own);
+        pthread_mutex_lock(&r->lock);
+        refresh_own(k, r, own);
+        if (routing_db_expire(&r->db, kme_now_ms(), r->db.params.max_age_ms) > 0)
+            recompute(k, r);
+        pthread_mutex_unlock(&r->lock);
+        heartbeat(k, r);
+        flood(k, r);
+        record(k, r);
+
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += ADVERT_INTERVAL_MS % 1000 * 1000000L;
+        until.tv_sec += ADVERT_INTERVAL_MS / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&r->lock);
+        while (!r->woken && !atomic_load(&k->stopping))
+            if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT)
+                break;
+        r->woken = 0;
+        pthread_mutex_unlock(&r->lock);
+    }
+    free(own);
+    return NULL;
+}
+
+int router_start(kme_context *k)
+{
+    struct router *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    routing_db_init(&r->db, NULL);
+    for (size_t i = 0; i < KME_MAX_LINKS; i++)
+        r->link_class[i] = -1;
+    k->router = r;
+    load_known(k, r);
+    /* The first advert and routes before any request is served. */
+    kme_advert own;
+    build_own(k, r, &own);
+    refresh_own(k, r, &own);
+    if (pthread_create(&r->thread, NULL, router_main, k) != 0)
+        return -1;
+    r->started = 1;
+    return 0;
+}
+
+void router_stop(kme_context *k)
+{
+    struct router *r = k->router;
+    if (!r)
+        return;
+    wake_thread(r);
+    if (r->started)
+        pthread_join(r->thread, NULL);
+    routing_table_clear(&r->table);
+    routing_db_clear(&r->db);
+    etsi_text_free(r->recorded);
+    free(r->known);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->wake);
+    free(r);
+    k->router = NULL;
+}
+
+void router_links_changed(kme_context *k)
+{
+    if (k->router)
+        wake_thread(k->router);
+}
+
+/* ---- the KME port ------------------------------------------------------------------ */
+
+void router_advert_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
+{
+    struct router *r = k->router;
+    kme_advert *a = malloc(sizeof *a);
+    etsi_problem p;
+    if (!a) {
+        http_error(resp, 503, "out of memory", NULL);
+        return;
+    }
+    if (kme_advert_from_json(req->body, req->body_len, a, &p) < 0) {
+        http_error(resp, 400, p.message, "%s", p.detail);
+        free(a);
+        return;
+    }
+    static const char *const outcome[] = {"new", "duplicate", "stale", "too old", "invalid", "full", "no memory"};
+    pthread_mutex_lock(&r->lock);
+    enum routing_accept res;
+    if (strcmp(a->origin, k->cfg.kme_id) == 0) {
+        /* Our own, from before a restart: the next own advert must be newer. */
+        if (a->seq > r->seq) {
+            r->seq = a->seq;
+            r->last_new_ms = 0;
+            wake(r);
+        }
+        res = ROUTING_DUPLICATE;
+    } else {
+        res = routing_db_accept(&r->db, a, kme_now_ms());
+    }
+    if (res == ROUTING_NEW) {
+        recompute(k, r);
+        /* A new advert of the neighbour itself (it may have restarted): it
+         * gets the whole database on the next heartbeat, which is now. */
+        if (strcmp(a->origin, from->lb.peer_id) == 0)
+            atomic_store(&r->was_up[from->index], 0);
+        if (r->nqueue < FLOOD_QUEUE_MAX) {
+            snprintf(r->queue[r->nqueue].origin, ETSI_ID_MAX + 1, "%s", a->origin);
+            r->queue[r->nqueue++].from = (long)from->index;
+        }
+        wake(r);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (res == ROUTING_INVALID || res == ROUTING_NOMEM || res == ROUTING_FULL) {
+        http_error(resp, res == ROUTING_INVALID ? 400 : 503, "advert not taken", "%s", outcome[res]);
+    } else {
+        resp->status = 200;
+        resp->body = etsi_error_to_json(outcome[res], NULL);
+    }
+    free(a);
+}
+
+/* ---- lookups ------------------------------------------------------------------------ */
+
+int router_locate_sae(kme_context *k, const char *sae, char kme_out[ETSI_ID_MAX + 1])
+{
+    if (kme_config_hosts_sae(&k->cfg, sae))
+        return 1;
+    struct router *r = k->router;
+    int found = 0;
+    pthread_mutex_lock(&r->lock);
+    const char *kme = routing_locate_sae(&r->table, sae);
+    if (!kme) { /* its site is unreachable now: where it was last seen */
+        routing_sae key;
+        snprintf(key.sae, sizeof key.sae, "%s", sae);
+        const routing_sae *e = r->nknown ? bsearch(&key, r->known, r->nknown, sizeof *r->known, sae_cmp) : NULL;
+        kme = e ? e->kme : NULL;
+    }
+    if (kme && strcmp(kme, k->cfg.kme_id) != 0) {
+        snprintf(kme_out, ETSI_ID_MAX + 1, "%s", kme);
+        found = 2;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
+kme_link *router_next_hop(kme_context *k, const char *dest, unsigned *hops)
+{
+    struct router *r = k->router;
+    kme_link *l = NULL;
+    pthread_mutex_lock(&r->lock);
+    const routing_route *route = routing_route_to(&r->table, dest);
+    if (route) {
+        int i = kme_config_link_index(&k->cfg, route->next_hop);
+        if (i >= 0) {
+            l = &k->links[i];
+            if (hops)
+                *hops = route->hops;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return l;
+}
+
+int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae)
+{
+    if (strcmp(kme_id, k->cfg.kme_id) == 0)
+        return kme_config_hosts_sae(&k->cfg, sae);
+    struct router *r = k->router;
+    int hosts = -1;
+    pthread_mutex_lock(&r->lock);
+    const kme_advert *a = routing_db_find(&r->db, kme_id);
+    if (a) {
+        hosts = 0;
+        for (size_t i = 0; i < a->sae_count && !hosts; i++)
+            hosts = strcmp(a->saes[i], sae) == 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return hosts;
+}
+
+int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer, uint64_t *bytes)
+{
+    struct router *r = k->router;
+    int rc = -1;
+    pthread_mutex_lock(&r->lock);
+    const kme_advert *a = routing_db_find(&r->db, kme_id);
+    const kme_advert_link *l = a ? kme_advert_find_link(a, peer) : NULL;
+    if (l) {
+        *bytes = l->stock_bytes;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* The key routing protocol as this KME runs it (DESIGN, life of a key, step
+ * 6): it makes its own link-state advert (links up or down, owned key stock,
+ * ingest rate, hosted SAEs), floods adverts to its neighbours over
+ * POST /kme/v1/advert, keeps the link-state database and the routes and
+ * application directory computed from it (relay/routing.h), and records them
+ * in the store for operators (`kme --routes`).
+ *
+ * Its own advert goes to every neighbour each second; that doubles as the
+ * liveness check of each link (peer_up). A new advert (new seq) is made when
+ * a link goes up or down or its stock crosses a threshold of the route cost,
+ * and at least every ADVERT_REFRESH_MS; seq starts from the wall clock in ms
+ * so it keeps rising across restarts. A neighbour that comes up is sent the
+ * whole database. */
+#ifndef RELAY_ROUTER_H
+#define RELAY_ROUTER_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include "kme/context.h"
+#include "kme/http_server.h"
+
+/* Creates the routing state and starts the advert thread. 0, or -1. */
+int router_start(kme_context *k);
+/* Joins the thread (after k->stopping is set) and frees the state. */
+void router_stop(kme_context *k);
+
+/* KME port: POST /kme/v1/advert from the neighbour on link from. */
+void router_advert_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp);
+
+/* Where sae is hosted: 1 here, 2 at another KME (its ID copied to kme_out;
+ * the KME may be unreachable now: the last site learned for sae is kept,
+ * across restarts too), 0 never learned. */
+int router_locate_sae(kme_context *k, const char *sae, char kme_out[ETSI_ID_MAX + 1]);
+
+/* The link to send on for dest (hops set to the route's length when not
+ * NULL), or NULL when there is no route. */
+kme_link *router_next_hop(kme_context *k, const char *dest, unsigned *hops);
+
+/* 1 when KME kme_id hosts sae by its own advert (this KME: by its config),
+ * 0 when it does not, -1 when no advert of kme_id is held (not learned yet). */
+int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae);
+
+/* The stock KME kme_id advertises on its link to peer: 0, or -1 if unknown. */
+int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer, uint64_t *bytes);
+
+/* Wakes the advert thread: a link went up or down. */
+void router_links_changed(kme_context *k);
+
+/* kme --routes: prints the routes and directory last recorded in the store. */
+int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errlen);
+
+#endif
