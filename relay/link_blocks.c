@@ -463,6 +463,14 @@ int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned 
     alloc_ctx c = {nbytes, 0, ranges, max_ranges, 0, 0, 0};
     if (for_each_meta(s, txn, l->peer_id, l->alloc_hint, plan_alloc, &c))
         return LB_DB;
+    if (c.got < nbytes && l->alloc_hint > 0) {
+        /* The hint may have run ahead: it is moved inside transactions that
+         * can still abort. Look again from the first block before refusing. */
+        l->alloc_hint = 0;
+        c = (alloc_ctx){nbytes, 0, ranges, max_ranges, 0, 0, 0};
+        if (for_each_meta(s, txn, l->peer_id, 0, plan_alloc, &c))
+            return LB_DB;
+    }
     if (c.got < nbytes)
         return LB_SHORT;
     int rc = mark_ranges(s, txn, l->peer_id, ranges, c.n, out, 1);

@@ -141,6 +141,36 @@ START_TEST(allocation_reservation_and_reuse)
 }
 END_TEST
 
+/* Two allocations in one transaction that then aborts (as a batch does when
+ * one of its operations refuses): the allocation hint they moved must not
+ * hide the blocks, which are free again. */
+static int alloc_twice_then_abort(kme_store *s, MDB_txn *t, void *a)
+{
+    alloc_arg *x = a;
+    size_t n;
+    if (lb_allocate(s, t, x->l, BLOCK - LB_MAC_BYTES, x->out, x->ranges, 64, &n) != LB_OK ||
+        lb_allocate(s, t, x->l, BLOCK - LB_MAC_BYTES, x->out, x->ranges, 64, &n) != LB_OK)
+        return -2;
+    return -1;
+}
+START_TEST(aborted_allocation_hides_nothing)
+{
+    open_stores();
+    ingest_both(1, 6, 0);
+    verify_state v;
+    verify_all(&v);
+    uint64_t owned = pair_stock(&sa, &la).owned_free; /* seqs 2, 4, 6 */
+    alloc_arg x = {&la, 0, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(store_commit(&sa, alloc_twice_then_abort, &x), -1);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, owned);
+    alloc_arg all = {&la, owned, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &all), LB_OK);
+    ck_assert_uint_eq(all.n, 3);
+    ck_assert_uint_eq(all.ranges[0].seq, 2);
+    close_stores();
+}
+END_TEST
+
 START_TEST(store_identity_and_persistence)
 {
     open_stores();
@@ -167,6 +197,7 @@ int main(void)
     tcase_add_test(tc, ownership_is_complementary);
     tcase_add_test(tc, verification_settles_both_ends);
     tcase_add_test(tc, allocation_reservation_and_reuse);
+    tcase_add_test(tc, aborted_allocation_hides_nothing);
     tcase_add_test(tc, store_identity_and_persistence);
     suite_add_tcase(s, tc);
     return run_suite(s);
