@@ -110,6 +110,10 @@ static int run(kme_context *k)
                               kme_port_handle, k, "KME port", EVENT_THREADS, port_workers};
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */
+    if (router_init(k) < 0) {
+        log_error("cannot set up the routing");
+        goto stop;
+    }
     if (!k->peers || !workers || !port_workers || !(kme = http_server_start(&ko, err, sizeof err))) {
         log_error("%s", err);
         goto stop;

@@ -260,31 +260,56 @@ int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg 
     return rc;
 }
 
-int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
-                       unsigned char *out_keys, size_t keys_len)
+/* Reads the MAC key and pad of msg (MAC-key ranges first, into *ranges) and
+ * opens it into keys (keys_len bytes), spending nothing. */
+static int open_reading(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                        unsigned char *keys, size_t keys_len, lb_range **ranges, size_t *n)
 {
-    if (!out_keys || kme_relay_check(msg, NULL) < 0 || keys_len != kme_relay_payload_bytes(msg))
+    if (!keys || kme_relay_check(msg, NULL) < 0 || keys_len != kme_relay_payload_bytes(msg))
         return HOP_MALFORMED;
-    /* MAC-key ranges first, then the pad: one read, one take. */
-    size_t n = msg->mac_key_count + msg->pad_count;
-    lb_range *ranges = malloc(n * sizeof *ranges);
-    unsigned char *link_bytes = malloc(HOP_MAC_KEY_BYTES + keys_len), *keys = malloc(keys_len);
-    int rc = ranges && link_bytes && keys ? HOP_OK : HOP_FAILED;
+    *n = msg->mac_key_count + msg->pad_count;
+    *ranges = malloc(*n * sizeof **ranges);
+    unsigned char *link_bytes = malloc(HOP_MAC_KEY_BYTES + keys_len);
+    int rc = *ranges && link_bytes ? HOP_OK : HOP_FAILED;
     if (rc == HOP_OK) {
-        memcpy(ranges, msg->mac_key, msg->mac_key_count * sizeof *ranges);
-        memcpy(ranges + msg->mac_key_count, msg->pad, msg->pad_count * sizeof *ranges);
-        rc = from_lb(hop_read_ranges(s, txn, link, ranges, n, link_bytes));
+        memcpy(*ranges, msg->mac_key, msg->mac_key_count * sizeof **ranges);
+        memcpy(*ranges + msg->mac_key_count, msg->pad, msg->pad_count * sizeof **ranges);
+        rc = from_lb(hop_read_ranges(s, txn, link, *ranges, *n, link_bytes));
     }
     if (rc == HOP_OK)
         rc = hop_open(msg, link_bytes + HOP_MAC_KEY_BYTES, keys_len, link_bytes, keys);
-    if (rc == HOP_OK) /* authentic: now, and only now, the link key is spent */
-        rc = from_lb(lb_take_peer_ranges(s, txn, link, ranges, n, NULL));
-    if (rc == HOP_OK)
-        memcpy(out_keys, keys, keys_len);
     if (link_bytes) {
         OPENSSL_cleanse(link_bytes, HOP_MAC_KEY_BYTES + keys_len);
         free(link_bytes);
     }
+    return rc;
+}
+
+int hop_check_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                        unsigned char *out_keys, size_t keys_len)
+{
+    lb_range *ranges = NULL;
+    size_t n = 0;
+    int rc = open_reading(s, txn, link, msg, out_keys, keys_len, &ranges, &n);
+    free(ranges);
+    if (rc != HOP_OK && out_keys && keys_len == kme_relay_payload_bytes(msg))
+        OPENSSL_cleanse(out_keys, keys_len);
+    return rc;
+}
+
+int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                       unsigned char *out_keys, size_t keys_len)
+{
+    if (!out_keys || keys_len != kme_relay_payload_bytes(msg))
+        return HOP_MALFORMED;
+    unsigned char *keys = malloc(keys_len ? keys_len : 1);
+    lb_range *ranges = NULL;
+    size_t n = 0;
+    int rc = keys ? open_reading(s, txn, link, msg, keys, keys_len, &ranges, &n) : HOP_FAILED;
+    if (rc == HOP_OK) /* authentic: now, and only now, the link key is spent */
+        rc = from_lb(lb_take_peer_ranges(s, txn, link, ranges, n, NULL));
+    if (rc == HOP_OK)
+        memcpy(out_keys, keys, keys_len);
     if (keys) {
         OPENSSL_cleanse(keys, keys_len);
         free(keys);

@@ -73,6 +73,12 @@ int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_ra
 int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg,
                        const unsigned char *keys_plain, size_t keys_len);
 
+/* Receiver, read only (a read transaction will do): the checks of
+ * hop_open_from_link, tag first, without spending anything. On HOP_OK
+ * out_keys holds the keys; otherwise it is wiped. */
+int hop_check_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
+                        unsigned char *out_keys, size_t keys_len);
+
 /* Receiver, inside the caller's write transaction: reads the MAC key and pad
  * (hop_read_ranges), opens the message and, only when the tag verified,
  * marks both sets of ranges used (lb_take_peer_ranges). keys_len must be

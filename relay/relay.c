@@ -138,8 +138,7 @@ static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, km
     unsigned hops = 0;
     kme_link *next = router_next_hop(k, out_msg->dest, &hops);
     if (!next || next == in) {
-        http_error(resp, 503, "peer KME unreachable", "%s has no route to KME %s now", k->cfg.kme_id,
-                   out_msg->dest);
+        http_error(resp, 503, "no route", "%s has no route to KME %s now", k->cfg.kme_id, out_msg->dest);
         return -1;
     }
     pass_arg a = {in, in_msg, next, out_msg, plain, len, HOP_OK};
@@ -311,6 +310,21 @@ static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsign
     kme_relay_clear(&out);
 }
 
+/* The tag, before anything else (read only: nothing is spent here). */
+static int authentic(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+                     http_response *resp)
+{
+    MDB_txn *txn;
+    int rc = store_read_begin(&k->store, &txn) ? HOP_FAILED : HOP_OK;
+    if (rc == HOP_OK) {
+        rc = hop_check_from_link(&k->store, txn, &in->lb, m, plain, len);
+        mdb_txn_abort(txn);
+    }
+    if (rc != HOP_OK)
+        hop_error(resp, rc, in->lb.peer_id);
+    return rc == HOP_OK ? 0 : -1;
+}
+
 void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
 {
     kme_relay_msg m;
@@ -323,6 +337,8 @@ void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_
     unsigned char *plain = malloc(len);
     if (!plain)
         http_error(resp, 503, "out of memory", NULL);
+    else if (authentic(k, from, &m, plain, len, resp) < 0)
+        ; /* refused: resp says why */
     else if (strcmp(m.dest, k->cfg.kme_id) == 0)
         deliver(k, from, &m, plain, len, resp);
     else if (strcmp(m.origin, k->cfg.kme_id) == 0)

@@ -394,7 +394,7 @@ static void *router_main(void *arg)
     return NULL;
 }
 
-int router_start(kme_context *k)
+int router_init(kme_context *k)
 {
     struct router *r = calloc(1, sizeof *r);
     if (!r)
@@ -404,13 +404,19 @@ int router_start(kme_context *k)
     routing_db_init(&r->db, NULL);
     for (size_t i = 0; i < KME_MAX_LINKS; i++)
         r->link_class[i] = -1;
-    k->router = r;
     load_known(k, r);
     /* The first advert and routes before any request is served. */
     kme_advert own;
     build_own(k, r, &own);
     refresh_own(k, r, &own);
-    if (pthread_create(&r->thread, NULL, router_main, k) != 0)
+    k->router = r;
+    return 0;
+}
+
+int router_start(kme_context *k)
+{
+    struct router *r = k->router;
+    if (!r || pthread_create(&r->thread, NULL, router_main, k) != 0)
         return -1;
     r->started = 1;
     return 0;

@@ -19,7 +19,10 @@
 #include "kme/context.h"
 #include "kme/http_server.h"
 
-/* Creates the routing state and starts the advert thread. 0, or -1. */
+/* Creates the routing state with this KME's first advert: before the KME
+ * port serves. 0, or -1. */
+int router_init(kme_context *k);
+/* Starts the advert thread. 0, or -1. */
 int router_start(kme_context *k);
 /* Joins the thread (after k->stopping is set) and frees the state. */
 void router_stop(kme_context *k);

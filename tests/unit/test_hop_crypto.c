@@ -739,9 +739,24 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
     }
     ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free);
 
-    /* The genuine message opens and spends exactly its ranges. */
+    /* The read-only check: the genuine message opens, a damaged one does not,
+     * and neither spends anything. */
     kme_relay_msg rx;
     decode(json, &rx);
+    unsigned char seen[192];
+    MDB_txn *rt;
+    ck_assert_int_eq(store_read_begin(&sb, &rt), 0);
+    ck_assert_int_eq(hop_check_from_link(&sb, rt, &lb_, &rx, seen, sizeof seen), HOP_OK);
+    ck_assert_mem_eq(seen, keys, sizeof keys);
+    rx.ct[7] ^= 1;
+    ck_assert_int_eq(hop_check_from_link(&sb, rt, &lb_, &rx, seen, sizeof seen), HOP_BAD_TAG);
+    ck_assert(all_bytes(seen, sizeof seen, 0));
+    rx.ct[7] ^= 1;
+    mdb_txn_abort(rt);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+
+    /* The genuine message opens and spends exactly its ranges. */
     hop_arg h = {&rx, NULL, {0}, sizeof keys, -1};
     ck_assert_int_eq(store_commit(&sb, do_open, &h), 0);
     ck_assert_int_eq(h.rc, HOP_OK);
