@@ -19,7 +19,8 @@ void hex_encode(const unsigned char *data, size_t len, char *out);
 /* Exactly 2*n hex digits (any case) into n bytes; -1 on anything else. */
 int hex_decode(const char *hex, unsigned char *out, size_t n);
 
-/* A fresh random (version 4) UUID in canonical lower-case form. out: 37 bytes. */
+/* A fresh UUID in canonical lower-case form, version 7: the Unix time in ms,
+ * then 74 random bits (IDs made close in time sort together). out: 37 bytes. */
 int uuid_generate(char out[UUID_STR_LEN + 1]);
 /* 1 when text is a canonical UUID (8-4-4-4-12 hex digits, any case). */
 int uuid_is_valid(const char *text);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 /* ---- wiping allocator ---------------------------------------------------- */
 
@@ -436,24 +437,34 @@ char *etsi_key_ids_to_json(const etsi_key_ids *ids)
 
 /* ---- key container --------------------------------------------------------- */
 
+char *etsi_text_alloc(size_t len)
+{
+    json_malloc_t m;
+    json_get_alloc_funcs(&m, NULL);
+    return m(len);
+}
+
+/* Written directly rather than through jansson objects: key_IDs and base64
+ * need no escaping, and this is the largest answer the KME gives. */
 char *etsi_key_container_to_json(const etsi_key_container *c)
 {
-    json_t *root = json_object();
-    json_t *keys = json_array();
+    size_t len = sizeof "{\"keys\":[]}";
+    for (size_t i = 0; i < c->count; i++)
+        len += sizeof "{\"key_ID\":\"\",\"key\":\"\"}," + UUID_STR_LEN + 4 * ((c->keys[i].key_len + 2) / 3);
+    char *text = etsi_text_alloc(len), *p = text;
+    if (!text)
+        return NULL;
+    p += sprintf(p, "{\"keys\":[");
     for (size_t i = 0; i < c->count; i++) {
-        char *b64 = base64_encode(c->keys[i].key, c->keys[i].key_len);
-        if (!b64) {
-            json_decref(keys);
-            json_decref(root);
+        if (c->keys[i].key_len > 0x3fffffff) {
+            etsi_text_free(text);
             return NULL;
         }
-        json_array_append_new(keys, json_pack("{s:s,s:s}", "key_ID", c->keys[i].key_id, "key", b64));
-        OPENSSL_cleanse(b64, strlen(b64));
-        free(b64);
+        p += sprintf(p, "%s{\"key_ID\":\"%.36s\",\"key\":\"", i ? "," : "", c->keys[i].key_id);
+        p += EVP_EncodeBlock((unsigned char *)p, c->keys[i].key, (int)c->keys[i].key_len);
+        p += sprintf(p, "\"}");
     }
-    json_object_set_new(root, "keys", keys);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
+    sprintf(p, "]}");
     return text;
 }
 

@@ -97,6 +97,9 @@ int etsi_status_from_json(const char *body, size_t len, etsi_status *out, etsi_p
 
 /* Frees (and wipes) any text returned by an etsi_*_to_json function. */
 void etsi_text_free(char *text);
+/* len bytes from the allocator etsi_text_free expects (for text written
+ * without jansson). NULL when out of memory. */
+char *etsi_text_alloc(size_t len);
 
 /* The ETSI error body {"message": ..., "details": [{...}]}. detail may be
  * NULL or empty (then details is an empty array). */

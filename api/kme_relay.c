@@ -1,9 +1,11 @@
 /* Encode, decode and structural checks of the relay hop message (see kme_relay.h). */
 #include "api/kme_relay.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -178,52 +180,46 @@ void kme_relay_clear(kme_relay_msg *m)
 
 /* ---- encode --------------------------------------------------------------------- */
 
-static json_t *ranges_to_json(const kme_range *r, size_t n)
+static char *put_ranges(char *p, const char *name, const kme_range *r, size_t n)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        if (json_array_append_new(a, json_pack("[I,I,I]", (json_int_t)r[i].seq, (json_int_t)r[i].offset,
-                                                (json_int_t)r[i].length)) < 0) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
+    p += sprintf(p, ",\"%s\":[", name);
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s[%llu,%lu,%lu]", i ? "," : "", (unsigned long long)r[i].seq, (unsigned long)r[i].offset,
+                     (unsigned long)r[i].length);
+    return p + sprintf(p, "]");
 }
 
+/* Written directly rather than through jansson objects (a relay can carry
+ * megabytes of ciphertext): every string is a checked ID, UUID, base64 or
+ * hex, so nothing needs escaping. */
 char *kme_relay_to_json(const kme_relay_msg *m)
 {
     if (kme_relay_check(m, NULL) < 0)
         return NULL;
     size_t key_bytes = (size_t)m->size_bits / 8;
-    json_t *slaves = json_array(), *keys = json_array();
-    int ok = slaves && keys;
-    for (size_t i = 0; ok && i < m->slave_count; i++)
-        ok = json_array_append_new(slaves, json_string(m->slaves[i])) == 0;
-    for (size_t i = 0; ok && i < m->key_count; i++) {
-        char *b64 = base64_encode(m->ct + i * key_bytes, key_bytes);
-        ok = b64 && json_array_append_new(keys, json_pack("{s:s,s:s}", "key_ID", m->key_ids[i], "ct", b64)) == 0;
-        if (b64) {
-            OPENSSL_cleanse(b64, strlen(b64));
-            free(b64);
-        }
-    }
-    if (!ok) {
-        json_decref(slaves);
-        json_decref(keys);
+    size_t len = 512 + (4 + m->slave_count) * (ETSI_ID_MAX + 4) +
+                 m->key_count * (UUID_STR_LEN + 32 + 4 * ((key_bytes + 2) / 3)) +
+                 (m->pad_count + m->mac_key_count) * 48;
+    char *text = etsi_text_alloc(len), *p = text;
+    if (!text)
         return NULL;
+    p += sprintf(p, "{\"relay_id\":\"%s\",\"origin\":\"%s\",\"dest\":\"%s\",\"master\":\"%s\",\"slaves\":[",
+                 m->relay_id, m->origin, m->dest, m->master);
+    for (size_t i = 0; i < m->slave_count; i++)
+        p += sprintf(p, "%s\"%s\"", i ? "," : "", m->slaves[i]);
+    p += sprintf(p, "],\"size\":%ld,\"expires\":%lld,\"hops_left\":%lu,\"keys\":[", m->size_bits,
+                 (long long)m->expires, (unsigned long)m->hops_left);
+    for (size_t i = 0; i < m->key_count; i++) {
+        p += sprintf(p, "%s{\"key_ID\":\"%s\",\"ct\":\"", i ? "," : "", m->key_ids[i]);
+        p += EVP_EncodeBlock((unsigned char *)p, m->ct + i * key_bytes, (int)key_bytes);
+        p += sprintf(p, "\"}");
     }
+    p += sprintf(p, "]");
+    p = put_ranges(p, "pad", m->pad, m->pad_count);
+    p = put_ranges(p, "mac_key", m->mac_key, m->mac_key_count);
     char tag[2 * KME_RELAY_TAG_BYTES + 1];
     hex_encode(m->tag, KME_RELAY_TAG_BYTES, tag);
-    /* json_pack steals the o references, also when it fails. */
-    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:s}", "relay_id", m->relay_id, "origin",
-                             m->origin, "dest", m->dest, "master", m->master, "slaves", slaves, "size",
-                             (json_int_t)m->size_bits, "expires", (json_int_t)m->expires, "hops_left", (json_int_t)m->hops_left, "keys", keys, "pad",
-                             ranges_to_json(m->pad, m->pad_count), "mac_key",
-                             ranges_to_json(m->mac_key, m->mac_key_count), "tag", tag);
-    if (!root)
-        return NULL;
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
+    sprintf(p, ",\"tag\":\"%s\"}", tag);
     return text;
 }
 

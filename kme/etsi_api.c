@@ -76,7 +76,7 @@ typedef struct {
     http_deferred *d;
     supply_async fast;
     etsi_key_container keys; /* blocking path */
-    http_response err;
+    http_response err;       /* blocking path: the encoded answer, or the error */
     int rc;
 } enc_work;
 
@@ -86,6 +86,8 @@ static void enc_blocking(void *arg)
 {
     enc_work *w = arg;
     w->rc = supply_keys(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->err);
+    if (w->rc == 0) /* the answer is encoded here, off the event threads */
+        answer_keys(&w->err, &w->keys);
 }
 
 static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, http_response *err, http_response *resp)
@@ -110,7 +112,12 @@ static void enc_finish_fast(void *arg, http_response *resp)
 static void enc_finish_blocking(void *arg, http_response *resp)
 {
     enc_work *w = arg;
-    enc_finish_common(w, w->rc, &w->keys, &w->err, resp);
+    if (w->rc == 0)
+        log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", w->kr.number, w->kr.size, w->caller,
+                  w->slave);
+    *resp = w->err; /* the answer, or the error */
+    etsi_key_request_clear(&w->kr);
+    free(w);
 }
 
 static void enc_keys(kme_context *k, const http_request *req, const char *caller, const char *slave, int post,

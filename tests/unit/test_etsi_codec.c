@@ -53,7 +53,9 @@ START_TEST(uuids)
     ck_assert_int_eq(uuid_generate(b), 0);
     ck_assert(uuid_is_valid(a));
     ck_assert_str_ne(a, b);
-    ck_assert_int_eq(a[14], '4');
+    ck_assert_int_eq(a[14], '7');                     /* version 7 */
+    ck_assert(strchr("89ab", a[19]) != NULL);          /* RFC 9562 variant */
+    ck_assert_int_le(strncmp(a, b, 8), 0);             /* time-ordered prefix */
     ck_assert(uuid_is_valid("6899051D-1655-442F-885A-778F1004BCAE"));
     ck_assert(!uuid_is_valid("6899051d-1655-442f-885a-778f1004bca"));
     ck_assert(!uuid_is_valid("6899051d_1655-442f-885a-778f1004bcae"));
