@@ -63,6 +63,7 @@ typedef struct worker {
     long attached;      /* easy handles in the multi handle */
     long long ok, http_errors, transport_errors, connects;
     long long unmeasured_errors; /* failures during warm-up or after the window */
+    long long ok_total; /* 200 answers, in the window or not (all the keys handed out) */
     unsigned long long bytes_ok;
     uint64_t last_done;
     struct curl_slist *resolve;
@@ -342,6 +343,7 @@ static void finish(worker *w, conn *c, CURLcode rc)
         }
         if (t > w->last_done) w->last_done = t;
     }
+    if (rc == CURLE_OK && status == 200) w->ok_total++;
     if (rc != CURLE_OK || status != 200) {
         note_error(c, status, rc);
         if (!in_window) w->unmeasured_errors++;
@@ -586,7 +588,7 @@ int main(int argc, char **argv)
     uint64_t t_fin = now_ns();
     double cpu = cpu_seconds() - cpu0;
 
-    long long ok = 0, http_err = 0, tr_err = 0, connects = 0, unmeasured = 0;
+    long long ok = 0, http_err = 0, tr_err = 0, connects = 0, unmeasured = 0, ok_total = 0;
     unsigned long long bytes = 0;
     uint64_t last = 0;
     size_t n = 0;
@@ -596,6 +598,7 @@ int main(int argc, char **argv)
         tr_err += ws[i].transport_errors;
         connects += ws[i].connects;
         unmeasured += ws[i].unmeasured_errors;
+        ok_total += ws[i].ok_total;
         bytes += ws[i].bytes_ok;
         n += ws[i].nlat;
         if (ws[i].last_done > last) last = ws[i].last_done;
@@ -641,9 +644,10 @@ int main(int argc, char **argv)
     printf("\"connections\":%ld,\"threads\":%ld,\"requests\":%lld,\"duration_s\":%.3f,\"rps\":%.1f,"
            "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f,\"errors\":%lld,"
            "\"http_errors\":%lld,\"transport_errors\":%lld,\"bytes_per_response\":%llu,"
-           "\"unmeasured_errors\":%lld,\"new_connections\":%lld,\"loadgen_cpu_pct\":%.1f,\"complete\":%s,\"url\":",
+           "\"unmeasured_errors\":%lld,\"ok_total\":%lld,\"new_connections\":%lld,\"loadgen_cpu_pct\":%.1f,"
+           "\"complete\":%s,\"url\":",
            opt.connections, opt.threads, requests, elapsed, rps, p50, p99, pmax, mean, errors, http_err, tr_err,
-           bpr, unmeasured, connects, cpu_pct, (timed_out || interrupted || stopped || atomic_load(&truncated)) ? "false" : "true");
+           bpr, unmeasured, ok_total, connects, cpu_pct, (timed_out || interrupted || stopped || atomic_load(&truncated)) ? "false" : "true");
     json_string(stdout, opt.url);
     printf("}\n");
     fflush(stdout);

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# `make bench`: throughput of the ETSI 014 GET_KEY path. Owns the benchmark run:
-# a two-site network (kme/network.sh), loadgen against KME A's enc_keys at
-# 1/16/64 connections, the same load against nginx serving a static response
-# of equal size with the same TLS set-up, the comparison table and the JSON
-# results in tests/out/bench/.
+# `make bench`: throughput of the ETSI 014 GET_KEY path, then the key relay.
+# Owns the benchmark run:
+#  1. a two-site network (kme/network.sh), loadgen against KME A's enc_keys at
+#     1/16/64 connections, the same load against nginx serving a static
+#     response of equal size with the same TLS set-up, the comparison table;
+#  2. the relay on the three-site star (hub A, links A-B and A-C): enc_keys
+#     latency for the direct link from stock, for two hops from stock and for
+#     two hops relayed on demand (stock disabled), and the throughput of key
+#     material relayed on demand across two hops;
+# and the JSON results in tests/out/bench/ (relay: tests/out/bench/relay/).
 #
 #   sh tests/bench/run-bench.sh [BUILD]        (default build/release)
 #
@@ -12,7 +17,14 @@
 # machine), BENCH_THREADS (loadgen event loops, 1), BENCH_NGINX_PORT (8599),
 # BENCH_ONLY=nginx (skip the KME: needs BENCH_CERTS, a directory with
 # KME_A.server.pem/.key, ca.pem, sae-ca.pem, SAE_A.pem/.key, and BENCH_SIZE),
-# BENCH_KEEP=1 (keep the temporary directory), NET_RATE, NET_BLOCK.
+# BENCH_ONLY=relay (only part 2), BENCH_RELAY=0 (skip part 2),
+# BENCH_KEEP=1 (keep the temporary directory), NET_RATE, NET_BLOCK (part 1).
+# Part 2: BENCH_RELAY_SAE_BASE (8640) and BENCH_RELAY_KME_BASE (9640) port
+# bases, BENCH_RELAY_RATE (link rate, 4e9 bit/s), BENCH_RELAY_BLOCK (1 MiB),
+# BENCH_RELAY_FILL_MB (link key pre-filled per link for the throughput run,
+# 1024), BENCH_RELAY_LAT_DURATION (5 s per latency figure),
+# BENCH_RELAY_DURATION (10 s of throughput), BENCH_RELAY_CONNS (4 clients),
+# BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
 # Exit status: non-zero when anything failed (a request error, a process that
 # did not start or died); a missed performance target is reported, not failed.
 
@@ -54,21 +66,32 @@ WORK=
 
 fail() { echo "bench: $*" >&2; FAILED=1; }
 
-cleanup() {
-    trap - EXIT INT TERM
-    rm -f "$OUT"/rounds/*.tmp
+# stop_nginx / stop_net: whatever runs of them; the kme logs are kept in
+# $OUT as ${NET_LOG_PREFIX}kme-SITE.log.
+NET_LOG_PREFIX=
+stop_nginx() {
     if [ -n "$NGINX_PID" ]; then
         kill -TERM "$NGINX_PID" 2>/dev/null
         wait "$NGINX_PID" 2>/dev/null
         NGINX_PID=
     fi
+}
+stop_net() {
+    local s
     if [ "$NET_UP" = 1 ]; then
         net_stop
         NET_UP=0
         for s in $NET_SITES; do
-            [ -f "$NET_DIR/$s/kme.log" ] && cp "$NET_DIR/$s/kme.log" "$OUT/kme-$s.log"
+            [ -f "$NET_DIR/$s/kme.log" ] && cp "$NET_DIR/$s/kme.log" "$OUT/${NET_LOG_PREFIX}kme-$s.log"
         done
     fi
+}
+
+cleanup() {
+    trap - EXIT INT TERM
+    rm -f "$OUT"/rounds/*.tmp "$OUT"/relay/*.tmp
+    stop_nginx
+    stop_net
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         [ -f "$WORK/nginx/error.log" ] && cp "$WORK/nginx/error.log" "$OUT/nginx-error.log"
         if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
@@ -83,6 +106,14 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # json_field FILE KEY: a number or literal from loadgen's one-line JSON
 json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1; }
+# cell FILE KEY: that value of a loadgen result, or "-"
+cell() {
+    local v
+    [ -f "$1" ] && v=$(json_field "$1" "$2")
+    echo "${v:--}"
+}
+# num VALUE: a JSON number, or null
+num() { case $1 in '' | - | *[!0-9.-]*) echo null ;; *) echo "$1" ;; esac; }
 
 # cpu_ticks PID...: user+system clock ticks of these processes (all threads)
 cpu_ticks() {
@@ -206,13 +237,279 @@ stock_of() {
     sae_curl SAE_A "/api/v1/keys/$1/status" --max-time 5 | sed -n 's/.*"stored_key_count"[[:space:]]*:[[:space:]]*\([0-9]*\).*/\1/p'
 }
 
+# --- part 2: the key relay on the three-site star ------------------------------
+# Hub A, links A-B and A-C; SAE_B and SAE_C share keys only through A. One
+# network with stock (the default stock_max_keys) for the latency from stock,
+# one with stock disabled for the relay on demand. Link key comes from
+# qkd-sim runs bounded by --count and is verified before anything is timed, so
+# the figures are those of the KMEs and not of the simulator.
+RELAY_SAE_BASE=${BENCH_RELAY_SAE_BASE:-8640}
+RELAY_KME_BASE=${BENCH_RELAY_KME_BASE:-9640}
+RELAY_RATE=${BENCH_RELAY_RATE:-4000000000}
+RELAY_BLOCK=${BENCH_RELAY_BLOCK:-1048576}
+RELAY_FILL_MB=${BENCH_RELAY_FILL_MB:-1024}
+RELAY_WARM_FILL_MB=64 # the latency from stock uses little link key
+RELAY_LAT_DURATION=${BENCH_RELAY_LAT_DURATION:-5}
+RELAY_DURATION=${BENCH_RELAY_DURATION:-10}
+RELAY_CONNS=${BENCH_RELAY_CONNS:-4}
+RELAY_NUMBER=${BENCH_RELAY_NUMBER:-256}
+RELAY_SIZE=${BENCH_RELAY_SIZE:-8192}
+RELAY_TARGET_RATIO=1.5 # two hops from stock: p50 within this factor of the direct link
+RELAY_TARGET_MBPS=50   # key material relayed on demand across two hops
+RELAY_LAT_QUERY="number=1&size=256"
+RELAY_OUT=$OUT/relay
+
+# kme_dump SITE: the site's store as JSON (no key material)
+kme_dump() { "$NET_BIN/kme" --config "$NET_DIR/$1/kme.json" --dump 2>/dev/null; }
+# verified_blocks SITE PEER: verified link blocks at SITE on its link to PEER
+verified_blocks() {
+    kme_dump "$1" | jq --arg p "KME_$2" '[.links[$p][]? | select(.state == "verified")] | length' 2>/dev/null
+}
+# link_used_bytes SITE PEER: link key bytes recorded as used at SITE on that link
+link_used_bytes() {
+    kme_dump "$1" | jq --arg p "KME_$2" '[.links[$p][]? | .used[]? | .[1] - .[0]] | add // 0' 2>/dev/null
+}
+# stock_keys SITE DEST_SITE MASTER SLAVE: stock at SITE for that pair (256-bit keys)
+stock_keys() {
+    kme_dump "$1" | jq --arg d "KME_$2" --arg m "$3" --arg s "$4" \
+        '[.stock[]? | select(.peer == $d and .master == $m and .slave == $s and .size == 256)] | length' 2>/dev/null
+}
+# mbps BYTES SECONDS -> MB/s (10^6 bytes)
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.2f", (t > 0 ? b / t / 1e6 : 0) }'; }
+
+# relay_start NAME STOCK FILL_MB: the three sites with STOCK keys of stock per
+# pair and FILL_MB of verified link key on each link; logs go to
+# $RELAY_OUT/NAME-kme-SITE.log.
+relay_start() {
+    local name=$1 stock=$2 fill_mb=$3 blocks s l n want t0 progress done_all
+    blocks=$(((fill_mb * 1048576 + RELAY_BLOCK - 1) / RELAY_BLOCK))
+    NET_SAE_BASE=$RELAY_SAE_BASE NET_KME_BASE=$RELAY_KME_BASE NET_RATE=$RELAY_RATE NET_BLOCK=$RELAY_BLOCK
+    NET_STOCK=$stock # read by net_init (kme/network.sh)
+    export NET_STOCK
+    NET_LOG_PREFIX=relay/$name-
+    net_init "$WORK/relay-$name" "A B C" "A-B A-C" || { fail "relay: net_init failed"; return 1; }
+    # Ingest holds up to the whole fill (the default bound is 256 MiB per link).
+    for s in $NET_SITES; do
+        if ! jq --argjson max $(((blocks + 1) * RELAY_BLOCK)) '.link_stock_max_bytes = $max' "$NET_DIR/$s/kme.json" \
+            >"$NET_DIR/$s/kme.json.tmp" || ! mv "$NET_DIR/$s/kme.json.tmp" "$NET_DIR/$s/kme.json"; then
+            fail "relay: cannot write the configuration of site $s"
+            return 1
+        fi
+    done
+    NET_UP=1
+    t0=$SECONDS
+    for l in $NET_LINKS; do sim_start "$l" --count "$blocks" --quiet; done
+    for s in $NET_SITES; do kme_start "$s"; done
+    for s in $NET_SITES; do
+        if ! kme_wait "$s" 30; then
+            fail "relay: KME_$s did not start; see $RELAY_OUT/$name-kme-$s.log"
+            return 1
+        fi
+    done
+    net_wait_routed 30 || { fail "relay: the KMEs did not learn each other's routes"; return 1; }
+    echo -n "bench: relay: $name network up; waiting for $blocks verified blocks of $RELAY_BLOCK bytes on each link end "
+    while :; do
+        done_all=1 progress=
+        for want in "A B" "B A" "A C" "C A"; do
+            n=$(verified_blocks "${want% *}" "${want#* }")
+            progress="$progress ${want% *}:${n:-?}"
+            [ "${n:-0}" -ge "$blocks" ] || done_all=0
+        done
+        [ "$done_all" = 1 ] && break
+        for s in $NET_SITES; do
+            kill -0 "$(kme_pid "$s")" 2>/dev/null || { echo; fail "relay: KME_$s died; see $RELAY_OUT/$name-kme-$s.log"; return 1; }
+        done
+        if [ $((SECONDS - t0)) -gt 120 ]; then
+            echo
+            fail "relay: link key still not verified after 120 s (verified blocks per end:$progress)"
+            return 1
+        fi
+        echo -n .
+        sleep 1
+    done
+    echo " done in $((SECONDS - t0)) s"
+}
+
+# relay_load NAME SAE SITE QUERY DEST_SAE CONNS WARMUP DURATION: one loadgen run
+# of enc_keys as SAE against its KME at SITE; $RELAY_OUT/NAME.json.
+relay_load() {
+    local name=$1 sae=$2 site=$3 query=$4 dest=$5 conns=$6 warmup=$7 duration=$8 port rc
+    port=$(net_sae_port "$site")
+    "$LOADGEN" --url "https://localhost:$port/api/v1/keys/$dest/enc_keys?$query" --cert "$NET_DIR/certs/$sae.pem" \
+        --key "$NET_DIR/certs/$sae.key" --cacert "$NET_DIR/certs/ca.pem" --resolve "localhost:$port:127.0.0.1" \
+        --connections "$conns" --duration "$duration" --warmup "$warmup" --timeout 30 --label "relay-$name" \
+        >"$RELAY_OUT/$name.json.tmp"
+    rc=$?
+    if [ -s "$RELAY_OUT/$name.json.tmp" ]; then
+        mv "$RELAY_OUT/$name.json.tmp" "$RELAY_OUT/$name.json"
+    else
+        rm -f "$RELAY_OUT/$name.json.tmp"
+        echo "{\"label\":\"relay-$name\",\"connections\":$conns,\"errors\":-1}" >"$RELAY_OUT/$name.json"
+    fi
+    [ "$rc" -eq 0 ] || fail "relay $name: loadgen exit $rc"
+    return "$rc"
+}
+
+# relay_prime NAME SAE SITE DEST_SITE: demand for a pair, then wait until the
+# stock that follows it stops growing.
+relay_prime() {
+    local name=$1 sae=$2 site=$3 dest=$4 n prev=-1 i
+    relay_load "$name-prime" "$sae" "$site" "$RELAY_LAT_QUERY" "SAE_$dest" 1 0 2 2>/dev/null || return 1
+    for i in $(seq 1 40); do
+        sleep 0.5
+        n=$(stock_keys "$site" "$dest" "$sae" "SAE_$dest")
+        [ "${n:-0}" -gt 0 ] && [ "$n" = "$prev" ] && break
+        prev=${n:-0}
+    done
+    echo "bench: relay: stock at $site for $sae -> SAE_$dest: ${n:-?} keys"
+    [ "${n:-0}" -gt 0 ] || { fail "relay: no stock at $site for $sae -> SAE_$dest"; return 1; }
+}
+
+relay_bench() {
+    local t0=$SECONDS p i lat_a lat_b ratio ratio99 met_ratio met_mbps status max_req max_size
+    local used0_ab used0_ac used1_ab used1_ac c0 c1 tt0 tt1 ok ok_total key_bytes bytes dur mb per_key cpu ticks s e u
+    mkdir -p "$RELAY_OUT"
+    for p in $(for i in 1 2 3; do echo $((RELAY_SAE_BASE + i)) $((RELAY_KME_BASE + i)); done); do
+        port_busy "$p" && { fail "relay: port $p is already in use"; return 1; }
+    done
+    command -v jq >/dev/null || { fail "relay: jq is needed (make deps)"; return 1; }
+    echo
+    echo "bench: relay on the star A-B, A-C (hub A): link rate $RELAY_RATE bit/s, blocks of $RELAY_BLOCK bytes" \
+        "(load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+
+    # (a) and (b): from stock (network.sh's default of 4096 keys per pair).
+    relay_start warm 4096 "$RELAY_WARM_FILL_MB" || { stop_net; return 1; }
+    relay_prime direct SAE_A A B &&
+        relay_load direct SAE_A A "$RELAY_LAT_QUERY" SAE_B 1 1 "$RELAY_LAT_DURATION"
+    echo "bench: relay: stock at A for SAE_A -> SAE_B after the run: $(stock_keys A B SAE_A SAE_B) keys"
+    relay_prime stock SAE_B B C &&
+        relay_load stock SAE_B B "$RELAY_LAT_QUERY" SAE_C 1 1 "$RELAY_LAT_DURATION"
+    echo "bench: relay: stock at B for SAE_B -> SAE_C after the run: $(stock_keys B C SAE_B SAE_C) keys"
+    stop_net
+
+    # (c) and the throughput: stock disabled, every key relayed on demand.
+    if relay_start cold 0 "$RELAY_FILL_MB"; then
+        relay_load cold SAE_B B "$RELAY_LAT_QUERY" SAE_C 1 1 "$RELAY_LAT_DURATION"
+        # Within the KME's bounds.
+        status=$(sae_curl SAE_B /api/v1/keys/SAE_C/status --max-time 5)
+        max_req=$(echo "$status" | jq -r '.max_key_per_request // empty' 2>/dev/null)
+        max_size=$(echo "$status" | jq -r '.max_key_size // empty' 2>/dev/null)
+        [ -n "$max_req" ] && [ "$RELAY_NUMBER" -gt "$max_req" ] && RELAY_NUMBER=$max_req
+        [ -n "$max_size" ] && [ "$RELAY_SIZE" -gt "$max_size" ] && RELAY_SIZE=$max_size
+        used0_ab=$(link_used_bytes A B) used0_ac=$(link_used_bytes A C)
+        c0=() c1=()
+        for s in A B C; do c0+=("$(cpu_ticks "$(kme_pid $s)")"); done
+        tt0=$(date +%s%N)
+        echo "bench: relay: throughput run: $RELAY_CONNS clients, $RELAY_NUMBER keys of $RELAY_SIZE bits per request, $RELAY_DURATION s"
+        relay_load throughput SAE_B B "number=$RELAY_NUMBER&size=$RELAY_SIZE" SAE_C "$RELAY_CONNS" 0 "$RELAY_DURATION"
+        tt1=$(date +%s%N)
+        for s in A B C; do c1+=("$(cpu_ticks "$(kme_pid $s)")"); done
+        used1_ab=$(link_used_bytes A B) used1_ac=$(link_used_bytes A C)
+        stop_net
+    else
+        stop_net
+    fi
+
+    # --- report ---
+    local tp=$RELAY_OUT/throughput.json
+    echo
+    echo "relay: enc_keys latency, 1 client, sequential requests of 1 key of 256 bits (keep-alive)"
+    rrow() { printf '%-44s | %8s %8s %8s %6s\n' "$@"; }
+    rrow "" "p50 ms" "p99 ms" "req/s" "errors"
+    printf '%s\n' "---------------------------------------------+-----------------------------------"
+    rrow "(a) direct link SAE_A -> SAE_B, from stock" "$(cell "$RELAY_OUT/direct.json" p50_ms)" \
+        "$(cell "$RELAY_OUT/direct.json" p99_ms)" "$(cell "$RELAY_OUT/direct.json" rps)" "$(cell "$RELAY_OUT/direct.json" errors)"
+    rrow "(b) two hops SAE_B -> SAE_C, from stock" "$(cell "$RELAY_OUT/stock.json" p50_ms)" \
+        "$(cell "$RELAY_OUT/stock.json" p99_ms)" "$(cell "$RELAY_OUT/stock.json" rps)" "$(cell "$RELAY_OUT/stock.json" errors)"
+    rrow "(c) two hops SAE_B -> SAE_C, relayed cold" "$(cell "$RELAY_OUT/cold.json" p50_ms)" \
+        "$(cell "$RELAY_OUT/cold.json" p99_ms)" "$(cell "$RELAY_OUT/cold.json" rps)" "$(cell "$RELAY_OUT/cold.json" errors)"
+    lat_a=$(cell "$RELAY_OUT/direct.json" p50_ms) lat_b=$(cell "$RELAY_OUT/stock.json" p50_ms)
+    ratio=$(awk -v a="$lat_a" -v b="$lat_b" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && a + 0 > 0) printf "%.2f", b / a; else print "-" }')
+    ratio99=$(awk -v a="$(cell "$RELAY_OUT/direct.json" p99_ms)" -v b="$(cell "$RELAY_OUT/stock.json" p99_ms)" \
+        'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && a + 0 > 0) printf "%.2f", b / a; else print "-" }')
+    met_ratio=unknown
+    if [ "$ratio" != "-" ]; then
+        if awk -v r="$ratio" -v t="$RELAY_TARGET_RATIO" 'BEGIN { exit !(r + 0 <= t + 0) }'; then met_ratio=yes; else met_ratio=no; fi
+    fi
+    case $met_ratio in
+    yes) echo "target two hops from stock within $RELAY_TARGET_RATIO x the direct link (p50 (b)/(a)): MET (ratio $ratio; p99 ratio $ratio99)" ;;
+    no) echo "target two hops from stock within $RELAY_TARGET_RATIO x the direct link (p50 (b)/(a)): NOT MET (ratio $ratio; p99 ratio $ratio99)" ;;
+    *) echo "target two hops from stock within $RELAY_TARGET_RATIO x the direct link (p50 (b)/(a)): not measured" ;;
+    esac
+
+    echo
+    echo "relay: cold throughput SAE_B -> SAE_C across two hops (stock disabled, link key pre-filled)"
+    met_mbps=unknown mb=null
+    if [ -f "$tp" ] && [ "$(cell "$tp" errors)" != -1 ]; then
+        ok=$(($(cell "$tp" requests) - $(cell "$tp" errors)))
+        ok_total=$(cell "$tp" ok_total)
+        dur=$(cell "$tp" duration_s)
+        key_bytes=$((RELAY_NUMBER * RELAY_SIZE / 8))
+        bytes=$((ok * key_bytes))
+        mb=$(mbps "$bytes" "$dur")
+        printf '  %s clients x %s keys of %s bits (%s bytes of key per request), %s s\n' "$RELAY_CONNS" "$RELAY_NUMBER" \
+            "$RELAY_SIZE" "$key_bytes" "$dur"
+        printf '  %s requests answered 200 (%s errors): %s MB/s of key to the master (%.1f req/s; p50 %s ms, p99 %s ms)\n' \
+            "$ok" "$(cell "$tp" errors)" "$mb" "$(cell "$tp" rps)" "$(cell "$tp" p50_ms)" "$(cell "$tp" p99_ms)"
+        if [ -n "${used1_ab:-}" ] && [ -n "${used0_ab:-}" ] && [ "${ok_total:-0}" -gt 0 ]; then
+            per_key=$(awk -v u="$((used1_ab - used0_ab))" -v v="$((used1_ac - used0_ac))" -v k="$((ok_total * key_bytes))" \
+                'BEGIN { printf "%.4f / %.4f", u / k, v / k }')
+            printf '  link key used: hop B->A (link A-B) %s MB, hop A->C (link A-C) %s MB, for %s MB of key in %s answers (%s bytes of link key per key byte)\n' \
+                "$(mbps $((used1_ab - used0_ab)) 1)" "$(mbps $((used1_ac - used0_ac)) 1)" "$(mbps $((ok_total * key_bytes)) 1)" \
+                "$ok_total" "$per_key"
+        fi
+        cpu="" ticks=0
+        for i in 0 1 2; do
+            cpu="$cpu $(echo A B C | cut -d' ' -f$((i + 1))) $(cpu_pct $((c1[i] - c0[i])) $((tt1 - tt0)))%"
+            ticks=$((ticks + c1[i] - c0[i]))
+        done
+        echo "  kme CPU (% of one core over the run):$cpu; loadgen $(cell "$tp" loadgen_cpu_pct)%; $(nproc) cores;" \
+            "$(awk -v t="$ticks" -v hz="$CLK_TCK" -v b="$((${ok_total:-0} * key_bytes))" \
+                'BEGIN { printf "%.0f", (b > 0 ? 1000 * t / hz / (b / 1e6) : 0) }') ms of kme CPU (A+B+C) per MB of key"
+        if awk -v r="$mb" -v t="$RELAY_TARGET_MBPS" 'BEGIN { exit !(r + 0 >= t + 0) }'; then met_mbps=yes; else met_mbps=no; fi
+    fi
+    case $met_mbps in
+    yes) echo "target cold relay >= $RELAY_TARGET_MBPS MB/s across two hops: MET ($mb MB/s)" ;;
+    no) echo "target cold relay >= $RELAY_TARGET_MBPS MB/s across two hops: NOT MET ($mb MB/s)" ;;
+    *) echo "target cold relay >= $RELAY_TARGET_MBPS MB/s across two hops: not measured" ;;
+    esac
+    for f in "$RELAY_OUT"/*.json; do
+        [ -f "$f" ] || continue
+        case $f in *-prime.json) continue ;; esac
+        e=$(json_field "$f" errors) u=$(json_field "$f" unmeasured_errors)
+        if [ "${e:-0}" != 0 ] || [ "${u:-0}" != 0 ]; then
+            fail "relay $(basename "$f" .json): $e errors in the window, ${u:-0} outside it"
+        fi
+    done
+    printf '{"link_rate_bps":%s,"link_block_bytes":%s,"fill_mb":%s,"latency":{"direct_stock":{"p50_ms":%s,"p99_ms":%s},"two_hops_stock":{"p50_ms":%s,"p99_ms":%s},"two_hops_cold":{"p50_ms":%s,"p99_ms":%s}},"stock_ratio_p50":%s,"target_ratio":%s,"target_ratio_met":"%s","throughput":{"connections":%s,"number":%s,"size_bits":%s,"mb_per_s":%s,"link_a_b_bytes":%s,"link_a_c_bytes":%s},"target_mb_per_s":%s,"target_mb_per_s_met":"%s","elapsed_s":%s}\n' \
+        "$RELAY_RATE" "$RELAY_BLOCK" "$RELAY_FILL_MB" \
+        "$(num "$(cell "$RELAY_OUT/direct.json" p50_ms)")" "$(num "$(cell "$RELAY_OUT/direct.json" p99_ms)")" \
+        "$(num "$(cell "$RELAY_OUT/stock.json" p50_ms)")" "$(num "$(cell "$RELAY_OUT/stock.json" p99_ms)")" \
+        "$(num "$(cell "$RELAY_OUT/cold.json" p50_ms)")" "$(num "$(cell "$RELAY_OUT/cold.json" p99_ms)")" \
+        "$(num "$ratio")" "$RELAY_TARGET_RATIO" "$met_ratio" "$RELAY_CONNS" "$RELAY_NUMBER" "$RELAY_SIZE" "$(num "$mb")" \
+        "$(num "$(( ${used1_ab:-0} - ${used0_ab:-0} ))")" "$(num "$(( ${used1_ac:-0} - ${used0_ac:-0} ))")" \
+        "$RELAY_TARGET_MBPS" "$met_mbps" "$((SECONDS - t0))" >"$OUT/relay.json"
+    echo "relay part: $((SECONDS - t0)) s"
+}
+
+# finish: the closing lines (the exit trap makes the status)
+finish() {
+    echo "results: $OUT/"
+    [ "$FAILED" = 0 ] && echo "bench: ok" || echo "bench: FAILED (see above)"
+}
+
 # --- preparation -------------------------------------------------------------
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
-rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds"
+rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay"
 mkdir -p "$OUT/rounds"
 WORK=$(mktemp -d /tmp/kme-bench.XXXXXX) || exit 2
+if [ "$BENCH_ONLY" = relay ]; then
+    relay_bench
+    finish
+    exit 0
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for p in "$BENCH_NGINX_PORT" $(for i in 1 2; do echo $((NET_SAE_BASE + i)) $((NET_KME_BASE + i)); done); do
@@ -311,12 +608,6 @@ for name in kme nginx; do
 done
 
 # --- report ------------------------------------------------------------------
-cell() { # FILE KEY -> value or "-"
-    local v
-    [ -f "$1" ] && v=$(json_field "$1" "$2")
-    echo "${v:--}"
-}
-num() { case $1 in '' | - | *[!0-9.]*) echo null ;; *) echo "$1" ;; esac; }
 echo
 row() { printf '%5s | %9s %7s %7s %5s %5s | %9s %7s %7s %5s %5s | %7s\n' "$@"; }
 row conns "KME rps" "p50 ms" "p99 ms" "cpu%" "lg%" "nginx rps" "p50 ms" "p99 ms" "cpu%" "lg%" "KME/ngx"
@@ -354,5 +645,7 @@ no) echo "target KME >= $BENCH_TARGET_RATIO x nginx at $BENCH_TARGET_CONNS conne
 esac
 printf '{"link_rate_bps":%s,"link_block_bytes":%s,"stock_after":%s,"response_bytes":%s,"duration_s":%s,"warmup_s":%s,"rounds":%s,"cores":%s,"load_before":"%s","target_connections":%s,"target_ratio":%s,"target_met":"%s","rows":%s}\n' \
     "$NET_RATE" "$NET_BLOCK" "$(num "${STOCK_AFTER:-}")" "${SIZE:-0}" "$BENCH_DURATION" "$BENCH_WARMUP" "$BENCH_ROUNDS" "$(nproc)" "$LOAD_BEFORE" "$BENCH_TARGET_CONNS" "$BENCH_TARGET_RATIO" "$met" "$summary" >"$OUT/summary.json"
-echo "results: $OUT/"
-[ "$FAILED" = 0 ] && echo "bench: ok" || echo "bench: FAILED (see above)"
+stop_nginx
+stop_net
+case $BENCH_ONLY in nginx) ;; *) [ "${BENCH_RELAY:-1}" = 0 ] || relay_bench ;; esac
+finish
