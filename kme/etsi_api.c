@@ -106,6 +106,7 @@ static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, htt
 static void enc_finish_fast(void *arg, http_response *resp)
 {
     enc_work *w = arg;
+    supply_async_finish(&w->fast);
     enc_finish_common(w, w->fast.rc, &w->fast.out, &w->fast.resp, resp);
 }
 

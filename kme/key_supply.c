@@ -242,11 +242,21 @@ static void drbg_done(void *arg, int result)
     a->done(a->done_arg);
 }
 
+/* On the store's writer thread: only the outcome. The stock bookkeeping
+ * takes the dest's stock lock, which a thread ageing the stock holds while it
+ * waits for this same writer, so it is done in supply_async_finish. */
 static void stock_done(void *arg, int result)
 {
     supply_async *a = arg;
     a->rc = result;
-    if (result == 0) {
+    a->done(a->done_arg);
+}
+
+void supply_async_finish(supply_async *a)
+{
+    if (!a->dest)
+        return;
+    if (a->rc == 0) {
         stock_note_demand(a->k, a->dest, a->master, a->slave, a->size_bits, a->number);
         stock_note_claims(a->dest, &a->out);
     } else {
@@ -254,7 +264,6 @@ static void stock_done(void *arg, int result)
         etsi_key_container_clear(&a->out);
         http_error(&a->resp, 503, "key store failure", "the keys could not be taken from stock");
     }
-    a->done(a->done_arg);
 }
 
 int supply_async_prepare(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,

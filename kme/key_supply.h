@@ -45,10 +45,12 @@ typedef struct {
 /* Returns 1 when the request can be served this way (and holds what it
  * needs), 0 when it needs supply_keys. After 1, supply_async_start submits
  * the commit; done(done_arg) is then called on the store's writer thread once
- * a->out or a->resp is final. req must outlive the request. */
+ * it is durable; then, on another thread, supply_async_finish settles the
+ * stock and makes a->out or a->resp final. req must outlive the request. */
 int supply_async_prepare(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                          supply_async *a, void (*done)(void *), void *done_arg);
 void supply_async_start(supply_async *a);
+void supply_async_finish(supply_async *a);
 
 /* stored_key_count of Status for master and that slave. */
 long supply_stored_key_count(kme_context *k, const char *master, const char *slave);
