@@ -26,18 +26,24 @@ SAECLI_SRC := sae-client/main.c $(wildcard sae-client/cli_*.c)
 SAELIB_SRC := $(filter-out $(SAECLI_SRC),$(wildcard sae-client/*.c))
 RELAY_SRC  := $(wildcard relay/*.c)
 KME_SRC    := $(filter-out kme/qkd_sim.c,$(wildcard kme/*.c))
+ENC_SRC    := $(wildcard encryptor/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 BENCH_SRC  := $(wildcard tests/bench/*.c)
+TOOLS_SRC  := $(wildcard tests/tools/*.c)
 
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 LIBAPI    := $(BUILD)/lib/libqkdapi.a
 LIBSAE    := $(BUILD)/lib/libsaeclient.a
 KME_OBJS  := $(call obj,$(KME_SRC) $(RELAY_SRC))
+# The encryptor's modules without its main(); it logs with kme/log.
+ENC_OBJS  := $(call obj,$(filter-out encryptor/main.c,$(ENC_SRC)))
 
-PROGRAMS := $(BIN)/kme $(BIN)/qkd-sim $(BIN)/sae-client
+PROGRAMS := $(BIN)/kme $(BIN)/qkd-sim $(BIN)/sae-client $(BIN)/encryptor
+# Helpers of the test suites: one program per tests/tools/*.c, next to the others.
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/%,$(TOOLS_SRC))
 .PHONY: all deps test unit integration conformance bench run clean
-all: $(PROGRAMS)
+all: $(PROGRAMS) $(TOOL_BINS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -59,17 +65,23 @@ $(BIN)/qkd-sim: $(call obj,kme/qkd_sim.c) $(LIBAPI)
 $(BIN)/sae-client: $(call obj,$(SAECLI_SRC)) $(LIBSAE) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BIN)/encryptor: $(call obj,encryptor/main.c) $(ENC_OBJS) $(call obj,kme/log.c) $(LIBSAE) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(TOOL_BINS): $(BIN)/%: $(OBJ)/tests/tools/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
 
 # Unit tests (check): one binary per tests/unit/test_*.c, linked with every
 # module except the programs' main() files.
-UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(call obj,$(filter-out sae-client/main.c,$(SAECLI_SRC))) $(LIBSAE) $(LIBAPI)
+UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(call obj,$(filter-out sae-client/main.c,$(SAECLI_SRC))) $(ENC_OBJS) $(LIBSAE) $(LIBAPI)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/unit/%,$(UNIT_SRC))
 $(BIN)/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs check)
 
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BIN)/bench/%,$(BENCH_SRC))
-$(BIN)/bench/%: $(call obj,tests/bench/%.c) $(LIBSAE) $(LIBAPI)
+$(BIN)/bench/%: $(call obj,tests/bench/%.c) $(call obj,encryptor/otp.c encryptor/frame.c) $(LIBSAE) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -2,12 +2,16 @@
 # `make run`: the demo network of DESIGN on loopback, in the foreground.
 # The star: hub A with QKD links A-B and A-C fed by qkd-sim; SAE ports
 # 8441-8443, KME ports 9441-9443; certificates in run/certs; data in run/
-# (kept across restarts). Prints `ready` and commands to try once every site
-# has keys for every other; Ctrl-C stops everything.
+# (kept across restarts). Then the RTMP pair of encryptor/demo-pair.sh: an
+# RTMP server on 127.0.0.1:19350 behind the server-side encryptor (site C)
+# and the users-side encryptor (site B) on 127.0.0.1:1935. Prints `ready` and
+# commands to try once every site has keys for every other and the pair
+# listens; Ctrl-C stops everything.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
 . "$ROOT/kme/network.sh"
+. "$ROOT/encryptor/demo-pair.sh"
 NET_BIN=$BUILD/bin
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
@@ -19,6 +23,7 @@ shutdown() {
     stopping=1
     echo
     echo "stopping the network..."
+    pair_stop
     net_stop
     echo "stopped; keys and link blocks are kept in $RUN"
     exit 0
@@ -26,7 +31,8 @@ shutdown() {
 trap shutdown INT TERM
 
 net_init "$RUN" "A B C" "A-B A-C" || { echo "run: cannot create the network in $RUN" >&2; exit 1; }
-if ! net_start; then
+if ! net_start || ! pair_start "$RUN" "$NET_BIN"; then
+    pair_stop
     net_stop
     exit 1
 fi
@@ -47,6 +53,13 @@ Try, from $ROOT in another terminal (SAE_B and SAE_C share keys through A):
        'https://localhost:8443/api/v1/keys/SAE_B/dec_keys?key_ID=<a key_ID from above>'
   build/release/bin/kme --config run/B/kme.json --routes
 
+RTMP through the encryptor pair (users side 127.0.0.1:1935 at B, server side at C
+in front of the RTMP server on 127.0.0.1:19350; pads relayed B-A-C):
+  ffmpeg -re -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440 \\
+         -c:v libx264 -preset veryfast -g 50 -c:a aac -f flv rtmp://127.0.0.1:1935/live/demo
+  ffplay rtmp://127.0.0.1:1935/live/demo      (or: ffmpeg -i rtmp://127.0.0.1:1935/live/demo -f null -)
+  logs: $RUN/rtmp/users.log, $RUN/rtmp/server.log
+
 Ctrl-C stops the network.
 TXT
 
@@ -55,6 +68,15 @@ while true; do
     for s in $NET_SITES; do
         if ! kill -0 "$(kme_pid "$s")" 2>/dev/null; then
             echo "KME_$s stopped unexpectedly; see $RUN/$s/kme.log" >&2
+            pair_stop
+            net_stop
+            exit 1
+        fi
+    done
+    for p in users server nginx.pid.launch; do
+        if ! pair_running "$p"; then
+            echo "the RTMP pair stopped unexpectedly ($p); see $RUN/rtmp/" >&2
+            pair_stop
             net_stop
             exit 1
         fi
