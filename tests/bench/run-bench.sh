@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: throughput of the ETSI 014 GET_KEY path, then the key relay.
+# `make bench`: throughput of the ETSI 014 GET_KEY path, then the key relay,
+# then the encryptor pair.
 # Owns the benchmark run:
 #  1. a two-site network (kme/network.sh), loadgen against KME A's enc_keys at
 #     1/16/64 connections, the same load against nginx serving a static
@@ -8,7 +9,12 @@
 #     latency for the direct link from stock, for two hops from stock and for
 #     two hops relayed on demand (stock disabled), and the throughput of key
 #     material relayed on demand across two hops;
-# and the JSON results in tests/out/bench/ (relay: tests/out/bench/relay/).
+#  3. the encryptor pair on the same star (users side SAE_B, server side
+#     SAE_C): its throughput against a socat pair, the crypto core (XOR +
+#     Poly1305) per core against the NECTEC paper's figure, and the latency it
+#     adds to a ping-pong;
+# and the JSON results in tests/out/bench/ (relay: tests/out/bench/relay/,
+# encryptor: tests/out/bench/encryptor.json, logs in tests/out/bench/encryptor/).
 #
 #   sh tests/bench/run-bench.sh [BUILD]        (default build/release)
 #
@@ -25,6 +31,13 @@
 # 1024), BENCH_RELAY_LAT_DURATION (5 s per latency figure),
 # BENCH_RELAY_DURATION (10 s of throughput), BENCH_RELAY_CONNS (4 clients),
 # BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
+# Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
+# BENCH_ENC_SAE_BASE (8740), BENCH_ENC_KME_BASE (9740) and BENCH_ENC_PORT_BASE
+# (8750: probe, socat pair, encryptors on 8750-8756) ports, BENCH_ENC_RATE
+# (4e9 bit/s), BENCH_ENC_BLOCK (1 MiB), BENCH_ENC_FILL_MB (link key pre-filled
+# per link, 512), BENCH_ENC_MB (MB pushed through each encryptor pair, 64),
+# BENCH_ENC_REF_MB (through the socat pair and direct, 1024),
+# BENCH_ENC_PING_COUNT (3000) and BENCH_ENC_PING_SIZE (1024 bytes). Needs socat.
 # Exit status: non-zero when anything failed (a request error, a process that
 # did not start or died); a missed performance target is reported, not failed.
 
@@ -91,6 +104,7 @@ cleanup() {
     trap - EXIT INT TERM
     rm -f "$OUT"/rounds/*.tmp "$OUT"/relay/*.tmp
     stop_nginx
+    stop_enc
     stop_net
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         [ -f "$WORK/nginx/error.log" ] && cp "$WORK/nginx/error.log" "$OUT/nginx-error.log"
@@ -492,6 +506,390 @@ relay_bench() {
     echo "relay part: $((SECONDS - t0)) s"
 }
 
+# --- part 3: the encryptor pair ------------------------------------------------
+# The RTMP encryptor (encryptor/) on the three-site star (hub A, links A-B and
+# A-C, link key pre-filled): the users side as SAE_B, the server side as SAE_C,
+# one-time pads relayed B-A-C. tcp_probe (tests/bench/tcp_probe.c) is both
+# ends: its server sinks or echoes each connection, its source pushes
+# BENCH_ENC_MB through one connection and waits for the sink's byte count.
+#  (1) throughput: direct, through two socat processes (socat TCP-LISTEN:a,fork
+#      TCP:127.0.0.1:b, twice) and through the encryptor pair, with three
+#      users-side encryptors sharing the server side: the README defaults;
+#      tuned for bulk (large GET_KEY batches, 4-16 MiB pool, 16 keys announced
+#      ahead), pads fetched while the data flows; and pads pooled ahead (the
+#      whole run's pads in the users-side pool before it starts: the sender
+#      never waits for GET_KEY, the receiver still fetches each announced key
+#      by key_ID). Key used per payload byte from the encryptors' connection
+#      lines (pads announced x pad size / plaintext bytes).
+#  (2) the crypto core: otp_core (tests/bench/otp_core.c), otp_seal + otp_open
+#      of a 64 KiB payload framed as the sender frames it, one core.
+#  (3) added latency: ping-pong of 1 KiB messages with the echo, direct,
+#      through the socat pair and through the (bulk-tuned) encryptor pair.
+ENC_SAE_BASE=${BENCH_ENC_SAE_BASE:-8740}
+ENC_KME_BASE=${BENCH_ENC_KME_BASE:-9740}
+ENC_PORT_BASE=${BENCH_ENC_PORT_BASE:-8750} # +0 probe server, +1/+2 socat, +3 server side, +4..+6 users sides
+ENC_RATE=${BENCH_ENC_RATE:-4000000000}
+ENC_BLOCK=${BENCH_ENC_BLOCK:-1048576}
+ENC_FILL_MB=${BENCH_ENC_FILL_MB:-512}
+ENC_MB=${BENCH_ENC_MB:-64}
+ENC_REF_MB=${BENCH_ENC_REF_MB:-1024}
+ENC_PING_COUNT=${BENCH_ENC_PING_COUNT:-3000}
+ENC_PING_SIZE=${BENCH_ENC_PING_SIZE:-1024}
+ENC_KEY_BITS=65536     # pad_key_bits (the encryptor's default; the KMEs' max_key_size)
+ENC_TARGET_RATIO=0.5   # encryptor pair / socat pair throughput
+ENC_PAPER_US=98000     # NECTEC: 0.098 s to encrypt and decrypt a 64 KB payload
+ENC_TARGET_SPEEDUP=1000
+ENC_OUT=$OUT/encryptor
+ENC_PIDS=()
+
+# enc_spawn NAME CMD...: CMD in the background, stdout and stderr to
+# $ENC_OUT/NAME.log, its pid in ENC_PID and ENC_PIDS
+enc_spawn() {
+    local name=$1
+    shift
+    "$@" >"$ENC_OUT/$name.log" 2>&1 &
+    ENC_PID=$!
+    ENC_PIDS+=("$ENC_PID")
+}
+# stop_enc: every process of part 3 (encryptors log their totals on SIGTERM)
+stop_enc() {
+    local p
+    for p in ${ENC_PIDS[@]+"${ENC_PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null; done
+    for p in ${ENC_PIDS[@]+"${ENC_PIDS[@]}"}; do wait "$p" 2>/dev/null; done
+    ENC_PIDS=()
+}
+# enc_wait_log FILE PATTERN SECONDS PID: PATTERN appears in FILE while PID lives
+enc_wait_log() {
+    local end=$((SECONDS + $3))
+    while [ $SECONDS -le "$end" ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# enc_pool_bytes LOG: bytes in the pool at the last fetch the encryptor logged
+enc_pool_bytes() { sed -n 's/.*fetched .* pool [0-9]* keys, \([0-9]*\) bytes.*/\1/p' "$1" | tail -n 1; }
+# enc_conn LOG ID FIELD: a figure of the line "conn ID closed ..." (waits for it up to 2 s)
+enc_conn() {
+    local line='' i
+    for i in $(seq 1 20); do
+        line=$(grep -m 1 " conn $2 closed" "$1" 2>/dev/null) && break
+        sleep 0.1
+    done
+    [ -n "$line" ] || return 1
+    case $3 in
+    clean) case $line in *"closed cleanly"*) echo 1 ;; *) echo 0 ;; esac ;;
+    plain_in) echo "$line" | sed -n 's/.*plaintext in \([0-9]*\) out.*/\1/p' ;;
+    pads_out) echo "$line" | sed -n 's/.*pads out \([0-9]*\) in.*/\1/p' ;;
+    waits) echo "$line" | sed -n 's/.*pad waits \([0-9]*\).*/\1/p' ;;
+    esac
+}
+# enc_json FILE: its one-line JSON, or null
+enc_json() { if [ -s "$1" ]; then head -n 1 "$1"; else echo null; fi; }
+# enc_settle: until the KMEs and encryptors (ENC_WATCH) use less than 10% of
+# a core over half a second (stock refills and pool refills done), at most 30 s
+enc_settle() {
+    local end=$((SECONDS + 30)) c0 c1 t0 t1
+    while [ $SECONDS -le $end ]; do
+        # shellcheck disable=SC2086
+        c0=$(cpu_ticks $ENC_WATCH); t0=$(date +%s%N)
+        sleep 0.5
+        # shellcheck disable=SC2086
+        c1=$(cpu_ticks $ENC_WATCH); t1=$(date +%s%N)
+        awk -v p="$(cpu_pct $((c1 - c0)) $((t1 - t0)))" 'BEGIN { exit !(p + 0 < 10) }' && return 0
+    done
+    echo "bench: encryptor: the KMEs and encryptors are still busy after 30 s; measuring anyway"
+}
+
+# enc_source NAME PORT BYTES PIDS: one throughput run; $ENC_OUT/NAME.json,
+# ENC_CPU (percent of one core of each of PIDS over the run, space-separated)
+enc_source() {
+    local name=$1 port=$2 bytes=$3 pids=$4 p t0 t1 c0=() c1 i=0
+    for p in $pids; do c0+=("$(cpu_ticks "$p")"); done
+    t0=$(date +%s%N)
+    "$ENC_PROBE" source "$port" "$bytes" --timeout 30 >"$ENC_OUT/$name.json" 2>"$ENC_OUT/$name.err" ||
+        fail "encryptor: throughput $name: $(head -c 300 "$ENC_OUT/$name.err")"
+    t1=$(date +%s%N)
+    ENC_CPU=
+    for p in $pids; do
+        c1=$(cpu_ticks "$p")
+        ENC_CPU="$ENC_CPU $(cpu_pct $((c1 - c0[i])) $((t1 - t0)))"
+        i=$((i + 1))
+    done
+    ENC_CPU=${ENC_CPU# }
+}
+# enc_ping NAME PORT: one latency run; $ENC_OUT/NAME.json
+enc_ping() {
+    "$ENC_PROBE" ping "$2" --size "$ENC_PING_SIZE" --count "$ENC_PING_COUNT" --warmup 100 --timeout 30 \
+        >"$ENC_OUT/$1.json" 2>"$ENC_OUT/$1.err" || fail "encryptor: latency $1: $(head -c 300 "$ENC_OUT/$1.err")"
+}
+
+# enc_config FILE ROLE LISTEN CONNECT PEER SITE PADS: an encryptor configuration
+enc_config() {
+    local c=$NET_DIR/certs sae=SAE_$6
+    cat >"$1" <<JSON
+{
+  "role": "$2",
+  "listen": "127.0.0.1:$3",
+  "connect": "127.0.0.1:$4",
+  "peer_sae": "$5",
+  "kme": {"url": "$(net_url "$6")", "cert": "$c/$sae.pem", "key": "$c/$sae.key", "ca": "$c/ca.pem"}${7:+,
+  $7}
+}
+JSON
+}
+
+enc_bench() {
+    local t0=$SECONDS p i s l n blocks tt progress done_all want
+    local probe=$ENC_PORT_BASE socat_in=$((ENC_PORT_BASE + 1)) socat_mid=$((ENC_PORT_BASE + 2))
+    local server_port=$((ENC_PORT_BASE + 3)) server_pid probe_pid users_pid=() key_bytes=$((ENC_KEY_BITS / 8))
+    local bytes=$((ENC_MB * 1000000)) ref_bytes=$((ENC_REF_MB * 1000000)) pool_high pool_need
+    local names=(defaults bulk pooled) labels cpu_of=() pads
+    ENC_PROBE=$BUILD/bin/bench/tcp_probe
+    mkdir -p "$ENC_OUT"
+    rm -f "$ENC_OUT"/*
+    echo
+    echo "bench: encryptor pair on the star A-B, A-C (hub A): users side SAE_B, server side SAE_C," \
+        "link rate $ENC_RATE bit/s, $ENC_FILL_MB MiB of link key pre-filled per link (load average before:" \
+        "$(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores)"
+    for p in "$ENC_PROBE" "$BUILD/bin/bench/otp_core" "$BUILD/bin/encryptor" "$BUILD/bin/kme" "$BUILD/bin/qkd-sim"; do
+        [ -x "$p" ] || { fail "encryptor: $p missing (make MODE=release all bench-bins)"; return 1; }
+    done
+    command -v socat >/dev/null || { fail "encryptor: socat is needed"; return 1; }
+    command -v jq >/dev/null || { fail "encryptor: jq is needed (make deps)"; return 1; }
+    for p in $(for i in 1 2 3; do echo $((ENC_SAE_BASE + i)) $((ENC_KME_BASE + i)); done) $(seq "$ENC_PORT_BASE" $((ENC_PORT_BASE + 6))); do
+        port_busy "$p" && { fail "encryptor: port $p is already in use"; return 1; }
+    done
+
+    # (2) first, on a machine not yet busy with the network
+    echo "bench: encryptor: crypto core (otp_core, one core)"
+    "$BUILD/bin/bench/otp_core" --payload 65536 --key-bits "$ENC_KEY_BITS" >"$ENC_OUT/crypto.json" 2>"$ENC_OUT/crypto.err" ||
+        fail "encryptor: otp_core: $(head -c 300 "$ENC_OUT/crypto.err")"
+    "$BUILD/bin/bench/otp_core" --payload 65536 --key-bits $(((16384 + 32) * 8)) >"$ENC_OUT/crypto-16k.json" \
+        2>"$ENC_OUT/crypto-16k.err" || fail "encryptor: otp_core (16 KiB frames): $(head -c 300 "$ENC_OUT/crypto-16k.err")"
+
+    # the network, link key pre-filled and verified before anything is timed
+    blocks=$(((ENC_FILL_MB * 1048576 + ENC_BLOCK - 1) / ENC_BLOCK))
+    NET_SAE_BASE=$ENC_SAE_BASE NET_KME_BASE=$ENC_KME_BASE NET_RATE=$ENC_RATE NET_BLOCK=$ENC_BLOCK
+    NET_STOCK=4096
+    export NET_STOCK
+    NET_LOG_PREFIX=encryptor/
+    net_init "$WORK/enc" "A B C" "A-B A-C" || { fail "encryptor: net_init failed"; return 1; }
+    for s in $NET_SITES; do
+        if ! jq --argjson max $(((blocks + 1) * ENC_BLOCK)) '.link_stock_max_bytes = $max' "$NET_DIR/$s/kme.json" \
+            >"$NET_DIR/$s/kme.json.tmp" || ! mv "$NET_DIR/$s/kme.json.tmp" "$NET_DIR/$s/kme.json"; then
+            fail "encryptor: cannot write the configuration of site $s"
+            return 1
+        fi
+    done
+    NET_UP=1
+    tt=$SECONDS
+    for l in $NET_LINKS; do sim_start "$l" --count "$blocks" --quiet; done
+    for s in $NET_SITES; do kme_start "$s"; done
+    for s in $NET_SITES; do
+        kme_wait "$s" 30 || { fail "encryptor: KME_$s did not start; see $ENC_OUT/kme-$s.log"; stop_net; return 1; }
+    done
+    net_wait_routed 30 || { fail "encryptor: the KMEs did not learn each other's routes"; stop_net; return 1; }
+    echo -n "bench: encryptor: waiting for $blocks verified blocks of $ENC_BLOCK bytes on each link end "
+    while :; do
+        done_all=1 progress=
+        for want in "A B" "B A" "A C" "C A"; do
+            n=$(verified_blocks "${want% *}" "${want#* }")
+            progress="$progress ${want% *}:${n:-?}"
+            [ "${n:-0}" -ge "$blocks" ] || done_all=0
+        done
+        [ "$done_all" = 1 ] && break
+        if [ $((SECONDS - tt)) -gt 120 ]; then
+            echo
+            fail "encryptor: link key still not verified after 120 s (verified blocks per end:$progress)"
+            stop_net
+            return 1
+        fi
+        echo -n .
+        sleep 1
+    done
+    echo " done in $((SECONDS - tt)) s"
+
+    # the ends, the socat pair and the encryptors
+    enc_spawn probe "$ENC_PROBE" serve "$probe"
+    probe_pid=$ENC_PID
+    enc_spawn socat-in socat "TCP-LISTEN:$socat_in,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$socat_mid"
+    enc_spawn socat-mid socat "TCP-LISTEN:$socat_mid,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$probe"
+    # pads pooled ahead: the whole run (a full frame per key, the last keys
+    # announced ahead) and a margin
+    pool_need=$(((bytes / (key_bytes - 32) + 24) * key_bytes))
+    pool_high=$((pool_need + 64 * key_bytes))
+    pads=(""
+        "\"pad_batch_keys\": 128, \"low_watermark_bytes\": 4194304, \"high_watermark_bytes\": 16777216, \"announce_keys\": 16"
+        "\"pad_batch_keys\": 256, \"low_watermark_bytes\": $key_bytes, \"high_watermark_bytes\": $pool_high, \"announce_keys\": 16")
+    labels=("README defaults" "bulk-tuned" "pads pooled ahead")
+    enc_config "$ENC_OUT/server.json" server "$server_port" "$probe" SAE_B C "${pads[1]}"
+    enc_spawn server "$BUILD/bin/encryptor" --config "$ENC_OUT/server.json"
+    server_pid=$ENC_PID
+    for i in 0 1 2; do
+        enc_config "$ENC_OUT/users-${names[i]}.json" users $((ENC_PORT_BASE + 4 + i)) "$server_port" SAE_C B "${pads[i]}"
+        enc_spawn "users-${names[i]}" "$BUILD/bin/encryptor" --config "$ENC_OUT/users-${names[i]}.json"
+        users_pid+=("$ENC_PID")
+    done
+    for i in 0 1 2; do
+        enc_wait_log "$ENC_OUT/users-${names[i]}.log" "ready:" 15 "${users_pid[i]}" ||
+            { fail "encryptor: the users-side encryptor (${names[i]}) did not start; see $ENC_OUT/users-${names[i]}.log"; stop_enc; stop_net; return 1; }
+    done
+    enc_wait_log "$ENC_OUT/server.log" "ready:" 15 "$server_pid" ||
+        { fail "encryptor: the server-side encryptor did not start; see $ENC_OUT/server.log"; stop_enc; stop_net; return 1; }
+    for p in $probe $socat_in $socat_mid; do
+        for i in $(seq 1 50); do port_busy "$p" && break; sleep 0.1; done
+        port_busy "$p" || { fail "encryptor: nothing listens on port $p"; stop_enc; stop_net; return 1; }
+    done
+    echo -n "bench: encryptor: filling the pooled-ahead pool to $pool_need bytes "
+    tt=$SECONDS
+    while [ "$(enc_pool_bytes "$ENC_OUT/users-pooled.log")" -lt "$pool_need" ] 2>/dev/null ||
+        [ -z "$(enc_pool_bytes "$ENC_OUT/users-pooled.log")" ]; do
+        if ! kill -0 "${users_pid[2]}" 2>/dev/null || [ $((SECONDS - tt)) -gt 90 ]; then
+            echo
+            fail "encryptor: the pooled-ahead encryptor did not fill its pool (last: $(enc_pool_bytes "$ENC_OUT/users-pooled.log") bytes)"
+            stop_enc
+            stop_net
+            return 1
+        fi
+        echo -n .
+        sleep 1
+    done
+    echo " done in $((SECONDS - tt)) s"
+    ENC_WATCH="$(kme_pid A) $(kme_pid B) $(kme_pid C) $server_pid ${users_pid[*]}"
+    enc_settle
+
+    # (1) throughput: CPU of the users side, the server side, KME A, B, C, the probe
+    echo "bench: encryptor: throughput: direct and socat pair $ENC_REF_MB MB, encryptor pair $ENC_MB MB each, one connection"
+    enc_source direct "$probe" "$ref_bytes" "$probe_pid"
+    enc_source socat "$socat_in" "$ref_bytes" "$probe_pid"
+    for i in 0 1 2; do
+        enc_settle
+        enc_source "pair-${names[i]}" $((ENC_PORT_BASE + 4 + i)) "$bytes" \
+            "${users_pid[i]} $server_pid $(kme_pid A) $(kme_pid B) $(kme_pid C) $probe_pid"
+        cpu_of[i]=$ENC_CPU
+    done
+    # (3) latency
+    enc_settle
+    echo "bench: encryptor: latency: $ENC_PING_COUNT messages of $ENC_PING_SIZE bytes per path"
+    enc_ping ping-direct "$probe"
+    enc_ping ping-socat "$socat_in"
+    enc_ping ping-pair $((ENC_PORT_BASE + 5))
+    stop_enc
+    stop_net
+
+    # --- report ---
+    local ref tput_rows="" sep="" mb ratio kpb kpb2 waits u_in u_pads s_pads clean sconn
+    local best_ratio=0 met_tput=unknown met_speed=unknown
+    echo
+    echo "encryptor: throughput of one connection, source -> relay pair -> sink on loopback (MB = 10^6 bytes)"
+    trow() { printf '%-38s | %8s %8s %8s %6s | %s\n' "$@"; }
+    trow "" "MB/s" "/ socat" "key B/B" "waits" "cpu % of one core"
+    printf '%s\n' "---------------------------------------+-----------------------------------+------------------------------"
+    ref=$(cell "$ENC_OUT/socat.json" mb_s)
+    trow "direct (no relay), $ENC_REF_MB MB" "$(cell "$ENC_OUT/direct.json" mb_s)" "" "" "" ""
+    trow "socat pair, $ENC_REF_MB MB" "$ref" "1.00" "" "" ""
+    for i in 0 1 2; do
+        mb=$(cell "$ENC_OUT/pair-${names[i]}.json" mb_s)
+        ratio=$(awk -v a="$mb" -v b="$ref" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b; else print "-" }')
+        # users side conn i+1 pushed the data; server side conns 1..3 are the runs in order
+        u_in=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 plain_in)
+        u_pads=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 pads_out)
+        waits=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 waits)
+        clean=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 clean)
+        sconn=$((i + 1))
+        s_pads=$(enc_conn "$ENC_OUT/server.log" "$sconn" pads_out)
+        [ "${clean:-0}" = 1 ] || fail "encryptor: the ${names[i]} pair's connection did not close cleanly"
+        kpb=$(awk -v k="${u_pads:-0}" -v b="$key_bytes" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.4f", k * b / n; else print "-" }')
+        kpb2=$(awk -v k="$((${u_pads:-0} + ${s_pads:-0}))" -v b="$key_bytes" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.4f", k * b / n; else print "-" }')
+        trow "(${names[i]:0:1}) encryptor pair, ${labels[i]}" "$mb" "$ratio" "$kpb" "${waits:--}" \
+            "$(echo "${cpu_of[i]}" | awk '{ print "users " $1 ", server " $2 ", kme A " $3 " B " $4 " C " $5 ", probe " $6 }')"
+        tput_rows="$tput_rows$sep\"${names[i]}\":{\"result\":$(enc_json "$ENC_OUT/pair-${names[i]}.json"),\"ratio\":$(num "$ratio"),\"key_per_byte\":$(num "$kpb"),\"key_per_byte_both_directions\":$(num "$kpb2"),\"pads_out\":$(num "$u_pads"),\"reverse_pads_out\":$(num "$s_pads"),\"plaintext_in\":$(num "$u_in"),\"pad_waits\":$(num "$waits"),\"cpu_pct\":\"${cpu_of[i]}\",\"pads\":\"${pads[i]//\"/}\"}"
+        sep=","
+        [ "$i" = 1 ] && ENC_BULK_RATIO=$ratio
+        if [ "$ratio" != "-" ] && awk -v r="$ratio" -v b="$best_ratio" 'BEGIN { exit !(r + 0 > b + 0) }'; then best_ratio=$ratio; fi
+    done
+    echo "(d) and (b): pads fetched with GET_KEY while the data flows; (p): the whole run's pads in the users-side pool" \
+        "beforehand (GET_KEY out of the timed path; the receiver still fetches every announced key by key_ID)"
+    echo "key B/B: bytes of pad announced per payload byte in the data direction ($key_bytes-byte pads); waits: times" \
+        "the sender waited for its pool; cpu: users side, server side, kme A B C, probe"
+    for f in users-defaults users-bulk users-pooled server; do
+        n=$(sed -n 's/.*stopped: .*; \([0-9]*\) pads fetched (\([0-9]*\) bytes).*/\1 pads, \2 bytes/p' "$ENC_OUT/$f.log" | tail -n 1)
+        echo "  $f: ${n:-no totals logged} fetched over the whole run"
+        [ -n "$n" ] || fail "encryptor: $f logged no totals at stop"
+    done
+    mb=$(cell "$ENC_OUT/pair-bulk.json" mb_s) n=$(cell "$ENC_OUT/pair-pooled.json" mb_s)
+    waits=$(enc_conn "$ENC_OUT/users-bulk.log" 1 waits)
+    echo "key supply: (b) waited ${waits:--} times for GET_KEY (keys relayed B-A-C); with its pads pooled ahead (p) ran at" \
+        "$(awk -v a="$n" -v b="$mb" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.1f", a / b; else print "-" }')x (b)'s rate;" \
+        "an MB/s of one-time pad needs an MB/s of key"
+    if [ "${ENC_BULK_RATIO:--}" != "-" ]; then
+        if awk -v r="$ENC_BULK_RATIO" -v t="$ENC_TARGET_RATIO" 'BEGIN { exit !(r + 0 >= t + 0) }'; then met_tput=yes; else met_tput=no; fi
+    fi
+    case $met_tput in
+    yes) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: MET (bulk-tuned $ENC_BULK_RATIO; best $best_ratio)" ;;
+    no) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: NOT MET (bulk-tuned $ENC_BULK_RATIO; best $best_ratio, pads pooled ahead)" ;;
+    *) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: not measured" ;;
+    esac
+
+    local c=$ENC_OUT/crypto.json c16=$ENC_OUT/crypto-16k.json us speedup
+    echo
+    echo "encryptor: crypto core, otp_seal + otp_open as the encryptor frames a 64 KiB payload (one core;" \
+        "median of 5 ms batches, best of 3 rounds)"
+    us=$(cell "$c" enc_dec_us)
+    speedup=$(awk -v u="$us" -v p="$ENC_PAPER_US" 'BEGIN { if (u ~ /^[0-9.]+$/ && u + 0 > 0) printf "%.0f", p / u; else print "-" }')
+    printf '  pads of %s bits: %s frames; encrypt+decrypt %s us = %s MB/s per core (best batch %s us, worst round %s us)\n' \
+        "$ENC_KEY_BITS" "$(cell "$c" frames)" "$us" "$(cell "$c" enc_dec_mb_s)" "$(cell "$c" enc_dec_best_us)" \
+        "$(cell "$c" enc_dec_worst_round_us)"
+    printf '    encrypt %s us (%s MB/s), decrypt %s us (%s MB/s); in encrypt: Poly1305 %s us (%s MB/s), XOR and framing %s us;' \
+        "$(cell "$c" encrypt_us)" "$(cell "$c" encrypt_mb_s)" "$(cell "$c" decrypt_us)" "$(cell "$c" decrypt_mb_s)" \
+        "$(cell "$c" poly1305_us)" "$(cell "$c" poly1305_mb_s)" "$(cell "$c" xor_framing_us)"
+    printf ' %s key bytes per payload byte\n' "$(cell "$c" key_per_payload_byte)"
+    printf '  16 KiB frames (pads of %s bits): %s frames; encrypt+decrypt %s us = %s MB/s per core\n' \
+        "$(cell "$c16" key_bits)" "$(cell "$c16" frames)" "$(cell "$c16" enc_dec_us)" "$(cell "$c16" enc_dec_mb_s)"
+    echo "  NECTEC paper: 0.098 s per 64 KB encrypt+decrypt; here ${speedup}x faster"
+    if [ "$speedup" != "-" ]; then
+        if [ "$speedup" -ge "$ENC_TARGET_SPEEDUP" ]; then met_speed=yes; else met_speed=no; fi
+    fi
+    case $met_speed in
+    yes) echo "target crypto core >= ${ENC_TARGET_SPEEDUP}x the paper (<= $((ENC_PAPER_US / ENC_TARGET_SPEEDUP)) us per 64 KB): MET ($us us, ${speedup}x)" ;;
+    no) echo "target crypto core >= ${ENC_TARGET_SPEEDUP}x the paper (<= $((ENC_PAPER_US / ENC_TARGET_SPEEDUP)) us per 64 KB): NOT MET ($us us, ${speedup}x)" ;;
+    *) echo "target crypto core >= ${ENC_TARGET_SPEEDUP}x the paper: not measured" ;;
+    esac
+
+    local d=$ENC_OUT/ping-direct.json so=$ENC_OUT/ping-socat.json pr=$ENC_OUT/ping-pair.json add50 add99 adds50 adds99 f50 f99
+    local p_in p_pads p_kpb
+    echo
+    echo "encryptor: round trip of $ENC_PING_SIZE-byte messages with an echo, $ENC_PING_COUNT messages after 100 of warm-up"
+    lrow() { printf '%-38s | %9s %9s %9s %9s\n' "$@"; }
+    lrow "" "p50 us" "p99 us" "mean us" "max us"
+    printf '%s\n' "---------------------------------------+----------------------------------------"
+    lrow "direct" "$(cell "$d" p50_us)" "$(cell "$d" p99_us)" "$(cell "$d" mean_us)" "$(cell "$d" max_us)"
+    lrow "socat pair" "$(cell "$so" p50_us)" "$(cell "$so" p99_us)" "$(cell "$so" mean_us)" "$(cell "$so" max_us)"
+    lrow "encryptor pair (bulk-tuned)" "$(cell "$pr" p50_us)" "$(cell "$pr" p99_us)" "$(cell "$pr" mean_us)" "$(cell "$pr" max_us)"
+    diff_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.1f", a - b; else print "-" }'; }
+    add50=$(diff_of "$(cell "$pr" p50_us)" "$(cell "$d" p50_us)") add99=$(diff_of "$(cell "$pr" p99_us)" "$(cell "$d" p99_us)")
+    adds50=$(diff_of "$(cell "$pr" p50_us)" "$(cell "$so" p50_us)") adds99=$(diff_of "$(cell "$pr" p99_us)" "$(cell "$so" p99_us)")
+    half() { awk -v a="$1" 'BEGIN { if (a ~ /^-?[0-9.]+$/) printf "%.1f", a / 2; else print "-" }'; }
+    f50=$(half "$add50") f99=$(half "$add99")
+    p_in=$(enc_conn "$ENC_OUT/users-bulk.log" 2 plain_in) p_pads=$(enc_conn "$ENC_OUT/users-bulk.log" 2 pads_out)
+    p_kpb=$(awk -v k="${p_pads:-0}" -v b="$key_bytes" -v n="${p_in:-0}" 'BEGIN { if (n > 0) printf "%.4f", k * b / n; else print "-" }')
+    echo "added by the encryptor pair per round trip (one frame each way): p50 $add50 us, p99 $add99 us over direct" \
+        "(per frame: p50 $f50 us, p99 $f99 us); p50 $adds50 us, p99 $adds99 us over the socat pair"
+    echo "key used at $ENC_PING_SIZE-byte frames: $p_kpb bytes of pad per payload byte"
+
+    printf '{"cores":%s,"link_rate_bps":%s,"link_block_bytes":%s,"fill_mb":%s,"pad_key_bits":%s,"throughput":{"payload_bytes":%s,"reference_bytes":%s,"direct":%s,"socat":%s,"pair":{%s},"target_ratio":%s,"target_met":"%s","bulk_ratio":%s,"best_ratio":%s},"crypto":{"default_frames":%s,"frames_16k":%s,"paper_us":%s,"speedup":%s,"target_speedup":%s,"target_met":"%s"},"latency":{"direct":%s,"socat":%s,"pair":%s,"added_p50_us":%s,"added_p99_us":%s,"added_over_socat_p50_us":%s,"added_over_socat_p99_us":%s,"added_per_frame_p50_us":%s,"added_per_frame_p99_us":%s,"key_per_byte":%s},"elapsed_s":%s}\n' \
+        "$(nproc)" "$ENC_RATE" "$ENC_BLOCK" "$ENC_FILL_MB" "$ENC_KEY_BITS" "$bytes" "$ref_bytes" \
+        "$(enc_json "$ENC_OUT/direct.json")" "$(enc_json "$ENC_OUT/socat.json")" "$tput_rows" \
+        "$ENC_TARGET_RATIO" "$met_tput" "$(num "${ENC_BULK_RATIO:-}")" "$(num "$best_ratio")" \
+        "$(enc_json "$c")" "$(enc_json "$c16")" "$ENC_PAPER_US" "$(num "$speedup")" "$ENC_TARGET_SPEEDUP" "$met_speed" \
+        "$(enc_json "$d")" "$(enc_json "$so")" "$(enc_json "$pr")" "$(num "$add50")" "$(num "$add99")" \
+        "$(num "$adds50")" "$(num "$adds99")" "$(num "$f50")" "$(num "$f99")" "$(num "$p_kpb")" "$((SECONDS - t0))" \
+        >"$OUT/encryptor.json"
+    echo "encryptor part: $((SECONDS - t0)) s"
+}
+
 # finish: the closing lines (the exit trap makes the status)
 finish() {
     echo "results: $OUT/"
@@ -499,14 +897,19 @@ finish() {
 }
 
 # --- preparation -------------------------------------------------------------
-[ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ "$BENCH_ONLY" = relay ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = encryptor ] || [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
-rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay"
+rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay" "$OUT/encryptor"
 mkdir -p "$OUT/rounds"
 WORK=$(mktemp -d /tmp/kme-bench.XXXXXX) || exit 2
 if [ "$BENCH_ONLY" = relay ]; then
     relay_bench
+    finish
+    exit 0
+fi
+if [ "$BENCH_ONLY" = encryptor ]; then
+    enc_bench
     finish
     exit 0
 fi
@@ -647,5 +1050,11 @@ printf '{"link_rate_bps":%s,"link_block_bytes":%s,"stock_after":%s,"response_byt
     "$NET_RATE" "$NET_BLOCK" "$(num "${STOCK_AFTER:-}")" "${SIZE:-0}" "$BENCH_DURATION" "$BENCH_WARMUP" "$BENCH_ROUNDS" "$(nproc)" "$LOAD_BEFORE" "$BENCH_TARGET_CONNS" "$BENCH_TARGET_RATIO" "$met" "$summary" >"$OUT/summary.json"
 stop_nginx
 stop_net
-case $BENCH_ONLY in nginx) ;; *) [ "${BENCH_RELAY:-1}" = 0 ] || relay_bench ;; esac
+case $BENCH_ONLY in
+nginx) ;;
+*)
+    [ "${BENCH_RELAY:-1}" = 0 ] || relay_bench
+    [ "${BENCH_ENCRYPTOR:-1}" = 0 ] || enc_bench
+    ;;
+esac
 finish
