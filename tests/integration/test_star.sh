@@ -176,9 +176,10 @@ kme_post() {
     BODY=${out%$'\n'*}
     [ "$BODY" = "$out" ] && BODY=""
 }
-# link_state SITE PEER: the site's blocks on the link to PEER (seq, state, owner, used)
+# Which bytes of each block are spent. Ownership is left out: a grant may move
+# an unused block across the link at any moment, and that spends nothing.
 link_state() {
-    dump "$1" "$W/ls.$1" && jq -c --arg p "KME_$2" '[.links[$p][] | [.seq, .state, .owner, .used]]' "$W/ls.$1"
+    dump "$1" "$W/ls.$1" && jq -c --arg p "KME_$2" '[.links[$p][] | [.seq, .state, .used]]' "$W/ls.$1"
 }
 hub_state() { echo "$(link_state A B) $(link_state A C)"; }
 hub_steady() {
