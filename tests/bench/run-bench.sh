@@ -33,9 +33,11 @@
 # BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
 # BENCH_ENC_SAE_BASE (8740), BENCH_ENC_KME_BASE (9740) and BENCH_ENC_PORT_BASE
-# (8750: probe, socat pair, encryptors on 8750-8756) ports, BENCH_ENC_RATE
+# (8750: probe, socat pair, encryptors on 8750-8758) ports, BENCH_ENC_RATE
 # (4e9 bit/s), BENCH_ENC_BLOCK (1 MiB), BENCH_ENC_FILL_MB (link key pre-filled
-# per link, 512), BENCH_ENC_MB (MB pushed through each encryptor pair, 64),
+# per link, 512), BENCH_ENC_MB (MB pushed through each one-time-pad pair, 64),
+# BENCH_ENC_GCM_MB (through the AES-256-GCM pair, 512),
+# BENCH_ENC_GCM_ROTATE_BYTES (16777216) and BENCH_ENC_GCM_ROTATE_SECONDS (10),
 # BENCH_ENC_REF_MB (through the socat pair and direct, 1024),
 # BENCH_ENC_PING_COUNT (3000) and BENCH_ENC_PING_SIZE (1024 bytes). Needs socat.
 # Exit status: non-zero when anything failed (a request error, a process that
@@ -520,18 +522,29 @@ relay_bench() {
 #      whole run's pads in the users-side pool before it starts: the sender
 #      never waits for GET_KEY, the receiver still fetches each announced key
 #      by key_ID). Key used per payload byte from the encryptors' connection
-#      lines (pads announced x pad size / plaintext bytes).
+#      lines (pads announced x pad size / plaintext bytes). One-time-pad
+#      throughput is bounded by the key rate of the relay; for comparison a
+#      second pair in the explicitly configured AES-256-GCM mode (both sides
+#      "mode": "aes-256-gcm", a new QKD key every BENCH_ENC_GCM_ROTATE_BYTES or
+#      BENCH_ENC_GCM_ROTATE_SECONDS), its own server side and users side.
+#      Target: each of the one-time-pad pair with the README defaults and the
+#      AES-256-GCM pair at least ENC_TARGET_RATIO of the socat pair.
 #  (2) the crypto core: otp_core (tests/bench/otp_core.c), otp_seal + otp_open
 #      of a 64 KiB payload framed as the sender frames it, one core.
 #  (3) added latency: ping-pong of 1 KiB messages with the echo, direct,
 #      through the socat pair and through the (bulk-tuned) encryptor pair.
 ENC_SAE_BASE=${BENCH_ENC_SAE_BASE:-8740}
 ENC_KME_BASE=${BENCH_ENC_KME_BASE:-9740}
-ENC_PORT_BASE=${BENCH_ENC_PORT_BASE:-8750} # +0 probe server, +1/+2 socat, +3 server side, +4..+6 users sides
+ENC_PORT_BASE=${BENCH_ENC_PORT_BASE:-8750} # +0 probe server, +1/+2 socat, +3 server side, +4..+6 users sides,
+                                           # +7 AES-256-GCM server side, +8 AES-256-GCM users side
 ENC_RATE=${BENCH_ENC_RATE:-4000000000}
 ENC_BLOCK=${BENCH_ENC_BLOCK:-1048576}
 ENC_FILL_MB=${BENCH_ENC_FILL_MB:-512}
 ENC_MB=${BENCH_ENC_MB:-64}
+ENC_GCM_MB=${BENCH_ENC_GCM_MB:-512}
+ENC_GCM_ROTATE_BYTES=${BENCH_ENC_GCM_ROTATE_BYTES:-16777216}
+ENC_GCM_ROTATE_SECONDS=${BENCH_ENC_GCM_ROTATE_SECONDS:-10}
+ENC_GCM_KEY_BYTES=32   # AES-256-GCM: one 256-bit QKD key per rotation
 ENC_REF_MB=${BENCH_ENC_REF_MB:-1024}
 ENC_PING_COUNT=${BENCH_ENC_PING_COUNT:-3000}
 ENC_PING_SIZE=${BENCH_ENC_PING_SIZE:-1024}
@@ -646,6 +659,9 @@ enc_bench() {
     local server_port=$((ENC_PORT_BASE + 3)) server_pid probe_pid users_pid=() key_bytes=$((ENC_KEY_BITS / 8))
     local bytes=$((ENC_MB * 1000000)) ref_bytes=$((ENC_REF_MB * 1000000)) pool_high pool_need
     local names=(defaults bulk pooled) labels cpu_of=() pads
+    local gcm_server_port=$((ENC_PORT_BASE + 7)) gcm_users_port=$((ENC_PORT_BASE + 8)) gcm_server_pid gcm_users_pid
+    local gcm_bytes=$((ENC_GCM_MB * 1000000)) gcm_cpu gcm_mode extra
+    gcm_mode="\"mode\": \"aes-256-gcm\", \"rotate_bytes\": $ENC_GCM_ROTATE_BYTES, \"rotate_seconds\": $ENC_GCM_ROTATE_SECONDS"
     ENC_PROBE=$BUILD/bin/bench/tcp_probe
     mkdir -p "$ENC_OUT"
     rm -f "$ENC_OUT"/*
@@ -658,7 +674,7 @@ enc_bench() {
     done
     command -v socat >/dev/null || { fail "encryptor: socat is needed"; return 1; }
     command -v jq >/dev/null || { fail "encryptor: jq is needed (make deps)"; return 1; }
-    for p in $(for i in 1 2 3; do echo $((ENC_SAE_BASE + i)) $((ENC_KME_BASE + i)); done) $(seq "$ENC_PORT_BASE" $((ENC_PORT_BASE + 6))); do
+    for p in $(for i in 1 2 3; do echo $((ENC_SAE_BASE + i)) $((ENC_KME_BASE + i)); done) $(seq "$ENC_PORT_BASE" $((ENC_PORT_BASE + 8))); do
         port_busy "$p" && { fail "encryptor: port $p is already in use"; return 1; }
     done
 
@@ -728,16 +744,30 @@ enc_bench() {
     enc_spawn server "$BUILD/bin/encryptor" --config "$ENC_OUT/server.json"
     server_pid=$ENC_PID
     for i in 0 1 2; do
-        enc_config "$ENC_OUT/users-${names[i]}.json" users $((ENC_PORT_BASE + 4 + i)) "$server_port" SAE_C B "${pads[i]}"
+        extra=${pads[i]}
+        # the pooled-ahead side logs each GET_KEY batch with its pool size (a debug line): the fill is awaited below
+        [ "$i" = 2 ] && extra="$extra, \"log_level\": \"debug\""
+        enc_config "$ENC_OUT/users-${names[i]}.json" users $((ENC_PORT_BASE + 4 + i)) "$server_port" SAE_C B "$extra"
         enc_spawn "users-${names[i]}" "$BUILD/bin/encryptor" --config "$ENC_OUT/users-${names[i]}.json"
         users_pid+=("$ENC_PID")
     done
+    # the AES-256-GCM pair: both sides in that mode, the README's pool defaults
+    enc_config "$ENC_OUT/server-gcm.json" server "$gcm_server_port" "$probe" SAE_B C "$gcm_mode"
+    enc_spawn server-gcm "$BUILD/bin/encryptor" --config "$ENC_OUT/server-gcm.json"
+    gcm_server_pid=$ENC_PID
+    enc_config "$ENC_OUT/users-gcm.json" users "$gcm_users_port" "$gcm_server_port" SAE_C B "$gcm_mode"
+    enc_spawn users-gcm "$BUILD/bin/encryptor" --config "$ENC_OUT/users-gcm.json"
+    gcm_users_pid=$ENC_PID
     for i in 0 1 2; do
         enc_wait_log "$ENC_OUT/users-${names[i]}.log" "ready:" 15 "${users_pid[i]}" ||
             { fail "encryptor: the users-side encryptor (${names[i]}) did not start; see $ENC_OUT/users-${names[i]}.log"; stop_enc; stop_net; return 1; }
     done
     enc_wait_log "$ENC_OUT/server.log" "ready:" 15 "$server_pid" ||
         { fail "encryptor: the server-side encryptor did not start; see $ENC_OUT/server.log"; stop_enc; stop_net; return 1; }
+    enc_wait_log "$ENC_OUT/users-gcm.log" "ready:.*AES-256-GCM" 15 "$gcm_users_pid" ||
+        { fail "encryptor: the AES-256-GCM users-side encryptor did not start; see $ENC_OUT/users-gcm.log"; stop_enc; stop_net; return 1; }
+    enc_wait_log "$ENC_OUT/server-gcm.log" "ready:.*AES-256-GCM" 15 "$gcm_server_pid" ||
+        { fail "encryptor: the AES-256-GCM server-side encryptor did not start; see $ENC_OUT/server-gcm.log"; stop_enc; stop_net; return 1; }
     for p in $probe $socat_in $socat_mid; do
         for i in $(seq 1 50); do port_busy "$p" && break; sleep 0.1; done
         port_busy "$p" || { fail "encryptor: nothing listens on port $p"; stop_enc; stop_net; return 1; }
@@ -757,11 +787,12 @@ enc_bench() {
         sleep 1
     done
     echo " done in $((SECONDS - tt)) s"
-    ENC_WATCH="$(kme_pid A) $(kme_pid B) $(kme_pid C) $server_pid ${users_pid[*]}"
+    ENC_WATCH="$(kme_pid A) $(kme_pid B) $(kme_pid C) $server_pid ${users_pid[*]} $gcm_server_pid $gcm_users_pid"
     enc_settle
 
     # (1) throughput: CPU of the users side, the server side, KME A, B, C, the probe
-    echo "bench: encryptor: throughput: direct and socat pair $ENC_REF_MB MB, encryptor pair $ENC_MB MB each, one connection"
+    echo "bench: encryptor: throughput: direct and socat pair $ENC_REF_MB MB, one-time-pad pairs $ENC_MB MB each," \
+        "AES-256-GCM pair $ENC_GCM_MB MB, one connection"
     enc_source direct "$probe" "$ref_bytes" "$probe_pid"
     enc_source socat "$socat_in" "$ref_bytes" "$probe_pid"
     for i in 0 1 2; do
@@ -770,6 +801,10 @@ enc_bench() {
             "${users_pid[i]} $server_pid $(kme_pid A) $(kme_pid B) $(kme_pid C) $probe_pid"
         cpu_of[i]=$ENC_CPU
     done
+    enc_settle
+    enc_source pair-gcm "$gcm_users_port" "$gcm_bytes" \
+        "$gcm_users_pid $gcm_server_pid $(kme_pid A) $(kme_pid B) $(kme_pid C) $probe_pid"
+    gcm_cpu=$ENC_CPU
     # (3) latency
     enc_settle
     echo "bench: encryptor: latency: $ENC_PING_COUNT messages of $ENC_PING_SIZE bytes per path"
@@ -780,8 +815,8 @@ enc_bench() {
     stop_net
 
     # --- report ---
-    local ref tput_rows="" sep="" mb ratio kpb kpb2 waits u_in u_pads s_pads clean sconn
-    local best_ratio=0 met_tput=unknown met_speed=unknown
+    local ref tput_rows="" sep="" mb ratio waits n defaults_ratio gcm_ratio gcm_keys
+    local best_ratio=0 met_defaults=unknown met_gcm=unknown met_speed=unknown
     echo
     echo "encryptor: throughput of one connection, source -> relay pair -> sink on loopback (MB = 10^6 bytes)"
     trow() { printf '%-38s | %8s %8s %8s %6s | %s\n' "$@"; }
@@ -790,31 +825,57 @@ enc_bench() {
     ref=$(cell "$ENC_OUT/socat.json" mb_s)
     trow "direct (no relay), $ENC_REF_MB MB" "$(cell "$ENC_OUT/direct.json" mb_s)" "" "" "" ""
     trow "socat pair, $ENC_REF_MB MB" "$ref" "1.00" "" "" ""
-    for i in 0 1 2; do
-        mb=$(cell "$ENC_OUT/pair-${names[i]}.json" mb_s)
+    # enc_trow NAME LABEL USERS_LOG SERVER_LOG SERVER_CONN KEY_BYTES KPB_FORMAT CPU SETTINGS: one encryptor
+    # pair's row from $ENC_OUT/pair-NAME.json and the connection lines (users side conn 1 pushed the
+    # data); appends its JSON to tput_rows, its ratio to the socat pair in ENC_ROW_RATIO
+    enc_trow() {
+        local name=$1 label=$2 ulog=$3 slog=$4 sconn=$5 kb=$6 fmt=$7 cpu=$8 settings=$9
+        local mb ratio kpb kpb_show kpb2 waits u_in u_pads s_pads clean
+        mb=$(cell "$ENC_OUT/pair-$name.json" mb_s)
         ratio=$(awk -v a="$mb" -v b="$ref" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b; else print "-" }')
-        # users side conn i+1 pushed the data; server side conns 1..3 are the runs in order
-        u_in=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 plain_in)
-        u_pads=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 pads_out)
-        waits=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 waits)
-        clean=$(enc_conn "$ENC_OUT/users-${names[i]}.log" 1 clean)
-        sconn=$((i + 1))
-        s_pads=$(enc_conn "$ENC_OUT/server.log" "$sconn" pads_out)
-        [ "${clean:-0}" = 1 ] || fail "encryptor: the ${names[i]} pair's connection did not close cleanly"
-        kpb=$(awk -v k="${u_pads:-0}" -v b="$key_bytes" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.4f", k * b / n; else print "-" }')
-        kpb2=$(awk -v k="$((${u_pads:-0} + ${s_pads:-0}))" -v b="$key_bytes" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.4f", k * b / n; else print "-" }')
-        trow "(${names[i]:0:1}) encryptor pair, ${labels[i]}" "$mb" "$ratio" "$kpb" "${waits:--}" \
-            "$(echo "${cpu_of[i]}" | awk '{ print "users " $1 ", server " $2 ", kme A " $3 " B " $4 " C " $5 ", probe " $6 }')"
-        tput_rows="$tput_rows$sep\"${names[i]}\":{\"result\":$(enc_json "$ENC_OUT/pair-${names[i]}.json"),\"ratio\":$(num "$ratio"),\"key_per_byte\":$(num "$kpb"),\"key_per_byte_both_directions\":$(num "$kpb2"),\"pads_out\":$(num "$u_pads"),\"reverse_pads_out\":$(num "$s_pads"),\"plaintext_in\":$(num "$u_in"),\"pad_waits\":$(num "$waits"),\"cpu_pct\":\"${cpu_of[i]}\",\"pads\":\"${pads[i]//\"/}\"}"
+        u_in=$(enc_conn "$ulog" 1 plain_in)
+        u_pads=$(enc_conn "$ulog" 1 pads_out)
+        waits=$(enc_conn "$ulog" 1 waits)
+        clean=$(enc_conn "$ulog" 1 clean)
+        s_pads=$(enc_conn "$slog" "$sconn" pads_out)
+        [ "${clean:-0}" = 1 ] || fail "encryptor: the $name pair's connection did not close cleanly"
+        kpb=$(awk -v k="${u_pads:-0}" -v b="$kb" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.9f", k * b / n; else print "-" }')
+        kpb_show=$(awk -v v="$kpb" -v f="$fmt" 'BEGIN { if (v ~ /^[0-9.]+$/) printf f, v; else print "-" }')
+        kpb2=$(awk -v k="$((${u_pads:-0} + ${s_pads:-0}))" -v b="$kb" -v n="${u_in:-0}" 'BEGIN { if (n > 0) printf "%.9f", k * b / n; else print "-" }')
+        trow "$label" "$mb" "$ratio" "$kpb_show" "${waits:--}" \
+            "$(echo "$cpu" | awk '{ print "users " $1 ", server " $2 ", kme A " $3 " B " $4 " C " $5 ", probe " $6 }')"
+        tput_rows="$tput_rows$sep\"$name\":{\"result\":$(enc_json "$ENC_OUT/pair-$name.json"),\"ratio\":$(num "$ratio"),\"key_bytes\":$kb,\"key_per_byte\":$(num "$kpb"),\"key_per_byte_both_directions\":$(num "$kpb2"),\"pads_out\":$(num "$u_pads"),\"reverse_pads_out\":$(num "$s_pads"),\"plaintext_in\":$(num "$u_in"),\"pad_waits\":$(num "$waits"),\"cpu_pct\":\"$cpu\",\"pads\":\"${settings//\"/}\"}"
         sep=","
+        ENC_ROW_RATIO=$ratio
+    }
+    # enc_met RATIO: yes, no or unknown against ENC_TARGET_RATIO
+    enc_met() {
+        if [ "${1:--}" = "-" ]; then echo unknown
+        elif awk -v r="$1" -v t="$ENC_TARGET_RATIO" 'BEGIN { exit !(r + 0 >= t + 0) }'; then echo yes
+        else echo no; fi
+    }
+    for i in 0 1 2; do
+        # server side conns 1..3 are the runs in order
+        enc_trow "${names[i]}" "(${names[i]:0:1}) OTP pair, ${labels[i]}" "$ENC_OUT/users-${names[i]}.log" \
+            "$ENC_OUT/server.log" $((i + 1)) "$key_bytes" "%.4f" "${cpu_of[i]}" "${pads[i]}"
+        ratio=$ENC_ROW_RATIO
+        [ "$i" = 0 ] && defaults_ratio=$ratio
         [ "$i" = 1 ] && ENC_BULK_RATIO=$ratio
         if [ "$ratio" != "-" ] && awk -v r="$ratio" -v b="$best_ratio" 'BEGIN { exit !(r + 0 > b + 0) }'; then best_ratio=$ratio; fi
     done
-    echo "(d) and (b): pads fetched with GET_KEY while the data flows; (p): the whole run's pads in the users-side pool" \
-        "beforehand (GET_KEY out of the timed path; the receiver still fetches every announced key by key_ID)"
-    echo "key B/B: bytes of pad announced per payload byte in the data direction ($key_bytes-byte pads); waits: times" \
-        "the sender waited for its pool; cpu: users side, server side, kme A B C, probe"
-    for f in users-defaults users-bulk users-pooled server; do
+    enc_trow gcm "(g) AES-256-GCM pair, $ENC_GCM_MB MB" "$ENC_OUT/users-gcm.log" "$ENC_OUT/server-gcm.log" 1 \
+        "$ENC_GCM_KEY_BYTES" "%.2e" "$gcm_cpu" "$gcm_mode"
+    gcm_ratio=$ENC_ROW_RATIO
+    echo "(d), (b), (p): one-time pad (OTP), $ENC_MB MB each; (d) and (b): pads fetched with GET_KEY while the data" \
+        "flows; (p): the whole run's pads in the users-side pool beforehand (GET_KEY out of the timed path; the" \
+        "receiver still fetches every announced key by key_ID)"
+    gcm_keys=$(enc_conn "$ENC_OUT/users-gcm.log" 1 pads_out)
+    echo "(g): both sides \"mode\": \"aes-256-gcm\", a new 256-bit QKD key every $ENC_GCM_ROTATE_BYTES bytes or" \
+        "$ENC_GCM_ROTATE_SECONDS s, README pool defaults; ${gcm_keys:--} keys announced in the data direction"
+    echo "key B/B: bytes of key announced per payload byte in the data direction ($key_bytes-byte pads;" \
+        "AES-256-GCM $ENC_GCM_KEY_BYTES-byte keys); waits: times the sender waited for its pool; cpu: users side," \
+        "server side, kme A B C, probe"
+    for f in users-defaults users-bulk users-pooled server users-gcm server-gcm; do
         n=$(sed -n 's/.*stopped: .*; \([0-9]*\) pads fetched (\([0-9]*\) bytes).*/\1 pads, \2 bytes/p' "$ENC_OUT/$f.log" | tail -n 1)
         echo "  $f: ${n:-no totals logged} fetched over the whole run"
         [ -n "$n" ] || fail "encryptor: $f logged no totals at stop"
@@ -824,14 +885,26 @@ enc_bench() {
     echo "key supply: (b) waited ${waits:--} times for GET_KEY (keys relayed B-A-C); with its pads pooled ahead (p) ran at" \
         "$(awk -v a="$n" -v b="$mb" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.1f", a / b; else print "-" }')x (b)'s rate;" \
         "an MB/s of one-time pad needs an MB/s of key"
-    if [ "${ENC_BULK_RATIO:--}" != "-" ]; then
-        if awk -v r="$ENC_BULK_RATIO" -v t="$ENC_TARGET_RATIO" 'BEGIN { exit !(r + 0 >= t + 0) }'; then met_tput=yes; else met_tput=no; fi
-    fi
-    case $met_tput in
-    yes) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: MET (bulk-tuned $ENC_BULK_RATIO; best $best_ratio)" ;;
-    no) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: NOT MET (bulk-tuned $ENC_BULK_RATIO; best $best_ratio, pads pooled ahead)" ;;
-    *) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair: not measured" ;;
+    met_defaults=$(enc_met "$defaults_ratio") met_gcm=$(enc_met "$gcm_ratio")
+    enc_target_line() { # LABEL MET RATIO [NOTE]
+        local r=${3:--}
+        case $2 in
+        yes) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair, $1: MET (ratio $r${4:+; $4})" ;;
+        no) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair, $1: NOT MET (ratio $r${4:+; $4})" ;;
+        *) echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair, $1: not measured" ;;
+        esac
+    }
+    enc_target_line "OTP (d), README defaults" "$met_defaults" "$defaults_ratio" \
+        "OTP bulk-tuned ${ENC_BULK_RATIO:--}, best OTP $best_ratio with pads pooled ahead; bounded by the relay's key rate"
+    enc_target_line "AES-256-GCM (g)" "$met_gcm" "$gcm_ratio"
+    case $met_defaults/$met_gcm in
+    yes/yes) n="both OTP (d) and AES-256-GCM (g)" ;;
+    yes/*) n="OTP (d) only" ;;
+    */yes) n="AES-256-GCM (g) only" ;;
+    no/no) n="neither" ;;
+    *) n="not known (a row was not measured)" ;;
     esac
+    echo "target encryptor pair >= $ENC_TARGET_RATIO x the socat pair met by: $n"
 
     local c=$ENC_OUT/crypto.json c16=$ENC_OUT/crypto-16k.json us speedup
     echo
@@ -879,10 +952,12 @@ enc_bench() {
         "(per frame: p50 $f50 us, p99 $f99 us); p50 $adds50 us, p99 $adds99 us over the socat pair"
     echo "key used at $ENC_PING_SIZE-byte frames: $p_kpb bytes of pad per payload byte"
 
-    printf '{"cores":%s,"link_rate_bps":%s,"link_block_bytes":%s,"fill_mb":%s,"pad_key_bits":%s,"throughput":{"payload_bytes":%s,"reference_bytes":%s,"direct":%s,"socat":%s,"pair":{%s},"target_ratio":%s,"target_met":"%s","bulk_ratio":%s,"best_ratio":%s},"crypto":{"default_frames":%s,"frames_16k":%s,"paper_us":%s,"speedup":%s,"target_speedup":%s,"target_met":"%s"},"latency":{"direct":%s,"socat":%s,"pair":%s,"added_p50_us":%s,"added_p99_us":%s,"added_over_socat_p50_us":%s,"added_over_socat_p99_us":%s,"added_per_frame_p50_us":%s,"added_per_frame_p99_us":%s,"key_per_byte":%s},"elapsed_s":%s}\n' \
-        "$(nproc)" "$ENC_RATE" "$ENC_BLOCK" "$ENC_FILL_MB" "$ENC_KEY_BITS" "$bytes" "$ref_bytes" \
+    printf '{"cores":%s,"link_rate_bps":%s,"link_block_bytes":%s,"fill_mb":%s,"pad_key_bits":%s,"throughput":{"payload_bytes":%s,"gcm_payload_bytes":%s,"gcm_rotate_bytes":%s,"gcm_rotate_seconds":%s,"reference_bytes":%s,"direct":%s,"socat":%s,"pair":{%s},"target_ratio":%s,"target_met_otp_defaults":"%s","target_met_gcm":"%s","otp_defaults_ratio":%s,"gcm_ratio":%s,"bulk_ratio":%s,"best_otp_ratio":%s},"crypto":{"default_frames":%s,"frames_16k":%s,"paper_us":%s,"speedup":%s,"target_speedup":%s,"target_met":"%s"},"latency":{"direct":%s,"socat":%s,"pair":%s,"added_p50_us":%s,"added_p99_us":%s,"added_over_socat_p50_us":%s,"added_over_socat_p99_us":%s,"added_per_frame_p50_us":%s,"added_per_frame_p99_us":%s,"key_per_byte":%s},"elapsed_s":%s}\n' \
+        "$(nproc)" "$ENC_RATE" "$ENC_BLOCK" "$ENC_FILL_MB" "$ENC_KEY_BITS" "$bytes" "$gcm_bytes" \
+        "$ENC_GCM_ROTATE_BYTES" "$ENC_GCM_ROTATE_SECONDS" "$ref_bytes" \
         "$(enc_json "$ENC_OUT/direct.json")" "$(enc_json "$ENC_OUT/socat.json")" "$tput_rows" \
-        "$ENC_TARGET_RATIO" "$met_tput" "$(num "${ENC_BULK_RATIO:-}")" "$(num "$best_ratio")" \
+        "$ENC_TARGET_RATIO" "$met_defaults" "$met_gcm" "$(num "${defaults_ratio:-}")" "$(num "${gcm_ratio:-}")" \
+        "$(num "${ENC_BULK_RATIO:-}")" "$(num "$best_ratio")" \
         "$(enc_json "$c")" "$(enc_json "$c16")" "$ENC_PAPER_US" "$(num "$speedup")" "$ENC_TARGET_SPEEDUP" "$met_speed" \
         "$(enc_json "$d")" "$(enc_json "$so")" "$(enc_json "$pr")" "$(num "$add50")" "$(num "$add99")" \
         "$(num "$adds50")" "$(num "$adds99")" "$(num "$f50")" "$(num "$f99")" "$(num "$p_kpb")" "$((SECONDS - t0))" \
