@@ -83,7 +83,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-t_require_programs kme qkd-sim encryptor encryptor_tap
+t_require_programs kme qkd-sim encryptor tcp_tap
 missing=$(rtmp_missing)
 for p in ip iptables; do command -v "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -91,7 +91,7 @@ if [ -n "$missing" ]; then
     t_summary
     exit 1
 fi
-TAP=$T_BIN/encryptor_tap
+TAP=$T_BIN/tcp_tap
 
 size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # count_files DIR PATTERN: how many files match

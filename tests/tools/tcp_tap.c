@@ -1,27 +1,32 @@
-/* encryptor_tap: the wire between two encryptors, for the encryptor suite.
+/* tcp_tap: a wire on loopback for the test suites: between two encryptors
+ * (the encryptor suite) or two KMEs (the mesh suite), and the analysis of what
+ * crossed it.
  *
- *   encryptor_tap forward LISTEN_PORT TARGET_PORT DIR
+ *   tcp_tap forward LISTEN_PORT TARGET_PORT DIR
  *       Accepts connections on 127.0.0.1:LISTEN_PORT and forwards each to
- *       127.0.0.1:TARGET_PORT, both ways, writing what it forwards to
- *       DIR/N.up (client to target) and DIR/N.down (target to client), N
- *       counting connections from 1. It follows the frames of each
- *       direction (encryptor/frame.h); SIGUSR1 arms one flip: the middle
- *       body byte of the next DATA frame sent client to target is XORed with
- *       0x01 and a line "flipped conn N at byte B (DATA seq S)" is printed.
- *       Prints "ready" once it listens. SIGTERM or SIGINT ends it.
- *   encryptor_tap frames CAPTURE [BODIES]
+ *       127.0.0.1:TARGET_PORT, both ways (a half-close is passed on), writing
+ *       what it forwards to DIR/N.up (client to target) and DIR/N.down
+ *       (target to client), N counting connections from 1; DIR "-" records
+ *       nothing. It follows the encryptor frames of each direction
+ *       (encryptor/frame.h); SIGUSR1 arms one flip: the middle body byte of
+ *       the next DATA frame sent client to target is XORed with 0x01 and a
+ *       line "flipped conn N at byte B (DATA seq S)" is printed. Prints
+ *       "ready" once it listens. SIGTERM or SIGINT ends it at once, closing
+ *       every connection: to the two ends this looks like the network
+ *       between them failing.
+ *   tcp_tap frames CAPTURE [BODIES]
  *       Parses a capture as a sequence of frames; prints
  *       "frames F keys K open O data D fin X body_bytes B partial P" and
  *       writes the DATA bodies, concatenated, to BODIES. Exits 1 when
  *       something in it is not a frame.
- *   encryptor_tap chi2 FILE
+ *   tcp_tap chi2 FILE
  *       Prints the chi-square statistic of FILE's byte frequencies against
  *       a uniform distribution (255 degrees of freedom) and its size.
- *   encryptor_tap windows SOURCE WIDTH FILE...
+ *   tcp_tap windows SOURCE WIDTH FILE...
  *       Prints "found X of Y": how many of SOURCE's WIDTH-byte windows (at
  *       every offset; identical windows count once) occur anywhere in the
  *       FILEs.
- *   encryptor_tap count HEX FILE...
+ *   tcp_tap count HEX FILE...
  *       Prints how many times the byte string HEX occurs in the FILEs.
  */
 #include <errno.h>
@@ -39,7 +44,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_PAIRS 64
+#define MAX_PAIRS 256
 #define BUF_BYTES 65536
 #define HDR_BYTES 28
 #define TAG_BYTES 16
@@ -192,13 +197,16 @@ static void pair_close(conn_pair *p)
 {
     close(p->dir[0].src);
     close(p->dir[0].dst);
-    close(p->dir[0].file);
-    close(p->dir[1].file);
+    for (int d = 0; d < 2; d++)
+        if (p->dir[d].file >= 0)
+            close(p->dir[d].file);
     p->used = 0;
 }
 
 static int open_record(const char *dir, unsigned id, const char *what)
 {
+    if (strcmp(dir, "-") == 0)
+        return -1;
     char path[4096];
     snprintf(path, sizeof path, "%s/%u.%s", dir, id, what);
     return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -263,7 +271,7 @@ static int pump(conn_pair *p, int which, short src_events, short dst_events)
             d->off = 0;
             follow(&d->fol, d->buf, d->len, which == 0 ? flip_body : NULL, p, NULL);
             if (d->file >= 0 && write(d->file, d->buf, d->len) != (ssize_t)d->len)
-                fprintf(stderr, "encryptor_tap: cannot record: %s\n", strerror(errno));
+                fprintf(stderr, "tcp_tap: cannot record: %s\n", strerror(errno));
         }
     }
     if (d->len > 0 && (dst_events & (POLLOUT | POLLERR | POLLHUP))) {
@@ -287,7 +295,7 @@ static int cmd_forward(int argc, char **argv)
     int listen_port = argc == 3 ? parse_port(argv[0]) : -1;
     int target_port = argc == 3 ? parse_port(argv[1]) : -1;
     if (listen_port < 0 || target_port < 0) {
-        fprintf(stderr, "usage: encryptor_tap forward LISTEN_PORT TARGET_PORT DIR\n");
+        fprintf(stderr, "usage: tcp_tap forward LISTEN_PORT TARGET_PORT DIR\n");
         return 2;
     }
     const char *dir = argv[2];
@@ -314,7 +322,7 @@ static int cmd_forward(int argc, char **argv)
     struct sockaddr_in at = loopback(listen_port);
     if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(ls, (struct sockaddr *)&at, sizeof at) < 0 || listen(ls, 64) < 0) {
-        fprintf(stderr, "encryptor_tap: cannot listen on 127.0.0.1:%d: %s\n", listen_port, strerror(errno));
+        fprintf(stderr, "tcp_tap: cannot listen on 127.0.0.1:%d: %s\n", listen_port, strerror(errno));
         if (ls >= 0)
             close(ls);
         return 1;
@@ -346,7 +354,7 @@ static int cmd_forward(int argc, char **argv)
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
-            fprintf(stderr, "encryptor_tap: poll: %s\n", strerror(errno));
+            fprintf(stderr, "tcp_tap: poll: %s\n", strerror(errno));
             break;
         }
         for (size_t j = 1; j < n; j += 4) {
@@ -374,7 +382,7 @@ static unsigned char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "encryptor_tap: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "tcp_tap: %s: %s\n", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -399,7 +407,7 @@ static unsigned char *slurp(const char *path, size_t *len)
     }
     fclose(f);
     if (!b)
-        fprintf(stderr, "encryptor_tap: out of memory\n");
+        fprintf(stderr, "tcp_tap: out of memory\n");
     *len = n;
     return b;
 }
@@ -419,7 +427,7 @@ static unsigned char keep_body(void *arg, follower *f, unsigned char byte)
 static int cmd_frames(int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
-        fprintf(stderr, "usage: encryptor_tap frames CAPTURE [BODIES]\n");
+        fprintf(stderr, "usage: tcp_tap frames CAPTURE [BODIES]\n");
         return 2;
     }
     size_t len;
@@ -428,7 +436,7 @@ static int cmd_frames(int argc, char **argv)
         return 2;
     bodies_ctx c = {argc == 2 ? fopen(argv[1], "wb") : NULL};
     if (argc == 2 && !c.out) {
-        fprintf(stderr, "encryptor_tap: %s: %s\n", argv[1], strerror(errno));
+        fprintf(stderr, "tcp_tap: %s: %s\n", argv[1], strerror(errno));
         free(b);
         return 2;
     }
@@ -454,7 +462,7 @@ static int cmd_frames(int argc, char **argv)
 static int cmd_chi2(int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf(stderr, "usage: encryptor_tap chi2 FILE\n");
+        fprintf(stderr, "usage: tcp_tap chi2 FILE\n");
         return 2;
     }
     size_t len;
@@ -485,7 +493,7 @@ static int cmd_windows(int argc, char **argv)
     char *end;
     long w = argc >= 3 ? strtol(argv[1], &end, 10) : 0;
     if (argc < 3 || *end || w < 4 || w > 4096) {
-        fprintf(stderr, "usage: encryptor_tap windows SOURCE WIDTH FILE...\n");
+        fprintf(stderr, "usage: tcp_tap windows SOURCE WIDTH FILE...\n");
         return 2;
     }
     size_t slen;
@@ -500,7 +508,7 @@ static int cmd_windows(int argc, char **argv)
     uint32_t *slot = calloc(cap, sizeof *slot);
     unsigned char *found = calloc(nwin + 1, 1);
     if (!slot || !found) {
-        fprintf(stderr, "encryptor_tap: out of memory\n");
+        fprintf(stderr, "tcp_tap: out of memory\n");
         return 2;
     }
     size_t distinct = 0;
@@ -563,7 +571,7 @@ static int cmd_count(int argc, char **argv)
 {
     size_t hl = argc >= 2 ? strlen(argv[0]) : 0;
     if (argc < 2 || hl == 0 || hl % 2 || hl > 512) {
-        fprintf(stderr, "usage: encryptor_tap count HEX FILE...\n");
+        fprintf(stderr, "usage: tcp_tap count HEX FILE...\n");
         return 2;
     }
     unsigned char needle[256];
@@ -571,7 +579,7 @@ static int cmd_count(int argc, char **argv)
     for (size_t i = 0; i < nl; i++) {
         int hi = hexval(argv[0][2 * i]), lo = hexval(argv[0][2 * i + 1]);
         if (hi < 0 || lo < 0) {
-            fprintf(stderr, "encryptor_tap: not hex: %s\n", argv[0]);
+            fprintf(stderr, "tcp_tap: not hex: %s\n", argv[0]);
             return 2;
         }
         needle[i] = (unsigned char)(hi << 4 | lo);
@@ -602,6 +610,6 @@ int main(int argc, char **argv)
         return cmd_windows(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "count") == 0)
         return cmd_count(argc - 2, argv + 2);
-    fprintf(stderr, "usage: encryptor_tap forward|frames|chi2|windows|count ... (see the source)\n");
+    fprintf(stderr, "usage: tcp_tap forward|frames|chi2|windows|count ... (see the source)\n");
     return 2;
 }
