@@ -155,7 +155,9 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         get_string(root, "data_dir", c->data_dir, sizeof c->data_dir, 1, err, errlen) < 0 ||
         get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
         parse_endpoint(root, "sae_listen", &c->sae_listen, err, errlen) < 0 ||
-        parse_endpoint(root, "kme_listen", &c->kme_listen, err, errlen) < 0 || parse_tls(root, c, err, errlen) < 0)
+        parse_endpoint(root, "kme_listen", &c->kme_listen, err, errlen) < 0 || parse_tls(root, c, err, errlen) < 0 ||
+        (json_object_get(root, "admin_listen") &&
+         parse_endpoint(root, "admin_listen", &c->admin_listen, err, errlen) < 0))
         goto done;
     if (!etsi_id_is_valid(c->kme_id)) {
         fail(err, errlen, "kme_id '%s' is not a valid ID", c->kme_id);

@@ -23,6 +23,7 @@ typedef struct {
     char kme_id[ETSI_ID_MAX + 1];
     char data_dir[1024];
     kme_endpoint sae_listen, kme_listen;
+    kme_endpoint admin_listen;   /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
     char *saes[KME_MAX_SAES];

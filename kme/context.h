@@ -53,6 +53,7 @@ typedef struct {
 } kme_dest;
 
 struct router;
+struct admin_http;
 
 typedef struct kme_context {
     kme_config cfg;
@@ -65,6 +66,8 @@ typedef struct kme_context {
     pthread_t remote_stock_worker;
     int remote_stock_started;
     peer_client *peers;
+    struct admin_http *admin;    /* the admin listener (kme/admin.h), or NULL */
+    atomic_int serving;          /* both listeners are up and the KME is not stopping */
     atomic_int stopping;
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;

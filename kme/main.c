@@ -2,6 +2,7 @@
  * and KME listeners and the link and expiry workers; stops cleanly on SIGINT
  * or SIGTERM. `kme --config FILE --dump` prints the store (no key material);
  * `kme --config FILE --routes` the routes and application directory. */
+#include "kme/admin.h"
 #include "kme/context.h"
 #include "kme/etsi_api.h"
 #include "kme/key_records.h"
@@ -131,6 +132,11 @@ static int run(kme_context *k)
         goto stop;
     }
     expiry_started = 1;
+    if (kme_admin_start(k, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto stop;
+    }
+    atomic_store(&k->serving, 1);
     log_info("%s ready: SAE port %s:%d, KME port %s:%d, %zu SAEs, %zu links", k->cfg.kme_id, k->cfg.sae_listen.host,
              k->cfg.sae_listen.port, k->cfg.kme_listen.host, k->cfg.kme_listen.port, k->cfg.sae_count,
              k->cfg.link_count);
@@ -138,6 +144,7 @@ static int run(kme_context *k)
     log_info("%s: stopping (signal %d)", k->cfg.kme_id, sig);
     rc = 0;
 stop:
+    atomic_store(&k->serving, 0);
     /* Listeners first: in-flight requests finish and commit. */
     http_server_stop(sae);
     http_server_stop(kme);
@@ -154,6 +161,7 @@ stop:
     if (expiry_started)
         pthread_join(expiry, NULL);
     peer_client_free(k->peers);
+    kme_admin_stop(k);
     if (k->store.batches)
         log_info("%s: %llu store operations in %llu synced commits (%.1f per commit)", k->cfg.kme_id,
                  (unsigned long long)k->store.ops, (unsigned long long)k->store.batches,

@@ -21,6 +21,7 @@ NET_BLOCK=${NET_BLOCK:-65536}          # link block size, bytes
 NET_KEY_TTL=${NET_KEY_TTL:-3600}       # seconds an unfetched key is kept
 NET_EXTRA_SAES=${NET_EXTRA_SAES:-}     # more SAEs: "SAE_X2@X SAE_Y9@Y"
 NET_STOCK=${NET_STOCK:-4096}           # link keys reserved ahead of demand per pair; 0: none
+NET_ADMIN_BASE=${NET_ADMIN_BASE:-}     # admin listener (metrics, health, status page) on NET_ADMIN_BASE+i; empty: none
 
 net_site_index() { # SITE -> 1-based index
     local i=1 s
@@ -32,6 +33,7 @@ net_site_index() { # SITE -> 1-based index
 }
 net_sae_port() { echo $((NET_SAE_BASE + $(net_site_index "$1"))); }
 net_kme_port() { echo $((NET_KME_BASE + $(net_site_index "$1"))); }
+net_admin_port() { echo $((NET_ADMIN_BASE + $(net_site_index "$1"))); }
 net_url() { echo "https://localhost:$(net_sae_port "$1")"; }
 
 # SAEs hosted by SITE (its own SAE_SITE plus NET_EXTRA_SAES entries)
@@ -78,9 +80,11 @@ net_write_config() { # SITE
         links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\"}"
         sep=","
     done
+    local admin=""
+    [ -n "$NET_ADMIN_BASE" ] && admin="\"admin_listen\": \"127.0.0.1:$(net_admin_port "$s")\","
     cat >"$NET_DIR/$s/kme.json" <<JSON
 {
-  "kme_id": "KME_$s",
+  "kme_id": "KME_$s",$admin
   "data_dir": "$NET_DIR/$s/data",
   "sae_listen": "127.0.0.1:$(net_sae_port "$s")",
   "kme_listen": "127.0.0.1:$(net_kme_port "$s")",

@@ -1,0 +1,23 @@
+/* The KME's metrics in the Prometheus text format. */
+#include "kme/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *kme_metrics_text(kme_context *k, size_t *len)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    if (!f)
+        return NULL;
+    fprintf(f, "# HELP qkd_kme_up 1 while the KME serves.\n# TYPE qkd_kme_up gauge\nqkd_kme_up{kme=\"%s\"} %d\n",
+            k->cfg.kme_id, atomic_load(&k->serving) ? 1 : 0);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    *len = n;
+    return out;
+}

@@ -1,0 +1,12 @@
+/* The status page on the KME's admin listener: "/" draws the network (SVG),
+ * "/status.json" is what it draws, refreshed live by the page. */
+#ifndef KME_STATUS_PAGE_H
+#define KME_STATUS_PAGE_H
+
+#include "api/admin_http.h"
+#include "kme/context.h"
+
+/* Fills resp for path, or leaves resp->status 0 when path is not a page of it. */
+void status_page_serve(kme_context *k, const char *path, admin_response *resp);
+
+#endif
