@@ -21,3 +21,26 @@ char *kme_metrics_text(kme_context *k, size_t *len)
     *len = n;
     return out;
 }
+
+void kme_metrics_delivered(kme_context *k, const char *sae, const char *role, size_t keys, size_t bits)
+{
+    (void)k;
+    (void)sae;
+    (void)role;
+    (void)keys;
+    (void)bits;
+}
+
+void kme_metrics_relay(kme_context *k, const kme_relay_event *e)
+{
+    (void)k;
+    (void)e;
+}
+
+size_t kme_metrics_recent_relays(kme_context *k, kme_relay_event *out, size_t max)
+{
+    (void)k;
+    (void)out;
+    (void)max;
+    return 0;
+}

@@ -1,12 +1,34 @@
 /* The KME's metrics, served as Prometheus text at /metrics on the admin
- * listener. Never key material: counts, sizes, rates and times only. */
+ * listener, and the recent relay activity the status page draws. Never key
+ * material: counts, sizes, rates and times only. Callable from any thread. */
 #ifndef KME_METRICS_H
 #define KME_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "kme/context.h"
+
+/* One relay request finished at its origin. */
+typedef struct {
+    int64_t at_ms;                 /* when it finished (unix ms) */
+    char dest[ETSI_ID_MAX + 1];    /* the KME the keys were relayed to */
+    char via[ETSI_ID_MAX + 1];     /* the first hop */
+    unsigned keys;
+    unsigned long bytes;           /* key material relayed */
+    double seconds;                /* from sending to the destination's acknowledgement */
+    int ok;
+} kme_relay_event;
 
 /* The whole exposition, malloc'd (length in *len), or NULL when out of memory. */
 char *kme_metrics_text(kme_context *k, size_t *len);
+
+/* Keys handed to an SAE (role "master" or "slave"), after their commit. */
+void kme_metrics_delivered(kme_context *k, const char *sae, const char *role, size_t keys, size_t bits);
+
+/* A relay request finished at its origin. */
+void kme_metrics_relay(kme_context *k, const kme_relay_event *e);
+
+/* Up to max recent relay events, newest first; returns how many. */
+size_t kme_metrics_recent_relays(kme_context *k, kme_relay_event *out, size_t max);
 
 #endif
