@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include "encryptor/frame.h"
 #include "encryptor/gcm.h"
@@ -227,13 +228,26 @@ static int check_roles(json_t *root, enc_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The admin listener: numeric IPv4 or localhost (api/admin_http.h). */
+static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
+{
+    struct in_addr a;
+    if (get_endpoint(root, "admin_listen", &c->admin_listen, 0, err, errlen) < 0)
+        return -1;
+    if (c->admin_listen.host[0] && strcmp(c->admin_listen.host, "localhost") != 0 &&
+        inet_pton(AF_INET, c->admin_listen.host, &a) != 1)
+        return fail(err, errlen, "setting 'admin_listen' must be IPV4:PORT or localhost:PORT");
+    return 0;
+}
+
 static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
 {
     static const char *const known[] = {"role", "listen", "connect", "peer_sae", "kme", "transparent",
                                         "allowed_destinations", "mode", "rotate_bytes", "rotate_seconds",
                                         "pad_key_bits", "pad_batch_keys", "low_watermark_bytes",
                                         "high_watermark_bytes", "pad_max_age_seconds", "announce_keys",
-                                        "max_connections", "connect_timeout_ms", "log_level", NULL};
+                                        "max_connections", "connect_timeout_ms", "log_level", "admin_listen",
+                                        NULL};
     if (!json_is_object(root))
         return fail(err, errlen, "the configuration must be a JSON object");
     memset(c, 0, sizeof *c);
@@ -250,7 +264,8 @@ static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
     snprintf(c->log_level, sizeof c->log_level, "info");
     if (get_long(root, "max_connections", &c->max_connections, 1, 10000, err, errlen) < 0 ||
         get_long(root, "connect_timeout_ms", &c->connect_timeout_ms, 100, 120000, err, errlen) < 0 ||
-        get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0)
+        get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
+        parse_admin(root, c, err, errlen) < 0)
         return -1;
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     for (size_t i = 0; i < 4; i++)

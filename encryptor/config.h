@@ -43,6 +43,7 @@ typedef struct {
     long max_connections;
     long connect_timeout_ms;
     char log_level[16];
+    enc_endpoint admin_listen; /* metrics and health (plain HTTP, IPv4); empty host: none */
 } enc_config;
 
 /* 0, or -1 with a message in err. */

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include "api/etsi014.h"
+#include "encryptor/admin.h"
 #include "encryptor/config.h"
 #include "encryptor/conn.h"
 #include "encryptor/frame.h"
@@ -56,12 +57,18 @@ static int run(const enc_config *cfg)
     enc_runtime rt;
     conn_runtime_init(&rt, cfg, pool);
     listener *l = listener_start(&rt, &cfg->listen, err, sizeof err);
-    if (!l) {
+    enc_admin *admin = NULL;
+    if (!l || enc_admin_start(&rt, &admin, err, sizeof err) < 0) {
         log_error("%s", err);
+        if (l)
+            listener_stop(l);
         pad_pool_stop(pool);
         conn_runtime_free(&rt);
         return 1;
     }
+    enc_admin_set_accepting(admin, 1);
+    if (admin)
+        log_info("admin listener on http://%s:%s/ (metrics, health)", cfg->admin_listen.host, cfg->admin_listen.port);
     const char *mode = cfg->mode == FRAME_MODE_OTP ? "one-time pad" : "AES-256-GCM";
     if (cfg->role == ENC_ROLE_USERS)
         log_info("encryptor (users side) ready: RTMP clients on %s:%s%s, peer encryptor %s:%s (%s), %s, pads for %s "
@@ -75,9 +82,12 @@ static int run(const enc_config *cfg)
                  cfg->connect.host[0] ? ":" : "", cfg->connect.port, cfg->allowed_count, mode, cfg->kme_url);
     int sig = wait_for_signal();
     log_info("stopping (signal %d)", sig);
+    enc_admin_set_accepting(admin, 0);
     listener_stop(l);
     conn_abort_all(&rt, "appliance stopping");
-    if (conn_wait_idle(&rt, STOP_GRACE_MS) < 0) {
+    int idle = conn_wait_idle(&rt, STOP_GRACE_MS);
+    enc_admin_stop(admin);
+    if (idle < 0) {
         /* Their threads still use the pool: leave it to the exit. */
         log_warn("some connections did not end within %d ms", STOP_GRACE_MS);
         return 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "encryptor/metrics.h"
 #include "encryptor/stream_rx.h"
 #include "kme/log.h"
 #include "sae-client/sae_client.h"
@@ -60,6 +61,7 @@ static int fetch(pad_in *p, etsi_key_ids *ids, etsi_key_container *out, char *er
     for (;;) {
         if (sae_client_get_key_with_ids(p->client, p->peer_sae, ids, 1, out, &res) == 0)
             return 0;
+        enc_metrics_add(ENC_M_PADS_IN_ERRORS, 1);
         if (res.error == SAE_ERR_TRANSPORT)
             snprintf(err, errlen, "%s", res.transport);
         else
@@ -136,6 +138,7 @@ static void *fetcher_main(void *arg)
         if (rc == 0) {
             p->fetch_next = first + (uint32_t)n;
             p->fetched += n;
+            enc_metrics_add(ENC_M_PADS_IN, n);
             log_debug("fetched %zu announced pads from %s", n, p->peer_sae);
         } else {
             p->failed = 1;

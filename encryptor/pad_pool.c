@@ -35,6 +35,7 @@ struct pad_pool {
     pad_fetch_fn fetch;
     void *fetch_arg;
     sae_client *client; /* the fetcher's own, when fetching from a KME */
+    atomic_int kme_answered;
 };
 
 static int fetch_from_kme(void *arg, long number, long bits, etsi_key_container *out, char *err, size_t errlen)
@@ -42,7 +43,9 @@ static int fetch_from_kme(void *arg, long number, long bits, etsi_key_container 
     pad_pool *p = arg;
     etsi_key_request req = {.number = number, .size = bits};
     sae_result res;
-    if (sae_client_get_key(p->client, p->peer_sae, &req, 0, out, &res) == 0)
+    int rc = sae_client_get_key(p->client, p->peer_sae, &req, 0, out, &res);
+    atomic_store(&p->kme_answered, rc == 0 || res.error != SAE_ERR_TRANSPORT);
+    if (rc == 0)
         return 0;
     if (res.error == SAE_ERR_TRANSPORT)
         snprintf(err, errlen, "%s", res.transport);
@@ -137,6 +140,7 @@ static void *fetcher_main(void *arg)
         int rc = p->fetch(p->fetch_arg, number, p->key_bits, &kc, err, sizeof err);
         pthread_mutex_lock(&p->lock);
         if (rc == 0) {
+            atomic_store(&p->kme_answered, 1);
             size_t added = add_keys(p, &kc);
             p->st.keys_fetched += added;
             p->st.bytes_fetched += added * key_bytes;
@@ -232,8 +236,12 @@ size_t pad_pool_take(pad_pool *p, pad_key *out, size_t max, int wait, const atom
         }
         p->waiters++;
         pthread_cond_signal(&p->need);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         while (!p->count && !p->stopping && !(cancel && atomic_load(cancel)))
             timed_wait(&p->more, &p->lock, 200);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        p->st.wait_seconds += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         p->waiters--;
     }
     size_t n = 0;
@@ -256,6 +264,7 @@ void pad_pool_get_stats(pad_pool *p, pad_pool_stats *s)
     *s = p->st;
     s->keys_pooled = p->count;
     s->bytes_pooled = p->bytes;
+    s->kme_answered = atomic_load(&p->kme_answered);
     pthread_mutex_unlock(&p->lock);
 }
 

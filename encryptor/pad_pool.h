@@ -24,9 +24,11 @@ typedef struct {
     uint64_t bytes_fetched;
     uint64_t fetch_failures;
     uint64_t waits;        /* takes that found the pool empty */
+    double wait_seconds;   /* how long those takes waited, summed */
     uint64_t keys_dropped; /* aged out of the pool */
     size_t keys_pooled;
     size_t bytes_pooled;
+    int kme_answered;      /* the KME answered the last request (with keys or an error status) */
 } pad_pool_stats;
 
 /* Asks for number keys of bits bits; 0 with out filled, or -1 with err set. */

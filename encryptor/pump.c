@@ -13,6 +13,7 @@
 #include <sys/time.h>
 #include <openssl/crypto.h>
 #include "encryptor/frame.h"
+#include "encryptor/metrics.h"
 #include "encryptor/mono.h"
 #include "encryptor/net.h"
 #include "encryptor/stream_rx.h"
@@ -35,6 +36,7 @@ static int send_frame(sender *s, size_t len)
         return -1;
     }
     s->c->cipher_out += len;
+    enc_metrics_add(ENC_M_CIPHERTEXT_OUT, len);
     return 0;
 }
 
@@ -127,6 +129,7 @@ static void send_loop(sender *s)
             return;
         }
         c->plain_in += (uint64_t)n;
+        enc_metrics_add(ENC_M_PLAINTEXT_IN, (uint64_t)n);
         if (seal_and_send(s, FRAME_DATA, s->plain, (size_t)n) < 0)
             return;
         if (stx_keys_ahead(&s->tx) * 2 < (size_t)c->rt->cfg->announce_keys && announce(s, 0) < 0)
@@ -248,6 +251,7 @@ static int deliver(conn *c, const frame_header *h, const unsigned char *plain, i
             return -1;
         }
         c->plain_out += h->length;
+        enc_metrics_add(ENC_M_PLAINTEXT_OUT, h->length);
         return 0;
     default: /* FIN */
         shutdown(atomic_load(&c->plain_fd), SHUT_WR);
@@ -304,6 +308,7 @@ static void receive_loop(conn *c, unsigned char *body, unsigned char *plain)
             return;
         }
         c->cipher_in += FRAME_HEADER_BYTES + rest;
+        enc_metrics_add(ENC_M_CIPHERTEXT_IN, FRAME_HEADER_BYTES + rest);
         if (h.type == FRAME_KEYS) {
             char ids[FRAME_MAX_KEYS][FRAME_KEY_ID_BYTES + 1];
             size_t n;

@@ -1,8 +1,9 @@
 /* The KME's admin listener: which page answers which path, and the health
  * checks. Alive (/healthz) while the process answers at all; ready (/readyz)
- * while both listeners serve and the KME is not stopping. */
+ * while both listeners serve, the store is open and the KME is not stopping. */
 #include "kme/admin.h"
 #include "api/admin_http.h"
+#include "api/prom_text.h"
 #include "kme/log.h"
 #include "kme/metrics.h"
 #include "kme/status_page.h"
@@ -14,12 +15,12 @@ static void on_admin(void *ctx, const char *path, admin_response *resp)
     kme_context *k = ctx;
     if (strcmp(path, "/metrics") == 0) {
         resp->status = 200;
-        resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        resp->content_type = PROM_CONTENT_TYPE;
         resp->body = kme_metrics_text(k, &resp->len);
     } else if (strcmp(path, "/healthz") == 0) {
         admin_text(resp, 200, NULL, "ok\n");
     } else if (strcmp(path, "/readyz") == 0) {
-        int ready = atomic_load(&k->serving) && !atomic_load(&k->stopping);
+        int ready = atomic_load(&k->serving) && !atomic_load(&k->stopping) && k->store.env;
         admin_text(resp, ready ? 200 : 503, NULL, ready ? "ready\n" : "not ready\n");
     } else {
         status_page_serve(k, path, resp);

@@ -1,5 +1,7 @@
-/* Loads and validates the KME configuration (JSON) with defaults for every optional setting. */
+/* Loads and validates the KME configuration (JSON) with defaults for every
+ * optional setting; publishes the settings a reload may change (config.h). */
 #include "kme/config.h"
+#include "kme/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,8 +128,12 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
 int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    c->limits = (etsi_limits){.key_size = 256, .max_key_per_request = 1024, .max_key_size = 65536,
-                              .min_key_size = 8, .max_sae_id_count = 8, .max_key_count = 100000};
+    kme_live_config *live = calloc(1, sizeof *live);
+    if (!live)
+        return fail(err, errlen, "%s: out of memory", path);
+    atomic_init(&c->live, live);
+    live->limits = (etsi_limits){.key_size = 256, .max_key_per_request = 1024, .max_key_size = 65536,
+                                 .min_key_size = 8, .max_sae_id_count = 8, .max_key_count = 100000};
     c->key_ttl_seconds = 3600;
     c->peer_timeout_ms = 5000;
     c->verify_timeout_ms = 5000;
@@ -143,6 +149,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
+        kme_config_free(c);
         return -1;
     }
     int rc = -1;
@@ -154,6 +161,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     if (get_string(root, "kme_id", c->kme_id, sizeof c->kme_id, 1, err, errlen) < 0 ||
         get_string(root, "data_dir", c->data_dir, sizeof c->data_dir, 1, err, errlen) < 0 ||
         get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
+        get_string(root, "audit_log", c->audit_log, sizeof c->audit_log, 0, err, errlen) < 0 ||
         parse_endpoint(root, "sae_listen", &c->sae_listen, err, errlen) < 0 ||
         parse_endpoint(root, "kme_listen", &c->kme_listen, err, errlen) < 0 || parse_tls(root, c, err, errlen) < 0 ||
         (json_object_get(root, "admin_listen") &&
@@ -163,12 +171,18 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         fail(err, errlen, "kme_id '%s' is not a valid ID", c->kme_id);
         goto done;
     }
+    enum log_level level;
+    if (log_level_from_name(c->log_level, &level) < 0) {
+        fail(err, errlen, "setting '%s' must be error, warn, info or debug", "log_level");
+        goto done;
+    }
     json_t *saes = json_object_get(root, "saes");
     if (!saes) {
         fail(err, errlen, "missing setting '%s'", "saes");
         goto done;
     }
-    if (parse_id_list(saes, "saes", c->saes, &c->sae_count, err, errlen) < 0 || parse_links(root, c, err, errlen) < 0)
+    if (parse_id_list(saes, "saes", live->saes, &live->sae_count, err, errlen) < 0 ||
+        parse_links(root, c, err, errlen) < 0)
         goto done;
     if (get_long(root, "key_ttl_seconds", &c->key_ttl_seconds, 1, 10L * 365 * 86400, err, errlen) < 0 ||
         get_long(root, "peer_timeout_ms", &c->peer_timeout_ms, 100, 600000, err, errlen) < 0 ||
@@ -181,7 +195,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         get_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
         goto done;
     if (limits) {
-        etsi_limits *L = &c->limits;
+        etsi_limits *L = &live->limits;
         if (!json_is_object(limits) ||
             get_long(limits, "key_size", &L->key_size, 8, 1L << 20, err, errlen) < 0 ||
             get_long(limits, "max_key_per_request", &L->max_key_per_request, 1, 100000, err, errlen) < 0 ||
@@ -207,20 +221,106 @@ done:
     return rc;
 }
 
+static void free_live(kme_live_config *live)
+{
+    while (live) {
+        kme_live_config *older = live->retired;
+        for (size_t i = 0; i < live->sae_count; i++)
+            free(live->saes[i]);
+        free(live);
+        live = older;
+    }
+}
+
 void kme_config_free(kme_config *c)
 {
-    for (size_t i = 0; i < c->sae_count; i++)
-        free(c->saes[i]);
-    c->sae_count = 0;
+    free_live(atomic_exchange(&c->live, NULL));
     c->link_count = 0;
+}
+
+const kme_live_config *kme_config_live(const kme_config *c)
+{
+    return atomic_load_explicit(&((kme_config *)c)->live, memory_order_acquire);
+}
+
+etsi_limits kme_config_limits(const kme_config *c)
+{
+    return kme_config_live(c)->limits;
 }
 
 int kme_config_hosts_sae(const kme_config *c, const char *sae_id)
 {
-    for (size_t i = 0; i < c->sae_count; i++)
-        if (strcmp(c->saes[i], sae_id) == 0)
+    const kme_live_config *live = kme_config_live(c);
+    for (size_t i = 0; i < live->sae_count; i++)
+        if (strcmp(live->saes[i], sae_id) == 0)
             return 1;
     return 0;
+}
+
+static int same_endpoint(const kme_endpoint *a, const kme_endpoint *b)
+{
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+static int same_links(const kme_config *a, const kme_config *b)
+{
+    if (a->link_count != b->link_count)
+        return 0;
+    for (size_t i = 0; i < a->link_count; i++)
+        if (strcmp(a->links[i].peer_id, b->links[i].peer_id) != 0 || strcmp(a->links[i].url, b->links[i].url) != 0 ||
+            strcmp(a->links[i].key_dir, b->links[i].key_dir) != 0)
+            return 0;
+    return 1;
+}
+
+const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
+{
+    if (strcmp(a->kme_id, b->kme_id) != 0)
+        return "kme_id";
+    if (strcmp(a->data_dir, b->data_dir) != 0)
+        return "data_dir";
+    if (!same_endpoint(&a->sae_listen, &b->sae_listen))
+        return "sae_listen";
+    if (!same_endpoint(&a->kme_listen, &b->kme_listen))
+        return "kme_listen";
+    if (!same_endpoint(&a->admin_listen, &b->admin_listen))
+        return "admin_listen";
+    if (strcmp(a->sae_cert, b->sae_cert) != 0 || strcmp(a->sae_key, b->sae_key) != 0 ||
+        strcmp(a->sae_client_ca, b->sae_client_ca) != 0)
+        return "sae_tls";
+    if (strcmp(a->kme_cert, b->kme_cert) != 0 || strcmp(a->kme_key, b->kme_key) != 0 ||
+        strcmp(a->kme_ca, b->kme_ca) != 0)
+        return "kme_tls";
+    if (!same_links(a, b))
+        return "links";
+    const struct {
+        const char *name;
+        long a, b;
+    } longs[] = {
+        {"key_ttl_seconds", a->key_ttl_seconds, b->key_ttl_seconds},
+        {"peer_timeout_ms", a->peer_timeout_ms, b->peer_timeout_ms},
+        {"verify_timeout_ms", a->verify_timeout_ms, b->verify_timeout_ms},
+        {"link_stock_max_bytes", a->link_stock_max_bytes, b->link_stock_max_bytes},
+        {"store_max_mb", a->store_max_mb, b->store_max_mb},
+        {"connection_limit", a->connection_limit, b->connection_limit},
+        {"connection_timeout_s", a->connection_timeout_s, b->connection_timeout_s},
+        {"stock_max_keys", a->stock_max_keys, b->stock_max_keys},
+        {"stock_max_age_s", a->stock_max_age_s, b->stock_max_age_s},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (longs[i].a != longs[i].b)
+            return longs[i].name;
+    return NULL;
+}
+
+void kme_config_publish_live(kme_config *c, kme_config *next)
+{
+    kme_live_config *fresh = atomic_exchange(&next->live, NULL);
+    if (!fresh)
+        return;
+    /* The one in force now stays reachable (and allocated) from the new one. */
+    fresh->retired = atomic_load(&c->live);
+    atomic_store_explicit(&c->live, fresh, memory_order_release);
 }
 
 int kme_config_link_index(const kme_config *c, const char *peer_id)

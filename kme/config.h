@@ -1,7 +1,11 @@
-/* The KME's JSON configuration file: its identity, listeners, TLS files, SAEs, links and limits. */
+/* The KME's JSON configuration file: its identity, listeners, TLS files, SAEs, links and limits.
+ * The SAEs hosted here and the ETSI limits may change while the KME serves
+ * (SIGHUP, kme/reload.h): they are read only through kme_config_live,
+ * kme_config_limits and kme_config_hosts_sae, from any thread. */
 #ifndef KME_CONFIG_H
 #define KME_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include "api/etsi014.h"
 
@@ -19,6 +23,16 @@ typedef struct {
     char key_dir[1024];             /* where the QKD device drops key blocks for this link */
 } kme_link_config;
 
+/* The settings a reload may change while requests are served. Never changed
+ * once published: a reader may keep using the one it took, since every
+ * published one is freed only with the configuration (kme_config_free). */
+typedef struct kme_live_config {
+    char *saes[KME_MAX_SAES];        /* the SAEs this site hosts */
+    size_t sae_count;
+    etsi_limits limits;
+    struct kme_live_config *retired; /* published before this one */
+} kme_live_config;
+
 typedef struct {
     char kme_id[ETSI_ID_MAX + 1];
     char data_dir[1024];
@@ -26,11 +40,9 @@ typedef struct {
     kme_endpoint admin_listen;   /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
-    char *saes[KME_MAX_SAES];
-    size_t sae_count;
+    _Atomic(kme_live_config *) live; /* SAEs and limits: read with the accessors below */
     kme_link_config links[KME_MAX_LINKS];
     size_t link_count;
-    etsi_limits limits;
     long key_ttl_seconds;        /* unfetched keys are erased after this */
     long peer_timeout_ms;        /* one inter-KME request */
     long verify_timeout_ms;      /* a key-caching transaction */
@@ -40,15 +52,28 @@ typedef struct {
     long connection_timeout_s;   /* idle or slow clients are dropped after this */
     long stock_max_keys;         /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
     long stock_max_age_s;        /* stock older than this is dropped */
-    char log_level[16];
+    char log_level[16];          /* as loaded; a reload sets the level in force (kme/log.h) */
+    char audit_log[1024];        /* the audit log's path (kme/audit.h); "": none */
 } kme_config;
 
 /* Loads and validates FILE. On error returns -1 and writes a message to err. */
 int kme_config_load(const char *path, kme_config *cfg, char *err, size_t errlen);
 void kme_config_free(kme_config *cfg);
 
+/* The SAEs and limits in force (never NULL for a loaded configuration). */
+const kme_live_config *kme_config_live(const kme_config *cfg);
+etsi_limits kme_config_limits(const kme_config *cfg);
+
 /* Lookups. */
 int kme_config_hosts_sae(const kme_config *cfg, const char *sae_id);
 int kme_config_link_index(const kme_config *cfg, const char *peer_id);
+
+/* Reload. The name of the first setting of next that differs from cfg and
+ * cannot change while the KME runs, or NULL when none does. */
+const char *kme_config_fixed_change(const kme_config *cfg, const kme_config *next);
+/* Puts next's SAEs and limits in force in cfg (next no longer holds them);
+ * readers on other threads see the old or the new, whole. One caller at a
+ * time. */
+void kme_config_publish_live(kme_config *cfg, kme_config *next);
 
 #endif

@@ -1,9 +1,11 @@
 /* ETSI GS QKD 014 request handling: authentication, routing, validation and answers. */
 #include "kme/etsi_api.h"
+#include "kme/audit.h"
 #include "kme/context.h"
 #include "kme/key_records.h"
 #include "kme/key_supply.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
 
 #include <string.h>
 #include <microhttpd.h>
@@ -39,6 +41,15 @@ static int query_ok(const http_request *req, const char *const *allowed, http_re
     return 1;
 }
 
+/* Keys committed for an SAE, about to be answered: the audit log and the metrics. */
+static void note_handed_out(kme_context *k, const char *sae, const char *role, const etsi_key_container *keys)
+{
+    size_t bits = 0;
+    for (size_t i = 0; i < keys->count; i++)
+        bits += keys->keys[i].key_len * 8;
+    kme_metrics_delivered(k, sae, role, keys->count, bits);
+}
+
 static void answer_keys(http_response *resp, etsi_key_container *keys)
 {
     resp->status = 200;
@@ -61,7 +72,7 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
              where == 1 ? k->cfg.kme_id : d->id);
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
-    st.limits = k->cfg.limits;
+    st.limits = kme_config_limits(&k->cfg);
     st.stored_key_count = supply_stored_key_count(k, caller, slave);
     resp->status = 200;
     resp->body = etsi_status_to_json(&st);
@@ -76,6 +87,7 @@ typedef struct {
     http_deferred *d;
     supply_async fast;
     etsi_key_container keys; /* blocking path */
+    supply_trace trace;      /* blocking path */
     http_response err;       /* blocking path: the encoded answer, or the error */
     int rc;
 } enc_work;
@@ -85,9 +97,13 @@ static void enc_resume(void *arg) { http_resume(((enc_work *)arg)->d); }
 static void enc_blocking(void *arg)
 {
     enc_work *w = arg;
-    w->rc = supply_keys(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->err);
-    if (w->rc == 0) /* the answer is encoded here, off the event threads */
+    w->rc = supply_keys(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->err, &w->trace);
+    if (w->rc == 0) { /* committed; the answer is encoded here, off the event threads */
+        audit_enc(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->trace);
+        note_handed_out(w->k, w->caller, "master", &w->keys);
         answer_keys(&w->err, &w->keys);
+    }
+    supply_trace_clear(&w->trace);
 }
 
 static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, http_response *err, http_response *resp)
@@ -107,6 +123,11 @@ static void enc_finish_fast(void *arg, http_response *resp)
 {
     enc_work *w = arg;
     supply_async_finish(&w->fast);
+    if (w->fast.rc == 0) {
+        audit_enc(w->k, w->caller, w->slave, &w->kr, &w->fast.out, &w->fast.trace);
+        note_handed_out(w->k, w->caller, "master", &w->fast.out);
+    }
+    supply_trace_clear(&w->fast.trace);
     enc_finish_common(w, w->fast.rc, &w->fast.out, &w->fast.resp, resp);
 }
 
@@ -130,9 +151,10 @@ static void enc_keys(kme_context *k, const http_request *req, const char *caller
         return;
     }
     etsi_problem p;
-    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &k->cfg.limits, &w->kr, &p)
-                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &k->cfg.limits,
-                                                &w->kr, &p);
+    etsi_limits limits = kme_config_limits(&k->cfg);
+    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &limits, &w->kr, &p)
+                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &limits, &w->kr,
+                                                &p);
     if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         free(w);
@@ -153,18 +175,34 @@ static void enc_keys(kme_context *k, const http_request *req, const char *caller
 /* ---- dec_keys: one commit, without blocking ---- */
 
 typedef struct {
+    kme_context *k;
     char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
     etsi_key_ids ids;
     etsi_key_container keys;
+    char **key_slaves; /* the designated slaves of each key, for the audit log */
     size_t bad;
     int rc;
     http_deferred *d;
 } dec_work;
 
+static void free_key_slaves(dec_work *w)
+{
+    for (size_t i = 0; w->key_slaves && i < w->ids.count; i++)
+        free(w->key_slaves[i]);
+    free(w->key_slaves);
+    w->key_slaves = NULL;
+}
+
 static int fetch_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     dec_work *w = arg;
     etsi_key_container_clear(&w->keys); /* from an earlier run of this batch */
+    free_key_slaves(w);
+    /* Read before the fetch, which erases the records no slave still needs. */
+    w->key_slaves = calloc(w->ids.count ? w->ids.count : 1, sizeof *w->key_slaves);
+    for (size_t i = 0; w->key_slaves && i < w->ids.count; i++)
+        if (kr_slaves(s, txn, w->ids.ids[i], &w->key_slaves[i]) == KR_DB)
+            return KR_DB;
     return kr_fetch(s, txn, w->master, w->slave, &w->ids, &w->keys, &w->bad);
 }
 
@@ -180,7 +218,9 @@ static void dec_finish(void *arg, http_response *resp)
     dec_work *w = arg;
     const char *id = w->ids.count ? w->ids.ids[w->bad] : "";
     switch (w->rc) {
-    case KR_OK:
+    case KR_OK: /* committed */
+        audit_dec(w->k, w->master, w->slave, &w->keys, w->key_slaves);
+        note_handed_out(w->k, w->slave, "slave", &w->keys);
         answer_keys(resp, &w->keys);
         break;
     case KR_UNKNOWN:
@@ -197,6 +237,7 @@ static void dec_finish(void *arg, http_response *resp)
         http_error(resp, 503, "key store failure", "the keys could not be read");
     }
     etsi_key_container_clear(&w->keys);
+    free_key_slaves(w);
     etsi_key_ids_clear(&w->ids);
     free(w);
 }
@@ -211,7 +252,8 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
         http_error(resp, 503, "out of memory", NULL);
         return;
     }
-    int rc = post ? etsi_key_ids_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &w->ids, &p)
+    int rc = post ? etsi_key_ids_from_json(req->body, req->body_len, kme_config_limits(&k->cfg).max_key_per_request,
+                                           &w->ids, &p)
                   : etsi_key_ids_from_query(http_query(req, "key_ID"), &w->ids, &p);
     if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
@@ -224,6 +266,7 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
         free(w);
         return;
     }
+    w->k = k;
     snprintf(w->master, sizeof w->master, "%s", master);
     snprintf(w->slave, sizeof w->slave, "%s", caller);
     w->d = http_defer(req, dec_finish, w);

@@ -26,6 +26,7 @@ struct http_server {
     char *cert_pem, *key_pem, *ca_pem;
     char name[32];
     worker_pool *workers;
+    http_answer_hook on_answer;
     atomic_int deferred; /* requests suspended now */
 };
 
@@ -117,7 +118,8 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 
 static void wipe_text(void *text) { etsi_text_free(text); }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, http_response *r)
+static enum MHD_Result send_response(http_server *s, struct MHD_Connection *conn, const char *method,
+                                     const char *url, http_response *r)
 {
     if (!r->body) {
         r->status = 503;
@@ -131,6 +133,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_response 
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (s->on_answer) /* before the client can see the answer */
+        s->on_answer(s->ctx, method, url, r->status);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -149,7 +153,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rs->deferred = 0;
         rs->finish(rs->work, &resp);
         atomic_fetch_sub(&s->deferred, 1);
-        return send_response(conn, &resp);
+        return send_response(s, conn, method, url, &resp);
     }
     if (!rs) {
         rs = calloc(1, sizeof *rs);
@@ -198,7 +202,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     s->handler(s->ctx, &req, &resp);
     if (rs->deferred)
         return MHD_YES; /* answered when resumed */
-    return send_response(conn, &resp);
+    return send_response(s, conn, method, url, &resp);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
@@ -246,6 +250,7 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
         goto fail;
     }
     s->workers = o->workers;
+    s->on_answer = o->on_answer;
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS | MHD_USE_ERROR_LOG,
         (uint16_t)o->listen->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,

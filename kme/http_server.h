@@ -52,6 +52,12 @@ void http_offload(const http_request *req, http_job job, http_finish finish, voi
 
 typedef struct http_server http_server;
 
+/* Told of every answer the handler gives, with its final status (a deferred
+ * request's too), just before it is queued, on an event thread: it must be
+ * quick. ctx is the handler's. Refusals of the HTTP layer itself (a request
+ * that is not HTTP, a body beyond the bound) are not seen. */
+typedef void (*http_answer_hook)(void *ctx, const char *method, const char *path, int status);
+
 typedef struct {
     const kme_endpoint *listen;
     const char *cert_file, *key_file, *client_ca_file;
@@ -62,6 +68,7 @@ typedef struct {
     const char *name; /* for log lines */
     unsigned int event_threads;
     worker_pool *workers;  /* for http_offload */
+    http_answer_hook on_answer; /* may be NULL */
 } http_server_options;
 
 http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);

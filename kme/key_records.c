@@ -187,6 +187,33 @@ db_fail:
     return KR_DB;
 }
 
+int kr_slaves(kme_store *s, MDB_txn *txn, const char *key_id, char **out)
+{
+    MDB_val v;
+    record_view rv;
+    *out = NULL;
+    int rc = get_record(s, txn, key_id, &v, &rv);
+    if (rc != KR_OK)
+        return rc;
+    const unsigned char *p = v.mv_data;
+    size_t len = 1;
+    for (int i = 0; i < rv.slave_count; i++)
+        len += (size_t)p[rv.slave_off[i] + 1] + 1;
+    char *list = malloc(len), *w = list;
+    if (!list)
+        return KR_DB;
+    for (int i = 0; i < rv.slave_count; i++) {
+        size_t n = p[rv.slave_off[i] + 1];
+        if (i)
+            *w++ = ' ';
+        memcpy(w, p + rv.slave_off[i] + 2, n);
+        w += n;
+    }
+    *w = '\0';
+    *out = list;
+    return KR_OK;
+}
+
 int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id)
 {
     MDB_val v;

@@ -42,6 +42,10 @@ void kr_fill(key_record *rec, const char *key_id, const char *master, const char
 int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
              etsi_key_container *out, size_t *bad_index);
 
+/* The designated slaves of key_id, separated by spaces, malloc'd into *out
+ * (for the audit log). KR_OK, KR_UNKNOWN or KR_DB. */
+int kr_slaves(kme_store *s, MDB_txn *txn, const char *key_id, char **out);
+
 /* Erases records (and parts of records) released earlier than now; returns how many. */
 int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max);
 

@@ -67,6 +67,59 @@ fail:
     return -1;
 }
 
+/* ---- the trace ------------------------------------------------------------- */
+
+void supply_trace_clear(supply_trace *t)
+{
+    free(t->sites);
+    memset(t, 0, sizeof *t);
+}
+
+typedef struct {
+    const char *dest;
+    supply_site *site;
+} path_lookup;
+
+static void copy_path(void *ctx, const routing_db *db, const routing_table *table)
+{
+    (void)db;
+    path_lookup *p = ctx;
+    const routing_route *r = routing_route_to(table, p->dest);
+    if (!r || r->hops + 1 > SUPPLY_PATH_MAX)
+        return;
+    for (uint32_t i = 0; i <= r->hops; i++)
+        snprintf(p->site->path[i], sizeof p->site->path[i], "%s", r->path[i]);
+    p->site->path_len = r->hops + 1;
+}
+
+/* The way to site->kme: the direct link, or the route computed now (not
+ * known when there is none). */
+static void trace_path(kme_context *k, supply_site *site, int direct)
+{
+    site->path_len = 0;
+    if (direct) {
+        snprintf(site->path[0], sizeof site->path[0], "%s", k->cfg.kme_id);
+        snprintf(site->path[1], sizeof site->path[1], "%s", site->kme);
+        site->path_len = 2;
+        return;
+    }
+    path_lookup p = {site->kme, site};
+    router_inspect(k, copy_path, &p);
+}
+
+/* The stock of dest: reserved on the link for a neighbour; relayed for a
+ * KME further away along a route not recorded. */
+static void trace_stock(kme_context *k, supply_trace *t, const kme_dest *d, const char *slave, long stocked)
+{
+    t->stocked = stocked;
+    snprintf(t->stock.kme, sizeof t->stock.kme, "%s", d->id);
+    t->stock.slaves[0] = slave;
+    t->stock.nslaves = 1;
+    t->stock.path_len = 0;
+    if (d->link)
+        trace_path(k, &t->stock, 1);
+}
+
 /* The slaves of a request by site: here, or in groups per remote KME. */
 typedef struct {
     kme_dest *dest;
@@ -120,6 +173,34 @@ static int sort_slaves(kme_context *k, const char *slave, const etsi_key_request
     return 0;
 }
 
+/* The sites of a request's slaves into t (no paths yet). 0, or -1. */
+static int trace_sites(supply_trace *t, const slave_sites *sites)
+{
+    if (!t)
+        return 0;
+    memcpy(t->local, sites->local, sites->nlocal * sizeof *t->local);
+    t->nlocal = sites->nlocal;
+    t->nsites = 0;
+    if (sites->ngroups && !(t->sites = calloc(sites->ngroups, sizeof *t->sites)))
+        return -1;
+    for (size_t g = 0; g < sites->ngroups; g++) {
+        supply_site *s = &t->sites[t->nsites++];
+        snprintf(s->kme, sizeof s->kme, "%s", sites->groups[g].dest->id);
+        memcpy(s->slaves, sites->groups[g].slaves, sites->groups[g].n * sizeof *s->slaves);
+        s->nslaves = sites->groups[g].n;
+    }
+    return 0;
+}
+
+/* The site of trace t for dest, or NULL. */
+static supply_site *trace_site_of(supply_trace *t, const kme_dest *d)
+{
+    for (size_t i = 0; t && i < t->nsites; i++)
+        if (strcmp(t->sites[i].kme, d->id) == 0)
+            return &t->sites[i];
+    return NULL;
+}
+
 /* Appends the keys of more to out (moving them). */
 static int append_keys(etsi_key_container *out, etsi_key_container *more)
 {
@@ -141,14 +222,19 @@ static int append_keys(etsi_key_container *out, etsi_key_container *more)
  * from the DRBG, relayed to every remote site, then committed here for the
  * slaves here. The master gets it only when every site has committed it. */
 static int relayed_keys(kme_context *k, const char *master, const slave_sites *sites, long number, long size_bits,
-                        etsi_key_container *out, http_response *resp)
+                        etsi_key_container *out, http_response *resp, supply_trace *trace)
 {
     if (kr_fill_random(out, number, size_bits) != 0) {
         http_error(resp, 503, "key generation failed", "the keys could not be generated");
         return -1;
     }
+    if (trace)
+        trace->fresh = SUPPLY_RELAY;
     for (size_t g = 0; g < sites->ngroups; g++) {
         const slave_group *grp = &sites->groups[g];
+        supply_site *site = trace_site_of(trace, grp->dest);
+        if (site)
+            trace_path(k, site, 0);
         if (relay_keys_to(k, grp->dest->id, master, grp->slaves, grp->n, out, 0, resp) != 0) {
             etsi_key_container_clear(out);
             return -1;
@@ -167,28 +253,35 @@ static int relayed_keys(kme_context *k, const char *master, const slave_sites *s
 
 /* number new keys for the slaves of sites (one remote site at least). */
 static int fresh_keys(kme_context *k, const char *master, const slave_sites *sites, long number, long size_bits,
-                      long also_available, etsi_key_container *out, http_response *resp)
+                      long also_available, etsi_key_container *out, http_response *resp, supply_trace *trace)
 {
     const slave_group *g = &sites->groups[0];
     if (sites->ngroups == 1 && served_directly(k, g->dest)) {
         reserve_request r = {master,   sites->local, sites->nlocal, g->slaves, g->n, number,
                              size_bits, 0,           also_available};
+        supply_site *site = trace_site_of(trace, g->dest);
+        if (site) {
+            trace->fresh = SUPPLY_LINK;
+            trace_path(k, site, 1);
+        }
         return reserve_link_keys(k, g->dest->link, &r, out, resp);
     }
-    return relayed_keys(k, master, sites, number, size_bits, out, resp);
+    return relayed_keys(k, master, sites, number, size_bits, out, resp, trace);
 }
 
 /* One slave at another site: from stock as far as it goes, the rest made
  * now. The stock is only held until the fresh part is committed, so a
  * refused request takes nothing. */
 static int single_remote_slave(kme_context *k, const char *master, const slave_sites *sites,
-                               const etsi_key_request *req, etsi_key_container *out, http_response *resp)
+                               const etsi_key_request *req, etsi_key_container *out, http_response *resp,
+                               supply_trace *trace)
 {
     kme_dest *d = sites->groups[0].dest;
     const char *slave = sites->groups[0].slaves[0];
     long held = stock_hold(k, d, master, slave, req->size, req->number);
     etsi_key_container fresh = {NULL, 0}, stocked = {NULL, 0};
-    if (held < req->number && fresh_keys(k, master, sites, req->number - held, req->size, held, &fresh, resp) != 0) {
+    if (held < req->number &&
+        fresh_keys(k, master, sites, req->number - held, req->size, held, &fresh, resp, trace) != 0) {
         stock_unhold(d, master, slave, req->size, held);
         return -1;
     }
@@ -205,21 +298,27 @@ static int single_remote_slave(kme_context *k, const char *master, const slave_s
         return -1;
     }
     stock_note_demand(k, d, master, slave, req->size, req->number);
+    if (trace)
+        trace_stock(k, trace, d, slave, held);
     return 0;
 }
 
 int supply_keys(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
-                etsi_key_container *out, http_response *resp)
+                etsi_key_container *out, http_response *resp, supply_trace *trace)
 {
     memset(out, 0, sizeof *out);
     slave_sites sites;
     if (sort_slaves(k, slave, req, &sites, resp) < 0)
         return -1;
+    if (trace_sites(trace, &sites) < 0) {
+        http_error(resp, 503, "out of memory", NULL);
+        return -1;
+    }
     if (sites.ngroups == 0)
         return drbg_keys(k, master, sites.local, sites.nlocal, req, out, resp);
     if (sites.nlocal == 0 && sites.ngroups == 1 && sites.groups[0].n == 1)
-        return single_remote_slave(k, master, &sites, req, out, resp);
-    return fresh_keys(k, master, &sites, req->number, req->size, 0, out, resp);
+        return single_remote_slave(k, master, &sites, req, out, resp, trace);
+    return fresh_keys(k, master, &sites, req->number, req->size, 0, out, resp, trace);
 }
 
 /* ---- without blocking ------------------------------------------------------ */
@@ -292,6 +391,9 @@ int supply_async_prepare(kme_context *k, const char *master, const char *slave, 
             return 0;
         }
         a->op.drbg.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds;
+        memcpy(a->trace.local, a->slaves, a->nslaves * sizeof *a->slaves);
+        a->trace.nlocal = a->nslaves;
+        a->trace.fresh = SUPPLY_LOCAL;
         return 1;
     }
     if (sites.nlocal != 0 || sites.ngroups != 1 || sites.groups[0].n != 1)
@@ -303,6 +405,7 @@ int supply_async_prepare(kme_context *k, const char *master, const char *slave, 
         return 0;
     }
     stock_take_prepare(a->dest, master, slave, req->size, held, &a->out, &a->op.take);
+    trace_stock(k, &a->trace, a->dest, a->slave, held);
     return 1;
 }
 
@@ -317,11 +420,12 @@ void supply_async_start(supply_async *a)
 long supply_stored_key_count(kme_context *k, const char *master, const char *slave)
 {
     kme_dest *d;
+    etsi_limits limits = kme_config_limits(&k->cfg);
     if (supply_locate_sae(k, slave, &d) != 2)
-        return k->cfg.limits.max_key_count;
+        return limits.max_key_count;
     /* Stock, and what the first link of the route could carry now. */
     kme_link *next = router_next_hop(k, d->id, NULL);
-    long n = stock_count(d, master, slave, k->cfg.limits.key_size) +
-             (next ? reserve_available_keys(k, next, k->cfg.limits.key_size) : 0);
-    return n < k->cfg.limits.max_key_count ? n : k->cfg.limits.max_key_count;
+    long n = stock_count(d, master, slave, limits.key_size) +
+             (next ? reserve_available_keys(k, next, limits.key_size) : 0);
+    return n < limits.max_key_count ? n : limits.max_key_count;
 }

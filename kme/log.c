@@ -2,15 +2,16 @@
 #include "kme/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level current_level = LOG_INFO;
+static atomic_int current_level = LOG_INFO; /* set again on reload while other threads log */
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void log_set_level(enum log_level level) { current_level = level; }
+void log_set_level(enum log_level level) { atomic_store(&current_level, (int)level); }
 
 int log_level_from_name(const char *name, enum log_level *out)
 {
@@ -25,7 +26,7 @@ int log_level_from_name(const char *name, enum log_level *out)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    if (level > current_level)
+    if ((int)level > atomic_load_explicit(&current_level, memory_order_relaxed))
         return;
     char line[1024];
     struct timespec ts;

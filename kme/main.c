@@ -1,12 +1,17 @@
 /* The kme daemon: loads the configuration, opens the store, starts the SAE
  * and KME listeners and the link and expiry workers; stops cleanly on SIGINT
- * or SIGTERM. `kme --config FILE --dump` prints the store (no key material);
+ * or SIGTERM; SIGHUP reloads the configuration (kme/reload.h) and reopens
+ * the audit log. `kme --config FILE --dump` prints the store (no key material);
  * `kme --config FILE --routes` the routes and application directory. */
 #include "kme/admin.h"
+#include "kme/audit.h"
 #include "kme/context.h"
 #include "kme/etsi_api.h"
+#include "kme/handler_gate.h"
 #include "kme/key_records.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
+#include "kme/reload.h"
 #include "kme/store_dump.h"
 #include "kme/worker_pool.h"
 #include "relay/key_stock.h"
@@ -66,22 +71,48 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* Each listener's requests pass a gate that closes before the listener
+ * stops (kme/handler_gate.h). */
+static handler_gate sae_gate, kme_gate;
+
+static void sae_port_gated(void *ctx, const http_request *req, http_response *resp)
+{
+    handler_gate_run(&sae_gate, etsi_api_handle, ctx, req, resp);
+}
+
+static void kme_port_gated(void *ctx, const http_request *req, http_response *resp)
+{
+    handler_gate_run(&kme_gate, kme_port_handle, ctx, req, resp);
+}
+
+/* The signals the main thread takes: SIGHUP reloads, the others stop. */
+static void handled_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
 static int wait_for_signal(void)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    handled_signals(&set);
     int sig = 0;
     sigwait(&set, &sig);
     return sig;
 }
 
-static int run(kme_context *k)
+static int run(kme_context *k, const char *config_path)
 {
     char err[512];
+    if (audit_open(k->cfg.audit_log, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
     if (store_open(&k->store, k->cfg.data_dir, k->cfg.store_max_mb, k->cfg.kme_id, err, sizeof err) < 0) {
         log_error("%s", err);
+        audit_close();
         return 1;
     }
     for (size_t i = 0; i < k->cfg.link_count; i++) {
@@ -93,6 +124,7 @@ static int run(kme_context *k)
     if (stock_load(k) < 0) {
         log_error("cannot read the key stock");
         store_close(&k->store);
+        audit_close();
         return 1;
     }
     int rc = 1;
@@ -104,11 +136,11 @@ static int run(kme_context *k)
      * neighbours' requests to this KME. */
     worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
     http_server_options so = {&k->cfg.sae_listen, k->cfg.sae_cert, k->cfg.sae_key, k->cfg.sae_client_ca,
-                              k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, etsi_api_handle, k,
-                              "SAE port", EVENT_THREADS, workers};
+                              k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, sae_port_gated, k,
+                              "SAE port", EVENT_THREADS, workers, kme_metrics_sae_answer};
     http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, (size_t)ETSI_BODY_MAX * 64,
-                              kme_port_handle, k, "KME port", EVENT_THREADS, port_workers};
+                              kme_port_gated, k, "KME port", EVENT_THREADS, port_workers, kme_metrics_kme_answer};
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */
     if (router_init(k) < 0) {
@@ -138,15 +170,22 @@ static int run(kme_context *k)
     }
     atomic_store(&k->serving, 1);
     log_info("%s ready: SAE port %s:%d, KME port %s:%d, %zu SAEs, %zu links", k->cfg.kme_id, k->cfg.sae_listen.host,
-             k->cfg.sae_listen.port, k->cfg.kme_listen.host, k->cfg.kme_listen.port, k->cfg.sae_count,
-             k->cfg.link_count);
-    int sig = wait_for_signal();
+             k->cfg.sae_listen.port, k->cfg.kme_listen.host, k->cfg.kme_listen.port,
+             kme_config_live(&k->cfg)->sae_count, k->cfg.link_count);
+    int sig;
+    while ((sig = wait_for_signal()) == SIGHUP)
+        kme_reload(k, config_path);
     log_info("%s: stopping (signal %d)", k->cfg.kme_id, sig);
     rc = 0;
 stop:
     atomic_store(&k->serving, 0);
-    /* Listeners first: in-flight requests finish and commit. */
+    /* The admin listener reads the router and the dests: it goes before them. */
+    kme_admin_stop(k);
+    /* Then the API listeners: in-flight requests finish and commit; new ones (also
+     * on kept-alive connections) are refused meanwhile. */
+    handler_gate_close(&sae_gate);
     http_server_stop(sae);
+    handler_gate_close(&kme_gate);
     http_server_stop(kme);
     worker_pool_stop(workers);
     worker_pool_stop(port_workers);
@@ -161,12 +200,12 @@ stop:
     if (expiry_started)
         pthread_join(expiry, NULL);
     peer_client_free(k->peers);
-    kme_admin_stop(k);
     if (k->store.batches)
         log_info("%s: %llu store operations in %llu synced commits (%.1f per commit)", k->cfg.kme_id,
                  (unsigned long long)k->store.ops, (unsigned long long)k->store.batches,
                  (double)k->store.ops / (double)k->store.batches);
     store_close(&k->store);
+    audit_close();
     log_info("%s: stopped", k->cfg.kme_id);
     return rc;
 }
@@ -218,16 +257,14 @@ int main(int argc, char **argv)
     } else {
         /* Signals are taken by sigwait in the main thread only. */
         sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
+        handled_signals(&set);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         pthread_mutex_init(&k.stop_lock, NULL);
         pthread_mutex_init(&k.dest_lock, NULL);
         pthread_cond_init(&k.stop_cond, NULL);
-        rc = run(&k);
+        rc = run(&k, config);
         curl_global_cleanup();
     }
     kme_config_free(&k.cfg);

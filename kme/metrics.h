@@ -1,6 +1,8 @@
 /* The KME's metrics, served as Prometheus text at /metrics on the admin
  * listener, and the recent relay activity the status page draws. Never key
- * material: counts, sizes, rates and times only. Callable from any thread. */
+ * material: counts, sizes, rates and times only; labels are IDs (SAE, KME,
+ * link) and fixed words. Callable from any thread. One KME per process: the
+ * counters are the process's own. The families are listed in api/admin.yaml. */
 #ifndef KME_METRICS_H
 #define KME_METRICS_H
 
@@ -12,7 +14,7 @@
 typedef struct {
     int64_t at_ms;                 /* when it finished (unix ms) */
     char dest[ETSI_ID_MAX + 1];    /* the KME the keys were relayed to */
-    char via[ETSI_ID_MAX + 1];     /* the first hop */
+    char via[ETSI_ID_MAX + 1];     /* the first hop ("" when none was found) */
     unsigned keys;
     unsigned long bytes;           /* key material relayed */
     double seconds;                /* from sending to the destination's acknowledgement */
@@ -30,5 +32,19 @@ void kme_metrics_relay(kme_context *k, const kme_relay_event *e);
 
 /* Up to max recent relay events, newest first; returns how many. */
 size_t kme_metrics_recent_relays(kme_context *k, kme_relay_event *out, size_t max);
+
+/* An answer was queued on the SAE port or the KME port with its final status
+ * (deferred requests too): the listeners' on_answer hook (kme/http_server.h);
+ * ctx is the kme_context. */
+void kme_metrics_sae_answer(void *ctx, const char *method, const char *path, int status);
+void kme_metrics_kme_answer(void *ctx, const char *method, const char *path, int status);
+
+/* The stock of link l as the router last counted it for its advert (about
+ * once a second); also samples the link's ingest counter for the rate. */
+void kme_metrics_link_stock(kme_context *k, const kme_link *l, const lb_stock *st);
+
+/* blocks of link l were discarded at this end because the two ends' tags
+ * differed (committed). */
+void kme_metrics_verify_failed(kme_context *k, const kme_link *l, size_t blocks);
 
 #endif

@@ -292,8 +292,9 @@ static long target_of(const kme_context *k, const stock_pair *p)
 
 static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, long number)
 {
-    if (number > k->cfg.limits.max_key_per_request)
-        number = k->cfg.limits.max_key_per_request;
+    long most = kme_config_limits(&k->cfg).max_key_per_request;
+    if (number > most)
+        number = most;
     const char *slaves[1] = {snap->slave};
     etsi_key_container keys = {NULL, 0};
     http_response err = {0, NULL};

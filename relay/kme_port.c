@@ -9,6 +9,7 @@
 #include "relay/reserve.h"
 #include "relay/router.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +18,28 @@ typedef struct {
     kme_link *l;
     const kme_verify_request *req;
     kme_verify_response *resp;
+    size_t discarded; /* blocks this answer discarded for differing tags */
 } respond_arg;
 
 static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     respond_arg *a = arg;
     a->resp->count = 0;
+    a->discarded = 0;
     for (size_t i = 0; i < a->req->count; i++) {
         enum lb_verdict v;
+        lb_meta m;
+        int rc = lb_get_meta(s, txn, a->l->lb.peer_id, a->req->seqs[i], &m);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return -1;
+        int open = rc == 0 && (m.state == LB_UNVERIFIED || m.state == LB_LOCKED); /* else settled already */
         if (lb_respond_verify(s, txn, &a->l->lb, a->req->seqs[i], a->req->tags[i], &v) != LB_OK)
             return -1;
-        if (v == LB_MISMATCH)
+        if (v == LB_MISMATCH && open) {
+            a->discarded++;
             log_warn("link %s: block %llu differs between the two ends; discarded", a->l->lb.peer_id,
                      (unsigned long long)a->req->seqs[i]);
+        }
         a->resp->seqs[a->resp->count] = a->req->seqs[i];
         a->resp->verdicts[a->resp->count++] = (uint8_t)v;
     }
@@ -47,10 +57,11 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
         http_error(resp, 400, p.message, "%s", p.detail);
     } else {
         memcpy(out->txn_id, vr->txn_id, sizeof out->txn_id);
-        respond_arg a = {l, vr, out};
+        respond_arg a = {l, vr, out, 0};
         if (store_commit(&k->store, respond_op, &a) != 0) {
             http_error(resp, 503, "key store failure", "the verification could not be committed");
         } else {
+            kme_metrics_verify_failed(k, l, a.discarded);
             atomic_store(&l->peer_up, 1);
             resp->status = 200;
             resp->body = kme_verify_response_to_json(out);

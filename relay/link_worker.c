@@ -7,6 +7,7 @@
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -153,6 +154,7 @@ typedef struct {
     kme_verify_request *req;
     const kme_verify_response *resp;
     int settled;
+    size_t discarded; /* blocks this transaction discarded for differing tags */
 } verify_arg;
 
 static int lock_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -170,6 +172,7 @@ static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     verify_arg *a = arg;
     a->settled = 0;
+    a->discarded = 0;
     for (size_t i = 0; i < a->resp->count; i++) {
         /* Only blocks that were part of this transaction. */
         int ours = 0;
@@ -177,12 +180,18 @@ static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
             ours = a->req->seqs[j] == a->resp->seqs[i];
         if (!ours)
             continue;
+        lb_meta m;
+        if (lb_get_meta(s, txn, a->link->lb.peer_id, a->resp->seqs[i], &m) != 0)
+            return -1;
+        int open = m.state == LB_LOCKED && m.txn_hash == a->txn_hash; /* else settled already */
         if (lb_apply_verdict(s, txn, &a->link->lb, a->resp->seqs[i], a->txn_hash,
                              (enum lb_verdict)a->resp->verdicts[i]) != LB_OK)
             return -1;
-        if (a->resp->verdicts[i] == KME_MISMATCH)
+        if (a->resp->verdicts[i] == KME_MISMATCH && open) {
+            a->discarded++;
             log_warn("link %s: block %llu differs between the two ends; discarded", a->link->lb.peer_id,
                      (unsigned long long)a->resp->seqs[i]);
+        }
         if (a->resp->verdicts[i] != KME_MISSING)
             a->settled++;
     }
@@ -206,7 +215,7 @@ int link_verify_once(kme_context *k, kme_link *l)
         goto done;
     uuid_generate(req->txn_id);
     req->timeout_ms = k->cfg.verify_timeout_ms;
-    verify_arg a = {l, hash_txn_id(req->txn_id), kme_now_ms(), 0, req, resp, 0};
+    verify_arg a = {l, hash_txn_id(req->txn_id), kme_now_ms(), 0, req, resp, 0, 0};
     a.deadline = a.now + k->cfg.verify_timeout_ms;
     int rc = store_commit(&k->store, lock_op, &a);
     if (rc != 0)
@@ -234,8 +243,10 @@ int link_verify_once(kme_context *k, kme_link *l)
         goto done;
     }
     peer_reply_clear(&reply);
-    if (store_commit(&k->store, apply_op, &a) == 0)
+    if (store_commit(&k->store, apply_op, &a) == 0) {
         result = a.settled;
+        kme_metrics_verify_failed(k, l, a.discarded);
+    }
 done:
     free(req);
     free(resp);

@@ -3,6 +3,7 @@
 #include "api/kme_relay.h"
 #include "kme/key_records.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
 #include "relay/hop_crypto.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
@@ -131,12 +132,15 @@ static void hop_error(http_response *resp, int hop_rc, const char *link_peer)
 }
 
 /* Seals plain on the next link toward m's dest (taking in's pad first when
- * in_msg is set), sends, and waits for the answer. */
+ * in_msg is set), sends, and waits for the answer. *via (may be NULL) is set
+ * to the link chosen, NULL when there was no route. */
 static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, kme_relay_msg *out_msg,
-                   unsigned char *plain, size_t len, http_response *resp)
+                   unsigned char *plain, size_t len, kme_link **via, http_response *resp)
 {
     unsigned hops = 0;
     kme_link *next = router_next_hop(k, out_msg->dest, &hops);
+    if (via)
+        *via = next != in ? next : NULL;
     if (!next || next == in) {
         http_error(resp, 503, "no route", "%s has no route to KME %s now", k->cfg.kme_id, out_msg->dest);
         return -1;
@@ -178,10 +182,19 @@ static int relay_chunk(kme_context *k, const char *dest, const char *master, con
         memcpy(m.key_ids[i], keys[i].key_id, UUID_STR_LEN + 1);
         memcpy(plain + i * key_bytes, keys[i].key, key_bytes);
     }
-    int rc = pass_on(k, NULL, NULL, &m, plain, len, resp);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kme_link *via = NULL;
+    int rc = pass_on(k, NULL, NULL, &m, plain, len, &via, resp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     OPENSSL_cleanse(plain, len);
     free(plain);
     kme_relay_clear(&m);
+    kme_relay_event e = {.at_ms = kme_now_ms(), .keys = (unsigned)count, .bytes = (unsigned long)len, .ok = rc == 0};
+    e.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    snprintf(e.dest, sizeof e.dest, "%s", dest);
+    snprintf(e.via, sizeof e.via, "%s", via ? via->lb.peer_id : "");
+    kme_metrics_relay(k, &e);
     return rc;
 }
 
@@ -303,7 +316,7 @@ static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsign
     out.expires = m->expires;
     out.hops_left = m->hops_left - 1;
     memcpy(out.key_ids, m->key_ids, m->key_count * sizeof *m->key_ids);
-    if (pass_on(k, in, m, &out, plain, len, resp) == 0) {
+    if (pass_on(k, in, m, &out, plain, len, NULL, resp) == 0) {
         resp->status = 200;
         resp->body = etsi_error_to_json("committed", NULL);
     }

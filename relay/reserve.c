@@ -240,7 +240,7 @@ void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_r
     kme_reserve_request msg;
     etsi_problem p;
     const kme_link_config *lc = &k->cfg.links[l->index];
-    if (kme_reserve_request_from_json(req->body, req->body_len, k->cfg.limits.max_key_per_request, &msg, &p) < 0) {
+    if (kme_reserve_request_from_json(req->body, req->body_len, kme_config_limits(&k->cfg).max_key_per_request, &msg, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }

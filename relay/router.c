@@ -3,6 +3,7 @@
 #include "relay/router.h"
 #include "relay/routing.h"
 #include "kme/log.h"
+#include "kme/metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -118,8 +119,10 @@ static void build_own(kme_context *k, struct router *r, kme_advert *a)
         snprintf(al->peer, sizeof al->peer, "%s", l->lb.peer_id);
         al->up = atomic_load(&l->peer_up);
         lb_stock st;
-        if (txn && lb_get_stock(&k->store, txn, &l->lb, &st) == 0)
+        if (txn && lb_get_stock(&k->store, txn, &l->lb, &st) == 0) {
             al->stock_bytes = st.owned_free;
+            kme_metrics_link_stock(k, l, &st);
+        }
         uint64_t ingested = atomic_load(&l->ingested_bytes);
         if (dt >= 5.0 || r->last_rate_ms == 0) {
             r->rate_bps[i] = r->last_rate_ms ? (uint64_t)((double)(ingested - r->last_ingested[i]) * 8 / dt) : 0;
@@ -131,8 +134,22 @@ static void build_own(kme_context *k, struct router *r, kme_advert *a)
         mdb_txn_abort(txn);
     if (dt >= 5.0 || r->last_rate_ms == 0)
         r->last_rate_ms = now;
-    for (size_t i = 0; i < k->cfg.sae_count && i < KME_ADVERT_MAX_SAES; i++)
-        snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", k->cfg.saes[i]);
+    const kme_live_config *live = kme_config_live(&k->cfg);
+    for (size_t i = 0; i < live->sae_count && i < KME_ADVERT_MAX_SAES; i++)
+        snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", live->saes[i]);
+}
+
+/* 1 when the SAEs of a differ from those of the own advert held (a reload
+ * changed them). Under r->lock. */
+static int saes_changed(kme_context *k, struct router *r, const kme_advert *a)
+{
+    const kme_advert *held = routing_db_find(&r->db, k->cfg.kme_id);
+    if (!held || held->sae_count != a->sae_count)
+        return 1;
+    for (size_t i = 0; i < a->sae_count; i++)
+        if (strcmp(held->saes[i], a->saes[i]) != 0)
+            return 1;
+    return 0;
 }
 
 /* Makes a new own advert when something the routes depend on changed, or
@@ -140,7 +157,7 @@ static void build_own(kme_context *k, struct router *r, kme_advert *a)
 static void refresh_own(kme_context *k, struct router *r, kme_advert *a)
 {
     int64_t now = kme_now_ms();
-    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS;
+    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS || saes_changed(k, r, a);
     for (size_t i = 0; i < a->link_count; i++) {
         int c = link_class(&a->links[i], &r->db.params);
         if (c != r->link_class[i]) {
@@ -570,4 +587,15 @@ int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+void router_inspect(kme_context *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
+                    void *ctx)
+{
+    struct router *r = k->router;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    fn(ctx, &r->db, &r->table);
+    pthread_mutex_unlock(&r->lock);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "kme/context.h"
 #include "kme/http_server.h"
+#include "relay/routing.h"
 
 /* Creates the routing state with this KME's first advert: before the KME
  * port serves. 0, or -1. */
@@ -45,6 +46,12 @@ int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae);
 
 /* The stock KME kme_id advertises on its link to peer: 0, or -1 if unknown. */
 int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer, uint64_t *bytes);
+
+/* For operators (the status page): calls fn once, under the router's lock,
+ * with the link-state database and this KME's routes and directory, to read
+ * only. fn must return quickly and must not call into the router. */
+void router_inspect(kme_context *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
+                    void *ctx);
 
 /* Wakes the advert thread: a link went up or down. */
 void router_links_changed(kme_context *k);

@@ -69,7 +69,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
 fi
 BIN=$CONF/node_modules/.bin
 
-for spec in etsi014 kme; do
+for spec in etsi014 kme admin; do
     lint="api/$spec.yaml lints clean (redocly recommended-strict)"
     if ! node_at_least "$NODE_MIN_LINT"; then
         t_fail "$lint" "@redocly/cli needs node >= $NODE_MIN_LINT, this is $(node --version)"

@@ -179,8 +179,8 @@ START_TEST(config_loader)
                           "\"key_dir\":\"/tmp/l\"}],\"limits\":{\"key_size\":128}}",
                           &c, err, sizeof err),
                      0);
-    ck_assert_int_eq(c.limits.key_size, 128);
-    ck_assert_int_eq(c.limits.max_key_per_request, 1024);
+    ck_assert_int_eq(kme_config_limits(&c).key_size, 128);
+    ck_assert_int_eq(kme_config_limits(&c).max_key_per_request, 1024);
     ck_assert_int_eq(c.sae_listen.port, 1);
     ck_assert(kme_config_hosts_sae(&c, "SAE_A"));
     ck_assert_int_eq(kme_config_link_index(&c, "KME_B"), 0);
