@@ -5,30 +5,42 @@
 # encryptor as SAE_B of KME_B on 127.0.0.1:1935, so keys are relayed B-A-C.
 #   pair_start RUN_DIR BIN_DIR   writes configs under RUN_DIR/rtmp, starts all three
 #   pair_stop                    stops them
+#   pair_write_nginx_conf DIR [ERROR_LOG [ACCESS_LOG]]   only the RTMP server's nginx.conf
+#                                (also used by the container image, docker/rtmp-server.sh)
 # Needs kme/network.sh sourced (net_url) and the network's certificates.
 
+PAIR_RTMP_HOST=${PAIR_RTMP_HOST:-127.0.0.1}
 PAIR_RTMP_PORT=${PAIR_RTMP_PORT:-19350}
 PAIR_USERS=${PAIR_USERS:-127.0.0.1:1935}
 PAIR_CIPHER=${PAIR_CIPHER:-127.0.0.1:7935}
 PAIR_RTMP_MODULE=${PAIR_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
 
-pair_write_configs() { # DIR
-    local d=$1 c=$NET_DIR/certs
-    mkdir -p "$d"
+# DIR/nginx.conf: application `live` on PAIR_RTMP_HOST:PAIR_RTMP_PORT, pid in
+# DIR, log in ERROR_LOG (a file or "stderr"; default DIR/nginx.log), access
+# log in ACCESS_LOG (default: nginx's own).
+pair_write_nginx_conf() { # DIR [ERROR_LOG [ACCESS_LOG]]
+    local d=$1 access=""
+    [ -n "${3:-}" ] && access=$'\n'"    access_log $3;"
     cat >"$d/nginx.conf" <<CONF
 load_module $PAIR_RTMP_MODULE;
 daemon off;
 master_process off;
 pid $d/nginx.pid;
-error_log $d/nginx.log notice;
+error_log ${2:-$d/nginx.log} notice;
 events { worker_connections 1024; }
-rtmp {
+rtmp {$access
     server {
-        listen 127.0.0.1:$PAIR_RTMP_PORT;
+        listen $PAIR_RTMP_HOST:$PAIR_RTMP_PORT;
         application live { live on; record off; }
     }
 }
 CONF
+}
+
+pair_write_configs() { # DIR
+    local d=$1 c=$NET_DIR/certs
+    mkdir -p "$d"
+    pair_write_nginx_conf "$d" || return 1
     cat >"$d/server.json" <<JSON
 {
   "role": "server",
