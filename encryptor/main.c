@@ -1,7 +1,7 @@
 /* The encryptor appliance: `encryptor --config FILE`. Loads the
  * configuration (exit 2 when it is wrong), starts the pad pool and the
  * listener, serves connections until SIGINT or SIGTERM, then ends them and
- * stops cleanly. Core dumps are disabled: the process holds key material. */
+ * stops cleanly; SIGHUP re-reads the log level. Core dumps are disabled: the process holds key material. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,12 +41,34 @@ static int wait_for_signal(void)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     int sig = 0;
     sigwait(&set, &sig);
     return sig;
 }
 
-static int run(const enc_config *cfg)
+/* SIGHUP: the log level is applied at once; every other setting shapes live
+ * connections and pads, so a change to one is reported and waits for a
+ * restart. A file that does not load changes nothing. */
+static void reload(const char *path, const enc_config *running)
+{
+    static enc_config next;
+    char err[512];
+    if (enc_config_load(path, &next, err, sizeof err) < 0) {
+        log_error("reload refused, running as before: %s", err);
+        return;
+    }
+    enum log_level level;
+    if (log_level_from_name(next.log_level, &level) == 0)
+        log_set_level(level);
+    snprintf(next.log_level, sizeof next.log_level, "%s", running->log_level);
+    if (memcmp(&next, running, sizeof next) != 0)
+        log_warn("reload: only log_level changes without a restart; the other changes in %s wait for one", path);
+    else
+        log_info("reload: %s applied", path);
+}
+
+static int run(const char *config_path, const enc_config *cfg)
 {
     char err[512];
     pad_pool *pool = pad_pool_start(cfg, err, sizeof err);
@@ -80,7 +102,9 @@ static int run(const enc_config *cfg)
                  "destinations, %s, pads from %s",
                  cfg->peer_sae, cfg->listen.host, cfg->listen.port, cfg->connect.host[0] ? cfg->connect.host : "-",
                  cfg->connect.host[0] ? ":" : "", cfg->connect.port, cfg->allowed_count, mode, cfg->kme_url);
-    int sig = wait_for_signal();
+    int sig;
+    while ((sig = wait_for_signal()) == SIGHUP)
+        reload(config_path, cfg);
     log_info("stopping (signal %d)", sig);
     enc_admin_set_accepting(admin, 0);
     listener_stop(l);
@@ -152,10 +176,11 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = run(&cfg);
+    int rc = run(config, &cfg);
     curl_global_cleanup();
     return rc;
 }

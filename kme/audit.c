@@ -123,14 +123,38 @@ static void now_text(char out[64])
              tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
-/* Ends the lines in f (a memstream over *text) and appends them. */
-static void finish(FILE *f, char **text, size_t *len, size_t lines)
+/* The lines of one answer, built in memory and appended with one write. */
+typedef struct {
+    FILE *f; /* a memstream over text */
+    char *text;
+    size_t len;
+    size_t lines;
+    char when[64];
+} line_batch;
+
+/* Starts a batch of count lines stamped now; -1 (logged) when out of memory. */
+static int begin(line_batch *b, size_t count)
 {
-    if (fclose(f) == 0 && *text)
-        append(*text, *len, lines);
+    b->text = NULL;
+    b->len = 0;
+    b->lines = count;
+    now_text(b->when);
+    b->f = open_memstream(&b->text, &b->len);
+    if (!b->f) {
+        log_error("audit log: out of memory; %zu lines lost", count);
+        return -1;
+    }
+    return 0;
+}
+
+/* Ends the batch's lines and appends them. */
+static void finish(line_batch *b)
+{
+    if (fclose(b->f) == 0 && b->text)
+        append(b->text, b->len, b->lines);
     else
-        log_error("audit log: out of memory; %zu lines lost", lines);
-    free(*text);
+        log_error("audit log: out of memory; %zu lines lost", b->lines);
+    free(b->text);
 }
 
 /* ---- enc ------------------------------------------------------------------------ */
@@ -197,19 +221,14 @@ void audit_enc(kme_context *k, const char *master, const char *slave, const etsi
 {
     if (!atomic_load(&enabled) || keys->count == 0)
         return;
-    char when[64];
-    now_text(when);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) {
-        log_error("audit log: out of memory; %zu lines lost", keys->count);
+    line_batch b;
+    if (begin(&b, keys->count) < 0)
         return;
-    }
+    FILE *f = b.f;
     for (size_t i = 0; i < keys->count; i++) {
         const etsi_key *key = &keys->keys[i];
         int stocked = (long)i < trace->stocked;
-        put_head(f, when, k, "enc", key->key_id, master);
+        put_head(f, b.when, k, "enc", key->key_id, master);
         fputs(",\"slaves\":[", f);
         put_string(f, slave);
         for (size_t j = 0; j < req->additional_count; j++) {
@@ -226,7 +245,7 @@ void audit_enc(kme_context *k, const char *master, const char *slave, const etsi
             put_fresh_route(f, trace);
         fputs("}\n", f);
     }
-    finish(f, &text, &len, keys->count);
+    finish(&b);
 }
 
 /* ---- dec ------------------------------------------------------------------------ */
@@ -236,18 +255,13 @@ void audit_dec(kme_context *k, const char *master, const char *slave, const etsi
 {
     if (!atomic_load(&enabled) || keys->count == 0)
         return;
-    char when[64];
-    now_text(when);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) {
-        log_error("audit log: out of memory; %zu lines lost", keys->count);
+    line_batch b;
+    if (begin(&b, keys->count) < 0)
         return;
-    }
+    FILE *f = b.f;
     for (size_t i = 0; i < keys->count; i++) {
         const etsi_key *key = &keys->keys[i];
-        put_head(f, when, k, "dec", key->key_id, master);
+        put_head(f, b.when, k, "dec", key->key_id, master);
         fputs(",\"slaves\":[", f);
         const char *list = key_slaves && key_slaves[i] ? key_slaves[i] : slave;
         char id[ETSI_ID_MAX + 1];
@@ -268,5 +282,5 @@ void audit_dec(kme_context *k, const char *master, const char *slave, const etsi
         put_string(f, slave);
         fprintf(f, ",\"bits\":%zu}\n", key->key_len * 8);
     }
-    finish(f, &text, &len, keys->count);
+    finish(&b);
 }

@@ -398,7 +398,9 @@ for prog in kme encryptor; do
         "$([ "$reload" = 1 ] && echo yes || echo no)"
     if [ $survived = no ]; then { wait "${SVC_PID[i]}"; } 2>/dev/null; SVC_PID[i]=""; fi
 done
-t_check "kme@.service offers a reload" grep -q '^ExecReload=' "$D/systemd/kme@.service"
+for prog in kme encryptor; do
+    t_check "$prog@.service offers a reload" grep -q '^ExecReload=' "$D/systemd/$prog@.service"
+done
 
 # Stop in reverse order; each within its stop_grace_period.
 for ((i = SVC_COUNT - 1; i >= 0; i--)); do
