@@ -2,7 +2,8 @@
 # `make run`: the demo network of DESIGN on loopback, in the foreground.
 # The star: hub A with QKD links A-B and A-C fed by qkd-sim; SAE ports
 # 8441-8443, KME ports 9441-9443, admin listeners (metrics, health, status
-# page) 8841-8843; certificates in run/certs; data in run/
+# page) 8841-8843; audit logs in run/<site>/audit.log; certificates in
+# run/certs; data in run/
 # (kept across restarts). Then the RTMP pair of encryptor/demo-pair.sh: an
 # RTMP server on 127.0.0.1:19350 behind the server-side encryptor (site C)
 # and the users-side encryptor (site B) on 127.0.0.1:1935. Prints `ready` and
@@ -17,6 +18,7 @@ NET_BIN=$BUILD/bin
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
 NET_ADMIN_BASE=8840
+NET_AUDIT=1
 RUN=$ROOT/run
 
 stopping=0
@@ -45,6 +47,7 @@ ready
          KME_B  SAE port https://localhost:8442  KME port 9442  (SAE_B)
          KME_C  SAE port https://localhost:8443  KME port 9443  (SAE_C)
   links: A-B and A-C fed by qkd-sim at $NET_RATE bit/s; logs in $RUN/<site>/kme.log
+  audit: one line per key handed out in $RUN/<site>/audit.log
   admin: status page, /metrics, /healthz, /readyz on http://127.0.0.1:8841/ (A), 8842 (B), 8843 (C)
 
 Try, from $ROOT in another terminal (SAE_B and SAE_C share keys through A):
