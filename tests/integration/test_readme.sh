@@ -9,6 +9,8 @@ T_SUITE=readme
 NET_BIN=$T_BIN
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
+NET_ADMIN_BASE=8840
+NET_AUDIT=1
 
 dir=$(mktemp -d "$T_OUT/readme.XXXX")
 trap net_stop EXIT
@@ -61,6 +63,23 @@ master=$(echo "$cli_out" | head -n 2)
 slave=$(echo "$cli_out" | tail -n 2)
 t_eq "sae-client printed two keys for the master and two for the slave" 4 "$(echo "$cli_out" | grep -cE '^[0-9a-f-]{36} [0-9a-f]{64}$')"
 t_eq "the slave received exactly the master's keys" "$master" "$slave"
+
+# The audit log of KME_B lists the master's keys, that of KME_C the slave's fetch.
+for id in $(echo "$cli_out" | head -n 2 | cut -d' ' -f1); do
+    t_eq "audit: KME_B recorded key $id handed to SAE_B" 1 \
+        "$(jq -c "select(.key_ID == \"$id\" and .event == \"enc\" and .sae == \"SAE_B\")" "$NET_DIR/B/audit.log" | grep -c .)"
+    t_eq "audit: KME_C recorded key $id fetched by SAE_C" 1 \
+        "$(jq -c "select(.key_ID == \"$id\" and .event == \"dec\" and .sae == \"SAE_C\")" "$NET_DIR/C/audit.log" | grep -c .)"
+done
+for s in A B C; do
+    t_check_fails "audit: no key material in KME_$s's audit log" \
+        grep -qF -e '"key":' $(echo "$cli_out" | cut -d' ' -f2 | sed 's/^/-e /') "$NET_DIR/$s/audit.log"
+done
+
+metrics_out=$(bash -e -o pipefail -c "$(readme_block 3)" 2>"$dir/metrics.err")
+t_eq "the metrics block runs without error" 0 $?
+t_match "the metrics block shows KME_B's stock on its link to KME_A" \
+    'qkd_kme_link_key_stock_bytes\{link="KME_A",owner="self"\} [0-9]+' "$metrics_out"
 
 t_logs_clean "$NET_DIR/A/kme.log" "$NET_DIR/B/kme.log" "$NET_DIR/C/kme.log"
 t_summary
