@@ -23,7 +23,9 @@
 #      within a few seconds; restarted, every key a master received (200) is
 #      fetched by SAE_C once with the same bytes; the other requests got an
 #      error or no answer; every such key is in B's audit log.
-#  (e) The encryptor exits 0 on SIGTERM while fetching pads.
+#  (e) The encryptor survives SIGHUP (a new log_level applies; other changes
+#      wait for a restart; a broken file is refused) and exits 0 on SIGTERM
+#      while fetching pads.
 #  (f) Every audit line is one whole JSON object (no interleaving under
 #      load); no key material in the audit logs; no sanitizer report.
 # shellcheck disable=SC2034 # T_SUITE and the NET_* settings are read by the sourced files
@@ -306,7 +308,7 @@ check_audit "every key answered under load is in B's audit log" enc "$W/load.key
     "$NET_DIR/B/audit.log"
 
 # ---------------------------------------------------------------------------------
-echo "== (e) the encryptor stops with 0 on SIGTERM"
+echo "== (e) the encryptor takes SIGHUP, and stops with 0 on SIGTERM"
 mkdir -p "$W/enc"
 cat >"$W/enc/encryptor.json" <<JSON
 {
@@ -323,6 +325,22 @@ JSON
 "$T_BIN/encryptor" --config "$W/enc/encryptor.json" 2>"$W/enc/encryptor.log" &
 ENC_PID=$!
 t_check "the encryptor is ready" wait_for 20 grep -q " ready: " "$W/enc/encryptor.log"
+# SIGHUP: a new log level applies at once; another change waits for a restart;
+# a file that does not load changes nothing. The process serves on throughout.
+sed -i 's/"announce_keys": 2/"announce_keys": 2, "log_level": "debug"/' "$W/enc/encryptor.json"
+kill -HUP "$ENC_PID"
+t_check "SIGHUP with a new log_level: applied" wait_for 5 grep -q "reload: .*encryptor.json applied" "$W/enc/encryptor.log"
+sed -i 's/"pad_batch_keys": 4/"pad_batch_keys": 8/' "$W/enc/encryptor.json"
+kill -HUP "$ENC_PID"
+t_check "SIGHUP with another change: logged as waiting for a restart" \
+    wait_for 5 grep -q "reload: only log_level changes without a restart" "$W/enc/encryptor.log"
+cp "$W/enc/encryptor.json" "$W/enc/encryptor.good"
+echo '{' >"$W/enc/encryptor.json"
+kill -HUP "$ENC_PID"
+t_check "SIGHUP with a file that does not load: refused" wait_for 5 grep -q "reload refused, running as before" \
+    "$W/enc/encryptor.log"
+t_check "the encryptor still runs after three SIGHUPs" kill -0 "$ENC_PID"
+t_check "and still answers on its listener" bash -c "exec 3<>/dev/tcp/127.0.0.1/$P_ENC_LISTEN"
 kill -TERM "$ENC_PID"
 t0=$SECONDS
 wait "$ENC_PID"
