@@ -83,13 +83,15 @@ static int key_ids_distinct(const kme_relay_msg *m)
     return ok;
 }
 
+/* A valid UUID in lower case (one pass: checked on every key of every hop). */
 static int is_canonical_uuid(const char *id)
 {
-    if (!uuid_is_valid(id))
-        return 0;
-    char norm[UUID_STR_LEN + 1];
-    uuid_normalise(id, norm);
-    return strcmp(norm, id) == 0;
+    for (int i = 0; i < UUID_STR_LEN; i++) {
+        char c = id[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23 ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return id[UUID_STR_LEN] == '\0';
 }
 
 int kme_relay_check(const kme_relay_msg *m, etsi_problem *p)
@@ -189,38 +191,70 @@ static char *put_ranges(char *p, const char *name, const kme_range *r, size_t n)
     return p + sprintf(p, "]");
 }
 
-/* Written directly rather than through jansson objects (a relay can carry
- * megabytes of ciphertext): every string is a checked ID, UUID, base64 or
- * hex, so nothing needs escaping. */
+/* Room for the members put_common writes and the keys, per_key bytes each. */
+static size_t text_bound(const kme_relay_msg *m, size_t per_key)
+{
+    return 512 + (4 + m->slave_count) * (ETSI_ID_MAX + 4) + m->key_count * (UUID_STR_LEN + 32 + per_key) +
+           (m->pad_count + m->mac_key_count) * 48;
+}
+
+/* The opening brace and the members both forms share (all but the keys and
+ * the tag). Written directly rather than through jansson objects: every
+ * string is a checked ID or UUID, so nothing needs escaping. */
+static char *put_common(char *p, const kme_relay_msg *m)
+{
+    p += sprintf(p, "{\"relay_id\":\"%s\",\"origin\":\"%s\",\"dest\":\"%s\",\"master\":\"%s\",\"slaves\":[",
+                 m->relay_id, m->origin, m->dest, m->master);
+    for (size_t i = 0; i < m->slave_count; i++)
+        p += sprintf(p, "%s\"%s\"", i ? "," : "", m->slaves[i]);
+    p += sprintf(p, "],\"size\":%ld,\"expires\":%lld,\"hops_left\":%lu", m->size_bits, (long long)m->expires,
+                 (unsigned long)m->hops_left);
+    p = put_ranges(p, "pad", m->pad, m->pad_count);
+    return put_ranges(p, "mac_key", m->mac_key, m->mac_key_count);
+}
+
 char *kme_relay_to_json(const kme_relay_msg *m)
 {
     if (kme_relay_check(m, NULL) < 0)
         return NULL;
     size_t key_bytes = (size_t)m->size_bits / 8;
-    size_t len = 512 + (4 + m->slave_count) * (ETSI_ID_MAX + 4) +
-                 m->key_count * (UUID_STR_LEN + 32 + 4 * ((key_bytes + 2) / 3)) +
-                 (m->pad_count + m->mac_key_count) * 48;
-    char *text = etsi_text_alloc(len), *p = text;
+    char *text = etsi_text_alloc(text_bound(m, 4 * ((key_bytes + 2) / 3))), *p = text;
     if (!text)
         return NULL;
-    p += sprintf(p, "{\"relay_id\":\"%s\",\"origin\":\"%s\",\"dest\":\"%s\",\"master\":\"%s\",\"slaves\":[",
-                 m->relay_id, m->origin, m->dest, m->master);
-    for (size_t i = 0; i < m->slave_count; i++)
-        p += sprintf(p, "%s\"%s\"", i ? "," : "", m->slaves[i]);
-    p += sprintf(p, "],\"size\":%ld,\"expires\":%lld,\"hops_left\":%lu,\"keys\":[", m->size_bits,
-                 (long long)m->expires, (unsigned long)m->hops_left);
+    p = put_common(p, m);
+    p += sprintf(p, ",\"keys\":[");
     for (size_t i = 0; i < m->key_count; i++) {
         p += sprintf(p, "%s{\"key_ID\":\"%s\",\"ct\":\"", i ? "," : "", m->key_ids[i]);
         p += EVP_EncodeBlock((unsigned char *)p, m->ct + i * key_bytes, (int)key_bytes);
         p += sprintf(p, "\"}");
     }
-    p += sprintf(p, "]");
-    p = put_ranges(p, "pad", m->pad, m->pad_count);
-    p = put_ranges(p, "mac_key", m->mac_key, m->mac_key_count);
     char tag[2 * KME_RELAY_TAG_BYTES + 1];
     hex_encode(m->tag, KME_RELAY_TAG_BYTES, tag);
-    sprintf(p, ",\"tag\":\"%s\"}", tag);
+    sprintf(p, "],\"tag\":\"%s\"}", tag);
     return text;
+}
+
+unsigned char *kme_relay_to_wire(const kme_relay_msg *m, size_t *len)
+{
+    *len = 0;
+    if (kme_relay_check(m, NULL) < 0)
+        return NULL;
+    size_t ct_len = kme_relay_payload_bytes(m);
+    unsigned char *body = malloc(KME_RELAY_WIRE_PREFIX + text_bound(m, 0) + ct_len + KME_RELAY_TAG_BYTES);
+    if (!body)
+        return NULL;
+    char *head = (char *)body + KME_RELAY_WIRE_PREFIX, *p = put_common(head, m);
+    p += sprintf(p, ",\"key_IDs\":[");
+    for (size_t i = 0; i < m->key_count; i++)
+        p += sprintf(p, "%s\"%s\"", i ? "," : "", m->key_ids[i]);
+    p += sprintf(p, "]}");
+    size_t head_len = (size_t)(p - head);
+    for (int i = 0; i < KME_RELAY_WIRE_PREFIX; i++)
+        body[i] = (unsigned char)(head_len >> (8 * (KME_RELAY_WIRE_PREFIX - 1 - i)));
+    memcpy(body + KME_RELAY_WIRE_PREFIX + head_len, m->ct, ct_len);
+    memcpy(body + KME_RELAY_WIRE_PREFIX + head_len + ct_len, m->tag, KME_RELAY_TAG_BYTES);
+    *len = KME_RELAY_WIRE_PREFIX + head_len + ct_len + KME_RELAY_TAG_BYTES;
+    return body;
 }
 
 /* ---- decode --------------------------------------------------------------------- */
@@ -281,50 +315,58 @@ static int ranges_from_json(json_t *a, kme_range *out)
     return 0;
 }
 
-static const char *const top_members[] = {"relay_id", "origin", "dest", "master", "slaves", "size",
-                                          "expires",  "hops_left", "keys", "pad",  "mac_key", "tag", NULL};
+/* The two forms: all in JSON, or a JSON head before the raw bytes. */
+enum relay_form { FORM_JSON, FORM_WIRE };
+
+static const char *const json_members[] = {"relay_id", "origin", "dest", "master", "slaves", "size",
+                                           "expires",  "hops_left", "keys", "pad",  "mac_key", "tag", NULL};
+static const char *const head_members[] = {"relay_id", "origin",    "dest",    "master", "slaves", "size",
+                                           "expires",  "hops_left", "key_IDs", "pad",    "mac_key", NULL};
 static const char *const key_members[] = {"key_ID", "ct", NULL};
 
-int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_problem *p)
+/* The key_ID of one item of the keys array, or NULL when the item is not of
+ * the form's shape: {"key_ID", "ct" of b64_len characters} in JSON, a bare
+ * string in a head. */
+static json_t *key_id_of(json_t *item, enum relay_form form, size_t b64_len)
 {
-    memset(out, 0, sizeof *out);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(root)) {
-        etsi_problem_set(p, "malformed JSON", "%s", root ? "not an object" : jerr.text);
-        json_decref(root);
-        return -1;
-    }
-    int rc = -1;
-    const char *what = NULL;
-    json_t *slaves = json_object_get(root, "slaves"), *keys = json_object_get(root, "keys"),
+    if (form == FORM_WIRE)
+        return json_is_string(item) ? item : NULL;
+    const char *ct = json_string_value(json_object_get(item, "ct"));
+    if (!json_is_object(item) || only_members(item, key_members) < 0 || !ct || strlen(ct) != b64_len)
+        return NULL;
+    return json_object_get(item, "key_ID");
+}
+
+/* Everything but the ciphertexts and the tag, from the object root of the
+ * given form, into out (allocated: key IDs, a zeroed ciphertext buffer and
+ * the ranges). NULL, or what is wrong; *oom is set when memory ran out. */
+static const char *common_from_json(json_t *root, enum relay_form form, kme_relay_msg *out, int *oom)
+{
+    json_t *slaves = json_object_get(root, "slaves"), *keys = json_object_get(root, form == FORM_WIRE ? "key_IDs" : "keys"),
            *pad = json_object_get(root, "pad"), *mac = json_object_get(root, "mac_key");
     uint64_t size = 0, expires = 0, hops = 0;
-    if (only_members(root, top_members) < 0)
-        what = "unknown member";
-    else if (get_uuid(json_object_get(root, "relay_id"), out->relay_id) < 0)
-        what = "'relay_id' must be a UUID";
-    else if (get_id(root, "origin", out->origin) < 0 || get_id(root, "dest", out->dest) < 0)
-        what = "'origin' and 'dest' must be KME IDs";
-    else if (get_id(root, "master", out->master) < 0)
-        what = "'master' must be an SAE ID";
-    else if (!json_is_array(slaves) || json_array_size(slaves) == 0 || json_array_size(slaves) > KME_MAX_SLAVES)
-        what = "'slaves' must be an array of 1 to 65 SAE IDs";
-    else if (get_u64(json_object_get(root, "size"), KME_RELAY_MAX_SIZE_BITS, &size) < 0 || size == 0 || size % 8)
-        what = "'size' must be a positive multiple of 8 bits, at most 2^24";
-    else if (get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0)
-        what = "'expires' must be a unix time";
-    else if (get_u64(json_object_get(root, "hops_left"), KME_RELAY_MAX_HOPS, &hops) < 0 || hops == 0)
-        what = "'hops_left' must be 1 to 16";
-    else if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
-        what = "'keys' must be an array of 1 to 1024 keys";
-    else if (!json_is_array(pad) || !json_is_array(mac) || json_array_size(pad) == 0 || json_array_size(mac) == 0 ||
-             json_array_size(pad) + json_array_size(mac) > KME_RELAY_MAX_RANGES)
-        what = "'pad' and 'mac_key' must be arrays of 1 to 65536 ranges in all";
-    else if (hex_decode(json_string_value(json_object_get(root, "tag")), out->tag, KME_RELAY_TAG_BYTES) < 0)
-        what = "'tag' must be 32 hex digits";
-    if (what)
-        goto bad;
+    *oom = 0;
+    if (only_members(root, form == FORM_WIRE ? head_members : json_members) < 0)
+        return "unknown member";
+    if (get_uuid(json_object_get(root, "relay_id"), out->relay_id) < 0)
+        return "'relay_id' must be a UUID";
+    if (get_id(root, "origin", out->origin) < 0 || get_id(root, "dest", out->dest) < 0)
+        return "'origin' and 'dest' must be KME IDs";
+    if (get_id(root, "master", out->master) < 0)
+        return "'master' must be an SAE ID";
+    if (!json_is_array(slaves) || json_array_size(slaves) == 0 || json_array_size(slaves) > KME_MAX_SLAVES)
+        return "'slaves' must be an array of 1 to 65 SAE IDs";
+    if (get_u64(json_object_get(root, "size"), KME_RELAY_MAX_SIZE_BITS, &size) < 0 || size == 0 || size % 8)
+        return "'size' must be a positive multiple of 8 bits, at most 2^24";
+    if (get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0)
+        return "'expires' must be a unix time";
+    if (get_u64(json_object_get(root, "hops_left"), KME_RELAY_MAX_HOPS, &hops) < 0 || hops == 0)
+        return "'hops_left' must be 1 to 16";
+    if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
+        return form == FORM_WIRE ? "'key_IDs' must be an array of 1 to 1024 key IDs" : "'keys' must be an array of 1 to 1024 keys";
+    if (!json_is_array(pad) || !json_is_array(mac) || json_array_size(pad) == 0 || json_array_size(mac) == 0 ||
+        json_array_size(pad) + json_array_size(mac) > KME_RELAY_MAX_RANGES)
+        return "'pad' and 'mac_key' must be arrays of 1 to 65536 ranges in all";
     out->size_bits = (long)size;
     out->expires = (int64_t)expires;
     out->hops_left = (uint32_t)hops;
@@ -332,21 +374,18 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
     size_t i;
     json_t *v;
     json_array_foreach(slaves, i, v) {
-        if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v))) {
-            what = "'slaves' must be SAE IDs";
-            goto bad;
-        }
+        if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v)))
+            return "'slaves' must be SAE IDs";
         snprintf(out->slaves[out->slave_count++], ETSI_ID_MAX + 1, "%s", json_string_value(v));
     }
 
-    /* Check every key's shape and ciphertext length before allocating. */
+    /* Check every key's shape before allocating. */
     size_t key_bytes = size / 8, b64_len = 4 * ((key_bytes + 2) / 3);
+    const char *bad_key = form == FORM_WIRE ? "every key_ID must be a UUID"
+                               : "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
     json_array_foreach(keys, i, v) {
-        const char *ct = json_string_value(json_object_get(v, "ct"));
-        if (!json_is_object(v) || only_members(v, key_members) < 0 || !ct || strlen(ct) != b64_len) {
-            what = "every key needs a key_ID and a base64 'ct' of size/8 bytes";
-            goto bad;
-        }
+        if (!key_id_of(v, form, b64_len))
+            return bad_key;
     }
     size_t nkeys = json_array_size(keys);
     out->key_ids = calloc(nkeys, sizeof *out->key_ids);
@@ -354,13 +393,31 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
     out->pad = calloc(json_array_size(pad), sizeof *out->pad);
     out->mac_key = calloc(json_array_size(mac), sizeof *out->mac_key);
     if (!out->key_ids || !out->ct || !out->pad || !out->mac_key) {
-        etsi_problem_set(p, "out of memory", "%s", "the relay could not be decoded");
-        goto done;
+        *oom = 1;
+        return "the relay could not be decoded";
     }
     out->key_count = nkeys; /* from here kme_relay_clear wipes the whole ciphertext buffer */
     out->pad_cap = json_array_size(pad);
     out->mac_key_cap = json_array_size(mac);
     json_array_foreach(keys, i, v) {
+        if (get_uuid(key_id_of(v, form, b64_len), out->key_ids[i]) < 0)
+            return bad_key;
+    }
+    if (ranges_from_json(pad, out->pad) < 0 || ranges_from_json(mac, out->mac_key) < 0)
+        return "every range must be [seq, offset, length] with length > 0";
+    out->pad_count = out->pad_cap;
+    out->mac_key_count = out->mac_key_cap;
+    return NULL;
+}
+
+/* The ciphertexts and the tag of the JSON form, into out (allocated). */
+static const char *secrets_from_json(json_t *root, kme_relay_msg *out)
+{
+    if (hex_decode(json_string_value(json_object_get(root, "tag")), out->tag, KME_RELAY_TAG_BYTES) < 0)
+        return "'tag' must be 32 hex digits";
+    size_t key_bytes = (size_t)out->size_bits / 8, i;
+    json_t *v;
+    json_array_foreach(json_object_get(root, "keys"), i, v) {
         size_t n = 0;
         unsigned char *ct = base64_decode(json_string_value(json_object_get(v, "ct")), &n);
         int ok = ct && n == key_bytes;
@@ -370,26 +427,65 @@ int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_p
             OPENSSL_cleanse(ct, n);
             free(ct);
         }
-        if (!ok || get_uuid(json_object_get(v, "key_ID"), out->key_ids[i]) < 0) {
-            what = "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
-            goto bad;
+        if (!ok)
+            return "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
+    }
+    return NULL;
+}
+
+/* Decodes the object text[0..len) of the given form; for FORM_WIRE, tail
+ * (tail_len bytes) must be exactly the ciphertexts then the tag. */
+static int decode(const char *text, size_t len, enum relay_form form, const unsigned char *tail, size_t tail_len,
+                  kme_relay_msg *out, etsi_problem *p)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root)) {
+        etsi_problem_set(p, "malformed JSON", "%s", root ? "not an object" : jerr.text);
+        json_decref(root);
+        return -1;
+    }
+    int oom = 0, rc = -1;
+    const char *what = common_from_json(root, form, out, &oom);
+    if (!what && form == FORM_JSON) {
+        what = secrets_from_json(root, out);
+    } else if (!what) {
+        size_t ct_len = kme_relay_payload_bytes(out);
+        if (tail_len != ct_len + KME_RELAY_TAG_BYTES) {
+            what = "the body after the head must be exactly the keys' ciphertext and the 16-byte tag";
+        } else {
+            memcpy(out->ct, tail, ct_len);
+            memcpy(out->tag, tail + ct_len, KME_RELAY_TAG_BYTES);
         }
     }
-    if (ranges_from_json(pad, out->pad) < 0 || ranges_from_json(mac, out->mac_key) < 0) {
-        what = "every range must be [seq, offset, length] with length > 0";
-        goto bad;
-    }
-    out->pad_count = out->pad_cap;
-    out->mac_key_count = out->mac_key_cap;
-    if (kme_relay_check(out, p) < 0)
-        goto done;
-    rc = 0;
-    goto done;
-bad:
-    etsi_problem_set(p, "malformed relay", "%s", what);
-done:
+    if (what)
+        etsi_problem_set(p, oom ? "out of memory" : "malformed relay", "%s", what);
+    else if (kme_relay_check(out, p) == 0)
+        rc = 0;
     json_decref(root);
     if (rc < 0)
         kme_relay_clear(out);
     return rc;
+}
+
+int kme_relay_from_json(const char *body, size_t len, kme_relay_msg *out, etsi_problem *p)
+{
+    return decode(body, len, FORM_JSON, NULL, 0, out, p);
+}
+
+int kme_relay_from_wire(const unsigned char *body, size_t len, kme_relay_msg *out, etsi_problem *p)
+{
+    size_t head_len = 0;
+    for (int i = 0; i < KME_RELAY_WIRE_PREFIX && len >= KME_RELAY_WIRE_PREFIX; i++)
+        head_len = head_len << 8 | body[i];
+    if (len < KME_RELAY_WIRE_PREFIX + KME_RELAY_TAG_BYTES || head_len == 0 ||
+        head_len > len - KME_RELAY_WIRE_PREFIX - KME_RELAY_TAG_BYTES) {
+        memset(out, 0, sizeof *out);
+        etsi_problem_set(p, "malformed relay", "%s", "the body must be a 4-byte head length, the head, the "
+                                                     "ciphertext and the tag");
+        return -1;
+    }
+    const unsigned char *head = body + KME_RELAY_WIRE_PREFIX, *tail = head + head_len;
+    return decode((const char *)head, head_len, FORM_WIRE, tail, len - KME_RELAY_WIRE_PREFIX - head_len, out, p);
 }

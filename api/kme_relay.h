@@ -2,17 +2,25 @@
  * key, step 5): one encode/decode shared by the sending and the receiving KME
  * of a hop, and the structural checks both ends apply.
  *
- * {"relay_id": uuid, "origin": KME_ID, "dest": KME_ID, "master": SAE_ID,
- *  "slaves": [SAE_ID...], "size": bits, "expires": unix s, "hops_left": n,
- *  "keys": [{"key_ID": uuid, "ct": base64}],
- *  "pad": [[seq, offset, length]...], "mac_key": [[seq, offset, length]...],
- *  "tag": hex}
+ * Binary form (Content-Type application/octet-stream), what KMEs send:
+ *   u32 H (big endian) | head: H bytes of JSON | ct | tag (16 bytes)
+ * head = {"relay_id": uuid, "origin": KME_ID, "dest": KME_ID, "master": SAE_ID,
+ *         "slaves": [SAE_ID...], "size": bits, "expires": unix s, "hops_left": n,
+ *         "key_IDs": [uuid...], "pad": [[seq, offset, length]...],
+ *         "mac_key": [[seq, offset, length]...]}
+ * and ct the key_count * size/8 bytes of ciphertext, key i at i * size/8.
+ * The head carries no key material, so the receiver parses a few kilobytes
+ * of JSON whatever the size of the keys.
+ *
+ * JSON form (application/json), also accepted: the members of the head with
+ * "keys": [{"key_ID": uuid, "ct": base64}] in place of "key_IDs", and
+ * "tag": hex.
  *
  * The ciphertexts are the relayed keys one-time padded with link key; the
  * pad ranges, in order, cover exactly key_count * size/8 bytes and the MAC-key
  * ranges exactly KME_RELAY_MAC_KEY_BYTES bytes of the same link, no two
  * ranges overlapping. The tag authenticates every other field
- * (relay/hop_crypto.h). */
+ * (relay/hop_crypto.h); it is the same in both forms. */
 #ifndef API_KME_RELAY_H
 #define API_KME_RELAY_H
 
@@ -26,6 +34,8 @@
 #define KME_RELAY_TAG_BYTES KME_TAG_BYTES   /* 16 */
 #define KME_RELAY_MAX_RANGES KME_MAX_RANGES /* pad and mac_key ranges together */
 #define KME_RELAY_MAX_HOPS 16               /* a relayed key crosses at most this many links */
+#define KME_RELAY_WIRE_TYPE "application/octet-stream" /* Content-Type of the binary form */
+#define KME_RELAY_WIRE_PREFIX 4             /* bytes of the head length before the head */
 
 typedef struct {
     char relay_id[UUID_STR_LEN + 1];
@@ -63,6 +73,15 @@ int kme_relay_check(const kme_relay_msg *m, etsi_problem *p);
 /* NULL when the message breaks a rule of kme_relay_check. Free the text with
  * etsi_text_free. */
 char *kme_relay_to_json(const kme_relay_msg *m);
+
+/* The binary form: NULL when the message breaks a rule of kme_relay_check or
+ * memory ran out. *len is set to its size; free it with free (wipe it first
+ * like any buffer that held the ciphertexts). */
+unsigned char *kme_relay_to_wire(const kme_relay_msg *m, size_t *len);
+
+/* Strict, like kme_relay_from_json (below) for the head; besides, the head length
+ * must leave exactly key_count * size/8 bytes of ciphertext and the tag. */
+int kme_relay_from_wire(const unsigned char *body, size_t len, kme_relay_msg *out, etsi_problem *p);
 
 /* Strict: unknown members, wrong types, out-of-bound values, bad base64 or hex,
  * ciphertexts not exactly size/8 bytes and every kme_relay_check rule are

@@ -16,6 +16,8 @@
 #include <gnutls/x509.h>
 #include <microhttpd.h>
 
+#define BODY_PREALLOC_MAX (1u << 20) /* bytes reserved ahead of a body's arrival */
+
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct http_server {
@@ -163,10 +165,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rs->conn = conn;
         *req_cls = rs;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->body_max)
+        unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
+        if (announced > s->body_max) {
             rs->too_large = 1;
-        else
+        } else {
+            /* Room for the announced body at once (up to BODY_PREALLOC_MAX, so
+             * a Content-Length alone reserves little): no copies while it grows. */
+            size_t first = announced < BODY_PREALLOC_MAX ? (size_t)announced : BODY_PREALLOC_MAX;
+            if (first && (rs->body = malloc(first + 1)) != NULL)
+                rs->cap = first + 1;
             return MHD_YES;
+        }
     }
     if (*upload_data_size > 0) {
         if (rs->len + *upload_data_size > s->body_max) {
@@ -196,7 +205,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!cs->checked)
         verify_client(conn, cs);
 
-    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs};
+    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs,
+                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
     memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
     http_response resp = {0, NULL};
     s->handler(s->ctx, &req, &resp);

@@ -27,6 +27,7 @@ typedef struct {
     size_t body_len;
     int body_too_large;
     void *state; /* the server's per-request state */
+    const char *content_type; /* the Content-Type header, or NULL */
 } http_request;
 
 typedef struct {

@@ -12,16 +12,20 @@
 
 /* ---- canonical bytes ------------------------------------------------------------ */
 
-/* Appends to p (or only counts when p is NULL). */
+/* Appends to p, or feeds the MAC ctx, or only counts when both are NULL. */
 typedef struct {
     unsigned char *p;
+    EVP_MAC_CTX *ctx;
     size_t n;
+    int failed; /* an update of ctx failed */
 } wbuf;
 
 static void put(wbuf *w, const void *data, size_t n)
 {
     if (w->p && n)
         memcpy(w->p + w->n, data, n);
+    if (w->ctx && n && !EVP_MAC_update(w->ctx, data, n))
+        w->failed = 1;
     w->n += n;
 }
 
@@ -88,7 +92,7 @@ int hop_canonical_bytes(const kme_relay_msg *msg, unsigned char **buf, size_t *l
     *len = 0;
     if (kme_relay_check(msg, NULL) < 0)
         return -1;
-    wbuf w = {NULL, 0};
+    wbuf w = {NULL, NULL, 0, 0};
     canonical(msg, &w);
     size_t total = w.n;
     w.p = malloc(total);
@@ -103,16 +107,21 @@ int hop_canonical_bytes(const kme_relay_msg *msg, unsigned char **buf, size_t *l
 
 /* ---- one-time MAC and pad ----------------------------------------------------------- */
 
-static int poly1305(const unsigned char key[HOP_MAC_KEY_BYTES], const unsigned char *data, size_t len,
-                    unsigned char tag[HOP_TAG_BYTES])
+/* The tag msg should carry under mac_key: Poly1305 over its canonical bytes,
+ * fed as they are produced (no copy of the ciphertexts). msg has passed
+ * kme_relay_check. */
+static int expected_tag(const kme_relay_msg *msg, const unsigned char mac_key[HOP_MAC_KEY_BYTES],
+                        unsigned char tag[HOP_TAG_BYTES])
 {
     int ok = 0;
     size_t outl = 0;
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
     EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    if (ctx && EVP_MAC_init(ctx, key, HOP_MAC_KEY_BYTES, NULL) && EVP_MAC_update(ctx, data, len) &&
-        EVP_MAC_final(ctx, tag, &outl, HOP_TAG_BYTES) && outl == HOP_TAG_BYTES)
-        ok = 1;
+    if (ctx && EVP_MAC_init(ctx, mac_key, HOP_MAC_KEY_BYTES, NULL)) {
+        wbuf w = {NULL, ctx, 0, 0};
+        canonical(msg, &w);
+        ok = !w.failed && EVP_MAC_final(ctx, tag, &outl, HOP_TAG_BYTES) && outl == HOP_TAG_BYTES;
+    }
     EVP_MAC_CTX_free(ctx); /* cleanses the key schedule */
     EVP_MAC_free(mac);
     if (!ok)
@@ -120,18 +129,19 @@ static int poly1305(const unsigned char key[HOP_MAC_KEY_BYTES], const unsigned c
     return ok ? 0 : -1;
 }
 
-/* The tag msg should carry under mac_key. */
-static int expected_tag(const kme_relay_msg *msg, const unsigned char mac_key[HOP_MAC_KEY_BYTES],
-                        unsigned char tag[HOP_TAG_BYTES])
+/* out = a XOR b over n bytes, a machine word at a time. */
+static void xor_bytes(unsigned char *out, const unsigned char *a, const unsigned char *b, size_t n)
 {
-    unsigned char *buf;
-    size_t len;
-    if (hop_canonical_bytes(msg, &buf, &len) < 0)
-        return -1;
-    int rc = poly1305(mac_key, buf, len, tag);
-    OPENSSL_cleanse(buf, len);
-    free(buf);
-    return rc;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        x ^= y;
+        memcpy(out + i, &x, 8);
+    }
+    for (; i < n; i++)
+        out[i] = a[i] ^ b[i];
 }
 
 static int lengths_ok(const kme_relay_msg *msg, const void *a, const void *b, size_t pad_len, const void *mac_key)
@@ -144,8 +154,7 @@ int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned
 {
     if (!lengths_ok(msg, keys_plain, pad, pad_len, mac_key))
         return HOP_MALFORMED;
-    for (size_t i = 0; i < pad_len; i++)
-        msg->ct[i] = keys_plain[i] ^ pad[i];
+    xor_bytes(msg->ct, keys_plain, pad, pad_len);
     if (expected_tag(msg, mac_key, msg->tag) < 0) {
         OPENSSL_cleanse(msg->ct, pad_len);
         OPENSSL_cleanse(msg->tag, HOP_TAG_BYTES);
@@ -154,11 +163,10 @@ int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned
     return HOP_OK;
 }
 
-int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
-             const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys)
+/* hop_open once the lengths are known to be right. */
+static int open_checked(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
+                        const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys)
 {
-    if (!lengths_ok(msg, pad, out_keys, pad_len, mac_key))
-        return HOP_MALFORMED;
     unsigned char tag[HOP_TAG_BYTES];
     if (expected_tag(msg, mac_key, tag) < 0)
         return HOP_FAILED;
@@ -166,9 +174,16 @@ int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
     OPENSSL_cleanse(tag, sizeof tag);
     if (!match)
         return HOP_BAD_TAG;
-    for (size_t i = 0; i < pad_len; i++)
-        out_keys[i] = msg->ct[i] ^ pad[i];
+    xor_bytes(out_keys, msg->ct, pad, pad_len);
     return HOP_OK;
+}
+
+int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
+             const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys)
+{
+    if (!lengths_ok(msg, pad, out_keys, pad_len, mac_key))
+        return HOP_MALFORMED;
+    return open_checked(msg, pad, pad_len, mac_key, out_keys);
 }
 
 /* ---- reading the peer's link key without spending it -------------------------------- */
@@ -260,6 +275,17 @@ int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg 
     return rc;
 }
 
+lb_range *hop_ranges(const kme_relay_msg *msg, size_t *n)
+{
+    *n = msg->mac_key_count + msg->pad_count;
+    lb_range *r = malloc(*n * sizeof *r);
+    if (r) {
+        memcpy(r, msg->mac_key, msg->mac_key_count * sizeof *r);
+        memcpy(r + msg->mac_key_count, msg->pad, msg->pad_count * sizeof *r);
+    }
+    return r;
+}
+
 /* Reads the MAC key and pad of msg (MAC-key ranges first, into *ranges) and
  * opens it into keys (keys_len bytes), spending nothing. */
 static int open_reading(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
@@ -267,17 +293,13 @@ static int open_reading(kme_store *s, MDB_txn *txn, const lb_link *link, const k
 {
     if (!keys || kme_relay_check(msg, NULL) < 0 || keys_len != kme_relay_payload_bytes(msg))
         return HOP_MALFORMED;
-    *n = msg->mac_key_count + msg->pad_count;
-    *ranges = malloc(*n * sizeof **ranges);
+    *ranges = hop_ranges(msg, n);
     unsigned char *link_bytes = malloc(HOP_MAC_KEY_BYTES + keys_len);
     int rc = *ranges && link_bytes ? HOP_OK : HOP_FAILED;
-    if (rc == HOP_OK) {
-        memcpy(*ranges, msg->mac_key, msg->mac_key_count * sizeof **ranges);
-        memcpy(*ranges + msg->mac_key_count, msg->pad, msg->pad_count * sizeof **ranges);
-        rc = from_lb(hop_read_ranges(s, txn, link, *ranges, *n, link_bytes));
-    }
     if (rc == HOP_OK)
-        rc = hop_open(msg, link_bytes + HOP_MAC_KEY_BYTES, keys_len, link_bytes, keys);
+        rc = from_lb(hop_read_ranges(s, txn, link, *ranges, *n, link_bytes));
+    if (rc == HOP_OK)
+        rc = open_checked(msg, link_bytes + HOP_MAC_KEY_BYTES, keys_len, link_bytes, keys);
     if (link_bytes) {
         OPENSSL_cleanse(link_bytes, HOP_MAC_KEY_BYTES + keys_len);
         free(link_bytes);
@@ -314,6 +336,15 @@ int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const km
         OPENSSL_cleanse(keys, keys_len);
         free(keys);
     }
+    free(ranges);
+    return rc;
+}
+
+int hop_take_checked(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg)
+{
+    size_t n = 0;
+    lb_range *ranges = hop_ranges(msg, &n);
+    int rc = ranges ? from_lb(lb_take_peer_ranges(s, txn, link, ranges, n, NULL)) : HOP_FAILED;
     free(ranges);
     return rc;
 }

@@ -8,7 +8,10 @@
  * copies with hop_read_ranges (read only) and marks them used with
  * lb_take_peer_ranges only once the tag has verified, so a forged or
  * damaged message spends no link key at the receiver. hop_seal_from_link and
- * hop_open_from_link do exactly that inside the caller's write transaction. */
+ * hop_open_from_link do exactly that inside the caller's write transaction;
+ * a KME receiving a hop checks the tag first in a read transaction
+ * (hop_check_from_link), then takes the ranges in the commit that uses the
+ * keys (hop_take_checked). */
 #ifndef RELAY_HOP_CRYPTO_H
 #define RELAY_HOP_CRYPTO_H
 
@@ -88,5 +91,18 @@ int hop_check_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const k
  * nothing in it. */
 int hop_open_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
                        unsigned char *out_keys, size_t keys_len);
+
+/* The ranges of msg, MAC-key ranges first then the pad's (*n of them):
+ * malloc'ed, or NULL when out of memory. */
+lb_range *hop_ranges(const kme_relay_msg *msg, size_t *n);
+
+/* Receiver, inside the caller's write transaction, for a message whose tag
+ * hop_check_from_link verified in an earlier (read) transaction: marks its
+ * MAC-key and pad ranges used (lb_take_peer_ranges, which checks again that
+ * each lies in a verified block of the peer's and overlaps nothing used), so
+ * the keys recovered then stand without reading the link key a second time.
+ * HOP_OK, HOP_INVALID, HOP_REUSED or HOP_FAILED; on failure the caller aborts
+ * the transaction. */
+int hop_take_checked(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg);
 
 #endif

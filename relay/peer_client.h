@@ -23,6 +23,9 @@ void peer_client_free(peer_client *pc);
 /* POSTs JSON body to path (e.g. "/kme/v1/verify") of the neighbour at link
  * index link. Returns 0 when an HTTP answer (any status) arrived. */
 int peer_post(peer_client *pc, size_t link, const char *path, const char *body, long timeout_ms, peer_reply *out);
+/* Likewise with a body of len bytes of the given Content-Type. */
+int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *content_type, const void *body,
+                    size_t len, long timeout_ms, peer_reply *out);
 void peer_reply_clear(peer_reply *r);
 
 #endif

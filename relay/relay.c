@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <openssl/crypto.h>
 
@@ -37,28 +38,17 @@ typedef struct {
     int hop_rc;
 } pass_arg;
 
-/* Takes the incoming pad (when there is one) and seals with a new one. */
+/* Takes the incoming pad (when there is one; its tag was checked and plain
+ * recovered by authentic) and seals with a new one. */
 static int pass_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     pass_arg *a = arg;
     a->hop_rc = HOP_OK;
     if (a->in_msg)
-        a->hop_rc = hop_open_from_link(s, txn, &a->in->lb, a->in_msg, a->plain, a->len);
+        a->hop_rc = hop_take_checked(s, txn, &a->in->lb, a->in_msg);
     if (a->hop_rc == HOP_OK)
         a->hop_rc = hop_seal_from_link(s, txn, &a->out->lb, a->out_msg, a->plain, a->len);
     return a->hop_rc == HOP_OK ? RELAY_OK : RELAY_HOP;
-}
-
-/* Ranges of a sealed message, MAC key first. Malloc'ed, or NULL. */
-static kme_range *all_ranges(const kme_relay_msg *m, size_t *n)
-{
-    *n = m->mac_key_count + m->pad_count;
-    kme_range *r = malloc(*n * sizeof *r);
-    if (r) {
-        memcpy(r, m->mac_key, m->mac_key_count * sizeof *r);
-        memcpy(r + m->mac_key_count, m->pad, m->pad_count * sizeof *r);
-    }
-    return r;
 }
 
 /* Sends a sealed message on link l and waits for the answer, allowing hops
@@ -66,18 +56,20 @@ static kme_range *all_ranges(const kme_relay_msg *m, size_t *n)
  * message are settled and resp holds the error. */
 static int send_sealed(kme_context *k, kme_link *l, unsigned hops, const kme_relay_msg *m, http_response *resp)
 {
-    char *body = kme_relay_to_json(m);
+    size_t len = 0;
+    unsigned char *body = kme_relay_to_wire(m, &len);
     peer_reply reply;
     memset(&reply, 0, sizeof reply);
     int rc = -1;
     if (body) {
-        rc = peer_post(k->peers, l->index, "/kme/v1/relay", body, (long)hops * k->cfg.peer_timeout_ms, &reply);
-        OPENSSL_cleanse(body, strlen(body));
+        rc = peer_post_bytes(k->peers, l->index, "/kme/v1/relay", KME_RELAY_WIRE_TYPE, body, len,
+                             (long)hops * k->cfg.peer_timeout_ms, &reply);
+        OPENSSL_cleanse(body, len);
     } else {
         reply.not_sent = 1;
         snprintf(reply.error, sizeof reply.error, "out of memory");
     }
-    etsi_text_free(body);
+    free(body);
     if (rc == 0 && reply.http_status == 200) {
         atomic_store(&l->peer_up, 1);
         peer_reply_clear(&reply);
@@ -90,7 +82,7 @@ static int send_sealed(kme_context *k, kme_link *l, unsigned hops, const kme_rel
     if (rc < 0 && atomic_exchange(&l->peer_up, 0))
         router_links_changed(k);
     size_t n;
-    kme_range *ranges = all_ranges(m, &n);
+    kme_range *ranges = hop_ranges(m, &n);
     if (!ranges || reserve_settle_ranges(k, l, ranges, n, m->relay_id, kind) != 0)
         log_error("link %s: could not settle the ranges of relay %s; they stay spent", l->lb.peer_id, m->relay_id);
     free(ranges);
@@ -236,7 +228,7 @@ static int deliver_op(kme_store *s, MDB_txn *txn, void *arg)
     MDB_val k0 = {UUID_STR_LEN, (void *)m->key_ids[0]}, v0;
     if (mdb_get(txn, s->keys, &k0, &v0) == 0)
         return RELAY_REPLAY; /* the same message again: already committed */
-    a->hop_rc = hop_open_from_link(s, txn, &a->in->lb, m, a->plain, a->len);
+    a->hop_rc = hop_take_checked(s, txn, &a->in->lb, m); /* authentic recovered plain */
     if (a->hop_rc != HOP_OK)
         return RELAY_HOP;
     int64_t max_expiry = (int64_t)time(NULL) + a->k->cfg.key_ttl_seconds + a->k->cfg.stock_max_age_s;
@@ -323,7 +315,9 @@ static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsign
     kme_relay_clear(&out);
 }
 
-/* The tag, before anything else (read only: nothing is spent here). */
+/* The tag, before anything else (read only: nothing is spent here); on
+ * success plain holds the keys, and the commit that follows only marks the
+ * link ranges used (hop_take_checked). */
 static int authentic(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
                      http_response *resp)
 {
@@ -338,11 +332,22 @@ static int authentic(kme_context *k, kme_link *in, const kme_relay_msg *m, unsig
     return rc == HOP_OK ? 0 : -1;
 }
 
+/* 1 when the request's Content-Type names the binary form (parameters aside). */
+static int is_wire(const char *content_type)
+{
+    size_t n = strlen(KME_RELAY_WIRE_TYPE);
+    return content_type && strncasecmp(content_type, KME_RELAY_WIRE_TYPE, n) == 0 &&
+           (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
+}
+
 void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
 {
     kme_relay_msg m;
     etsi_problem p;
-    if (kme_relay_from_json(req->body, req->body_len, &m, &p) < 0) {
+    int rc = is_wire(req->content_type)
+                 ? kme_relay_from_wire((const unsigned char *)req->body, req->body_len, &m, &p)
+                 : kme_relay_from_json(req->body, req->body_len, &m, &p);
+    if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }

@@ -28,7 +28,7 @@
 # Part 2: BENCH_RELAY_SAE_BASE (8640) and BENCH_RELAY_KME_BASE (9640) port
 # bases, BENCH_RELAY_RATE (link rate, 4e9 bit/s), BENCH_RELAY_BLOCK (1 MiB),
 # BENCH_RELAY_FILL_MB (link key pre-filled per link for the throughput run,
-# 1024), BENCH_RELAY_LAT_DURATION (5 s per latency figure),
+# 1536), BENCH_RELAY_LAT_DURATION (5 s per latency figure),
 # BENCH_RELAY_DURATION (10 s of throughput), BENCH_RELAY_CONNS (4 clients),
 # BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
@@ -263,7 +263,10 @@ RELAY_SAE_BASE=${BENCH_RELAY_SAE_BASE:-8640}
 RELAY_KME_BASE=${BENCH_RELAY_KME_BASE:-9640}
 RELAY_RATE=${BENCH_RELAY_RATE:-4000000000}
 RELAY_BLOCK=${BENCH_RELAY_BLOCK:-1048576}
-RELAY_FILL_MB=${BENCH_RELAY_FILL_MB:-1024}
+# Each end owns about half of a link's blocks and only the sending end of a
+# hop carves from it: 10 s at 60 MB/s needs 600 MB owned by B on A-B and by A
+# on A-C. Bounded by the store (4 GiB by default; the hub holds two links).
+RELAY_FILL_MB=${BENCH_RELAY_FILL_MB:-1536}
 RELAY_WARM_FILL_MB=64 # the latency from stock uses little link key
 RELAY_LAT_DURATION=${BENCH_RELAY_LAT_DURATION:-5}
 RELAY_DURATION=${BENCH_RELAY_DURATION:-10}

@@ -165,12 +165,13 @@ t_eq "C routes to KME_B via KME_A in 2 hops" 'KME_A 2' \
 echo "== (3) forged relay messages at the hub"
 C=$NET_DIR/certs
 # kme_post AS SITE PATH BODY_FILE [curl args]: POST on SITE's KME port with
-# AS's KME certificate; sets CODE and BODY.
+# AS's KME certificate (Content-Type $KME_POST_TYPE, JSON by default); sets
+# CODE and BODY.
 kme_post() {
     local as=$1 site=$2 path=$3 file=$4 out
     shift 4
     out=$(curl -s --max-time 15 --cacert "$C/ca.pem" --cert "$C/$as.kme.pem" --key "$C/$as.kme.key" \
-        -H 'Content-Type: application/json' --data-binary "@$file" "$@" -w '\n%{http_code}' \
+        -H "Content-Type: ${KME_POST_TYPE:-application/json}" --data-binary "@$file" "$@" -w '\n%{http_code}' \
         "https://localhost:$(net_kme_port "$site")$path")
     CODE=${out##*$'\n'}
     BODY=${out%$'\n'*}
@@ -221,6 +222,23 @@ forge() {
             keys: [{key_ID: $ka, ct: $c1}, {key_ID: $kb, ct: $c2}],
             pad: [[$seq, $off, 64]], mac_key: [[$seq, ($off + 80), 32]], tag: $tag}' | jq -c "$filter" >"$file"
 }
+# to_wire JSON_FILE OUT: the same relay message in the binary form KMEs send
+# (api/kme.yaml): u32 head length (big endian), the head, the ciphertexts, the tag.
+to_wire() {
+    local head hlen
+    head=$(jq -c '{relay_id, origin, dest, master, slaves, size, expires, hops_left,
+                   key_IDs: [.keys[].key_ID], pad, mac_key}' "$1")
+    hlen=$(printf '%s' "$head" | wc -c)
+    {
+        # shellcheck disable=SC2059
+        printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((hlen >> 24 & 255)) $((hlen >> 16 & 255)) \
+            $((hlen >> 8 & 255)) $((hlen & 255)))"
+        printf '%s' "$head"
+        jq -r '.keys[].ct' "$1" | while read -r ct; do printf '%s' "$ct" | base64 -d; done
+        # shellcheck disable=SC2059
+        printf "$(jq -r .tag "$1" | sed 's/../\\x&/g')"
+    } >"$2"
+}
 forge "$W/m1" KME_C SAE_C "$W/ct.bin" "$K1" "$K2"
 forge "$W/m2" KME_C SAE_C "$W/ct.flip" "$K1" "$K2" ".relay_id = $(jq .relay_id "$W/m1")"
 forge "$W/m3" KME_A SAE_A "$W/ct.bin" "$K3" "$K4"
@@ -237,6 +255,23 @@ for m in m1:"for C, wrong tag" m2:"for C, one ciphertext bit flipped" m3:"for th
     t_check "forged relay ($what): ETSI error body" is_etsi_error "$BODY"
     t_eq "forged relay ($what): the hub's links spent nothing" "$before" "$(hub_state)"
 done
+# The same three in the binary form, the one KMEs send.
+for m in m1:"for C, wrong tag" m2:"for C, one ciphertext bit flipped" m3:"for the hub's SAE_A, wrong tag"; do
+    f=${m%%:*}
+    what=${m#*:}
+    to_wire "$W/$f" "$W/$f.wire"
+    KME_POST_TYPE=application/octet-stream kme_post KME_B A /kme/v1/relay "$W/$f.wire"
+    t_eq "forged binary relay ($what): 400 \"relay not authentic\"" "400 relay not authentic" \
+        "$CODE $(printf '%s' "$BODY" | jq -r .message 2>/dev/null)"
+    t_eq "forged binary relay ($what): the hub's links spent nothing" "$before" "$(hub_state)"
+done
+t_eq "the binary form is exactly 4 + head + ciphertexts + tag bytes" \
+    "$((4 + $(jq -c '{relay_id, origin, dest, master, slaves, size, expires, hops_left, key_IDs: [.keys[].key_ID], pad, mac_key}' "$W/m1" | tr -d '\n' | wc -c) + PADLEN + 16))" \
+    "$(wc -c <"$W/m1.wire")"
+head -c -1 "$W/m1.wire" >"$W/m1.short"
+KME_POST_TYPE=application/octet-stream kme_post KME_B A /kme/v1/relay "$W/m1.short"
+t_eq "a binary relay one byte short: 400" 400 "$CODE"
+t_check "a binary relay one byte short: ETSI error body" is_etsi_error "$BODY"
 for s in A B C; do
     # shellcheck disable=SC2086
     t_eq "no forged key_ID in KME_$s's store" "" "$(store_mentions $s $FORGED)"

@@ -1,4 +1,5 @@
-/* Unit tests of one relay hop: the relay message codec (api/kme_relay), the
+/* Unit tests of one relay hop: the relay message codec (api/kme_relay, both
+ * the JSON form and the binary form KMEs send), the
  * canonical MAC input, seal/open with one-time pad and one-time Poly1305
  * (relay/hop_crypto), and, on two real LMDB stores, that the receiver reads
  * its link key without spending it and spends it only after the tag verified. */
@@ -122,6 +123,89 @@ START_TEST(round_trip)
     kme_relay_clear(&back);
     ck_assert_ptr_null(back.ct);
     ck_assert_uint_eq(back.key_count, 0);
+    seal_free(&s);
+}
+END_TEST
+
+static void decode_wire(const unsigned char *body, size_t len, kme_relay_msg *out)
+{
+    etsi_problem p;
+    ck_assert_msg(kme_relay_from_wire(body, len, out, &p) == 0, "%s: %s", p.message, p.detail);
+}
+
+/* The head length a binary body announces. */
+static size_t wire_head_len(const unsigned char *body)
+{
+    return (size_t)body[0] << 24 | (size_t)body[1] << 16 | (size_t)body[2] << 8 | body[3];
+}
+
+START_TEST(wire_round_trip)
+{
+    sealed s;
+    seal_new(&s, 5, 256);
+    size_t len = 0;
+    unsigned char *body = kme_relay_to_wire(&s.m, &len);
+    ck_assert_ptr_nonnull(body);
+    /* Prefix, head, the raw ciphertext, the tag: no key material in the head. */
+    size_t head_len = wire_head_len(body);
+    ck_assert_uint_eq(len, KME_RELAY_WIRE_PREFIX + head_len + s.len + HOP_TAG_BYTES);
+    ck_assert_int_eq(body[KME_RELAY_WIRE_PREFIX], '{');
+    ck_assert_int_eq(body[KME_RELAY_WIRE_PREFIX + head_len - 1], '}');
+    ck_assert_mem_eq(body + KME_RELAY_WIRE_PREFIX + head_len, s.m.ct, s.len);
+    ck_assert_mem_eq(body + len - HOP_TAG_BYTES, s.m.tag, HOP_TAG_BYTES);
+    ck_assert_ptr_null(memmem(body, len, s.keys, 8));
+    kme_relay_msg back, from_json;
+    decode_wire(body, len, &back);
+    decode(s.json, &from_json);
+    ck_assert_str_eq(back.relay_id, s.m.relay_id);
+    ck_assert_str_eq(back.master, "SAE_A");
+    ck_assert_str_eq(back.slaves[1], "SAE_C2");
+    ck_assert_uint_eq(back.key_count, 5);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_str_eq(back.key_ids[i], s.m.key_ids[i]);
+    ck_assert_uint_eq(back.pad_count, 3);
+    ck_assert_uint_eq(back.mac_key_count, 2);
+    ck_assert_mem_eq(back.ct, s.m.ct, s.len);
+    ck_assert_mem_eq(back.tag, s.m.tag, HOP_TAG_BYTES);
+    /* Both forms carry the same message: the same canonical bytes. */
+    unsigned char *cw, *cj;
+    size_t cw_len, cj_len;
+    ck_assert_int_eq(hop_canonical_bytes(&back, &cw, &cw_len), 0);
+    ck_assert_int_eq(hop_canonical_bytes(&from_json, &cj, &cj_len), 0);
+    ck_assert_uint_eq(cw_len, cj_len);
+    ck_assert_mem_eq(cw, cj, cw_len);
+    free(cw);
+    free(cj);
+    unsigned char *out = malloc(s.len);
+    ck_assert_int_eq(hop_open(&back, s.pad, s.len, s.mac, out), HOP_OK);
+    ck_assert_mem_eq(out, s.keys, s.len);
+    /* Encoding the decoded message gives the same bytes. */
+    size_t again_len = 0;
+    unsigned char *again = kme_relay_to_wire(&back, &again_len);
+    ck_assert_uint_eq(again_len, len);
+    ck_assert_mem_eq(again, body, len);
+    /* A flipped bit of the ciphertext or of the tag still decodes, and fails the tag. */
+    for (size_t at = KME_RELAY_WIRE_PREFIX + head_len; at < len; at += 7) {
+        kme_relay_msg flipped;
+        body[at] ^= 0x20;
+        decode_wire(body, len, &flipped);
+        memset(out, SENTINEL, s.len);
+        ck_assert_msg(hop_open(&flipped, s.pad, s.len, s.mac, out) == HOP_BAD_TAG, "byte %zu", at);
+        ck_assert(all_bytes(out, s.len, SENTINEL));
+        kme_relay_clear(&flipped);
+        body[at] ^= 0x20;
+    }
+    /* The encoder refuses what the decoder would refuse. */
+    s.m.pad[0].length--;
+    ck_assert_ptr_null(kme_relay_to_wire(&s.m, &again_len));
+    ck_assert_uint_eq(again_len, 0);
+    s.m.pad[0].length++;
+    free(again);
+    free(body);
+    OPENSSL_cleanse(out, s.len);
+    free(out);
+    kme_relay_clear(&back);
+    kme_relay_clear(&from_json);
     seal_free(&s);
 }
 END_TEST
@@ -468,6 +552,142 @@ START_TEST(codec_rejects)
 }
 END_TEST
 
+static void expect_wire_rejected(const unsigned char *body, size_t len, const char *what)
+{
+    kme_relay_msg out;
+    etsi_problem p;
+    memset(&p, 0, sizeof p);
+    ck_assert_msg(kme_relay_from_wire(body, len, &out, &p) == -1, "accepted: %s", what);
+    ck_assert_msg(p.message[0] != '\0', "no problem set: %s", what);
+    ck_assert_ptr_null(out.ct);
+    ck_assert_ptr_null(out.key_ids);
+    ck_assert_uint_eq(out.key_count, 0);
+}
+
+/* A binary body: announced head length, the head text, then tail. */
+static unsigned char *wire_body(size_t announced, const char *head, const unsigned char *tail, size_t tail_len,
+                                size_t *len)
+{
+    size_t head_len = strlen(head);
+    *len = KME_RELAY_WIRE_PREFIX + head_len + tail_len;
+    unsigned char *b = malloc(*len);
+    ck_assert_ptr_nonnull(b);
+    b[0] = (unsigned char)(announced >> 24);
+    b[1] = (unsigned char)(announced >> 16);
+    b[2] = (unsigned char)(announced >> 8);
+    b[3] = (unsigned char)announced;
+    memcpy(b + KME_RELAY_WIRE_PREFIX, head, head_len);
+    memcpy(b + KME_RELAY_WIRE_PREFIX + head_len, tail, tail_len);
+    return b;
+}
+
+/* The head j (consumed) before the good body's ciphertext and tag. */
+static void expect_head_rejected(json_t *j, const unsigned char *tail, size_t tail_len, const char *what)
+{
+    char *head = json_dumps(j, JSON_COMPACT);
+    ck_assert_ptr_nonnull(head);
+    size_t len;
+    unsigned char *b = wire_body(strlen(head), head, tail, tail_len, &len);
+    expect_wire_rejected(b, len, what);
+    free(b);
+    free(head);
+    json_decref(j);
+}
+
+START_TEST(wire_rejects_malformed_bodies)
+{
+    sealed s;
+    seal_new(&s, 3, 64); /* 24 bytes of ciphertext */
+    size_t len = 0;
+    unsigned char *good = kme_relay_to_wire(&s.m, &len);
+    ck_assert_ptr_nonnull(good);
+    size_t head_len = wire_head_len(good);
+    const unsigned char *tail = good + KME_RELAY_WIRE_PREFIX + head_len;
+    size_t tail_len = len - KME_RELAY_WIRE_PREFIX - head_len;
+    char *head = strndup((const char *)good + KME_RELAY_WIRE_PREFIX, head_len);
+    json_error_t jerr;
+    json_t *good_head = json_loads(head, 0, &jerr);
+    ck_assert_ptr_nonnull(good_head);
+    kme_relay_msg ok;
+    decode_wire(good, len, &ok);
+    kme_relay_clear(&ok);
+
+    /* Cut anywhere, or one byte too many. */
+    for (size_t n = 0; n < len; n++)
+        expect_wire_rejected(good, n, "truncated body");
+    unsigned char *longer = malloc(len + 1);
+    memcpy(longer, good, len);
+    longer[len] = 0;
+    expect_wire_rejected(longer, len + 1, "a byte after the tag");
+    free(longer);
+
+    /* The announced head length. */
+    size_t n;
+    unsigned char *b;
+    const size_t announced[] = {0, head_len - 1, head_len + 1, len, len - KME_RELAY_WIRE_PREFIX, SIZE_MAX >> 32};
+    for (size_t i = 0; i < sizeof announced / sizeof announced[0]; i++) {
+        b = wire_body(announced[i], head, tail, tail_len, &n);
+        expect_wire_rejected(b, n, "wrong head length");
+        free(b);
+    }
+    b = wire_body(2, "[]", tail, tail_len, &n);
+    expect_wire_rejected(b, n, "head not an object");
+    free(b);
+    b = wire_body(head_len, head, tail, tail_len - 1, &n);
+    expect_wire_rejected(b, n, "tag one byte short");
+    free(b);
+
+    /* The head: strict like the JSON form, without the ciphertexts or the tag. */
+    static const char *const members[] = {"relay_id", "origin", "dest",    "master", "slaves", "size",
+                                          "expires",  "hops_left", "key_IDs", "pad", "mac_key"};
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+        json_t *j = json_deep_copy(good_head);
+        json_object_del(j, members[i]);
+        expect_head_rejected(j, tail, tail_len, members[i]);
+        expect_head_rejected(with(good_head, members[i], json_null()), tail, tail_len, members[i]);
+    }
+    expect_head_rejected(with(good_head, "extra", json_true()), tail, tail_len, "unknown member");
+    expect_head_rejected(with(good_head, "tag", json_string("00112233445566778899aabbccddeeff")), tail, tail_len,
+                         "a tag in the head");
+    json_t *j = json_deep_copy(good_head);
+    json_object_set(j, "keys", json_object_get(good_head, "key_IDs"));
+    json_object_del(j, "key_IDs");
+    expect_head_rejected(j, tail, tail_len, "'keys' for 'key_IDs'");
+    expect_head_rejected(with(good_head, "size", json_integer(128)), tail, tail_len, "size not matching the ct");
+    expect_head_rejected(with(good_head, "size", json_integer(32)), tail, tail_len, "size not matching the ct");
+    expect_head_rejected(with(good_head, "hops_left", json_integer(0)), tail, tail_len, "hops_left");
+    expect_head_rejected(with(good_head, "dest", json_string("KME_A")), tail, tail_len, "origin == dest");
+    expect_head_rejected(with(good_head, "key_IDs", json_array()), tail, tail_len, "no key_IDs");
+    expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_string("x")), tail, tail_len, "not a UUID");
+    expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_integer(5)), tail, tail_len, "not a string");
+    expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_pack("{s:s}", "key_ID", s.m.key_ids[0])),
+                         tail, tail_len, "a JSON-form key");
+    expect_head_rejected(
+        with_in_array(good_head, "key_IDs", 1, json_deep_copy(json_array_get(json_object_get(good_head, "key_IDs"), 0))),
+        tail, tail_len, "duplicate key_IDs");
+    j = json_deep_copy(good_head);
+    json_array_append_new(json_object_get(j, "key_IDs"), json_string("0190a3c1-0000-7000-8000-000000000001"));
+    expect_head_rejected(j, tail, tail_len, "a key_ID more than the ciphertext holds");
+    expect_head_rejected(with(good_head, "pad", json_pack("[[I,I,I]]", 2LL, 48LL, 23LL)), tail, tail_len,
+                         "pad short of the keys");
+    expect_head_rejected(with(good_head, "mac_key", json_pack("[[I,I,I]]", 2LL, 40LL, 32LL)), tail, tail_len,
+                         "MAC key overlapping the pad");
+    char *dup = malloc(head_len + 32);
+    sprintf(dup, "{\"size\":64,%s", head + 1);
+    b = wire_body(strlen(dup), dup, tail, tail_len, &n);
+    expect_wire_rejected(b, n, "duplicate member");
+    free(b);
+    free(dup);
+    /* The JSON form is not a binary body. */
+    expect_wire_rejected((const unsigned char *)s.json, strlen(s.json), "the JSON form");
+
+    json_decref(good_head);
+    free(head);
+    free(good);
+    seal_free(&s);
+}
+END_TEST
+
 /* ---- on two real stores: A sends, B receives on link A-B ------------------------------------ */
 
 /* Six identical verified blocks at both ends: A owns 2, 4, 6; B owns 1, 3, 5. */
@@ -684,6 +904,14 @@ static int do_open(kme_store *s, MDB_txn *t, void *a)
     return h->rc == HOP_OK || h->rc == HOP_BAD_TAG || h->rc == HOP_INVALID || h->rc == HOP_REUSED ? 0 : h->rc;
 }
 
+static int do_take_checked(kme_store *s, MDB_txn *t, void *a)
+{
+    hop_arg *h = a;
+    h->rc = hop_take_checked(s, t, &lb_, h->m);
+    /* Commit even a refused take: the test shows it wrote nothing. */
+    return h->rc == HOP_OK || h->rc == HOP_INVALID || h->rc == HOP_REUSED ? 0 : h->rc;
+}
+
 static void fill_header(kme_relay_msg *m)
 {
     uuid_generate(m->relay_id);
@@ -798,20 +1026,93 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
 }
 END_TEST
 
+/* How a KME receives a hop: the tag checked in a read transaction (nothing
+ * spent), then the ranges taken in the commit that uses the keys. */
+START_TEST(checked_in_a_read_then_taken_in_a_write)
+{
+    link_ready();
+    lb_stock b0 = pair_stock(&sb, &lb_);
+    kme_relay_msg m;
+    ck_assert_int_eq(kme_relay_alloc(&m, 4, 256, 16, 4), 0); /* 128 bytes */
+    fill_header(&m);
+    unsigned char keys[128], seen[128];
+    RAND_bytes(keys, sizeof keys);
+    hop_arg seal = {&m, keys, {0}, sizeof keys, -1};
+    ck_assert_int_eq(store_commit(&sa, do_seal, &seal), 0);
+    ck_assert_int_eq(seal.rc, HOP_OK);
+    size_t len = 0;
+    unsigned char *body = kme_relay_to_wire(&m, &len);
+    ck_assert_ptr_nonnull(body);
+    char before[4096], after[4096];
+    dump_extents(&sb, "KME_A", before, sizeof before);
+
+    /* A bit flipped on the wire: the check refuses it and spends nothing. */
+    kme_relay_msg rx;
+    MDB_txn *rt;
+    body[len - HOP_TAG_BYTES - 3] ^= 1;
+    decode_wire(body, len, &rx);
+    ck_assert_int_eq(store_read_begin(&sb, &rt), 0);
+    ck_assert_int_eq(hop_check_from_link(&sb, rt, &lb_, &rx, seen, sizeof seen), HOP_BAD_TAG);
+    mdb_txn_abort(rt);
+    ck_assert(all_bytes(seen, sizeof seen, 0));
+    kme_relay_clear(&rx);
+    body[len - HOP_TAG_BYTES - 3] ^= 1;
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+
+    /* The genuine message: checked, then taken. */
+    decode_wire(body, len, &rx);
+    ck_assert_int_eq(store_read_begin(&sb, &rt), 0);
+    ck_assert_int_eq(hop_check_from_link(&sb, rt, &lb_, &rx, seen, sizeof seen), HOP_OK);
+    mdb_txn_abort(rt);
+    ck_assert_mem_eq(seen, keys, sizeof keys);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+    hop_arg h = {&rx, NULL, {0}, sizeof keys, -1};
+    ck_assert_int_eq(store_commit(&sb, do_take_checked, &h), 0);
+    ck_assert_int_eq(h.rc, HOP_OK);
+    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free - sizeof keys - HOP_MAC_KEY_BYTES);
+    for (size_t i = 0; i < rx.pad_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
+    for (size_t i = 0; i < rx.mac_key_count; i++)
+        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, pair_stock(&sb, &lb_).peer_free);
+
+    /* Taken once only: a replay, or a message racing for the same ranges
+     * between its check and its commit, is refused and changes nothing. */
+    dump_extents(&sb, "KME_A", before, sizeof before);
+    ck_assert_int_eq(store_commit(&sb, do_take_checked, &h), 0);
+    ck_assert_int_eq(h.rc, HOP_REUSED);
+    dump_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+    ck_assert_int_eq(store_read_begin(&sb, &rt), 0);
+    ck_assert_int_eq(hop_check_from_link(&sb, rt, &lb_, &rx, seen, sizeof seen), HOP_REUSED);
+    mdb_txn_abort(rt);
+
+    free(body);
+    kme_relay_clear(&rx);
+    kme_relay_clear(&m);
+    close_stores();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("hop_crypto");
     TCase *tc = tcase_create("hop");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, wire_round_trip);
     tcase_add_test(tc, limits_accepted);
     tcase_add_test(tc, pad_consumed_in_order_across_keys);
     tcase_add_test(tc, tampered_message_fails_before_anything_else);
     tcase_add_test(tc, canonical_bytes_cover_every_field);
     tcase_add_test(tc, codec_rejects);
+    tcase_add_test(tc, wire_rejects_malformed_bodies);
     tcase_add_test(tc, receiver_reads_without_spending_then_takes_after_open);
     tcase_add_test(tc, read_ranges_refusals);
     tcase_add_test(tc, tampered_hop_spends_nothing_at_the_receiver);
+    tcase_add_test(tc, checked_in_a_read_then_taken_in_a_write);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
