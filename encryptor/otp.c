@@ -1,5 +1,6 @@
 /* XOR + one-time Poly1305 seal and open of one frame (otp.h). */
 #include "encryptor/otp.h"
+#include "api/otp_xor.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -11,21 +12,6 @@ static EVP_MAC *poly1305;
 static pthread_once_t poly_once = PTHREAD_ONCE_INIT;
 
 static void fetch_poly1305(void) { poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL); }
-
-/* out = a XOR b, eight bytes at a time (the buffers may be unaligned). */
-static void xor_bytes(unsigned char *out, const unsigned char *a, const unsigned char *b, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x, y;
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        x ^= y;
-        memcpy(out + i, &x, 8);
-    }
-    for (; i < n; i++)
-        out[i] = a[i] ^ b[i];
-}
 
 size_t otp_room(size_t key_len, size_t offset)
 {
@@ -56,7 +42,7 @@ int otp_seal(const unsigned char header[FRAME_HEADER_BYTES], const unsigned char
              size_t n, unsigned char *ct, unsigned char tag[OTP_TAG_BYTES])
 {
     const unsigned char *pad = slice + OTP_MAC_KEY_BYTES;
-    xor_bytes(ct, plain, pad, n);
+    otp_xor(ct, plain, pad, n);
     if (otp_poly1305(slice, header, ct, n, tag) < 0) {
         OPENSSL_cleanse(ct, n);
         return -1;
@@ -75,6 +61,6 @@ int otp_open(const unsigned char header[FRAME_HEADER_BYTES], const unsigned char
     if (rc < 0)
         return -1;
     const unsigned char *pad = slice + OTP_MAC_KEY_BYTES;
-    xor_bytes(plain, ct, pad, n);
+    otp_xor(plain, ct, pad, n);
     return 0;
 }

@@ -11,12 +11,18 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #define BODY_PREALLOC_MAX (1u << 20) /* bytes reserved ahead of a body's arrival */
+
+/* How long a stopping listener waits for its deferred requests to be
+ * answered. Their work goes on past it (the worker pools are joined before
+ * the store closes): only an answer that comes later is not sent. */
+#define STOP_WAIT_MS 15000
 
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
@@ -217,10 +223,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
-    (void)toe;
+    http_server *s = cls;
     request_state *rs = *req_cls;
+    if (rs && rs->deferred) {
+        /* Resumed, but ended before its answer could be queued (the client
+         * left, or the listener is stopping): the work is done; its answer is
+         * built and dropped so that what it holds is released and counted. */
+        http_response resp = {0, NULL};
+        rs->deferred = 0;
+        rs->finish(rs->work, &resp);
+        etsi_text_free(resp.body);
+        atomic_fetch_sub(&s->deferred, 1);
+        log_debug("%s: a deferred request ended without its answer (code %d)", s->name, (int)toe);
+    }
     if (rs) {
         free(rs->body);
         free(rs);
@@ -287,13 +303,27 @@ void http_server_stop(http_server *s)
     if (!s)
         return;
     if (s->daemon) {
-        /* No new connections; let suspended requests finish first. */
+        /* No new connections (refused at once: the socket stops listening);
+         * let suspended requests finish first. The socket is closed only once
+         * the daemon's threads are gone: they may still hold its number. */
         MHD_socket fd = MHD_quiesce_daemon(s->daemon);
         if (fd != MHD_INVALID_SOCKET)
-            close(fd);
-        for (int i = 0; i < 3000 && atomic_load(&s->deferred) > 0; i++)
+            shutdown(fd, SHUT_RDWR);
+        for (int i = 0; i < STOP_WAIT_MS / 10 && atomic_load(&s->deferred) > 0; i++) {
+            if (i == 100)
+                log_info("%s: waiting for %d requests in progress", s->name, atomic_load(&s->deferred));
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        }
+        if (atomic_load(&s->deferred) > 0) {
+            /* Stopping the daemon would pull their connections from under
+             * them: the listener is left to them until the process ends. */
+            log_warn("%s: %d requests still in progress after %d s; the listener is left to them", s->name,
+                     atomic_load(&s->deferred), STOP_WAIT_MS / 1000);
+            return;
+        }
         MHD_stop_daemon(s->daemon);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
     }
     if (s->key_pem) {
         memset(s->key_pem, 0, strlen(s->key_pem));

@@ -73,6 +73,8 @@ typedef struct {
 } http_server_options;
 
 http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);
+/* Stops listening, waits (up to 15 s) for the deferred requests to be answered,
+ * then stops the listener; NULL is a no-op. */
 void http_server_stop(http_server *s);
 
 /* A query argument of the request, or NULL. */

@@ -2,6 +2,7 @@
  * the read-only view of the peer's link key the receiver checks a tag with
  * (see hop_crypto.h). */
 #include "relay/hop_crypto.h"
+#include "api/otp_xor.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -129,21 +130,6 @@ static int expected_tag(const kme_relay_msg *msg, const unsigned char mac_key[HO
     return ok ? 0 : -1;
 }
 
-/* out = a XOR b over n bytes, a machine word at a time. */
-static void xor_bytes(unsigned char *out, const unsigned char *a, const unsigned char *b, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x, y;
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        x ^= y;
-        memcpy(out + i, &x, 8);
-    }
-    for (; i < n; i++)
-        out[i] = a[i] ^ b[i];
-}
-
 static int lengths_ok(const kme_relay_msg *msg, const void *a, const void *b, size_t pad_len, const void *mac_key)
 {
     return a && b && mac_key && kme_relay_check(msg, NULL) == 0 && pad_len == kme_relay_payload_bytes(msg);
@@ -154,7 +140,7 @@ int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned
 {
     if (!lengths_ok(msg, keys_plain, pad, pad_len, mac_key))
         return HOP_MALFORMED;
-    xor_bytes(msg->ct, keys_plain, pad, pad_len);
+    otp_xor(msg->ct, keys_plain, pad, pad_len);
     if (expected_tag(msg, mac_key, msg->tag) < 0) {
         OPENSSL_cleanse(msg->ct, pad_len);
         OPENSSL_cleanse(msg->tag, HOP_TAG_BYTES);
@@ -174,7 +160,7 @@ static int open_checked(const kme_relay_msg *msg, const unsigned char *pad, size
     OPENSSL_cleanse(tag, sizeof tag);
     if (!match)
         return HOP_BAD_TAG;
-    xor_bytes(out_keys, msg->ct, pad, pad_len);
+    otp_xor(out_keys, msg->ct, pad, pad_len);
     return HOP_OK;
 }
 

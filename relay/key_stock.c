@@ -3,6 +3,7 @@
 #include "relay/relay.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
+#include "relay/routing.h"
 #include "kme/key_records.h"
 #include "kme/log.h"
 #include "api/kme_msgs.h"
@@ -332,7 +333,16 @@ static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, lon
 
 long stock_refill_once(kme_context *k, kme_dest *l)
 {
-    if (k->cfg.stock_max_keys <= 0 || (l->link ? !atomic_load(&l->link->peer_up) : !router_next_hop(k, l->id, NULL)))
+    if (k->cfg.stock_max_keys <= 0)
+        return 0;
+    kme_link *first = l->link ? l->link : router_next_hop(k, l->id, NULL);
+    if (!first || (l->link && !atomic_load(&l->link->peer_up)))
+        return 0;
+    /* Ahead of demand, a link's last key is not taken: what the route cost
+     * calls little key stays for requests, and the routes do not swing to a
+     * path that stock has just drained. */
+    long budget = reserve_available_keys(k, first, 8) - (long)ROUTING_DEFAULT_LOW_STOCK_BYTES;
+    if (budget <= 0)
         return 0;
     int64_t now = kme_now_ms();
     stock_pair want[STOCK_MAX_PAIRS];
@@ -360,8 +370,15 @@ long stock_refill_once(kme_context *k, kme_dest *l)
     }
     pthread_mutex_unlock(&l->stock_lock);
     long added = 0;
-    for (size_t i = 0; i < n; i++)
-        added += refill_pair(k, l, &want[i], amount[i]);
+    for (size_t i = 0; i < n; i++) {
+        long key_bytes = (want[i].size_bits + 7) / 8, most = budget / key_bytes;
+        long number = amount[i] < most ? amount[i] : most;
+        if (number <= 0)
+            continue;
+        long got = refill_pair(k, l, &want[i], number);
+        budget -= got * key_bytes;
+        added += got;
+    }
     if (need_ageing)
         age_dest(k, l);
     return added;

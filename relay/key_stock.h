@@ -55,7 +55,8 @@ void stock_claimed_handle(kme_context *k, const http_request *req, http_response
 
 long stock_count(kme_dest *l, const char *master, const char *slave, long size_bits);
 
-/* One refill round for the dest (worker thread): returns keys added. */
+/* One refill round for the dest (worker thread): returns keys added. It takes
+ * no key from the route's first link below the routing's low-stock mark. */
 long stock_refill_once(kme_context *k, kme_dest *l);
 
 #endif

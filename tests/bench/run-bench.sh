@@ -28,7 +28,8 @@
 # Part 2: BENCH_RELAY_SAE_BASE (8640) and BENCH_RELAY_KME_BASE (9640) port
 # bases, BENCH_RELAY_RATE (link rate, 4e9 bit/s), BENCH_RELAY_BLOCK (1 MiB),
 # BENCH_RELAY_FILL_MB (link key pre-filled per link for the throughput run,
-# 1536), BENCH_RELAY_LAT_DURATION (5 s per latency figure),
+# 2560: more than the sender's share that 10 s at 80+ MB/s draws),
+# BENCH_RELAY_LAT_DURATION (5 s per latency figure),
 # BENCH_RELAY_DURATION (10 s of throughput), BENCH_RELAY_CONNS (4 clients),
 # BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
@@ -266,7 +267,7 @@ RELAY_BLOCK=${BENCH_RELAY_BLOCK:-1048576}
 # Each end owns about half of a link's blocks and only the sending end of a
 # hop carves from it: 10 s at 60 MB/s needs 600 MB owned by B on A-B and by A
 # on A-C. Bounded by the store (4 GiB by default; the hub holds two links).
-RELAY_FILL_MB=${BENCH_RELAY_FILL_MB:-1536}
+RELAY_FILL_MB=${BENCH_RELAY_FILL_MB:-2560}
 RELAY_WARM_FILL_MB=64 # the latency from stock uses little link key
 RELAY_LAT_DURATION=${BENCH_RELAY_LAT_DURATION:-5}
 RELAY_DURATION=${BENCH_RELAY_DURATION:-10}
@@ -307,9 +308,11 @@ relay_start() {
     export NET_STOCK
     NET_LOG_PREFIX=relay/$name-
     net_init "$WORK/relay-$name" "A B C" "A-B A-C" || { fail "relay: net_init failed"; return 1; }
-    # Ingest holds up to the whole fill (the default bound is 256 MiB per link).
+    # Ingest holds up to the whole fill (the default bound is 256 MiB per link),
+    # and the store the hub's two links' fill (the default is 4096 MiB).
     for s in $NET_SITES; do
-        if ! jq --argjson max $(((blocks + 1) * RELAY_BLOCK)) '.link_stock_max_bytes = $max' "$NET_DIR/$s/kme.json" \
+        if ! jq --argjson max $(((blocks + 1) * RELAY_BLOCK)) --argjson mb $((3 * fill_mb + 1024)) \
+            '.link_stock_max_bytes = $max | .store_max_mb = ([$mb, 4096] | max)' "$NET_DIR/$s/kme.json" \
             >"$NET_DIR/$s/kme.json.tmp" || ! mv "$NET_DIR/$s/kme.json.tmp" "$NET_DIR/$s/kme.json"; then
             fail "relay: cannot write the configuration of site $s"
             return 1

@@ -23,6 +23,9 @@
 #      within a few seconds; restarted, every key a master received (200) is
 #      fetched by SAE_C once with the same bytes; the other requests got an
 #      error or no answer; every such key is in B's audit log.
+#  (d2) SIGTERM while requests wait on a frozen neighbour (SIGSTOP): B exits
+#      0 within 15 s, each waiting master gets a 503 or no answer, and B,
+#      restarted, serves keys again.
 #  (e) The encryptor survives SIGHUP (a new log_level applies; other changes
 #      wait for a restart; a broken file is refused) and exits 0 on SIGTERM
 #      while fetching pads.
@@ -306,6 +309,38 @@ t_eq "none was refused" "" "$(head -3 "$W/load.fail")"
 t_eq "once: a second fetch is refused (400)" 400 "$(refetch_codes SAE_C SAE_B "$W/load.keys" | sort -u | paste -sd' ' -)"
 check_audit "every key answered under load is in B's audit log" enc "$W/load.keys" "SAE_B SAE_C SAE_B 256" \
     "$NET_DIR/B/audit.log"
+
+# ---------------------------------------------------------------------------------
+echo "== (d2) SIGTERM while requests wait on a neighbour that does not answer"
+# The hub is frozen (SIGSTOP): B's requests for more keys of SAE_C than its
+# stock holds wait on KME_A. B, told to stop, lets them end (the neighbour's
+# timeout) and exits 0 without hanging; each master gets an ETSI 503 or no
+# answer, never keys.
+kill -STOP "$(kme_pid A)"
+WAITERS=()
+for n in 1 2 3; do
+    sae_curl SAE_B "/api/v1/keys/SAE_C/enc_keys?number=100&size=256" --max-time 40 \
+        -o "$W/waiter.$n.body" -w '%{http_code}\n' >"$W/waiter.$n.code" &
+    WAITERS+=($!)
+done
+sleep 1
+t0=$(date +%s%N)
+kme_term B 30
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+kill -CONT "$(kme_pid A)"
+wait "${WAITERS[@]}"
+t_eq "KME_B exits 0 on SIGTERM with requests waiting on KME_A" 0 "$rc"
+t_check "within 15 s ($ms ms)" test "$ms" -lt 15000
+t_eq "each waiting master got a 503 or no answer" "" "$(cat "$W"/waiter.*.code | grep -Ev '^(503|000)$')"
+t_eq "no keys in any of those answers" "" "$(cat "$W"/waiter.*.body 2>/dev/null | jq -r '.keys[]?.key_ID' 2>/dev/null)"
+kme_start B
+t_check "KME_B restarts" kme_wait B 30
+: >"$W/d2.keys"
+t_check "and serves keys for SAE_C again, which SAE_C fetches" wait_for 30 enc_keys SAE_B SAE_C 2 256 "$W/d2.keys"
+fetch_all SAE_C SAE_B "$W/d2.keys" "$W/d2.got" "$W/d2.fail"
+t_eq "with the same bytes" "$(sort "$W/d2.keys")" "$(sort "$W/d2.got")"
+cat "$W/d2.keys" >>"$DELIVERED"
 
 # ---------------------------------------------------------------------------------
 echo "== (e) the encryptor takes SIGHUP, and stops with 0 on SIGTERM"

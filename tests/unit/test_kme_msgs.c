@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include "api/kme_msgs.h"
 #include "kme/config.h"
+#include "tests/unit/config_file.h"
 
 START_TEST(verify_round_trip)
 {
@@ -156,26 +157,13 @@ START_TEST(grant_rejections)
 }
 END_TEST
 
-static int load(const char *json, kme_config *c, char *err, size_t errlen)
-{
-    char path[] = "/tmp/kmecfg.XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
-    close(fd);
-    int rc = kme_config_load(path, c, err, errlen);
-    unlink(path);
-    return rc;
-}
-
-#define BASE "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\"," \
-             "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":\"a\"}"
+#define BASE CONFIG_BASE
 
 START_TEST(config_loader)
 {
     kme_config c;
     char err[256];
-    ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
+    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
                           "\"key_dir\":\"/tmp/l\"}],\"limits\":{\"key_size\":128}}",
                           &c, err, sizeof err),
                      0);
@@ -199,7 +187,7 @@ START_TEST(config_loader)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
-        ck_assert_msg(load(bad[i], &c, err, sizeof err) == -1, "accepted %s", bad[i]);
+        ck_assert_msg(config_load_text(bad[i], &c, err, sizeof err) == -1, "accepted %s", bad[i]);
         ck_assert(err[0]);
     }
 }

@@ -9,31 +9,18 @@
 #include <unistd.h>
 #include "kme/audit.h"
 #include "kme/config.h"
+#include "tests/unit/config_file.h"
 
-#define BASE "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\"," \
-             "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":\"a\"}," \
-             "\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\",\"key_dir\":\"/tmp/l\"}]"
-
-static int load(const char *json, kme_config *c, char *err, size_t errlen)
-{
-    char path[] = "/tmp/kmereload.XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
-    close(fd);
-    int rc = kme_config_load(path, c, err, errlen);
-    unlink(path);
-    return rc;
-}
+#define BASE CONFIG_BASE ",\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\",\"key_dir\":\"/tmp/l\"}]"
 
 START_TEST(reload_applies_live_settings)
 {
     static kme_config cur, next;
     char err[256];
-    ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\"]}", &cur, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\"]}", &cur, err, sizeof err), 0);
     ck_assert_str_eq(cur.audit_log, "");
     const kme_live_config *before = kme_config_live(&cur);
-    ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\",\"SAE_A2\"],\"limits\":{\"max_key_per_request\":4},"
+    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\",\"SAE_A2\"],\"limits\":{\"max_key_per_request\":4},"
                           "\"log_level\":\"debug\",\"audit_log\":\"/var/log/kme-audit.log\"}",
                           &next, err, sizeof err),
                      0);
@@ -56,7 +43,7 @@ START_TEST(reload_refuses_fixed_settings)
 {
     static kme_config cur, next;
     char err[256];
-    ck_assert_int_eq(load("{" BASE ",\"saes\":[\"SAE_A\"]}", &cur, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\"]}", &cur, err, sizeof err), 0);
     static const struct {
         const char *json, *setting;
     } changes[] = {
@@ -80,13 +67,13 @@ START_TEST(reload_refuses_fixed_settings)
          "links"},
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
-        ck_assert_int_eq(load(changes[i].json, &next, err, sizeof err), 0);
+        ck_assert_int_eq(config_load_text(changes[i].json, &next, err, sizeof err), 0);
         const char *what = kme_config_fixed_change(&cur, &next);
         ck_assert_ptr_nonnull(what);
         ck_assert_str_eq(what, changes[i].setting);
         kme_config_free(&next);
     }
-    ck_assert_int_eq(load("{" BASE ",\"saes\":[],\"log_level\":\"loud\"}", &next, err, sizeof err), -1);
+    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[],\"log_level\":\"loud\"}", &next, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "log_level"));
     kme_config_free(&cur);
 }
