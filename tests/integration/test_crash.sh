@@ -38,7 +38,7 @@ MULTI='{"number":4,"size":256,"additional_slave_SAE_IDs":["SAE_B2"]}'
 # load_loop N KIND: enc_keys as SAE_A for SAE_B (KIND single: GET of 4 keys;
 # multi: POST of 4 keys with SAE_B2 as additional slave) until $W/stop
 # exists (bounded in time and count), 20 requests per curl process over one
-# kept-alive connection; 200 answers go to got.N (single) or gotm.N
+# kept-alive connection; whole 200 answers go to got.N (single) or gotm.N
 # (multi), the others to err.N.
 load_loop() {
     local n=$1 kind=$2 i=0 end d code file ok k out
@@ -54,7 +54,7 @@ load_loop() {
         printf 'url = "%s%s"\noutput = "%s/r%s"\n' "$(net_url A)" "$ENC" "$d" "$k"
         printf 'cert = "%s"\nkey = "%s"\ncacert = "%s"\n' "$NET_DIR/certs/SAE_A.pem" \
             "$NET_DIR/certs/SAE_A.key" "$NET_DIR/certs/ca.pem"
-        printf 'silent\nmax-time = 15\nwrite-out = "%%{http_code} %%{filename_effective}\\n"\n'
+        printf 'silent\nmax-time = 15\nwrite-out = "%%{http_code} %%{exitcode} %%{filename_effective}\\n"\n'
         if [ "$kind" = multi ]; then
             printf 'header = "Content-Type: application/json"\ndata = "%s"\n' "${MULTI//\"/\\\"}"
         else
@@ -66,8 +66,11 @@ load_loop() {
         rm -f "$d"/r*
         curl -K "$d/cfg" >"$d/codes"
         ok=()
-        while read -r code file; do
-            if [ "$code" = 200 ]; then
+        while read -r code status file; do
+            if [ "$code" = 200 ] && [ "$status" != 0 ]; then
+                # The answer was cut (KME_A killed while sending it): none.
+                printf '000 200 cut short (curl exit %s)\n' "$status" >>"$W/err.$n"
+            elif [ "$code" = 200 ]; then
                 ok+=("$file")
             else
                 printf '%s %s\n' "$code" "$(cat "$file" 2>/dev/null)" >>"$W/err.$n"

@@ -86,6 +86,18 @@ stock_at_least() { local n; n=$(stored_count "$1" "$2"); [ -n "$n" ] && [ "$n" -
 
 # dump SITE FILE: the site's store as JSON.
 dump() { "$NET_BIN/kme" --config "$NET_DIR/$1/kme.json" --dump >"$2" 2>"$2.err"; }
+# dump_pair X Y FILE_X FILE_Y: dumps of two running KMEs that show the same
+# moment of their link: X again after Y, until X's blocks did not change in
+# between (at most 10 tries); fails if they never settle.
+dump_pair() {
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        dump "$1" "$3" && dump "$2" "$4" && dump "$1" "$3.again" || return 1
+        cmp -s <(jq -S .links "$3") <(jq -S .links "$3.again") && return 0
+        sleep 0.2
+    done
+    return 1
+}
 
 # compare_dumps SITE_X SITE_Y DUMP_X DUMP_Y: the violations found by
 # compare_dumps.jq for link X-Y (no output when both ends agree).
