@@ -734,6 +734,15 @@ static int range_used(kme_store *s, const char *peer, const lb_range *r)
     return 0;
 }
 
+/* Every pad and MAC-key range of m is spent in s (on the link to KME_A). */
+static void assert_message_spent(kme_store *s, const kme_relay_msg *m)
+{
+    for (size_t i = 0; i < m->pad_count; i++)
+        ck_assert(range_used(s, "KME_A", &m->pad[i]));
+    for (size_t i = 0; i < m->mac_key_count; i++)
+        ck_assert(range_used(s, "KME_A", &m->mac_key[i]));
+}
+
 /* Owner A carves the MAC key and the pad with lb_allocate. */
 typedef struct {
     unsigned char mac[HOP_MAC_KEY_BYTES], pad[256];
@@ -832,10 +841,7 @@ START_TEST(receiver_reads_without_spending_then_takes_after_open)
     ck_assert_mem_eq(tm.out, mac_b, sizeof mac_b);
     dump_extents(&sb, "KME_A", after, sizeof after);
     ck_assert_str_ne(after, before);
-    for (size_t i = 0; i < rx.pad_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
-    for (size_t i = 0; i < rx.mac_key_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    assert_message_spent(&sb, &rx);
     /* Spent bytes are no longer readable. */
     ck_assert_int_eq(read_ro(rx.pad, rx.pad_count, pad_b), LB_REUSED);
     ck_assert_int_eq(read_ro(rx.mac_key, rx.mac_key_count, mac_b), LB_REUSED);
@@ -990,10 +996,7 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
     ck_assert_int_eq(h.rc, HOP_OK);
     ck_assert_mem_eq(h.out, keys, sizeof keys);
     ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free - 192 - HOP_MAC_KEY_BYTES);
-    for (size_t i = 0; i < rx.pad_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
-    for (size_t i = 0; i < rx.mac_key_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    assert_message_spent(&sb, &rx);
     /* Both ends now agree on what is spent. */
     ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, pair_stock(&sb, &lb_).peer_free);
 
@@ -1072,10 +1075,7 @@ START_TEST(checked_in_a_read_then_taken_in_a_write)
     ck_assert_int_eq(store_commit(&sb, do_take_checked, &h), 0);
     ck_assert_int_eq(h.rc, HOP_OK);
     ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, b0.peer_free - sizeof keys - HOP_MAC_KEY_BYTES);
-    for (size_t i = 0; i < rx.pad_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.pad[i]));
-    for (size_t i = 0; i < rx.mac_key_count; i++)
-        ck_assert(range_used(&sb, "KME_A", &rx.mac_key[i]));
+    assert_message_spent(&sb, &rx);
     ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, pair_stock(&sb, &lb_).peer_free);
 
     /* Taken once only: a replay, or a message racing for the same ranges
