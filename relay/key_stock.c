@@ -338,12 +338,6 @@ long stock_refill_once(kme_context *k, kme_dest *l)
     kme_link *first = l->link ? l->link : router_next_hop(k, l->id, NULL);
     if (!first || (l->link && !atomic_load(&l->link->peer_up)))
         return 0;
-    /* Ahead of demand, a link's last key is not taken: what the route cost
-     * calls little key stays for requests, and the routes do not swing to a
-     * path that stock has just drained. */
-    long budget = reserve_available_keys(k, first, 8) - (long)ROUTING_DEFAULT_LOW_STOCK_BYTES;
-    if (budget <= 0)
-        return 0;
     int64_t now = kme_now_ms();
     stock_pair want[STOCK_MAX_PAIRS];
     long amount[STOCK_MAX_PAIRS];
@@ -370,7 +364,11 @@ long stock_refill_once(kme_context *k, kme_dest *l)
     }
     pthread_mutex_unlock(&l->stock_lock);
     long added = 0;
-    for (size_t i = 0; i < n; i++) {
+    /* Ahead of demand, a link's last key is not taken: what the route cost
+     * calls little key stays for requests, and the routes do not swing to a
+     * path that stock has just drained. */
+    long budget = n ? reserve_available_keys(k, first, 8) - (long)ROUTING_DEFAULT_LOW_STOCK_BYTES : 0;
+    for (size_t i = 0; budget > 0 && i < n; i++) {
         long key_bytes = (want[i].size_bits + 7) / 8, most = budget / key_bytes;
         long number = amount[i] < most ? amount[i] : most;
         if (number <= 0)

@@ -48,6 +48,21 @@ wait_for() {
     return 1
 }
 
+# wait_still SECONDS CMD...: waits until CMD prints the same twice, 1 s apart.
+wait_still() {
+    local limit=$1 a b end
+    shift
+    end=$((SECONDS + limit))
+    a=$("$@" 2>/dev/null)
+    while [ $SECONDS -le $end ]; do
+        sleep 1
+        b=$("$@" 2>/dev/null)
+        [ "$a" = "$b" ] && return 0
+        a=$b
+    done
+    return 1
+}
+
 # What a sanitizer prints when it finds something.
 T_SANITIZER_PATTERN='AddressSanitizer|LeakSanitizer|runtime error'
 # t_logs_clean LOG...: one check per log that no sanitizer reported anything.

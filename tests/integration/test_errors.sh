@@ -40,17 +40,7 @@ snap() {
 }
 
 # settle: waits until the stores stop moving (verification of the last blocks).
-settle() {
-    local a b end=$((SECONDS + 20))
-    a=$(snap)
-    while [ $SECONDS -le $end ]; do
-        sleep 1
-        b=$(snap)
-        [ "$a" = "$b" ] && return 0
-        a=$b
-    done
-    return 1
-}
+settle() { wait_still 20 snap; }
 
 # is_etsi_error BODY: a JSON object with a non-empty string message and an array
 # of objects as details, and no key material.
