@@ -21,11 +21,16 @@ endif
 CFLAGS  := $(CFLAGS_COMMON) $(CFLAGS_MODE) $(EXTRA_CFLAGS)
 LDFLAGS := $(LDFLAGS_MODE)
 
-API_SRC    := $(wildcard api/*.c)
+# The layers, bottom to top (docs/ARCHITECTURE.md): each uses only those
+# above it in this list.
+API_SRC     := $(wildcard api/*.c)
+RUNTIME_SRC := $(wildcard runtime/*.c)
+STORE_SRC   := $(wildcard store/*.c)
 SAECLI_SRC := sae-client/main.c $(wildcard sae-client/cli_*.c)
 SAELIB_SRC := $(filter-out $(SAECLI_SRC),$(wildcard sae-client/*.c))
 RELAY_SRC  := $(wildcard relay/*.c)
-KME_SRC    := $(filter-out kme/qkd_sim.c,$(wildcard kme/*.c))
+KME_SRC    := $(wildcard kme/*.c)
+SIM_SRC    := $(wildcard qkd-sim/*.c)
 ENC_SRC    := $(wildcard encryptor/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 BENCH_SRC  := $(wildcard tests/bench/*.c)
@@ -33,11 +38,13 @@ TOOLS_SRC  := $(wildcard tests/tools/*.c)
 
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
-LIBAPI    := $(BUILD)/lib/libqkdapi.a
-LIBSAE    := $(BUILD)/lib/libsaeclient.a
-KME_OBJS  := $(call obj,$(KME_SRC) $(RELAY_SRC))
-# The encryptor's modules without its main(); it logs with kme/log.
-ENC_OBJS  := $(call obj,$(filter-out encryptor/main.c,$(ENC_SRC)))
+LIBAPI     := $(BUILD)/lib/libqkdapi.a
+LIBRUNTIME := $(BUILD)/lib/libqkdruntime.a
+LIBSTORE   := $(BUILD)/lib/libqkdstore.a
+LIBSAE     := $(BUILD)/lib/libsaeclient.a
+KME_OBJS   := $(call obj,$(KME_SRC) $(RELAY_SRC))
+# The encryptor's modules without its main().
+ENC_OBJS   := $(call obj,$(filter-out encryptor/main.c,$(ENC_SRC)))
 
 PROGRAMS := $(BIN)/kme $(BIN)/qkd-sim $(BIN)/sae-client $(BIN)/encryptor
 # Helpers of the test suites: one program per tests/tools/*.c, next to the others.
@@ -52,20 +59,26 @@ $(OBJ)/%.o: %.c
 $(LIBAPI): $(call obj,$(API_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+$(LIBRUNTIME): $(call obj,$(RUNTIME_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(LIBSTORE): $(call obj,$(STORE_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
 $(LIBSAE): $(call obj,$(SAELIB_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BIN)/kme: $(KME_OBJS) $(LIBAPI)
+$(BIN)/kme: $(KME_OBJS) $(LIBSTORE) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BIN)/qkd-sim: $(call obj,kme/qkd_sim.c) $(LIBAPI)
+$(BIN)/qkd-sim: $(call obj,$(SIM_SRC)) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BIN)/sae-client: $(call obj,$(SAECLI_SRC)) $(LIBSAE) $(LIBAPI)
+$(BIN)/sae-client: $(call obj,$(SAECLI_SRC)) $(LIBSAE) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BIN)/encryptor: $(call obj,encryptor/main.c) $(ENC_OBJS) $(call obj,kme/log.c) $(LIBSAE) $(LIBAPI)
+$(BIN)/encryptor: $(call obj,encryptor/main.c) $(ENC_OBJS) $(LIBSAE) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(TOOL_BINS): $(BIN)/%: $(OBJ)/tests/tools/%.o
@@ -74,14 +87,14 @@ $(TOOL_BINS): $(BIN)/%: $(OBJ)/tests/tools/%.o
 
 # Unit tests (check): one binary per tests/unit/test_*.c, linked with every
 # module except the programs' main() files.
-UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(call obj,$(filter-out sae-client/main.c,$(SAECLI_SRC))) $(ENC_OBJS) $(LIBSAE) $(LIBAPI)
+UNIT_LINK := $(filter-out $(call obj,kme/main.c),$(KME_OBJS)) $(call obj,$(filter-out sae-client/main.c,$(SAECLI_SRC))) $(ENC_OBJS) $(LIBSAE) $(LIBSTORE) $(LIBRUNTIME) $(LIBAPI)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/unit/%,$(UNIT_SRC))
 $(BIN)/unit/%: $(call obj,tests/unit/%.c) $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs check)
 
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BIN)/bench/%,$(BENCH_SRC))
-$(BIN)/bench/%: $(call obj,tests/bench/%.c) $(call obj,encryptor/otp.c encryptor/frame.c) $(LIBSAE) $(LIBAPI)
+$(BIN)/bench/%: $(call obj,tests/bench/%.c) $(call obj,encryptor/otp.c encryptor/frame.c) $(LIBSAE) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -101,7 +114,7 @@ bench: deps
 
 run: deps
 	$(MAKE) MODE=release all
-	bash kme/demo-network.sh build/release
+	bash demo/star.sh build/release
 
 clean:
 	rm -rf build

@@ -9,48 +9,15 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-/* ---- wiping allocator ---------------------------------------------------- */
-
-typedef union {
-    size_t size;
-    max_align_t align;
-} alloc_header;
-
-static void *wiping_malloc(size_t size)
-{
-    alloc_header *h = malloc(sizeof *h + size);
-    if (!h)
-        return NULL;
-    h->size = size;
-    return h + 1;
-}
-
-static void wiping_free(void *ptr)
-{
-    if (!ptr)
-        return;
-    alloc_header *h = (alloc_header *)ptr - 1;
-    OPENSSL_cleanse(ptr, h->size);
-    free(h);
-}
-
-void etsi_json_use_wiping_allocator(void)
-{
-    json_set_alloc_funcs(wiping_malloc, wiping_free);
-}
-
 void etsi_text_free(char *text)
 {
-    /* Text from json_dumps comes from the jansson allocator. */
+    /* Text from json_dumps comes from the jansson allocator, which may wipe
+     * too (runtime/json_wipe.h). */
     if (text) {
         json_free_t f;
         json_get_alloc_funcs(NULL, &f);
-        if (f == wiping_free) {
-            wiping_free(text);
-        } else {
-            OPENSSL_cleanse(text, strlen(text));
-            f(text);
-        }
+        OPENSSL_cleanse(text, strlen(text));
+        f(text);
     }
 }
 

@@ -61,10 +61,6 @@ typedef struct {
     size_t count;
 } etsi_key_container;
 
-/* Route jansson's allocations through a wiping allocator, so JSON text and
- * values that held key material are cleansed when freed. Call once at start. */
-void etsi_json_use_wiping_allocator(void);
-
 /* 1 when id is a plausible SAE/KME ID: 1..ETSI_ID_MAX printable characters, no '/'. */
 int etsi_id_is_valid(const char *id);
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/admin_http.h"
-#include "api/prom_text.h"
+#include "runtime/admin_http.h"
+#include "runtime/prom_text.h"
 #include "encryptor/metrics.h"
 
 struct enc_admin {

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "encryptor/net.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 #define CONN_STACK (256 * 1024)
 

@@ -1,4 +1,4 @@
-# The RTMP part of the demo network (sourced by kme/demo-network.sh after the
+# The RTMP part of the demo network (sourced by demo/star.sh after the
 # KMEs are up): an RTMP server (nginx with the Debian rtmp module, application
 # `live`) on 127.0.0.1:19350, the server-side encryptor in front of it as
 # SAE_C of KME_C (ciphertext port 127.0.0.1:7935) and the users-side
@@ -7,7 +7,7 @@
 #   pair_stop                    stops them
 #   pair_write_nginx_conf DIR [ERROR_LOG [ACCESS_LOG]]   only the RTMP server's nginx.conf
 #                                (also used by the container image, docker/rtmp-server.sh)
-# Needs kme/network.sh sourced (net_url) and the network's certificates.
+# Needs tests/lib/network.sh sourced (net_url) and the network's certificates.
 
 PAIR_RTMP_HOST=${PAIR_RTMP_HOST:-127.0.0.1}
 PAIR_RTMP_PORT=${PAIR_RTMP_PORT:-19350}

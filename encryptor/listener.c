@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "encryptor/net.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 struct listener {
     enc_runtime *rt;

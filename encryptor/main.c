@@ -15,7 +15,8 @@
 #include "encryptor/frame.h"
 #include "encryptor/listener.h"
 #include "encryptor/pad_pool.h"
-#include "kme/log.h"
+#include "runtime/log.h"
+#include "runtime/json_wipe.h"
 
 #define VERSION "1.0.0"
 #define STOP_GRACE_MS 10000
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
         return 2;
     }
     no_core_dumps();
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     static enc_config cfg;
     char err[512];
     if (enc_config_load(config, &cfg, err, sizeof err) < 0) {

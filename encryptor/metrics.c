@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "api/prom_text.h"
+#include "runtime/prom_text.h"
 #include "encryptor/frame.h"
 
 static atomic_ullong counters[ENC_M_COUNT];

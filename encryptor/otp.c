@@ -1,6 +1,6 @@
 /* XOR + one-time Poly1305 seal and open of one frame (otp.h). */
 #include "encryptor/otp.h"
-#include "api/otp_xor.h"
+#include "runtime/otp_xor.h"
 
 #include <pthread.h>
 #include <stdint.h>

@@ -8,7 +8,7 @@
 #include <time.h>
 #include "encryptor/metrics.h"
 #include "encryptor/stream_rx.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "sae-client/sae_client.h"
 
 #define RETRY_FIRST_MS 300 /* after a transient failure; doubles up to RETRY_MAX_MS */

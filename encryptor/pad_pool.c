@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include "encryptor/mono.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "sae-client/sae_client.h"
 
 #define WAIT_LOG_INTERVAL 5 /* seconds between two "waiting for pads" lines */

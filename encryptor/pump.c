@@ -18,7 +18,7 @@
 #include "encryptor/net.h"
 #include "encryptor/stream_rx.h"
 #include "encryptor/stream_tx.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 /* ---- sender ------------------------------------------------------------------ */
 

@@ -2,9 +2,9 @@
  * checks. Alive (/healthz) while the process answers at all; ready (/readyz)
  * while both listeners serve, the store is open and the KME is not stopping. */
 #include "kme/admin.h"
-#include "api/admin_http.h"
-#include "api/prom_text.h"
-#include "kme/log.h"
+#include "runtime/admin_http.h"
+#include "runtime/prom_text.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 #include "kme/status_page.h"
 

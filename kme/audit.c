@@ -1,7 +1,7 @@
 /* Writes the audit log: one JSON line per key handed out, the lines of one
  * answer in one write(2); reopened on reload (see audit.h). */
 #include "kme/audit.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* Loads and validates the KME configuration (JSON) with defaults for every
  * optional setting; publishes the settings a reload may change (config.h). */
 #include "kme/config.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,7 +46,7 @@ static int get_long(json_t *obj, const char *name, long *out, long min, long max
     return 0;
 }
 
-static int parse_endpoint(json_t *root, const char *name, kme_endpoint *ep, char *err, size_t errlen)
+static int parse_endpoint(json_t *root, const char *name, net_endpoint *ep, char *err, size_t errlen)
 {
     char text[256];
     if (get_string(root, name, text, sizeof text, 1, err, errlen) < 0)
@@ -257,7 +257,7 @@ int kme_config_hosts_sae(const kme_config *c, const char *sae_id)
     return 0;
 }
 
-static int same_endpoint(const kme_endpoint *a, const kme_endpoint *b)
+static int same_endpoint(const net_endpoint *a, const net_endpoint *b)
 {
     return a->port == b->port && strcmp(a->host, b->host) == 0;
 }

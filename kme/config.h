@@ -8,14 +8,10 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include "api/etsi014.h"
+#include "runtime/http_server.h"
 
 #define KME_MAX_SAES 256
 #define KME_MAX_LINKS 32
-
-typedef struct {
-    char host[256];
-    int port;
-} kme_endpoint;
 
 typedef struct {
     char peer_id[ETSI_ID_MAX + 1];  /* KME ID of the other end (CN of its certificate) */
@@ -36,8 +32,8 @@ typedef struct kme_live_config {
 typedef struct {
     char kme_id[ETSI_ID_MAX + 1];
     char data_dir[1024];
-    kme_endpoint sae_listen, kme_listen;
-    kme_endpoint admin_listen;   /* metrics, health and status page; port 0: none */
+    net_endpoint sae_listen, kme_listen;
+    net_endpoint admin_listen;   /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
     _Atomic(kme_live_config *) live; /* SAEs and limits: read with the accessors below */

@@ -6,8 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "kme/config.h"
-#include "kme/store.h"
-#include "relay/link_blocks.h"
+#include "store/store.h"
+#include "store/link_blocks.h"
 #include "relay/peer_client.h"
 
 #define STOCK_MAX_PAIRS 64

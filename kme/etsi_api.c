@@ -2,9 +2,9 @@
 #include "kme/etsi_api.h"
 #include "kme/audit.h"
 #include "kme/context.h"
-#include "kme/key_records.h"
+#include "store/key_records.h"
 #include "kme/key_supply.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 
 #include <string.h>

@@ -3,7 +3,7 @@
 #ifndef KME_ETSI_API_H
 #define KME_ETSI_API_H
 
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 void etsi_api_handle(void *ctx, const http_request *req, http_response *resp);
 

@@ -1,6 +1,6 @@
 /* Serves GET_KEY from the DRBG or from link key, always committed first (see key_supply.h). */
 #include "kme/key_supply.h"
-#include "kme/key_records.h"
+#include "store/key_records.h"
 #include "relay/relay.h"
 #include "relay/reserve.h"
 #include "relay/router.h"

@@ -8,8 +8,8 @@
 #define KME_KEY_SUPPLY_H
 
 #include "kme/context.h"
-#include "kme/http_server.h"
-#include "kme/key_records.h"
+#include "runtime/http_server.h"
+#include "store/key_records.h"
 #include "api/kme_relay.h"
 #include "relay/key_stock.h"
 

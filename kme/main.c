@@ -7,17 +7,18 @@
 #include "kme/audit.h"
 #include "kme/context.h"
 #include "kme/etsi_api.h"
-#include "kme/handler_gate.h"
-#include "kme/key_records.h"
-#include "kme/log.h"
+#include "runtime/handler_gate.h"
+#include "store/key_records.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 #include "kme/reload.h"
 #include "kme/store_dump.h"
-#include "kme/worker_pool.h"
+#include "runtime/worker_pool.h"
 #include "relay/key_stock.h"
 #include "relay/kme_port.h"
 #include "relay/link_worker.h"
 #include "relay/router.h"
+#include "runtime/json_wipe.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
         return 2;
     }
     no_core_dumps();
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     static kme_context k;
     char err[512];
     if (kme_config_load(config, &k.cfg, err, sizeof err) < 0) {

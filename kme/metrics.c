@@ -3,7 +3,7 @@
  * by destination KME are small and kept under one mutex, taken briefly by
  * the reporters and once per scrape. */
 #include "kme/metrics.h"
-#include "api/prom_text.h"
+#include "runtime/prom_text.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

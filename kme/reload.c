@@ -2,7 +2,7 @@
  * whole (see reload.h). */
 #include "kme/reload.h"
 #include "kme/audit.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "relay/router.h"
 
 #include <stdarg.h>

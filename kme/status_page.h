@@ -4,7 +4,7 @@
 #ifndef KME_STATUS_PAGE_H
 #define KME_STATUS_PAGE_H
 
-#include "api/admin_http.h"
+#include "runtime/admin_http.h"
 #include "kme/context.h"
 
 /* Fills resp for path, or leaves resp->status 0 when path is not a page of it. */

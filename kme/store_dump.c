@@ -1,7 +1,7 @@
 /* Prints a KME store as JSON without key material (see store_dump.h). */
 #include "kme/store_dump.h"
-#include "kme/store.h"
-#include "relay/link_blocks.h"
+#include "store/store.h"
+#include "store/link_blocks.h"
 
 #include <string.h>
 #include <jansson.h>

@@ -4,7 +4,7 @@
 #include "relay/grant.h"
 #include "api/kme_msgs.h"
 #include "relay/router.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 
 #include <stdlib.h>
 #include <string.h>

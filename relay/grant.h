@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 #include "kme/context.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 #define GRANT_MAX_BLOCKS 1024          /* blocks in one grant */
 #define GRANT_INTERVAL_MS 2000         /* at most one grant attempt per link this often */

@@ -2,7 +2,7 @@
  * the read-only view of the peer's link key the receiver checks a tag with
  * (see hop_crypto.h). */
 #include "relay/hop_crypto.h"
-#include "api/otp_xor.h"
+#include "runtime/otp_xor.h"
 
 #include <stdlib.h>
 #include <string.h>

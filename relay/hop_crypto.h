@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "api/kme_relay.h"
-#include "relay/link_blocks.h"
+#include "store/link_blocks.h"
 
 #define HOP_MAC_KEY_BYTES KME_RELAY_MAC_KEY_BYTES /* 32 */
 #define HOP_TAG_BYTES KME_RELAY_TAG_BYTES         /* 16 */

@@ -4,8 +4,8 @@
 #include "relay/reserve.h"
 #include "relay/router.h"
 #include "relay/routing.h"
-#include "kme/key_records.h"
-#include "kme/log.h"
+#include "store/key_records.h"
+#include "runtime/log.h"
 #include "api/kme_msgs.h"
 
 #include <stdlib.h>

@@ -14,7 +14,7 @@
 
 #include "kme/context.h"
 #include "api/etsi014.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 /* Counts the stock in the store and drops what is too old; creates the dests
  * of the neighbours and of every KME with stock. Call at start. */

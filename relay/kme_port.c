@@ -8,7 +8,7 @@
 #include "relay/relay.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 
 #include <stdlib.h>

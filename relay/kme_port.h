@@ -4,7 +4,7 @@
 #define RELAY_KME_PORT_H
 
 #include "kme/context.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 void kme_port_handle(void *ctx, const http_request *req, http_response *resp);
 

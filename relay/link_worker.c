@@ -6,7 +6,7 @@
 #include "relay/key_stock.h"
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 
 #include <dirent.h>

@@ -1,8 +1,8 @@
 /* The key relay at the origin, at each KME on the way and at the destination (see relay.h). */
 #include "relay/relay.h"
 #include "api/kme_relay.h"
-#include "kme/key_records.h"
-#include "kme/log.h"
+#include "store/key_records.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 #include "relay/hop_crypto.h"
 #include "relay/reserve.h"

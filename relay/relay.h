@@ -15,7 +15,7 @@
 #define RELAY_RELAY_H
 
 #include "kme/context.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 /* Origin: delivers keys to KME dest for its slaves there (master hosted
  * here). The dest keeps them key_ttl_seconds + extra_ttl_s. 0 once dest has

@@ -2,8 +2,8 @@
  * check-commit on the neighbour (see reserve.h). */
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
-#include "kme/key_records.h"
-#include "kme/log.h"
+#include "store/key_records.h"
+#include "runtime/log.h"
 #include "relay/router.h"
 
 #include <stdlib.h>

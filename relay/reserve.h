@@ -6,7 +6,7 @@
 #define RELAY_RESERVE_H
 
 #include "kme/context.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 typedef struct {
     const char *master;

@@ -2,7 +2,7 @@
  * directory, their record in the store (see router.h). */
 #include "relay/router.h"
 #include "relay/routing.h"
-#include "kme/log.h"
+#include "runtime/log.h"
 #include "kme/metrics.h"
 
 #include <errno.h>

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "kme/context.h"
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 #include "relay/routing.h"
 
 /* Creates the routing state with this KME's first advert: before the KME

@@ -9,6 +9,7 @@
 #include "sae-client/cli_args.h"
 #include "sae-client/cli_output.h"
 #include "sae-client/sae_client.h"
+#include "runtime/json_wipe.h"
 
 enum { EXIT_KME = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
 
@@ -130,7 +131,7 @@ static int run(const sae_cli_opts *o)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
 
     sae_cli_env env = {getenv("SAE_KME_URL"), getenv("SAE_CERT"), getenv("SAE_KEY"), getenv("SAE_CA")};
     sae_cli_opts opts;

@@ -2,7 +2,7 @@
 # `make bench`: throughput of the ETSI 014 GET_KEY path, then the key relay,
 # then the encryptor pair.
 # Owns the benchmark run:
-#  1. a two-site network (kme/network.sh), loadgen against KME A's enc_keys at
+#  1. a two-site network (tests/lib/network.sh), loadgen against KME A's enc_keys at
 #     1/16/64 connections, the same load against nginx serving a static
 #     response of equal size with the same TLS set-up, the comparison table;
 #  2. the relay on the three-site star (hub A, links A-B and A-C): enc_keys
@@ -72,8 +72,8 @@ export NET_KME_BASE=${NET_KME_BASE:-9540}
 # ingest itself compete with GET_KEY for the store's single writer and the CPU.
 export NET_RATE=${NET_RATE:-16000000}
 export NET_BLOCK=${NET_BLOCK:-1048576}
-# shellcheck source=kme/network.sh
-. "$ROOT/kme/network.sh"
+# shellcheck source=tests/lib/network.sh
+. "$ROOT/tests/lib/network.sh"
 
 FAILED=0
 NET_UP=0
@@ -304,7 +304,7 @@ relay_start() {
     local name=$1 stock=$2 fill_mb=$3 blocks s l n want t0 progress done_all
     blocks=$(((fill_mb * 1048576 + RELAY_BLOCK - 1) / RELAY_BLOCK))
     NET_SAE_BASE=$RELAY_SAE_BASE NET_KME_BASE=$RELAY_KME_BASE NET_RATE=$RELAY_RATE NET_BLOCK=$RELAY_BLOCK
-    NET_STOCK=$stock # read by net_init (kme/network.sh)
+    NET_STOCK=$stock # read by net_init (tests/lib/network.sh)
     export NET_STOCK
     NET_LOG_PREFIX=relay/$name-
     net_init "$WORK/relay-$name" "A B C" "A-B A-C" || { fail "relay: net_init failed"; return 1; }

@@ -33,7 +33,7 @@ NET_BIN=$T_BIN
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
 NET_EXTRA_SAES="SAE_B2@B"
-. "$T_ROOT/kme/network.sh"
+. "$T_ROOT/tests/lib/network.sh"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -40,8 +40,8 @@ T_SUITE=encryptor
 [ -n "${1:-}" ] && T_BUILD=$(cd "$1" && pwd)
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
-# shellcheck source=SCRIPTDIR/../../kme/network.sh
-. "$T_ROOT/kme/network.sh"
+# shellcheck source=SCRIPTDIR/../lib/network.sh
+. "$T_ROOT/tests/lib/network.sh"
 # shellcheck source=SCRIPTDIR/lib/rtmp_media.sh
 . "$T_ROOT/tests/integration/lib/rtmp_media.sh"
 NET_BIN=$T_BIN

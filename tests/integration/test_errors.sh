@@ -12,8 +12,8 @@ T_SUITE=errors
 NET_SAE_BASE=7300
 NET_KME_BASE=7400
 NET_EXTRA_SAES="SAE_A2@A SAE_B2@B"
-# shellcheck source=SCRIPTDIR/../../kme/network.sh
-. "$T_ROOT/kme/network.sh"
+# shellcheck source=SCRIPTDIR/../lib/network.sh
+. "$T_ROOT/tests/lib/network.sh"
 NET_BIN=$T_BIN
 
 dir=$(mktemp -d "$T_OUT/errors.XXXX")

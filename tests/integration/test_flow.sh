@@ -4,7 +4,7 @@
 # adjacent KME, multicast, and that no key ever reaches anyone twice (I2, I3).
 T_SUITE=flow
 . "$(dirname "$0")/../lib.sh"
-. "$T_ROOT/kme/network.sh"
+. "$T_ROOT/tests/lib/network.sh"
 NET_BIN=$T_BIN
 NET_SAE_BASE=5100
 NET_KME_BASE=5200

@@ -36,8 +36,8 @@ T_SUITE=lifecycle
 [ -n "${1:-}" ] && T_BUILD=$(cd "$1" && pwd)
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
-# shellcheck source=SCRIPTDIR/../../kme/network.sh
-. "$T_ROOT/kme/network.sh"
+# shellcheck source=SCRIPTDIR/../lib/network.sh
+. "$T_ROOT/tests/lib/network.sh"
 # shellcheck source=SCRIPTDIR/lib/keys.sh
 . "$T_ROOT/tests/integration/lib/keys.sh"
 export LC_ALL=C

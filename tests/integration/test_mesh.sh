@@ -22,8 +22,8 @@
 T_SUITE=mesh
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
-# shellcheck source=../../kme/network.sh
-. "$T_ROOT/kme/network.sh"
+# shellcheck source=../lib/network.sh
+. "$T_ROOT/tests/lib/network.sh"
 # shellcheck source=lib/keys.sh
 . "$T_ROOT/tests/integration/lib/keys.sh"
 NET_BIN=$T_BIN

@@ -5,7 +5,7 @@
 # fetches them, and one key goes to slaves at two sites.
 T_SUITE=readme
 . "$(dirname "$0")/../lib.sh"
-. "$T_ROOT/kme/network.sh"
+. "$T_ROOT/tests/lib/network.sh"
 NET_BIN=$T_BIN
 NET_SAE_BASE=8440
 NET_KME_BASE=9440

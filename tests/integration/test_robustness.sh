@@ -11,8 +11,8 @@ T_SUITE=robustness
 . "$(dirname "$0")/../lib.sh"
 NET_SAE_BASE=7700
 NET_KME_BASE=7800
-# shellcheck source=SCRIPTDIR/../../kme/network.sh
-. "$T_ROOT/kme/network.sh"
+# shellcheck source=SCRIPTDIR/../lib/network.sh
+. "$T_ROOT/tests/lib/network.sh"
 NET_BIN=$T_BIN
 
 dir=$(mktemp -d "$T_OUT/robustness.XXXX")

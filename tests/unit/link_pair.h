@@ -10,7 +10,7 @@
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include "relay/link_blocks.h"
+#include "store/link_blocks.h"
 
 #define BLOCK 1024
 #define VERIFY_MAX 256

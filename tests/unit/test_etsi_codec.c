@@ -5,6 +5,7 @@
 #include <string.h>
 #include "api/encoding.h"
 #include "api/etsi014.h"
+#include "runtime/json_wipe.h"
 
 static const etsi_limits LIMITS = {256, 1024, 65536, 8, 8, 100000};
 
@@ -191,7 +192,7 @@ END_TEST
 
 int main(void)
 {
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     Suite *s = suite_create("etsi_codec");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, base64_round_trip_and_strictness);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "relay/grant.h"
 #include "tests/unit/link_pair.h"
+#include "runtime/json_wipe.h"
 
 #define FREE (BLOCK - LB_MAC_BYTES) /* free bytes of an unused block */
 #define MIB (1024ULL * 1024)
@@ -473,7 +474,7 @@ END_TEST
 
 int main(void)
 {
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     Suite *s = suite_create("grant");
     TCase *tc = tcase_create("grant");
     tcase_set_timeout(tc, 30);

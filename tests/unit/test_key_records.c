@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "kme/key_records.h"
+#include "store/key_records.h"
 
 static char dir[64];
 static kme_store st;

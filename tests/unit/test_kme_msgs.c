@@ -8,6 +8,7 @@
 #include "api/kme_msgs.h"
 #include "kme/config.h"
 #include "tests/unit/config_file.h"
+#include "runtime/json_wipe.h"
 
 START_TEST(verify_round_trip)
 {
@@ -195,7 +196,7 @@ END_TEST
 
 int main(void)
 {
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     Suite *s = suite_create("kme_msgs_config");
     TCase *tc = tcase_create("msgs");
     tcase_add_test(tc, verify_round_trip);

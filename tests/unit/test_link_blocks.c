@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <openssl/rand.h>
-#include "relay/link_blocks.h"
+#include "store/link_blocks.h"
 #include "tests/unit/link_pair.h"
 
 START_TEST(extents)

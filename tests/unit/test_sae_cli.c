@@ -11,6 +11,7 @@
 #include "sae-client/cli_output.h"
 #include "sae-client/sae_client.h"
 #include "sae-client/wipe_buf.h"
+#include "runtime/json_wipe.h"
 
 #define ID1 "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 #define ID2 "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
@@ -342,7 +343,7 @@ static Suite *sae_cli_suite(void)
 
 int main(void)
 {
-    etsi_json_use_wiping_allocator();
+    json_use_wiping_allocator();
     SRunner *sr = srunner_create(sae_cli_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by the KME integration suites (sourced after lib.sh and
-# kme/network.sh). Key lists are text files of "key_ID base64-key" lines.
+# tests/lib/network.sh). Key lists are text files of "key_ID base64-key" lines.
 
 T_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

@@ -1,6 +1,6 @@
 /* The Prometheus text exposition format: headers, escaping, samples and
  * histograms (prom_text.h). */
-#include "api/prom_text.h"
+#include "runtime/prom_text.h"
 
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* Daemon logging to stderr: one timestamped line per event. Never pass key material. */
-#ifndef KME_LOG_H
-#define KME_LOG_H
+#ifndef RUNTIME_LOG_H
+#define RUNTIME_LOG_H
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 

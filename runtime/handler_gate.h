@@ -4,11 +4,11 @@
  * before has already been deferred (http_defer) or answered. The listener can
  * then wait for its deferred requests knowing that no new one will come,
  * also on kept-alive connections (kme/http_server.h). */
-#ifndef KME_HANDLER_GATE_H
-#define KME_HANDLER_GATE_H
+#ifndef RUNTIME_HANDLER_GATE_H
+#define RUNTIME_HANDLER_GATE_H
 
 #include <stdatomic.h>
-#include "kme/http_server.h"
+#include "runtime/http_server.h"
 
 typedef struct {
     atomic_int inside; /* handlers running now */

@@ -1,5 +1,5 @@
 /* Admits requests to a handler until the gate closes (see handler_gate.h). */
-#include "kme/handler_gate.h"
+#include "runtime/handler_gate.h"
 
 #include <time.h>
 

@@ -12,7 +12,7 @@
 # SAE port NET_SAE_BASE+i and KME port NET_KME_BASE+i. Certificates are in
 # $NET_DIR/certs: ca.pem, SAE_X.pem, SAE_X.key.
 
-NET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NET_BIN=${NET_BIN:-$NET_ROOT/build/release/bin}
 NET_SAE_BASE=${NET_SAE_BASE:-8440}
 NET_KME_BASE=${NET_KME_BASE:-9440}

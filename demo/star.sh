@@ -12,7 +12,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
-. "$ROOT/kme/network.sh"
+. "$ROOT/tests/lib/network.sh"
 . "$ROOT/encryptor/demo-pair.sh"
 NET_BIN=$BUILD/bin
 NET_SAE_BASE=8440

@@ -8,13 +8,13 @@
  * (first by the parity rule, later moved by grants of whole unused blocks);
  * an end allocates only from blocks it owns and records, for blocks the peer
  * owns, the ranges the peer reports using. No range is ever used twice. */
-#ifndef RELAY_LINK_BLOCKS_H
-#define RELAY_LINK_BLOCKS_H
+#ifndef STORE_LINK_BLOCKS_H
+#define STORE_LINK_BLOCKS_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "api/kme_msgs.h"
-#include "kme/store.h"
+#include "store/store.h"
 
 #define LB_MAC_BYTES 48
 #define LB_TAG_BYTES 16

@@ -3,8 +3,8 @@
  * Every change goes through store_commit(): the operation runs in the write
  * transaction of a batch; the batch commits with a full sync before any caller
  * in it returns. Concurrent callers share one sync (group commit). */
-#ifndef KME_STORE_H
-#define KME_STORE_H
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
 
 #include <pthread.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Link blocks in LMDB: ingest, verification states, ownership and used byte ranges (see link_blocks.h). */
-#include "relay/link_blocks.h"
+#include "store/link_blocks.h"
 
 #include <string.h>
 #include <openssl/crypto.h>

@@ -2,8 +2,8 @@
  * or a management network, GET and HEAD only, small answers built whole by
  * the caller's handler (Prometheus text, health, the status page). The paths
  * it serves are described in api/admin.yaml. Never carries key material. */
-#ifndef API_ADMIN_HTTP_H
-#define API_ADMIN_HTTP_H
+#ifndef RUNTIME_ADMIN_HTTP_H
+#define RUNTIME_ADMIN_HTTP_H
 
 #include <stddef.h>
 

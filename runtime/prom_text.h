@@ -3,8 +3,8 @@
  * header per family, then its samples, label values escaped (backslash,
  * double quote, newline). Labels are given as name, value pairs ending with
  * NULL. Label values are IDs and fixed words, never key material. */
-#ifndef API_PROM_TEXT_H
-#define API_PROM_TEXT_H
+#ifndef RUNTIME_PROM_TEXT_H
+#define RUNTIME_PROM_TEXT_H
 
 #include <stdarg.h>
 #include <stddef.h>

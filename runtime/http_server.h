@@ -8,12 +8,18 @@
  * waits (for a commit, for a neighbour KME) is deferred with http_defer and
  * answered once http_resume is called, or its blocking part is handed to the
  * worker pool with http_offload. */
-#ifndef KME_HTTP_SERVER_H
-#define KME_HTTP_SERVER_H
+#ifndef RUNTIME_HTTP_SERVER_H
+#define RUNTIME_HTTP_SERVER_H
 
 #include <stddef.h>
-#include "kme/config.h"
-#include "kme/worker_pool.h"
+#include "api/etsi014.h"
+#include "runtime/worker_pool.h"
+
+/* Where a listener binds. */
+typedef struct {
+    char host[256];
+    int port;
+} net_endpoint;
 
 enum http_client_auth { HTTP_AUTH_OK = 0, HTTP_AUTH_NO_CERT = 1, HTTP_AUTH_UNTRUSTED = 2 };
 
@@ -60,7 +66,7 @@ typedef struct http_server http_server;
 typedef void (*http_answer_hook)(void *ctx, const char *method, const char *path, int status);
 
 typedef struct {
-    const kme_endpoint *listen;
+    const net_endpoint *listen;
     const char *cert_file, *key_file, *client_ca_file;
     long connection_limit, connection_timeout_s;
     size_t body_max;

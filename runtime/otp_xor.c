@@ -1,5 +1,5 @@
 /* The one-time-pad XOR (otp_xor.h). */
-#include "api/otp_xor.h"
+#include "runtime/otp_xor.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* The HTTPS listener over libmicrohttpd/GnuTLS: TLS policy, client certificate
  * identity (cached per connection), bounded request bodies, wiped responses. */
-#include "kme/http_server.h"
-#include "kme/log.h"
+#include "runtime/http_server.h"
+#include "runtime/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

@@ -1,5 +1,5 @@
 /* Timestamped, level-filtered log lines on stderr, written atomically per line. */
-#include "kme/log.h"
+#include "runtime/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

@@ -1,5 +1,5 @@
 /* Opens and closes the LMDB environment and its named databases; checks the store belongs to this KME. */
-#include "kme/store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,12 +1,12 @@
 /* Delivered keys held for their slave SAEs: one record per key_ID with its
  * master, designated slaves (and which have fetched it), expiry and bytes.
  * A record is erased once every slave here has fetched it, or on expiry. */
-#ifndef KME_KEY_RECORDS_H
-#define KME_KEY_RECORDS_H
+#ifndef STORE_KEY_RECORDS_H
+#define STORE_KEY_RECORDS_H
 
 #include <stdint.h>
 #include "api/etsi014.h"
-#include "kme/store.h"
+#include "store/store.h"
 
 #define KR_MAX_SLAVES 65
 

@@ -4,8 +4,8 @@
  * partially, so the batch is aborted and run again without it: an operation
  * must therefore depend only on the store and its inputs, and reset its
  * outputs when it starts. */
-#include "kme/store.h"
-#include "kme/log.h"
+#include "store/store.h"
+#include "runtime/log.h"
 
 #include <semaphore.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* A fixed pool of threads for work that blocks (waiting on a neighbour KME or
  * on a commit), so the listeners' event threads never do. */
-#ifndef KME_WORKER_POOL_H
-#define KME_WORKER_POOL_H
+#ifndef RUNTIME_WORKER_POOL_H
+#define RUNTIME_WORKER_POOL_H
 
 #include <stddef.h>
 

@@ -1,6 +1,6 @@
 /* The one-time-pad XOR shared by the relay hops and the encryptor. */
-#ifndef API_OTP_XOR_H
-#define API_OTP_XOR_H
+#ifndef RUNTIME_OTP_XOR_H
+#define RUNTIME_OTP_XOR_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /* Fixed thread pool with a FIFO job queue (see worker_pool.h). */
-#include "kme/worker_pool.h"
+#include "runtime/worker_pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>

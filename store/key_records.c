@@ -1,5 +1,5 @@
 /* Key records in LMDB: store, fetch-once by designated slaves, expiry (see key_records.h). */
-#include "kme/key_records.h"
+#include "store/key_records.h"
 
 #include <stdlib.h>
 #include <string.h>

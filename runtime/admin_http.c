@@ -1,6 +1,6 @@
 /* The admin listener: libmicrohttpd without TLS, one internal thread, GET and
  * HEAD only. Everything it says comes from the caller's handler. */
-#include "api/admin_http.h"
+#include "runtime/admin_http.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
