@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "encryptor/mono.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
 #include "sae-client/sae_client.h"
 
@@ -71,7 +71,7 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, long ms)
 /* Locked. Cleanses and drops keys older than max_age. */
 static void drop_aged(pad_pool *p)
 {
-    int64_t now = mono_seconds();
+    int64_t now = clock_mono_seconds();
     size_t dropped = 0;
     while (p->count && now - (int64_t)p->q[p->head].fetched > p->max_age) {
         p->bytes -= p->q[p->head].len;
@@ -90,7 +90,7 @@ static void drop_aged(pad_pool *p)
 static size_t add_keys(pad_pool *p, etsi_key_container *kc)
 {
     size_t added = 0, want = (size_t)p->key_bits / 8;
-    int64_t now = mono_seconds();
+    int64_t now = clock_mono_seconds();
     for (size_t i = 0; i < kc->count; i++) {
         etsi_key *k = &kc->keys[i];
         if (k->key_len != want || !uuid_is_valid(k->key_id) || p->count == p->cap) {
@@ -149,7 +149,7 @@ static void *fetcher_main(void *arg)
             pthread_cond_broadcast(&p->more);
         } else {
             p->st.fetch_failures++;
-            int64_t now = mono_seconds();
+            int64_t now = clock_mono_seconds();
             if (now - p->last_fail_log >= FAIL_LOG_INTERVAL) {
                 p->last_fail_log = now;
                 log_warn("cannot fetch pads for %s from the KME: %s (%llu failures so far)", p->peer_sae, err,
@@ -227,7 +227,7 @@ size_t pad_pool_take(pad_pool *p, pad_key *out, size_t max, int wait, const atom
         if (waited)
             *waited = 1;
         p->st.waits++;
-        int64_t now = mono_seconds();
+        int64_t now = clock_mono_seconds();
         if (now - p->last_wait_log >= WAIT_LOG_INTERVAL) {
             log_warn("waiting for pads: the pool for %s is empty (%llu waits so far); streams hold back their "
                      "plaintext until keys arrive",

@@ -14,7 +14,7 @@
 #include <openssl/crypto.h>
 #include "encryptor/frame.h"
 #include "encryptor/metrics.h"
-#include "encryptor/mono.h"
+#include "runtime/clock.h"
 #include "encryptor/net.h"
 #include "encryptor/stream_rx.h"
 #include "encryptor/stream_tx.h"
@@ -75,7 +75,7 @@ static int announce(sender *s, int wait)
 static size_t room(sender *s)
 {
     for (;;) {
-        size_t r = stx_room(&s->tx, mono_seconds());
+        size_t r = stx_room(&s->tx, clock_mono_seconds());
         if (r || atomic_load(&s->c->aborted))
             return atomic_load(&s->c->aborted) ? 0 : r;
         if (announce(s, 1) < 0) {
@@ -88,7 +88,7 @@ static size_t room(sender *s)
 static int seal_and_send(sender *s, uint8_t type, const unsigned char *plain, size_t n)
 {
     size_t len;
-    if (stx_seal(&s->tx, type, plain, n, mono_seconds(), s->frame, &len) < 0) {
+    if (stx_seal(&s->tx, type, plain, n, clock_mono_seconds(), s->frame, &len) < 0) {
         conn_abort(s->c, "cannot seal a frame");
         return -1;
     }

@@ -20,7 +20,7 @@ static void on_admin(void *ctx, const char *path, admin_response *resp)
     } else if (strcmp(path, "/healthz") == 0) {
         admin_text(resp, 200, NULL, "ok\n");
     } else if (strcmp(path, "/readyz") == 0) {
-        int ready = atomic_load(&k->serving) && !atomic_load(&k->stopping) && k->store.env;
+        int ready = atomic_load(&k->serving) && !stop_signal_raised(&k->stop) && k->store.env;
         admin_text(resp, ready ? 200 : 503, NULL, ready ? "ready\n" : "not ready\n");
     } else {
         status_page_serve(k, path, resp);

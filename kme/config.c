@@ -104,7 +104,7 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
     size_t i;
     json_t *l;
     json_array_foreach(links, i, l) {
-        kme_link_config *lc = &c->links[c->link_count++];
+        relay_link_config *lc = &c->links[c->link_count++];
         if (!json_is_object(l))
             return fail(err, errlen, "setting '%s' must be an array of objects", "links");
         if (get_string(l, "peer", lc->peer_id, sizeof lc->peer_id, 1, err, errlen) < 0 ||

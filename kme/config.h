@@ -8,16 +8,11 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include "api/etsi014.h"
+#include "relay/settings.h"
 #include "runtime/http_server.h"
 
 #define KME_MAX_SAES 256
-#define KME_MAX_LINKS 32
-
-typedef struct {
-    char peer_id[ETSI_ID_MAX + 1];  /* KME ID of the other end (CN of its certificate) */
-    char url[512];                  /* its KME port, https://host:port */
-    char key_dir[1024];             /* where the QKD device drops key blocks for this link */
-} kme_link_config;
+#define KME_MAX_LINKS RELAY_MAX_LINKS
 
 /* The settings a reload may change while requests are served. Never changed
  * once published: a reader may keep using the one it took, since every
@@ -37,7 +32,7 @@ typedef struct {
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
     _Atomic(kme_live_config *) live; /* SAEs and limits: read with the accessors below */
-    kme_link_config links[KME_MAX_LINKS];
+    relay_link_config links[KME_MAX_LINKS];
     size_t link_count;
     long key_ttl_seconds;        /* unfetched keys are erased after this */
     long peer_timeout_ms;        /* one inter-KME request */

@@ -1,59 +1,54 @@
-/* Clock and stop-aware sleep shared by the KME's workers (see context.h). */
+/* The daemon's wiring (see context.h): the relay node's settings and hooks
+ * from the configuration. */
 #include "kme/context.h"
+#include "kme/metrics.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-int64_t kme_now_ms(void)
+static int hook_hosts_sae(void *ctx, const char *sae)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    kme_context *k = ctx;
+    return kme_config_hosts_sae(&k->cfg, sae);
 }
 
-int kme_sleep(kme_context *k, long ms)
+static size_t hook_hosted_saes(void *ctx, char *const **out)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&k->stop_lock);
-    while (!atomic_load(&k->stopping))
-        if (pthread_cond_timedwait(&k->stop_cond, &k->stop_lock, &until) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&k->stop_lock);
-    return atomic_load(&k->stopping);
+    kme_context *k = ctx;
+    const kme_live_config *live = kme_config_live(&k->cfg);
+    *out = live->saes;
+    return live->sae_count;
 }
 
-kme_dest *kme_dest_get(kme_context *k, const char *id, int create)
+static etsi_limits hook_limits(void *ctx)
 {
-    size_t n = atomic_load(&k->dest_count);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(k->dests[i].id, id) == 0)
-            return &k->dests[i];
-    if (!create)
-        return NULL;
-    pthread_mutex_lock(&k->dest_lock);
-    kme_dest *d = NULL;
-    n = atomic_load(&k->dest_count);
-    for (size_t i = 0; i < n && !d; i++)
-        if (strcmp(k->dests[i].id, id) == 0)
-            d = &k->dests[i];
-    if (!d && n < KME_MAX_DESTS) {
-        d = &k->dests[n];
-        memset(d, 0, sizeof *d);
-        snprintf(d->id, sizeof d->id, "%s", id);
-        int li = kme_config_link_index(&k->cfg, id);
-        d->link = li >= 0 ? &k->links[li] : NULL;
-        pthread_mutex_init(&d->stock_lock, NULL);
-        atomic_store(&k->dest_count, n + 1);
-    }
-    pthread_mutex_unlock(&k->dest_lock);
-    return d;
+    kme_context *k = ctx;
+    return kme_config_limits(&k->cfg);
+}
+
+int kme_wire_relay(kme_context *k, char *err, size_t errlen)
+{
+    const kme_config *c = &k->cfg;
+    relay_config rc;
+    memset(&rc, 0, sizeof rc);
+    snprintf(rc.kme_id, sizeof rc.kme_id, "%s", c->kme_id);
+    snprintf(rc.kme_cert, sizeof rc.kme_cert, "%s", c->kme_cert);
+    snprintf(rc.kme_key, sizeof rc.kme_key, "%s", c->kme_key);
+    snprintf(rc.kme_ca, sizeof rc.kme_ca, "%s", c->kme_ca);
+    memcpy(rc.links, c->links, c->link_count * sizeof *rc.links);
+    rc.link_count = c->link_count;
+    rc.key_ttl_seconds = c->key_ttl_seconds;
+    rc.peer_timeout_ms = c->peer_timeout_ms;
+    rc.verify_timeout_ms = c->verify_timeout_ms;
+    rc.link_stock_max_bytes = c->link_stock_max_bytes;
+    rc.stock_max_keys = c->stock_max_keys;
+    rc.stock_max_age_s = c->stock_max_age_s;
+    relay_hooks hooks = {k,
+                         hook_hosts_sae,
+                         hook_hosted_saes,
+                         hook_limits,
+                         kme_metrics_relay,
+                         kme_metrics_link_stock,
+                         kme_metrics_verify_failed};
+    return relay_node_init(&k->net, &rc, &k->store, &hooks, err, errlen);
 }

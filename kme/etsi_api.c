@@ -59,9 +59,9 @@ static void answer_keys(http_response *resp, etsi_key_container *keys)
 
 static void get_status(kme_context *k, const char *caller, const char *slave, http_response *resp)
 {
-    kme_dest *d;
-    int where = supply_locate_sae(k, slave, &d);
-    if (!where) {
+    char kme[ETSI_ID_MAX + 1];
+    supply_where where = supply_locate_sae(k, slave, kme);
+    if (where == SUPPLY_UNKNOWN) {
         http_error(resp, 400, "unknown slave SAE", "SAE %s is not known to %s", slave, k->cfg.kme_id);
         return;
     }
@@ -69,7 +69,7 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     memset(&st, 0, sizeof st);
     snprintf(st.source_kme_id, sizeof st.source_kme_id, "%s", k->cfg.kme_id);
     snprintf(st.target_kme_id, sizeof st.target_kme_id, "%s",
-             where == 1 ? k->cfg.kme_id : d->id);
+             where == SUPPLY_HERE ? k->cfg.kme_id : kme);
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
     st.limits = kme_config_limits(&k->cfg);
@@ -85,11 +85,8 @@ typedef struct {
     char caller[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
     etsi_key_request kr;
     http_deferred *d;
-    supply_async fast;
-    etsi_key_container keys; /* blocking path */
-    supply_trace trace;      /* blocking path */
-    http_response err;       /* blocking path: the encoded answer, or the error */
-    int rc;
+    supply_request supply;
+    http_response answer;    /* blocking path: the encoded answer, or the error */
 } enc_work;
 
 static void enc_resume(void *arg) { http_resume(((enc_work *)arg)->d); }
@@ -97,13 +94,15 @@ static void enc_resume(void *arg) { http_resume(((enc_work *)arg)->d); }
 static void enc_blocking(void *arg)
 {
     enc_work *w = arg;
-    w->rc = supply_keys(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->err, &w->trace);
-    if (w->rc == 0) { /* committed; the answer is encoded here, off the event threads */
-        audit_enc(w->k, w->caller, w->slave, &w->kr, &w->keys, &w->trace);
-        note_handed_out(w->k, w->caller, "master", &w->keys);
-        answer_keys(&w->err, &w->keys);
+    supply_request *a = &w->supply;
+    if (supply_run(a) == 0) { /* committed; the answer is encoded here, off the event threads */
+        audit_enc(w->k, w->caller, w->slave, &w->kr, &a->out, &a->trace);
+        note_handed_out(w->k, w->caller, "master", &a->out);
+        answer_keys(&w->answer, &a->out);
+    } else {
+        w->answer = a->resp;
     }
-    supply_trace_clear(&w->trace);
+    supply_request_clear(a);
 }
 
 static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, http_response *err, http_response *resp)
@@ -122,22 +121,23 @@ static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, htt
 static void enc_finish_fast(void *arg, http_response *resp)
 {
     enc_work *w = arg;
-    supply_async_finish(&w->fast);
-    if (w->fast.rc == 0) {
-        audit_enc(w->k, w->caller, w->slave, &w->kr, &w->fast.out, &w->fast.trace);
-        note_handed_out(w->k, w->caller, "master", &w->fast.out);
+    supply_request *a = &w->supply;
+    supply_finish(a);
+    if (a->rc == 0) {
+        audit_enc(w->k, w->caller, w->slave, &w->kr, &a->out, &a->trace);
+        note_handed_out(w->k, w->caller, "master", &a->out);
     }
-    supply_trace_clear(&w->fast.trace);
-    enc_finish_common(w, w->fast.rc, &w->fast.out, &w->fast.resp, resp);
+    supply_request_clear(a);
+    enc_finish_common(w, a->rc, &a->out, &a->resp, resp);
 }
 
 static void enc_finish_blocking(void *arg, http_response *resp)
 {
     enc_work *w = arg;
-    if (w->rc == 0)
+    if (w->supply.rc == 0)
         log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", w->kr.number, w->kr.size, w->caller,
                   w->slave);
-    *resp = w->err; /* the answer, or the error */
+    *resp = w->answer; /* the answer, or the error */
     etsi_key_request_clear(&w->kr);
     free(w);
 }
@@ -163,12 +163,21 @@ static void enc_keys(kme_context *k, const http_request *req, const char *caller
     w->k = k;
     snprintf(w->caller, sizeof w->caller, "%s", caller);
     snprintf(w->slave, sizeof w->slave, "%s", slave);
-    if (supply_async_prepare(k, w->caller, w->slave, &w->kr, &w->fast, enc_resume, w)) {
+    switch (supply_prepare(k, w->caller, w->slave, &w->kr, &w->supply)) {
+    case SUPPLY_REFUSED:
+        *resp = w->supply.resp;
+        supply_request_clear(&w->supply);
+        etsi_key_request_clear(&w->kr);
+        free(w);
+        break;
+    case SUPPLY_NOW:
         /* Suspend before submitting: the commit may complete before this handler returns. */
         w->d = http_defer(req, enc_finish_fast, w);
-        supply_async_start(&w->fast);
-    } else {
+        supply_start(&w->supply, enc_resume, w);
+        break;
+    case SUPPLY_BLOCKING:
         http_offload(req, enc_blocking, enc_finish_blocking, w);
+        break;
     }
 }
 
@@ -247,7 +256,6 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
 {
     dec_work *w = calloc(1, sizeof *w);
     etsi_problem p;
-    kme_dest *d;
     if (!w) {
         http_error(resp, 503, "out of memory", NULL);
         return;
@@ -260,7 +268,7 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
         free(w);
         return;
     }
-    if (!supply_locate_sae(k, master, &d)) {
+    if (supply_locate_sae(k, master, NULL) == SUPPLY_UNKNOWN) {
         http_error(resp, 400, "unknown master SAE", "SAE %s is not known to %s", master, k->cfg.kme_id);
         etsi_key_ids_clear(&w->ids);
         free(w);

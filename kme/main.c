@@ -14,10 +14,9 @@
 #include "kme/reload.h"
 #include "kme/store_dump.h"
 #include "runtime/worker_pool.h"
-#include "relay/key_stock.h"
 #include "relay/kme_port.h"
-#include "relay/link_worker.h"
 #include "relay/router.h"
+#include "runtime/json_wipe.h"
 #include "runtime/json_wipe.h"
 
 #include <signal.h>
@@ -44,16 +43,27 @@ static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
 static void *expiry_main(void *arg)
 {
     kme_context *k = arg;
-    while (!kme_sleep(k, 1000)) {
+    while (!stop_signal_sleep(&k->stop, 1000)) {
         int n = 0;
         do {
             if (store_commit(&k->store, expire_op, &n) != 0)
                 break;
             if (n > 0)
                 log_info("expired %d unfetched keys", n);
-        } while (n == 64 && !atomic_load(&k->stopping));
+        } while (n == 64 && !stop_signal_raised(&k->stop));
     }
     return NULL;
+}
+
+/* kme --routes: the routes and directory last recorded in the store. */
+static int print_routes(const kme_config *cfg, FILE *out, char *err, size_t errlen)
+{
+    kme_store s;
+    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
+        return -1;
+    int rc = router_print_stored(&s, out, err, errlen);
+    store_close(&s);
+    return rc;
 }
 
 static void usage(FILE *f)
@@ -116,23 +126,10 @@ static int run(kme_context *k, const char *config_path)
         audit_close();
         return 1;
     }
-    for (size_t i = 0; i < k->cfg.link_count; i++) {
-        kme_link *l = &k->links[i];
-        l->index = i;
-        lb_link_init(&l->lb, k->cfg.kme_id, k->cfg.links[i].peer_id);
-        l->initiator = strcmp(k->cfg.kme_id, k->cfg.links[i].peer_id) < 0;
-    }
-    if (stock_load(k) < 0) {
-        log_error("cannot read the key stock");
-        store_close(&k->store);
-        audit_close();
-        return 1;
-    }
     int rc = 1;
     http_server *sae = NULL, *kme = NULL;
     pthread_t expiry;
     int expiry_started = 0;
-    k->peers = peer_client_new(&k->cfg, err, sizeof err);
     /* Two pools, so requests from SAEs waiting on a neighbour never hold up the
      * neighbours' requests to this KME. */
     worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
@@ -141,27 +138,32 @@ static int run(kme_context *k, const char *config_path)
                               "SAE port", EVENT_THREADS, workers, kme_metrics_sae_answer};
     http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
                               k->cfg.connection_limit, k->cfg.connection_timeout_s, (size_t)ETSI_BODY_MAX * 64,
-                              kme_port_gated, k, "KME port", EVENT_THREADS, port_workers, kme_metrics_kme_answer};
+                              kme_port_gated, &k->net, "KME port", EVENT_THREADS, port_workers, kme_metrics_kme_answer};
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */
-    if (router_init(k) < 0) {
-        log_error("cannot set up the routing");
-        goto stop;
-    }
-    if (!k->peers || !workers || !port_workers || !(kme = http_server_start(&ko, err, sizeof err))) {
+    int wired = kme_wire_relay(k, err, sizeof err) == 0;
+    if (!wired) {
         log_error("%s", err);
         goto stop;
     }
-    if (router_start(k) < 0) {
-        log_error("cannot start the routing");
+    if (!workers || !port_workers || !(kme = http_server_start(&ko, err, sizeof err))) {
+        log_error("%s", err);
+        goto stop;
+    }
+    if (relay_node_start_routing(&k->net, err, sizeof err) < 0) {
+        log_error("%s", err);
         goto stop;
     }
     if (!(sae = http_server_start(&so, err, sizeof err))) {
         log_error("%s", err);
         goto stop;
     }
-    if (link_workers_start(k) < 0 || pthread_create(&expiry, NULL, expiry_main, k) != 0) {
-        log_error("cannot start the workers");
+    if (relay_node_start_links(&k->net, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto stop;
+    }
+    if (pthread_create(&expiry, NULL, expiry_main, k) != 0) {
+        log_error("cannot start the expiry worker");
         goto stop;
     }
     expiry_started = 1;
@@ -190,17 +192,11 @@ stop:
     http_server_stop(kme);
     worker_pool_stop(workers);
     worker_pool_stop(port_workers);
-    pthread_mutex_lock(&k->stop_lock);
-    atomic_store(&k->stopping, 1);
-    pthread_cond_broadcast(&k->stop_cond);
-    pthread_mutex_unlock(&k->stop_lock);
-    link_workers_join(k);
-    router_stop(k);
-    for (size_t i = 0; i < atomic_load(&k->dest_count); i++)
-        free(k->dests[i].claims);
+    stop_signal_raise(&k->stop);
+    if (wired)
+        relay_node_stop(&k->net);
     if (expiry_started)
         pthread_join(expiry, NULL);
-    peer_client_free(k->peers);
     if (k->store.batches)
         log_info("%s: %llu store operations in %llu synced commits (%.1f per commit)", k->cfg.kme_id,
                  (unsigned long long)k->store.ops, (unsigned long long)k->store.batches,
@@ -252,7 +248,7 @@ int main(int argc, char **argv)
         log_set_level(level);
     int rc;
     if (dump || routes) {
-        rc = (dump ? store_dump(&k.cfg, stdout, err, sizeof err) : router_print_stored(&k.cfg, stdout, err, sizeof err)) < 0;
+        rc = (dump ? store_dump(&k.cfg, stdout, err, sizeof err) : print_routes(&k.cfg, stdout, err, sizeof err)) < 0;
         if (rc)
             fprintf(stderr, "kme: %s\n", err);
     } else {
@@ -262,9 +258,7 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        pthread_mutex_init(&k.stop_lock, NULL);
-        pthread_mutex_init(&k.dest_lock, NULL);
-        pthread_cond_init(&k.stop_cond, NULL);
+        stop_signal_init(&k.stop);
         rc = run(&k, config);
         curl_global_cleanup();
     }

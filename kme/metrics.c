@@ -3,6 +3,7 @@
  * by destination KME are small and kept under one mutex, taken briefly by
  * the reporters and once per scrape. */
 #include "kme/metrics.h"
+#include "runtime/clock.h"
 #include "runtime/prom_text.h"
 
 #include <stdatomic.h>
@@ -70,7 +71,7 @@ void kme_metrics_kme_answer(void *ctx, const char *method, const char *path, int
 /* ---- the tables under the lock ------------------------------------------------------------- */
 
 #define SAE_ROWS 1024
-#define DEST_ROWS KME_MAX_DESTS
+#define DEST_ROWS RELAY_MAX_DESTS
 #define RECENT_RELAYS 64
 #define RATE_WINDOW_MS 5000
 
@@ -109,15 +110,9 @@ static size_t nsaes;
 static link_row links[KME_MAX_LINKS];
 static dest_row dests[DEST_ROWS];
 static size_t ndests;
-static kme_relay_event recent[RECENT_RELAYS]; /* ring; newest at recent_next - 1 */
+static relay_event recent[RECENT_RELAYS]; /* ring; newest at recent_next - 1 */
 static size_t recent_next, nrecent;
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Locked. The row of id in a table of rows of size bytes whose first member
  * is the ID, added when there is room; NULL when full. */
@@ -149,12 +144,13 @@ void kme_metrics_delivered(kme_context *k, const char *sae, const char *role, si
     pthread_mutex_unlock(&lock);
 }
 
-void kme_metrics_link_stock(kme_context *k, const kme_link *l, const lb_stock *st)
+void kme_metrics_link_stock(void *ctx, const relay_link *l, const lb_stock *st)
 {
+    (void)ctx;
     if (l->index >= KME_MAX_LINKS)
         return;
-    uint64_t ingested = atomic_load(&k->links[l->index].ingested_bytes);
-    int64_t now = mono_ms();
+    uint64_t ingested = atomic_load(&l->ingested_bytes);
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&lock);
     link_row *row = &links[l->index];
     row->stock = *st;
@@ -170,16 +166,16 @@ void kme_metrics_link_stock(kme_context *k, const kme_link *l, const lb_stock *s
     pthread_mutex_unlock(&lock);
 }
 
-void kme_metrics_verify_failed(kme_context *k, const kme_link *l, size_t blocks)
+void kme_metrics_verify_failed(void *ctx, const relay_link *l, size_t blocks)
 {
-    (void)k;
+    (void)ctx;
     if (l->index < KME_MAX_LINKS && blocks)
         atomic_fetch_add(&links[l->index].verify_failures, blocks);
 }
 
-void kme_metrics_relay(kme_context *k, const kme_relay_event *e)
+void kme_metrics_relay(void *ctx, const relay_event *e)
 {
-    (void)k;
+    (void)ctx;
     pthread_mutex_lock(&lock);
     recent[recent_next] = *e;
     recent_next = (recent_next + 1) % RECENT_RELAYS;
@@ -198,7 +194,7 @@ void kme_metrics_relay(kme_context *k, const kme_relay_event *e)
     pthread_mutex_unlock(&lock);
 }
 
-size_t kme_metrics_recent_relays(kme_context *k, kme_relay_event *out, size_t max)
+size_t kme_metrics_recent_relays(kme_context *k, relay_event *out, size_t max)
 {
     (void)k;
     pthread_mutex_lock(&lock);
@@ -234,47 +230,47 @@ static void write_links(FILE *f, kme_context *k)
     size_t n = k->cfg.link_count < KME_MAX_LINKS ? k->cfg.link_count : KME_MAX_LINKS;
     prom_family(f, "qkd_kme_link_up", "gauge", "1 while the last contact with the neighbour over the link succeeded.");
     for (size_t i = 0; i < n; i++)
-        prom_u64(f, "qkd_kme_link_up", (uint64_t)(atomic_load(&k->links[i].peer_up) != 0), "link",
-                 k->links[i].lb.peer_id, NULL);
+        prom_u64(f, "qkd_kme_link_up", (uint64_t)(atomic_load(&k->net.links[i].peer_up) != 0), "link",
+                 k->net.links[i].lb.peer_id, NULL);
     prom_family(f, "qkd_kme_link_key_stock_bytes", "gauge",
                 "Unused verified link key, by the end of the link that owns it (self: this KME allocates it).");
     for (size_t i = 0; i < n; i++)
         if (links[i].counted) {
-            prom_u64(f, "qkd_kme_link_key_stock_bytes", links[i].stock.owned_free, "link", k->links[i].lb.peer_id,
+            prom_u64(f, "qkd_kme_link_key_stock_bytes", links[i].stock.owned_free, "link", k->net.links[i].lb.peer_id,
                      "owner", "self", NULL);
-            prom_u64(f, "qkd_kme_link_key_stock_bytes", links[i].stock.peer_free, "link", k->links[i].lb.peer_id,
+            prom_u64(f, "qkd_kme_link_key_stock_bytes", links[i].stock.peer_free, "link", k->net.links[i].lb.peer_id,
                      "owner", "peer", NULL);
         }
     prom_family(f, "qkd_kme_link_unverified_bytes", "gauge",
                 "Ingested link key not yet compared with the other end (unverified or locked in a verification).");
     for (size_t i = 0; i < n; i++)
         if (links[i].counted)
-            prom_u64(f, "qkd_kme_link_unverified_bytes", links[i].stock.unverified, "link", k->links[i].lb.peer_id,
+            prom_u64(f, "qkd_kme_link_unverified_bytes", links[i].stock.unverified, "link", k->net.links[i].lb.peer_id,
                      NULL);
     prom_family(f, "qkd_kme_link_blocks", "gauge", "Link key blocks in the store by state.");
     for (size_t i = 0; i < n; i++)
         if (links[i].counted) {
-            prom_u64(f, "qkd_kme_link_blocks", links[i].stock.verified_blocks, "link", k->links[i].lb.peer_id,
+            prom_u64(f, "qkd_kme_link_blocks", links[i].stock.verified_blocks, "link", k->net.links[i].lb.peer_id,
                      "state", "verified", NULL);
-            prom_u64(f, "qkd_kme_link_blocks", links[i].stock.discarded_blocks, "link", k->links[i].lb.peer_id,
+            prom_u64(f, "qkd_kme_link_blocks", links[i].stock.discarded_blocks, "link", k->net.links[i].lb.peer_id,
                      "state", "discarded", NULL);
         }
     prom_family(f, "qkd_kme_link_ingested_bytes_total", "counter",
                 "Link key ingested from the QKD device's key files since the KME started.");
     for (size_t i = 0; i < n; i++)
-        prom_u64(f, "qkd_kme_link_ingested_bytes_total", atomic_load(&k->links[i].ingested_bytes), "link",
-                 k->links[i].lb.peer_id, NULL);
+        prom_u64(f, "qkd_kme_link_ingested_bytes_total", atomic_load(&k->net.links[i].ingested_bytes), "link",
+                 k->net.links[i].lb.peer_id, NULL);
     prom_family(f, "qkd_kme_link_ingest_rate_bytes_per_second", "gauge",
                 "Link key ingested per second over the last 5 s window.");
     for (size_t i = 0; i < n; i++)
         if (links[i].counted)
-            prom_f64(f, "qkd_kme_link_ingest_rate_bytes_per_second", links[i].rate, "link", k->links[i].lb.peer_id,
+            prom_f64(f, "qkd_kme_link_ingest_rate_bytes_per_second", links[i].rate, "link", k->net.links[i].lb.peer_id,
                      NULL);
     prom_family(f, "qkd_kme_link_verify_failures_total", "counter",
                 "Link key blocks this end discarded because the two ends' verification tags differed.");
     for (size_t i = 0; i < n; i++)
         prom_u64(f, "qkd_kme_link_verify_failures_total", atomic_load(&links[i].verify_failures), "link",
-                 k->links[i].lb.peer_id, NULL);
+                 k->net.links[i].lb.peer_id, NULL);
 }
 
 /* Locked. */
@@ -344,7 +340,7 @@ char *kme_metrics_text(kme_context *k, size_t *len)
     if (!f)
         return NULL;
     prom_family(f, "qkd_kme_up", "gauge", "1 while the KME serves.");
-    prom_u64(f, "qkd_kme_up", (uint64_t)(atomic_load(&k->serving) && !atomic_load(&k->stopping)), "kme",
+    prom_u64(f, "qkd_kme_up", (uint64_t)(atomic_load(&k->serving) && !stop_signal_raised(&k->stop)), "kme",
              k->cfg.kme_id, NULL);
     write_requests(f);
     write_store(f, k);

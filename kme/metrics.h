@@ -10,16 +10,6 @@
 #include <stdint.h>
 #include "kme/context.h"
 
-/* One relay request finished at its origin. */
-typedef struct {
-    int64_t at_ms;                 /* when it finished (unix ms) */
-    char dest[ETSI_ID_MAX + 1];    /* the KME the keys were relayed to */
-    char via[ETSI_ID_MAX + 1];     /* the first hop ("" when none was found) */
-    unsigned keys;
-    unsigned long bytes;           /* key material relayed */
-    double seconds;                /* from sending to the destination's acknowledgement */
-    int ok;
-} kme_relay_event;
 
 /* The whole exposition, malloc'd (length in *len), or NULL when out of memory. */
 char *kme_metrics_text(kme_context *k, size_t *len);
@@ -28,10 +18,10 @@ char *kme_metrics_text(kme_context *k, size_t *len);
 void kme_metrics_delivered(kme_context *k, const char *sae, const char *role, size_t keys, size_t bits);
 
 /* A relay request finished at its origin. */
-void kme_metrics_relay(kme_context *k, const kme_relay_event *e);
+void kme_metrics_relay(void *ctx, const relay_event *e);
 
 /* Up to max recent relay events, newest first; returns how many. */
-size_t kme_metrics_recent_relays(kme_context *k, kme_relay_event *out, size_t max);
+size_t kme_metrics_recent_relays(kme_context *k, relay_event *out, size_t max);
 
 /* An answer was queued on the SAE port or the KME port with its final status
  * (deferred requests too): the listeners' on_answer hook (kme/http_server.h);
@@ -41,10 +31,10 @@ void kme_metrics_kme_answer(void *ctx, const char *method, const char *path, int
 
 /* The stock of link l as the router last counted it for its advert (about
  * once a second); also samples the link's ingest counter for the rate. */
-void kme_metrics_link_stock(kme_context *k, const kme_link *l, const lb_stock *st);
+void kme_metrics_link_stock(void *ctx, const relay_link *l, const lb_stock *st);
 
 /* blocks of link l were discarded at this end because the two ends' tags
  * differed (committed). */
-void kme_metrics_verify_failed(kme_context *k, const kme_link *l, size_t blocks);
+void kme_metrics_verify_failed(void *ctx, const relay_link *l, size_t blocks);
 
 #endif

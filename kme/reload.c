@@ -98,7 +98,7 @@ void kme_reload(kme_context *k, const char *config_path)
         /* Read by this thread only. */
         memcpy(k->cfg.log_level, next->log_level, sizeof k->cfg.log_level);
         memcpy(k->cfg.audit_log, next->audit_log, sizeof k->cfg.audit_log);
-        router_links_changed(k); /* a new advert now when the SAEs changed */
+        router_links_changed(&k->net); /* a new advert now when the SAEs changed */
         log_info("%s: configuration reloaded: %s", k->cfg.kme_id, s.text);
     }
     kme_config_free(next);

@@ -5,6 +5,7 @@
 #include "kme/metrics.h"
 #include "relay/router.h"
 #include "relay/routing.h"
+#include "runtime/clock.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -159,7 +160,7 @@ static void read_local_ends(kme_context *k, int64_t now_ms, local_end *out)
     if (store_read_begin(&k->store, &txn))
         txn = NULL;
     for (size_t i = 0; i < n; i++) {
-        kme_link *l = &k->links[i];
+        relay_link *l = &k->net.links[i];
         lb_stock st;
         out[i].up = atomic_load(&l->peer_up);
         out[i].ingested_bytes = atomic_load(&l->ingested_bytes);
@@ -293,7 +294,7 @@ static json_t *links_json(kme_context *k, snapshot *s, const local_end *local)
 
 static json_t *relays_json(kme_context *k)
 {
-    kme_relay_event ev[STATUS_RELAYS_MAX];
+    relay_event ev[STATUS_RELAYS_MAX];
     size_t n = kme_metrics_recent_relays(k, ev, STATUS_RELAYS_MAX);
     json_t *out = json_array();
     for (size_t i = 0; i < n && i < STATUS_RELAYS_MAX; i++)
@@ -306,13 +307,13 @@ static json_t *relays_json(kme_context *k)
 
 char *status_json_text(kme_context *k, size_t *len)
 {
-    snapshot s = {.self = k->cfg.kme_id, .now_ms = kme_now_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
+    snapshot s = {.self = k->cfg.kme_id, .now_ms = clock_wall_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
     s.routes = json_array();
     s.directory = json_object();
     local_end *local = calloc(KME_MAX_LINKS, sizeof *local);
     char *text = NULL;
     if (s.routes && s.directory && local) {
-        router_inspect(k, take_snapshot, &s);
+        router_inspect(&k->net, take_snapshot, &s);
         read_local_ends(k, s.now_ms, local);
     }
     json_t *root = NULL;

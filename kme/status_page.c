@@ -11,7 +11,7 @@ void status_page_serve(kme_context *k, const char *path, admin_response *resp)
         admin_text(resp, 200, "text/html; charset=utf-8", status_page_html);
     } else if (strcmp(path, "/status.json") == 0) {
         /* While stopping, the router goes away: nothing left to show. */
-        if (atomic_load(&k->stopping)) {
+        if (stop_signal_raised(&k->stop)) {
             admin_text(resp, 503, NULL, "stopping\n");
             return;
         }

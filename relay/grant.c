@@ -4,6 +4,7 @@
 #include "relay/grant.h"
 #include "api/kme_msgs.h"
 #include "relay/router.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
 
 #include <stdlib.h>
@@ -21,7 +22,7 @@ typedef struct {
     int64_t credit_ms;
 } grant_link_state;
 
-static grant_link_state link_state[KME_MAX_LINKS];
+static grant_link_state link_state[RELAY_MAX_LINKS];
 
 /* ---- policy ---------------------------------------------------------------------- */
 
@@ -36,7 +37,7 @@ uint64_t grant_policy_bytes(uint64_t self_free, uint64_t peer_free)
 }
 
 /* The neighbour's owned free bytes on l as this end counts them; -1 if unknown. */
-static int neighbour_stock(kme_context *k, kme_link *l, grant_link_state *g, int64_t now, uint64_t *out)
+static int neighbour_stock(relay_node *k, relay_link *l, grant_link_state *g, int64_t now, uint64_t *out)
 {
     uint64_t adv;
     if (!k->router || router_advertised_stock(k, l->lb.peer_id, k->cfg.kme_id, &adv) < 0)
@@ -49,15 +50,15 @@ static int neighbour_stock(kme_context *k, kme_link *l, grant_link_state *g, int
 }
 
 /* This end's owned free bytes on l and whether a grant is pending. 0, or -1. */
-static int own_state(kme_context *k, kme_link *l, uint64_t *owned_free, int *pending)
+static int own_state(relay_node *k, relay_link *l, uint64_t *owned_free, int *pending)
 {
     MDB_txn *txn;
     lb_stock st;
     uint64_t seq, bytes;
     size_t n = 0;
-    if (store_read_begin(&k->store, &txn))
+    if (store_read_begin(k->store, &txn))
         return -1;
-    int rc = lb_get_stock(&k->store, txn, &l->lb, &st) || lb_grant_pending(&k->store, txn, &l->lb, &seq, 1, &n, &bytes);
+    int rc = lb_get_stock(k->store, txn, &l->lb, &st) || lb_grant_pending(k->store, txn, &l->lb, &seq, 1, &n, &bytes);
     mdb_txn_abort(txn);
     *owned_free = st.owned_free;
     *pending = n > 0;
@@ -102,7 +103,7 @@ static void mark_accepted(grant_batch *b, const kme_grant *acc)
 
 /* Sends the grant; fills b->accepted from the answer. 0, or -1 when no
  * usable answer came (the blocks stay pending). */
-static int post_grant(kme_context *k, kme_link *l, grant_batch *b)
+static int post_grant(relay_node *k, relay_link *l, grant_batch *b)
 {
     kme_grant req = {b->count, b->seqs}, acc = {0, NULL};
     char *body = kme_grant_request_to_json(&req);
@@ -141,28 +142,28 @@ static size_t count_accepted(const grant_batch *b)
 }
 
 /* Gives (or gives again) the blocks of b and settles the answer. */
-static long run_grant(kme_context *k, kme_link *l, grant_link_state *g, grant_batch *b)
+static long run_grant(relay_node *k, relay_link *l, grant_link_state *g, grant_batch *b)
 {
-    if (store_commit(&k->store, grant_start_op, b) != 0)
+    if (store_commit(k->store, grant_start_op, b) != 0)
         return -1;
     if (b->count == 0)
         return 0;
-    if (post_grant(k, l, b) < 0 || store_commit(&k->store, grant_settle_op, b) != 0)
+    if (post_grant(k, l, b) < 0 || store_commit(k->store, grant_settle_op, b) != 0)
         return -1;
     log_info("link %s: %s %zu blocks (%llu bytes); the neighbour took %zu (%llu bytes)", l->lb.peer_id,
              b->retry ? "granted again" : "granted", b->count, (unsigned long long)b->bytes, count_accepted(b),
              (unsigned long long)b->confirmed_bytes);
     g->credit += b->confirmed_bytes;
-    g->credit_ms = kme_now_ms();
+    g->credit_ms = clock_wall_ms();
     return (long)b->confirmed_bytes;
 }
 
-long grant_once(kme_context *k, kme_link *l)
+long grant_once(relay_node *k, relay_link *l)
 {
-    if (l->index >= KME_MAX_LINKS)
+    if (l->index >= RELAY_MAX_LINKS)
         return -1;
     grant_link_state *g = &link_state[l->index];
-    int64_t now = kme_now_ms();
+    int64_t now = clock_wall_ms();
     if (!atomic_load(&l->peer_up) || now - g->last_ms < GRANT_INTERVAL_MS)
         return 0;
     g->last_ms = now;
@@ -214,7 +215,7 @@ static char *answer(const kme_grant *req, const uint8_t *accepted, size_t *n)
     return text;
 }
 
-void grant_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+void grant_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_grant g;
     etsi_problem p;
@@ -224,7 +225,7 @@ void grant_handle(kme_context *k, kme_link *l, const http_request *req, http_res
     }
     accept_arg a = {&l->lb, &g, calloc(g.count, 1), 0};
     size_t taken = 0;
-    int rc = a.accepted ? store_commit(&k->store, accept_op, &a) : LB_DB;
+    int rc = a.accepted ? store_commit(k->store, accept_op, &a) : LB_DB;
     if (!a.accepted) {
         http_error(resp, 503, "out of memory", NULL);
     } else if (rc == LB_LATER) {

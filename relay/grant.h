@@ -15,7 +15,7 @@
 #define RELAY_GRANT_H
 
 #include <stdint.h>
-#include "kme/context.h"
+#include "relay/node.h"
 #include "runtime/http_server.h"
 
 #define GRANT_MAX_BLOCKS 1024          /* blocks in one grant */
@@ -51,10 +51,10 @@ int grant_settle_op(kme_store *s, MDB_txn *txn, void *batch);
  * bytes the neighbour confirmed, 0 when there was nothing to do, -1 on
  * failure (a grant left pending is sent again next time). Call from the
  * link's own worker only. */
-long grant_once(kme_context *k, kme_link *l);
+long grant_once(relay_node *k, relay_link *l);
 
 /* KME port: POST /kme/v1/grant from the neighbour on link l (commits; call
  * off the event threads). */
-void grant_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
+void grant_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
 #endif

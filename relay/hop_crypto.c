@@ -197,18 +197,7 @@ int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_ra
     }
     if (!kme_ranges_disjoint(ranges, n, NULL, 0))
         return LB_REUSED;
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char kb[80];
-        MDB_val k = {lb_block_key(kb, link->peer_id, ranges[i].seq), kb}, v;
-        if (mdb_get(txn, s->block_data, &k, &v) || v.mv_size < (size_t)ranges[i].offset + ranges[i].length) {
-            OPENSSL_cleanse(out, off);
-            return LB_DB;
-        }
-        memcpy(out + off, (const unsigned char *)v.mv_data + ranges[i].offset, ranges[i].length);
-        off += ranges[i].length;
-    }
-    return LB_OK;
+    return lb_read_ranges(s, txn, link->peer_id, ranges, n, out);
 }
 
 /* ---- both ends on a link ---------------------------------------------------------------- */

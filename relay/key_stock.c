@@ -5,6 +5,7 @@
 #include "relay/router.h"
 #include "relay/routing.h"
 #include "store/key_records.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
 #include "api/kme_msgs.h"
 
@@ -34,7 +35,7 @@ static size_t pair_prefix(unsigned char *buf, const char *peer, const char *mast
     return n + 4;
 }
 
-static stock_pair *find_pair(kme_dest *l, const char *master, const char *slave, long size_bits, int create)
+static stock_pair *find_pair(relay_dest *l, const char *master, const char *slave, long size_bits, int create)
 {
     for (size_t i = 0; i < l->stock_pairs; i++) {
         stock_pair *p = &l->stock[i];
@@ -48,15 +49,15 @@ static stock_pair *find_pair(kme_dest *l, const char *master, const char *slave,
     snprintf(p->master, sizeof p->master, "%s", master);
     snprintf(p->slave, sizeof p->slave, "%s", slave);
     p->size_bits = size_bits;
-    p->last_round_ms = kme_now_ms();
+    p->last_round_ms = clock_wall_ms();
     return p;
 }
 
 /* ---- load and ageing ------------------------------------------------------ */
 
 typedef struct {
-    kme_context *k;
-    kme_dest *d; /* NULL: every dest (at start) */
+    relay_node *k;
+    relay_dest *d; /* NULL: every dest (at start) */
     int64_t cutoff_ms;
     long dropped;
 } age_arg;
@@ -78,7 +79,7 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
     MDB_val k = {plen, (void *)peer}, v;
     int rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0 && k.mv_size > plen && memcmp(k.mv_data, peer, plen) == 0) {
-        kme_dest *d = a->d;
+        relay_dest *d = a->d;
         if (!d) {
             size_t dlen = strnlen(k.mv_data, k.mv_size);
             char id[ETSI_ID_MAX + 1];
@@ -86,7 +87,7 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
                 id[0] = '\0';
             else
                 memcpy(id, k.mv_data, dlen + 1);
-            d = id[0] ? kme_dest_get(a->k, id, 1) : NULL;
+            d = id[0] ? relay_dest_get(a->k, id, 1) : NULL;
             plen = dlen + 1;
         }
         const char *master = (const char *)k.mv_data + plen;
@@ -118,25 +119,25 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : -1;
 }
 
-static int age_dest(kme_context *k, kme_dest *d)
+static int age_dest(relay_node *k, relay_dest *d)
 {
-    age_arg a = {k, d, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
+    age_arg a = {k, d, clock_wall_ms() - k->cfg.stock_max_age_s * 1000, 0};
     pthread_mutex_lock(&d->stock_lock); /* counts are rebuilt: no take meanwhile */
-    int rc = store_commit(&k->store, age_op, &a);
+    int rc = store_commit(k->store, age_op, &a);
     pthread_mutex_unlock(&d->stock_lock);
     if (a.dropped)
         log_info("stock for %s: dropped %ld keys older than %ld s", d->id, a.dropped, k->cfg.stock_max_age_s);
     return rc;
 }
 
-int stock_load(kme_context *k)
+int stock_load(relay_node *k)
 {
     for (size_t i = 0; i < k->cfg.link_count; i++)
-        if (!kme_dest_get(k, k->cfg.links[i].peer_id, 1))
+        if (!relay_dest_get(k, k->cfg.links[i].peer_id, 1))
             return -1;
     /* Before any other thread runs: the counts need no lock here. */
-    age_arg a = {k, NULL, kme_now_ms() - k->cfg.stock_max_age_s * 1000, 0};
-    int rc = store_commit(&k->store, age_op, &a);
+    age_arg a = {k, NULL, clock_wall_ms() - k->cfg.stock_max_age_s * 1000, 0};
+    int rc = store_commit(k->store, age_op, &a);
     if (a.dropped)
         log_info("dropped %ld stock keys older than %ld s", a.dropped, k->cfg.stock_max_age_s);
     return rc;
@@ -144,7 +145,7 @@ int stock_load(kme_context *k)
 
 /* ---- demand and take -------------------------------------------------------- */
 
-void stock_note_demand(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits,
+void stock_note_demand(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits,
                        long number)
 {
     if (k->cfg.stock_max_keys <= 0)
@@ -153,12 +154,12 @@ void stock_note_demand(kme_context *k, kme_dest *l, const char *master, const ch
     stock_pair *p = find_pair(l, master, slave, size_bits, 1);
     if (p) {
         p->taken += number;
-        p->last_demand_ms = kme_now_ms();
+        p->last_demand_ms = clock_wall_ms();
     }
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-long stock_count(kme_dest *l, const char *master, const char *slave, long size_bits)
+long stock_count(relay_dest *l, const char *master, const char *slave, long size_bits)
 {
     pthread_mutex_lock(&l->stock_lock);
     stock_pair *p = find_pair(l, master, slave, size_bits, 0);
@@ -200,7 +201,7 @@ int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
     return (long)a->out->count == a->number ? 0 : 1;
 }
 
-long stock_hold(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long number)
+long stock_hold(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long number)
 {
     if (k->cfg.stock_max_keys <= 0)
         return 0;
@@ -213,7 +214,7 @@ long stock_hold(kme_context *k, kme_dest *l, const char *master, const char *sla
     return held;
 }
 
-void stock_unhold(kme_dest *l, const char *master, const char *slave, long size_bits, long held)
+void stock_unhold(relay_dest *l, const char *master, const char *slave, long size_bits, long held)
 {
     if (held <= 0)
         return;
@@ -224,7 +225,7 @@ void stock_unhold(kme_dest *l, const char *master, const char *slave, long size_
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-void stock_take_prepare(kme_dest *l, const char *master, const char *slave, long size_bits, long held,
+void stock_take_prepare(relay_dest *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a)
 {
     memset(out, 0, sizeof *out);
@@ -234,12 +235,12 @@ void stock_take_prepare(kme_dest *l, const char *master, const char *slave, long
     a->out = out;
 }
 
-int stock_take_held(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long held,
+int stock_take_held(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out)
 {
     stock_take_arg a;
     stock_take_prepare(l, master, slave, size_bits, held, out, &a);
-    int rc = store_commit(&k->store, stock_take_op, &a);
+    int rc = store_commit(k->store, stock_take_op, &a);
     if (rc != 0) {
         etsi_key_container_clear(out);
         stock_unhold(l, master, slave, size_bits, held);
@@ -277,7 +278,7 @@ static int put_op(kme_store *s, MDB_txn *txn, void *arg)
 
 /* Target stock for a pair: a few seconds of its recent demand, within bounds
  * in keys (stock_max_keys) and in bytes. */
-static long target_of(const kme_context *k, const stock_pair *p)
+static long target_of(const relay_node *k, const stock_pair *p)
 {
     double key_bytes = (double)p->size_bits / 8;
     double t = p->rate * STOCK_LEAD_SECONDS;
@@ -291,9 +292,9 @@ static long target_of(const kme_context *k, const stock_pair *p)
     return t < 1 ? 1 : (long)t;
 }
 
-static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, long number)
+static long refill_pair(relay_node *k, relay_dest *l, const stock_pair *snap, long number)
 {
-    long most = kme_config_limits(&k->cfg).max_key_per_request;
+    long most = relay_limits(k).max_key_per_request;
     if (number > most)
         number = most;
     const char *slaves[1] = {snap->slave};
@@ -316,8 +317,8 @@ static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, lon
     put_arg a;
     a.plen = pair_prefix(a.prefix, l->id, snap->master, snap->slave, snap->size_bits);
     a.keys = &keys;
-    a.created_ms = kme_now_ms();
-    rc = store_commit(&k->store, put_op, &a);
+    a.created_ms = clock_wall_ms();
+    rc = store_commit(k->store, put_op, &a);
     etsi_key_container_clear(&keys);
     if (rc != 0) {
         log_error("stock for %s: could not store %ld keys; they are lost", l->id, number);
@@ -331,14 +332,14 @@ static long refill_pair(kme_context *k, kme_dest *l, const stock_pair *snap, lon
     return number;
 }
 
-long stock_refill_once(kme_context *k, kme_dest *l)
+long stock_refill_once(relay_node *k, relay_dest *l)
 {
     if (k->cfg.stock_max_keys <= 0)
         return 0;
-    kme_link *first = l->link ? l->link : router_next_hop(k, l->id, NULL);
+    relay_link *first = l->link ? l->link : router_next_hop(k, l->id, NULL);
     if (!first || (l->link && !atomic_load(&l->link->peer_up)))
         return 0;
-    int64_t now = kme_now_ms();
+    int64_t now = clock_wall_ms();
     stock_pair want[STOCK_MAX_PAIRS];
     long amount[STOCK_MAX_PAIRS];
     size_t n = 0;
@@ -386,13 +387,13 @@ long stock_refill_once(kme_context *k, kme_dest *l)
 
 #define CLAIMS_MAX 65536 /* beyond this the oldest are not told (they expire later) */
 
-void stock_note_claims(kme_dest *l, const etsi_key_container *keys)
+void stock_note_claims(relay_dest *l, const etsi_key_container *keys)
 {
     int64_t now = (int64_t)time(NULL);
     pthread_mutex_lock(&l->stock_lock);
     if (l->nclaims + keys->count > l->claims_cap && l->nclaims + keys->count <= CLAIMS_MAX) {
         size_t cap = (l->nclaims + keys->count) * 2;
-        kme_claim *grown = realloc(l->claims, cap * sizeof *grown);
+        relay_claim *grown = realloc(l->claims, cap * sizeof *grown);
         if (grown) {
             l->claims = grown;
             l->claims_cap = cap;
@@ -405,10 +406,10 @@ void stock_note_claims(kme_dest *l, const etsi_key_container *keys)
     pthread_mutex_unlock(&l->stock_lock);
 }
 
-int stock_send_claims(kme_context *k, kme_dest *l)
+int stock_send_claims(relay_node *k, relay_dest *l)
 {
     kme_claimed c = {"", 0, NULL, NULL};
-    kme_link *via = l->link;
+    relay_link *via = l->link;
     if (!via) {
         via = router_next_hop(k, l->id, NULL);
         snprintf(c.dest, sizeof c.dest, "%s", l->id);
@@ -466,7 +467,7 @@ static int claimed_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-void stock_claimed_handle(kme_context *k, const http_request *req, http_response *resp)
+void stock_claimed_handle(relay_node *k, const http_request *req, http_response *resp)
 {
     kme_claimed c;
     etsi_problem p;
@@ -476,7 +477,7 @@ void stock_claimed_handle(kme_context *k, const http_request *req, http_response
     }
     if (c.dest[0] && strcmp(c.dest, k->cfg.kme_id) != 0) {
         /* Stock relayed from further away: pass the claims on. */
-        kme_link *via = router_next_hop(k, c.dest, NULL);
+        relay_link *via = router_next_hop(k, c.dest, NULL);
         peer_reply reply;
         if (!via) {
             http_error(resp, 503, "no route", "%s has no route to %s", k->cfg.kme_id, c.dest);
@@ -494,7 +495,7 @@ void stock_claimed_handle(kme_context *k, const http_request *req, http_response
         return;
     }
     claimed_arg a = {&c, k->cfg.key_ttl_seconds};
-    if (store_commit(&k->store, claimed_op, &a) != 0) {
+    if (store_commit(k->store, claimed_op, &a) != 0) {
         http_error(resp, 503, "key store failure", "the claims could not be recorded");
     } else {
         resp->status = 200;

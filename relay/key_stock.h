@@ -12,25 +12,25 @@
 #ifndef RELAY_KEY_STOCK_H
 #define RELAY_KEY_STOCK_H
 
-#include "kme/context.h"
+#include "relay/node.h"
 #include "api/etsi014.h"
 #include "runtime/http_server.h"
 
 /* Counts the stock in the store and drops what is too old; creates the dests
  * of the neighbours and of every KME with stock. Call at start. */
-int stock_load(kme_context *k);
+int stock_load(relay_node *k);
 
 /* Records that master received number keys of size_bits for slave. */
-void stock_note_demand(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits,
+void stock_note_demand(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits,
                        long number);
 
 /* Holds up to number stock keys for one request; returns how many. */
-long stock_hold(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long number);
+long stock_hold(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long number);
 /* Gives back held keys the request will not take. */
-void stock_unhold(kme_dest *l, const char *master, const char *slave, long size_bits, long held);
+void stock_unhold(relay_dest *l, const char *master, const char *slave, long size_bits, long held);
 /* Takes the held keys into out (committed). 0 on success; on failure the
  * hold is given back and nothing is taken. */
-int stock_take_held(kme_context *k, kme_dest *l, const char *master, const char *slave, long size_bits, long held,
+int stock_take_held(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long held,
                     etsi_key_container *out);
 
 /* The same as a store operation, for store_commit_async: fill with
@@ -42,21 +42,21 @@ typedef struct {
     long number, size_bits;
     etsi_key_container *out;
 } stock_take_arg;
-void stock_take_prepare(kme_dest *l, const char *master, const char *slave, long size_bits, long held,
+void stock_take_prepare(relay_dest *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a);
 int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
 
 /* Records that these stock keys were handed to their master now. */
-void stock_note_claims(kme_dest *l, const etsi_key_container *keys);
+void stock_note_claims(relay_dest *l, const etsi_key_container *keys);
 /* Tells the dest about handed-out stock keys (worker thread). */
-int stock_send_claims(kme_context *k, kme_dest *l);
+int stock_send_claims(relay_node *k, relay_dest *l);
 /* KME port: POST /kme/v1/claimed. */
-void stock_claimed_handle(kme_context *k, const http_request *req, http_response *resp);
+void stock_claimed_handle(relay_node *k, const http_request *req, http_response *resp);
 
-long stock_count(kme_dest *l, const char *master, const char *slave, long size_bits);
+long stock_count(relay_dest *l, const char *master, const char *slave, long size_bits);
 
 /* One refill round for the dest (worker thread): returns keys added. It takes
  * no key from the route's first link below the routing's low-stock mark. */
-long stock_refill_once(kme_context *k, kme_dest *l);
+long stock_refill_once(relay_node *k, relay_dest *l);
 
 #endif

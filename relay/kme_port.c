@@ -9,13 +9,12 @@
 #include "relay/reserve.h"
 #include "relay/router.h"
 #include "runtime/log.h"
-#include "kme/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
-    kme_link *l;
+    relay_link *l;
     const kme_verify_request *req;
     kme_verify_response *resp;
     size_t discarded; /* blocks this answer discarded for differing tags */
@@ -46,7 +45,7 @@ static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-static void handle_verify(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+static void handle_verify(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_verify_request *vr = calloc(1, sizeof *vr);
     kme_verify_response *out = calloc(1, sizeof *out);
@@ -58,10 +57,10 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
     } else {
         memcpy(out->txn_id, vr->txn_id, sizeof out->txn_id);
         respond_arg a = {l, vr, out, 0};
-        if (store_commit(&k->store, respond_op, &a) != 0) {
+        if (store_commit(k->store, respond_op, &a) != 0) {
             http_error(resp, 503, "key store failure", "the verification could not be committed");
         } else {
-            kme_metrics_verify_failed(k, l, a.discarded);
+            k->hooks.verify_failed(k->hooks.ctx, l, a.discarded);
             atomic_store(&l->peer_up, 1);
             resp->status = 200;
             resp->body = kme_verify_response_to_json(out);
@@ -74,8 +73,8 @@ static void handle_verify(kme_context *k, kme_link *l, const http_request *req, 
 enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED, PORT_RELAY, PORT_ADVERT, PORT_GRANT };
 
 typedef struct {
-    kme_context *k;
-    kme_link *l;
+    relay_node *k;
+    relay_link *l;
     http_request req; /* body and path stay valid until the request is answered */
     int op;
     http_response resp;
@@ -109,15 +108,15 @@ static void port_finish(void *arg, http_response *resp)
 
 void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
 {
-    kme_context *k = ctx;
-    int link = req->auth == HTTP_AUTH_OK ? kme_config_link_index(&k->cfg, req->client_cn) : -1;
+    relay_node *k = ctx;
+    int link = req->auth == HTTP_AUTH_OK ? relay_link_index(k, req->client_cn) : -1;
     if (link < 0) {
         log_warn("KME port: refused a client that is not a configured neighbour (%s)",
                  req->auth == HTTP_AUTH_OK ? req->client_cn : "no trusted certificate");
         http_error(resp, 401, "unauthorized", "only a configured neighbour KME may call this API");
         return;
     }
-    kme_link *l = &k->links[link];
+    relay_link *l = &k->links[link];
     if (req->body_too_large) {
         http_error(resp, 400, "request body too large", NULL);
         return;

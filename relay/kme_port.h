@@ -3,7 +3,7 @@
 #ifndef RELAY_KME_PORT_H
 #define RELAY_KME_PORT_H
 
-#include "kme/context.h"
+#include "relay/node.h"
 #include "runtime/http_server.h"
 
 void kme_port_handle(void *ctx, const http_request *req, http_response *resp);

@@ -6,8 +6,8 @@
 #include "relay/key_stock.h"
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
-#include "kme/metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 /* ---- ingest ---------------------------------------------------------------- */
 
 typedef struct {
-    kme_link *link;
+    relay_link *link;
     uint64_t seq;
     unsigned char *data;
     size_t len;
@@ -86,9 +86,9 @@ static unsigned char *read_block(const char *path, size_t *len)
     return buf;
 }
 
-int link_ingest_once(kme_context *k, kme_link *l)
+int link_ingest_once(relay_node *k, relay_link *l)
 {
-    const kme_link_config *lc = &k->cfg.links[l->index];
+    const relay_link_config *lc = &k->cfg.links[l->index];
     DIR *d = opendir(lc->key_dir);
     if (!d)
         return -1;
@@ -107,8 +107,8 @@ int link_ingest_once(kme_context *k, kme_link *l)
 
     lb_stock stock = {0};
     MDB_txn *rtxn;
-    if (store_read_begin(&k->store, &rtxn) == 0) {
-        lb_get_stock(&k->store, rtxn, &l->lb, &stock);
+    if (store_read_begin(k->store, &rtxn) == 0) {
+        lb_get_stock(k->store, rtxn, &l->lb, &stock);
         mdb_txn_abort(rtxn);
     }
     uint64_t unused = stock.owned_free + stock.peer_free + stock.unverified;
@@ -125,7 +125,7 @@ int link_ingest_once(kme_context *k, kme_link *l)
             unlink(path);
             continue;
         }
-        int rc = store_commit(&k->store, ingest_op, &a);
+        int rc = store_commit(k->store, ingest_op, &a);
         OPENSSL_cleanse(a.data, a.len);
         free(a.data);
         if (rc != 0) {
@@ -148,7 +148,7 @@ int link_ingest_once(kme_context *k, kme_link *l)
 /* ---- verification (initiator) ------------------------------------------------ */
 
 typedef struct {
-    kme_link *link;
+    relay_link *link;
     uint64_t txn_hash;
     int64_t now, deadline;
     kme_verify_request *req;
@@ -206,7 +206,7 @@ static uint64_t hash_txn_id(const char *id)
     return h ? h : 1;
 }
 
-int link_verify_once(kme_context *k, kme_link *l)
+int link_verify_once(relay_node *k, relay_link *l)
 {
     kme_verify_request *req = calloc(1, sizeof *req);
     kme_verify_response *resp = calloc(1, sizeof *resp);
@@ -215,9 +215,9 @@ int link_verify_once(kme_context *k, kme_link *l)
         goto done;
     uuid_generate(req->txn_id);
     req->timeout_ms = k->cfg.verify_timeout_ms;
-    verify_arg a = {l, hash_txn_id(req->txn_id), kme_now_ms(), 0, req, resp, 0, 0};
+    verify_arg a = {l, hash_txn_id(req->txn_id), clock_wall_ms(), 0, req, resp, 0, 0};
     a.deadline = a.now + k->cfg.verify_timeout_ms;
-    int rc = store_commit(&k->store, lock_op, &a);
+    int rc = store_commit(k->store, lock_op, &a);
     if (rc != 0)
         goto done;
     if (req->count == 0) {
@@ -243,9 +243,9 @@ int link_verify_once(kme_context *k, kme_link *l)
         goto done;
     }
     peer_reply_clear(&reply);
-    if (store_commit(&k->store, apply_op, &a) == 0) {
+    if (store_commit(k->store, apply_op, &a) == 0) {
         result = a.settled;
-        kme_metrics_verify_failed(k, l, a.discarded);
+        k->hooks.verify_failed(k->hooks.ctx, l, a.discarded);
     }
 done:
     free(req);
@@ -254,7 +254,7 @@ done:
 }
 
 /* While the neighbour is down: an empty verification tells when it is back. */
-static void probe_peer(kme_context *k, kme_link *l)
+static void probe_peer(relay_node *k, relay_link *l)
 {
     kme_verify_request *req = calloc(1, sizeof *req);
     if (!req)
@@ -274,7 +274,7 @@ static void probe_peer(kme_context *k, kme_link *l)
 /* ---- the worker loop ------------------------------------------------------------ */
 
 typedef struct {
-    kme_link *link;
+    relay_link *link;
     int64_t now;
 } stale_arg;
 
@@ -285,21 +285,21 @@ static int stale_op(kme_store *s, MDB_txn *txn, void *arg)
 }
 
 typedef struct {
-    kme_context *k;
-    kme_link *l;
+    relay_node *k;
+    relay_link *l;
 } worker_arg;
 
 static void *worker_main(void *arg)
 {
     worker_arg *w = arg;
-    kme_context *k = w->k;
-    kme_link *l = w->l;
+    relay_node *k = w->k;
+    relay_link *l = w->l;
     free(w);
-    kme_dest *d = kme_dest_get(k, l->lb.peer_id, 1);
+    relay_dest *d = relay_dest_get(k, l->lb.peer_id, 1);
     int64_t last_stale = 0, last_probe = 0;
-    while (!atomic_load(&k->stopping)) {
-        if (!atomic_load(&l->peer_up) && kme_now_ms() - last_probe >= 1000) {
-            last_probe = kme_now_ms();
+    while (!stop_signal_raised(&k->stop)) {
+        if (!atomic_load(&l->peer_up) && clock_wall_ms() - last_probe >= 1000) {
+            last_probe = clock_wall_ms();
             probe_peer(k, l);
         }
         int ingested = link_ingest_once(k, l);
@@ -311,12 +311,12 @@ static void *worker_main(void *arg)
                 stock_send_claims(k, d);
             grant_once(k, l);
         }
-        if (kme_now_ms() - last_stale > 60000) {
-            stale_arg sa = {l, kme_now_ms()};
-            store_commit(&k->store, stale_op, &sa);
+        if (clock_wall_ms() - last_stale > 60000) {
+            stale_arg sa = {l, clock_wall_ms()};
+            store_commit(k->store, stale_op, &sa);
             last_stale = sa.now;
         }
-        if (ingested <= 0 && settled <= 0 && refilled <= 0 && kme_sleep(k, settled < 0 ? 500 : 100))
+        if (ingested <= 0 && settled <= 0 && refilled <= 0 && relay_sleep(k, settled < 0 ? 500 : 100))
             break;
     }
     if (d && atomic_load(&l->peer_up))
@@ -327,18 +327,18 @@ static void *worker_main(void *arg)
 /* Stock for the KMEs beyond the neighbours: refilled by relay, claims passed along the route. */
 static void *remote_stock_main(void *arg)
 {
-    kme_context *k = arg;
-    while (!atomic_load(&k->stopping)) {
+    relay_node *k = arg;
+    while (!stop_signal_raised(&k->stop)) {
         long refilled = 0;
         size_t n = atomic_load(&k->dest_count);
-        for (size_t i = 0; i < n && !atomic_load(&k->stopping); i++) {
-            kme_dest *d = &k->dests[i];
+        for (size_t i = 0; i < n && !stop_signal_raised(&k->stop); i++) {
+            relay_dest *d = &k->dests[i];
             if (d->link)
                 continue;
             refilled += stock_refill_once(k, d);
             stock_send_claims(k, d);
         }
-        if (refilled <= 0 && kme_sleep(k, 100))
+        if (refilled <= 0 && relay_sleep(k, 100))
             break;
     }
     size_t n = atomic_load(&k->dest_count);
@@ -348,13 +348,13 @@ static void *remote_stock_main(void *arg)
     return NULL;
 }
 
-int link_workers_start(kme_context *k)
+int link_workers_start(relay_node *k)
 {
     if (pthread_create(&k->remote_stock_worker, NULL, remote_stock_main, k) != 0)
         return -1;
     k->remote_stock_started = 1;
     for (size_t i = 0; i < k->cfg.link_count; i++) {
-        kme_link *l = &k->links[i];
+        relay_link *l = &k->links[i];
         worker_arg *w = malloc(sizeof *w);
         if (!w)
             return -1;
@@ -368,7 +368,7 @@ int link_workers_start(kme_context *k)
     return 0;
 }
 
-void link_workers_join(kme_context *k)
+void link_workers_join(relay_node *k)
 {
     if (k->remote_stock_started)
         pthread_join(k->remote_stock_worker, NULL);

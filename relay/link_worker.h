@@ -5,15 +5,15 @@
 #ifndef RELAY_LINK_WORKER_H
 #define RELAY_LINK_WORKER_H
 
-#include "kme/context.h"
+#include "relay/node.h"
 
-int link_workers_start(kme_context *k);
-void link_workers_join(kme_context *k);
+int link_workers_start(relay_node *k);
+void link_workers_join(relay_node *k);
 
 /* Ingests every complete block file now in the link's directory (bounded by
  * the stock limit); returns how many blocks were stored. */
-int link_ingest_once(kme_context *k, kme_link *l);
+int link_ingest_once(relay_node *k, relay_link *l);
 /* Runs one verification transaction as initiator; returns blocks settled or -1. */
-int link_verify_once(kme_context *k, kme_link *l);
+int link_verify_once(relay_node *k, relay_link *l);
 
 #endif

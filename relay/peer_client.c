@@ -19,9 +19,9 @@ typedef struct {
 } peer_pool;
 
 struct peer_client {
-    const kme_config *cfg;
+    const relay_config *cfg;
     pthread_mutex_t lock;
-    peer_pool pools[KME_MAX_LINKS];
+    peer_pool pools[RELAY_MAX_LINKS];
     size_t npools;
 };
 
@@ -48,7 +48,7 @@ static CURLcode ssl_ctx_setup(CURL *curl, void *ssl_ctx, void *userptr)
     return CURLE_OK;
 }
 
-peer_client *peer_client_new(const kme_config *cfg, char *err, size_t errlen)
+peer_client *peer_client_new(const relay_config *cfg, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;

@@ -5,7 +5,7 @@
 #define RELAY_PEER_CLIENT_H
 
 #include <stddef.h>
-#include "kme/config.h"
+#include "relay/settings.h"
 
 typedef struct peer_client peer_client;
 
@@ -17,7 +17,7 @@ typedef struct {
     size_t len;
 } peer_reply;
 
-peer_client *peer_client_new(const kme_config *cfg, char *err, size_t errlen);
+peer_client *peer_client_new(const relay_config *cfg, char *err, size_t errlen);
 void peer_client_free(peer_client *pc);
 
 /* POSTs JSON body to path (e.g. "/kme/v1/verify") of the neighbour at link

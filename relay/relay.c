@@ -2,8 +2,8 @@
 #include "relay/relay.h"
 #include "api/kme_relay.h"
 #include "store/key_records.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
-#include "kme/metrics.h"
 #include "relay/hop_crypto.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
@@ -29,9 +29,9 @@ static size_t pad_cap_for(size_t bytes)
 /* ---- one hop out -------------------------------------------------------------- */
 
 typedef struct {
-    kme_link *in;              /* the link a message came in on (NULL at the origin) */
+    relay_link *in;              /* the link a message came in on (NULL at the origin) */
     const kme_relay_msg *in_msg;
-    kme_link *out;
+    relay_link *out;
     kme_relay_msg *out_msg;
     unsigned char *plain;      /* the keys; at a KME on the way, recovered from in_msg */
     size_t len;
@@ -54,7 +54,7 @@ static int pass_op(kme_store *s, MDB_txn *txn, void *arg)
 /* Sends a sealed message on link l and waits for the answer, allowing hops
  * links ahead. 0 when the next KME answered 200; otherwise the ranges of the
  * message are settled and resp holds the error. */
-static int send_sealed(kme_context *k, kme_link *l, unsigned hops, const kme_relay_msg *m, http_response *resp)
+static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_relay_msg *m, http_response *resp)
 {
     size_t len = 0;
     unsigned char *body = kme_relay_to_wire(m, &len);
@@ -126,11 +126,11 @@ static void hop_error(http_response *resp, int hop_rc, const char *link_peer)
 /* Seals plain on the next link toward m's dest (taking in's pad first when
  * in_msg is set), sends, and waits for the answer. *via (may be NULL) is set
  * to the link chosen, NULL when there was no route. */
-static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, kme_relay_msg *out_msg,
-                   unsigned char *plain, size_t len, kme_link **via, http_response *resp)
+static int pass_on(relay_node *k, relay_link *in, const kme_relay_msg *in_msg, kme_relay_msg *out_msg,
+                   unsigned char *plain, size_t len, relay_link **via, http_response *resp)
 {
     unsigned hops = 0;
-    kme_link *next = router_next_hop(k, out_msg->dest, &hops);
+    relay_link *next = router_next_hop(k, out_msg->dest, &hops);
     if (via)
         *via = next != in ? next : NULL;
     if (!next || next == in) {
@@ -138,7 +138,7 @@ static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, km
         return -1;
     }
     pass_arg a = {in, in_msg, next, out_msg, plain, len, HOP_OK};
-    int rc = store_commit(&k->store, pass_op, &a);
+    int rc = store_commit(k->store, pass_op, &a);
     if (rc != RELAY_OK) {
         hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED, rc == RELAY_HOP && a.hop_rc == HOP_SHORT
                                                                      ? next->lb.peer_id
@@ -151,7 +151,7 @@ static int pass_on(kme_context *k, kme_link *in, const kme_relay_msg *in_msg, km
 /* ---- origin ------------------------------------------------------------------- */
 
 /* One relay message carrying keys[0..count) to dest. */
-static int relay_chunk(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+static int relay_chunk(relay_node *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
                        const etsi_key *keys, size_t count, long extra_ttl_s, http_response *resp)
 {
     size_t key_bytes = keys[0].key_len, len = count * key_bytes;
@@ -176,21 +176,21 @@ static int relay_chunk(kme_context *k, const char *dest, const char *master, con
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    kme_link *via = NULL;
+    relay_link *via = NULL;
     int rc = pass_on(k, NULL, NULL, &m, plain, len, &via, resp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     OPENSSL_cleanse(plain, len);
     free(plain);
     kme_relay_clear(&m);
-    kme_relay_event e = {.at_ms = kme_now_ms(), .keys = (unsigned)count, .bytes = (unsigned long)len, .ok = rc == 0};
+    relay_event e = {.at_ms = clock_wall_ms(), .keys = (unsigned)count, .bytes = (unsigned long)len, .ok = rc == 0};
     e.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     snprintf(e.dest, sizeof e.dest, "%s", dest);
     snprintf(e.via, sizeof e.via, "%s", via ? via->lb.peer_id : "");
-    kme_metrics_relay(k, &e);
+    k->hooks.relayed(k->hooks.ctx, &e);
     return rc;
 }
 
-int relay_keys_to(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+int relay_keys_to(relay_node *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
                   const etsi_key_container *keys, long extra_ttl_s, http_response *resp)
 {
     if (keys->count == 0 || nslaves == 0 || nslaves > KME_MAX_SLAVES ||
@@ -213,8 +213,8 @@ int relay_keys_to(kme_context *k, const char *dest, const char *master, const ch
 /* ---- destination ----------------------------------------------------------------- */
 
 typedef struct {
-    kme_context *k;
-    kme_link *in;
+    relay_node *k;
+    relay_link *in;
     const kme_relay_msg *m;
     unsigned char *plain;
     size_t len;
@@ -225,8 +225,7 @@ static int deliver_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     deliver_arg *a = arg;
     const kme_relay_msg *m = a->m;
-    MDB_val k0 = {UUID_STR_LEN, (void *)m->key_ids[0]}, v0;
-    if (mdb_get(txn, s->keys, &k0, &v0) == 0)
+    if (kr_exists(s, txn, m->key_ids[0]))
         return RELAY_REPLAY; /* the same message again: already committed */
     a->hop_rc = hop_take_checked(s, txn, &a->in->lb, m); /* authentic recovered plain */
     if (a->hop_rc != HOP_OK)
@@ -248,10 +247,10 @@ static int deliver_op(kme_store *s, MDB_txn *txn, void *arg)
 }
 
 /* 0 when the message may be delivered here; else resp holds the refusal. */
-static int check_delivery(kme_context *k, const kme_relay_msg *m, http_response *resp)
+static int check_delivery(relay_node *k, const kme_relay_msg *m, http_response *resp)
 {
     for (size_t i = 0; i < m->slave_count; i++) {
-        if (!kme_config_hosts_sae(&k->cfg, m->slaves[i])) {
+        if (!relay_hosts_sae(k, m->slaves[i])) {
             http_error(resp, 400, "unknown slave SAE", "SAE %s is not hosted by %s", m->slaves[i], k->cfg.kme_id);
             return -1;
         }
@@ -268,13 +267,13 @@ static int check_delivery(kme_context *k, const kme_relay_msg *m, http_response 
     return 0;
 }
 
-static void deliver(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+static void deliver(relay_node *k, relay_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
                     http_response *resp)
 {
     if (check_delivery(k, m, resp) < 0)
         return;
     deliver_arg a = {k, in, m, plain, len, HOP_OK};
-    int rc = store_commit(&k->store, deliver_op, &a);
+    int rc = store_commit(k->store, deliver_op, &a);
     if (rc == RELAY_OK || rc == RELAY_REPLAY) {
         resp->status = 200;
         resp->body = etsi_error_to_json("committed", NULL);
@@ -287,7 +286,7 @@ static void deliver(kme_context *k, kme_link *in, const kme_relay_msg *m, unsign
 
 /* ---- a KME on the way ----------------------------------------------------------- */
 
-static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+static void forward(relay_node *k, relay_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
                     http_response *resp)
 {
     if (m->hops_left <= 1) {
@@ -318,13 +317,13 @@ static void forward(kme_context *k, kme_link *in, const kme_relay_msg *m, unsign
 /* The tag, before anything else (read only: nothing is spent here); on
  * success plain holds the keys, and the commit that follows only marks the
  * link ranges used (hop_take_checked). */
-static int authentic(kme_context *k, kme_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
+static int authentic(relay_node *k, relay_link *in, const kme_relay_msg *m, unsigned char *plain, size_t len,
                      http_response *resp)
 {
     MDB_txn *txn;
-    int rc = store_read_begin(&k->store, &txn) ? HOP_FAILED : HOP_OK;
+    int rc = store_read_begin(k->store, &txn) ? HOP_FAILED : HOP_OK;
     if (rc == HOP_OK) {
-        rc = hop_check_from_link(&k->store, txn, &in->lb, m, plain, len);
+        rc = hop_check_from_link(k->store, txn, &in->lb, m, plain, len);
         mdb_txn_abort(txn);
     }
     if (rc != HOP_OK)
@@ -340,7 +339,7 @@ static int is_wire(const char *content_type)
            (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
 }
 
-void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
+void relay_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp)
 {
     kme_relay_msg m;
     etsi_problem p;

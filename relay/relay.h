@@ -14,17 +14,17 @@
 #ifndef RELAY_RELAY_H
 #define RELAY_RELAY_H
 
-#include "kme/context.h"
+#include "relay/node.h"
 #include "runtime/http_server.h"
 
 /* Origin: delivers keys to KME dest for its slaves there (master hosted
  * here). The dest keeps them key_ttl_seconds + extra_ttl_s. 0 once dest has
  * committed them; -1 with the ETSI error in resp (nothing was delivered that
  * any SAE could learn of). */
-int relay_keys_to(kme_context *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
+int relay_keys_to(relay_node *k, const char *dest, const char *master, const char *const *slaves, size_t nslaves,
                   const etsi_key_container *keys, long extra_ttl_s, http_response *resp);
 
 /* KME port: POST /kme/v1/relay from the neighbour on link from. */
-void relay_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp);
+void relay_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp);
 
 #endif

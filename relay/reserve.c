@@ -18,7 +18,7 @@ enum { RESERVE_SHORT = 2, RESERVE_FAILED = 3, RESERVE_REPLAY = 4, RESERVE_INVALI
 /* ---- owner side --------------------------------------------------------------- */
 
 typedef struct {
-    kme_link *l;
+    relay_link *l;
     const reserve_request *r;
     etsi_key_container *out;
     kme_reserve_request *msg;
@@ -52,7 +52,7 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
 }
 
 typedef struct {
-    kme_link *l;
+    relay_link *l;
     const kme_reserve_request *msg; /* its local key records go too (may be NULL) */
     const kme_range *ranges;
     size_t nranges;
@@ -86,13 +86,13 @@ static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-int reserve_settle_ranges(kme_context *k, kme_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
+int reserve_settle_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
                           enum reserve_undo kind)
 {
     if (kind == RESERVE_UNDO_SPEND)
         return 0;
     undo_arg u = {l, NULL, ranges, n, doubt_id, kind};
-    return store_commit(&k->store, undo_op, &u);
+    return store_commit(k->store, undo_op, &u);
 }
 
 static int prepare(const reserve_request *r, etsi_key_container *out, kme_reserve_request *msg)
@@ -116,7 +116,7 @@ static int prepare(const reserve_request *r, etsi_key_container *out, kme_reserv
     return 0;
 }
 
-int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, etsi_key_container *out,
+int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, etsi_key_container *out,
                       http_response *resp)
 {
     kme_reserve_request msg;
@@ -132,7 +132,7 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
         goto fail;
     }
     alloc_arg a = {l, r, out, &msg};
-    int rc = store_commit(&k->store, alloc_op, &a);
+    int rc = store_commit(k->store, alloc_op, &a);
     if (rc == RESERVE_SHORT) {
         /* Counted after the refused attempt, which changed nothing. */
         long available = reserve_available_keys(k, l, r->size_bits) + r->also_available;
@@ -166,7 +166,7 @@ int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, ets
     else if (reply.http_status == 503 || reply.http_status == 400)
         u.kind = RESERVE_UNDO_RELEASE;
     static const char *const outcome[] = {"released", "bytes spent", "in doubt until the neighbour answers"};
-    if (store_commit(&k->store, undo_op, &u) != 0)
+    if (store_commit(k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
     log_warn("link %s: reservation of %ld keys refused (%s); %s", l->lb.peer_id, r->number,
              rc < 0 ? reply.error : reply.error[0] ? reply.error : "error", outcome[u.kind]);
@@ -182,13 +182,13 @@ fail:
     return -1;
 }
 
-long reserve_available_keys(kme_context *k, kme_link *l, long size_bits)
+long reserve_available_keys(relay_node *k, relay_link *l, long size_bits)
 {
     MDB_txn *txn;
     lb_stock st;
-    if (store_read_begin(&k->store, &txn))
+    if (store_read_begin(k->store, &txn))
         return 0;
-    long n = lb_get_stock(&k->store, txn, &l->lb, &st) == 0 ? (long)(st.owned_free / ((uint64_t)size_bits / 8)) : 0;
+    long n = lb_get_stock(k->store, txn, &l->lb, &st) == 0 ? (long)(st.owned_free / ((uint64_t)size_bits / 8)) : 0;
     mdb_txn_abort(txn);
     return n;
 }
@@ -196,8 +196,8 @@ long reserve_available_keys(kme_context *k, kme_link *l, long size_bits)
 /* ---- neighbour side ----------------------------------------------------------- */
 
 typedef struct {
-    kme_context *k;
-    kme_link *l;
+    relay_node *k;
+    relay_link *l;
     const kme_reserve_request *msg;
 } take_arg;
 
@@ -235,17 +235,17 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
     return rc;
 }
 
-void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_reserve_request msg;
     etsi_problem p;
-    const kme_link_config *lc = &k->cfg.links[l->index];
-    if (kme_reserve_request_from_json(req->body, req->body_len, kme_config_limits(&k->cfg).max_key_per_request, &msg, &p) < 0) {
+    const relay_link_config *lc = &k->cfg.links[l->index];
+    if (kme_reserve_request_from_json(req->body, req->body_len, relay_limits(k).max_key_per_request, &msg, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
     for (size_t i = 0; i < msg.slave_count; i++) {
-        if (!kme_config_hosts_sae(&k->cfg, msg.slaves[i])) {
+        if (!relay_hosts_sae(k, msg.slaves[i])) {
             http_error(resp, 400, "unknown slave SAE", "SAE %s is not hosted by %s", msg.slaves[i], k->cfg.kme_id);
             goto done;
         }
@@ -256,7 +256,7 @@ void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_r
         goto done;
     }
     take_arg a = {k, l, &msg};
-    int rc = store_commit(&k->store, take_op, &a);
+    int rc = store_commit(k->store, take_op, &a);
     switch (rc) {
     case 0:
     case RESERVE_REPLAY:
@@ -283,7 +283,7 @@ done:
 #define RESOLVE_BATCH 64
 
 typedef struct {
-    kme_link *l;
+    relay_link *l;
     size_t entries;
     char key_ids[RESOLVE_BATCH][UUID_STR_LEN + 1];
     size_t first[RESOLVE_BATCH], count[RESOLVE_BATCH];
@@ -292,7 +292,7 @@ typedef struct {
 } resolve_arg;
 
 /* Reads up to RESOLVE_BATCH in-doubt reservations of the link into a. */
-static int collect_doubts(kme_store *s, kme_link *l, resolve_arg *a)
+static int collect_doubts(kme_store *s, relay_link *l, resolve_arg *a)
 {
     MDB_txn *txn;
     MDB_cursor *c;
@@ -348,14 +348,14 @@ static int settle_doubts_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-int reserve_resolve_once(kme_context *k, kme_link *l)
+int reserve_resolve_once(relay_node *k, relay_link *l)
 {
     resolve_arg *a = calloc(1, sizeof *a);
     int settled = -1;
     if (!a)
         return -1;
     a->l = l;
-    if (collect_doubts(&k->store, l, a) < 0 || a->entries == 0) {
+    if (collect_doubts(k->store, l, a) < 0 || a->entries == 0) {
         settled = a->entries == 0 ? 0 : -1;
         goto done;
     }
@@ -365,7 +365,7 @@ int reserve_resolve_once(kme_context *k, kme_link *l)
     etsi_text_free(body);
     etsi_problem p;
     if (rc == 0 && reply.http_status == 200 && kme_resolve_response_from_json(reply.body, reply.len, &a->q, &p) == 0 &&
-        store_commit(&k->store, settle_doubts_op, a) == 0) {
+        store_commit(k->store, settle_doubts_op, a) == 0) {
         settled = (int)a->entries;
         log_info("link %s: settled %zu reservations whose answer was lost; %ld bytes back in the pool", l->lb.peer_id,
                  a->entries, a->released);
@@ -377,7 +377,7 @@ done:
     return settled;
 }
 
-void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp)
+void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_resolve q;
     etsi_problem p;
@@ -386,14 +386,14 @@ void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req
         return;
     }
     MDB_txn *txn;
-    if (store_read_begin(&k->store, &txn)) {
+    if (store_read_begin(k->store, &txn)) {
         http_error(resp, 503, "key store failure", NULL);
         kme_resolve_clear(&q);
         return;
     }
     for (size_t i = 0; i < q.count; i++) {
         lb_meta m;
-        q.used[i] = lb_get_meta(&k->store, txn, l->lb.peer_id, q.ranges[i].seq, &m) == 0 &&
+        q.used[i] = lb_get_meta(k->store, txn, l->lb.peer_id, q.ranges[i].seq, &m) == 0 &&
                     lb_extents_overlap(&m, q.ranges[i].offset, q.ranges[i].offset + q.ranges[i].length);
     }
     mdb_txn_abort(txn);

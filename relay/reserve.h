@@ -5,7 +5,7 @@
 #ifndef RELAY_RESERVE_H
 #define RELAY_RESERVE_H
 
-#include "kme/context.h"
+#include "relay/node.h"
 #include "runtime/http_server.h"
 
 typedef struct {
@@ -22,18 +22,18 @@ typedef struct {
 /* Fills out with number keys shared with the neighbour on link l. On failure
  * fills resp with the ETSI error (503 short of key or neighbour unreachable)
  * and returns -1; nothing is handed out then. */
-int reserve_link_keys(kme_context *k, kme_link *l, const reserve_request *r, etsi_key_container *out,
+int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, etsi_key_container *out,
                       http_response *resp);
 
 /* KME port: POST /kme/v1/reserve from neighbour on link l. */
-void reserve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
+void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
 /* A reservation whose answer was lost keeps its ranges spent until the
  * neighbour says which it recorded: one round of asking (worker thread).
  * Returns reservations settled, or -1. */
-int reserve_resolve_once(kme_context *k, kme_link *l);
+int reserve_resolve_once(relay_node *k, relay_link *l);
 /* KME port: POST /kme/v1/resolve from neighbour on link l (read only). */
-void reserve_resolve_handle(kme_context *k, kme_link *l, const http_request *req, http_response *resp);
+void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
 /* What becomes of link ranges a neighbour did not confirm. */
 enum reserve_undo {
@@ -44,10 +44,10 @@ enum reserve_undo {
 /* Settles ranges this KME carved on link l and sent in a message the
  * neighbour did not confirm; doubt_id (a UUID) names them while in doubt
  * (reserve_resolve_once asks about them). 0, or -1. */
-int reserve_settle_ranges(kme_context *k, kme_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
+int reserve_settle_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
                           enum reserve_undo kind);
 
 /* Keys of size_bits the owner could carve for the neighbour right now. */
-long reserve_available_keys(kme_context *k, kme_link *l, long size_bits);
+long reserve_available_keys(relay_node *k, relay_link *l, long size_bits);
 
 #endif

@@ -2,8 +2,8 @@
  * directory, their record in the store (see router.h). */
 #include "relay/router.h"
 #include "relay/routing.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
-#include "kme/metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -28,10 +28,10 @@ struct router {
     routing_table table;
     uint64_t seq;            /* of the newest own advert */
     int64_t last_new_ms;
-    int link_class[KME_MAX_LINKS];   /* as in the newest own advert */
-    atomic_int was_up[KME_MAX_LINKS]; /* our last advert POST to it succeeded */
-    uint64_t last_ingested[KME_MAX_LINKS];
-    uint64_t rate_bps[KME_MAX_LINKS];
+    int link_class[RELAY_MAX_LINKS];   /* as in the newest own advert */
+    atomic_int was_up[RELAY_MAX_LINKS]; /* our last advert POST to it succeeded */
+    uint64_t last_ingested[RELAY_MAX_LINKS];
+    uint64_t rate_bps[RELAY_MAX_LINKS];
     int64_t last_rate_ms;
     flood_item queue[FLOOD_QUEUE_MAX];
     size_t nqueue;
@@ -71,7 +71,7 @@ static void know(struct router *r, const char *sae, const char *kme)
     r->known_changed = 1;
 }
 
-static void recompute(kme_context *k, struct router *r)
+static void recompute(relay_node *k, struct router *r)
 {
     routing_table_clear(&r->table);
     if (routing_compute(&r->db, k->cfg.kme_id, &r->table) != 0)
@@ -104,24 +104,24 @@ static int link_class(const kme_advert_link *l, const routing_params *p)
     return l->stock_bytes == 0 ? 1 : l->stock_bytes < p->low_stock_bytes ? 2 : 3;
 }
 
-static void build_own(kme_context *k, struct router *r, kme_advert *a)
+static void build_own(relay_node *k, struct router *r, kme_advert *a)
 {
     memset(a, 0, sizeof *a);
     snprintf(a->origin, sizeof a->origin, "%s", k->cfg.kme_id);
-    int64_t now = kme_now_ms();
+    int64_t now = clock_wall_ms();
     double dt = (double)(now - r->last_rate_ms) / 1000.0;
     MDB_txn *txn = NULL;
-    if (store_read_begin(&k->store, &txn))
+    if (store_read_begin(k->store, &txn))
         txn = NULL;
     for (size_t i = 0; i < k->cfg.link_count && i < KME_ADVERT_MAX_LINKS; i++) {
-        kme_link *l = &k->links[i];
+        relay_link *l = &k->links[i];
         kme_advert_link *al = &a->links[a->link_count++];
         snprintf(al->peer, sizeof al->peer, "%s", l->lb.peer_id);
         al->up = atomic_load(&l->peer_up);
         lb_stock st;
-        if (txn && lb_get_stock(&k->store, txn, &l->lb, &st) == 0) {
+        if (txn && lb_get_stock(k->store, txn, &l->lb, &st) == 0) {
             al->stock_bytes = st.owned_free;
-            kme_metrics_link_stock(k, l, &st);
+            k->hooks.link_stock(k->hooks.ctx, l, &st);
         }
         uint64_t ingested = atomic_load(&l->ingested_bytes);
         if (dt >= 5.0 || r->last_rate_ms == 0) {
@@ -134,14 +134,15 @@ static void build_own(kme_context *k, struct router *r, kme_advert *a)
         mdb_txn_abort(txn);
     if (dt >= 5.0 || r->last_rate_ms == 0)
         r->last_rate_ms = now;
-    const kme_live_config *live = kme_config_live(&k->cfg);
-    for (size_t i = 0; i < live->sae_count && i < KME_ADVERT_MAX_SAES; i++)
-        snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", live->saes[i]);
+    char *const *saes;
+    size_t nsaes = k->hooks.hosted_saes(k->hooks.ctx, &saes);
+    for (size_t i = 0; i < nsaes && i < KME_ADVERT_MAX_SAES; i++)
+        snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", saes[i]);
 }
 
 /* 1 when the SAEs of a differ from those of the own advert held (a reload
  * changed them). Under r->lock. */
-static int saes_changed(kme_context *k, struct router *r, const kme_advert *a)
+static int saes_changed(relay_node *k, struct router *r, const kme_advert *a)
 {
     const kme_advert *held = routing_db_find(&r->db, k->cfg.kme_id);
     if (!held || held->sae_count != a->sae_count)
@@ -154,9 +155,9 @@ static int saes_changed(kme_context *k, struct router *r, const kme_advert *a)
 
 /* Makes a new own advert when something the routes depend on changed, or
  * when the last is getting old. Under r->lock. */
-static void refresh_own(kme_context *k, struct router *r, kme_advert *a)
+static void refresh_own(relay_node *k, struct router *r, kme_advert *a)
 {
-    int64_t now = kme_now_ms();
+    int64_t now = clock_wall_ms();
     int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS || saes_changed(k, r, a);
     for (size_t i = 0; i < a->link_count; i++) {
         int c = link_class(&a->links[i], &r->db.params);
@@ -180,7 +181,7 @@ static void refresh_own(kme_context *k, struct router *r, kme_advert *a)
 
 /* ---- sending ------------------------------------------------------------------- */
 
-static int post_advert(kme_context *k, size_t link, const char *body)
+static int post_advert(relay_node *k, size_t link, const char *body)
 {
     peer_reply reply;
     int rc = peer_post(k->peers, link, "/kme/v1/advert", body, ADVERT_TIMEOUT_MS, &reply);
@@ -195,7 +196,7 @@ static char *advert_text(struct router *r, const char *origin)
     kme_advert *a = malloc(sizeof *a);
     char *text = NULL;
     pthread_mutex_lock(&r->lock);
-    if (a && routing_db_flood_copy(&r->db, origin, kme_now_ms(), a) == 0)
+    if (a && routing_db_flood_copy(&r->db, origin, clock_wall_ms(), a) == 0)
         text = kme_advert_to_json(a);
     pthread_mutex_unlock(&r->lock);
     free(a);
@@ -203,7 +204,7 @@ static char *advert_text(struct router *r, const char *origin)
 }
 
 /* Every advert held, to a neighbour that just came up. */
-static void send_all(kme_context *k, struct router *r, size_t link)
+static void send_all(relay_node *k, struct router *r, size_t link)
 {
     char origins[ROUTING_MAX_KMES][ETSI_ID_MAX + 1];
     size_t n = 0;
@@ -222,13 +223,13 @@ static void send_all(kme_context *k, struct router *r, size_t link)
 }
 
 /* Own advert to every neighbour; the answer tells whether the link is up. */
-static void heartbeat(kme_context *k, struct router *r)
+static void heartbeat(relay_node *k, struct router *r)
 {
     char *own = advert_text(r, k->cfg.kme_id);
     if (!own)
         return;
     for (size_t i = 0; i < k->cfg.link_count; i++) {
-        kme_link *l = &k->links[i];
+        relay_link *l = &k->links[i];
         int ok = post_advert(k, i, own);
         int was = atomic_exchange(&l->peer_up, ok);
         if (ok && !atomic_exchange(&r->was_up[i], ok))
@@ -242,7 +243,7 @@ static void heartbeat(kme_context *k, struct router *r)
 }
 
 /* Passes on the adverts that arrived new, to every neighbour but their sender. */
-static void flood(kme_context *k, struct router *r)
+static void flood(relay_node *k, struct router *r)
 {
     flood_item items[64];
     for (;;) {
@@ -298,7 +299,7 @@ static int record_op(kme_store *s, MDB_txn *txn, void *arg)
 }
 
 /* The routes and the last known directory, for `kme --routes` and restarts. */
-static void record(kme_context *k, struct router *r)
+static void record(relay_node *k, struct router *r)
 {
     pthread_mutex_lock(&r->lock);
     char *text = routing_table_to_json(&r->table);
@@ -310,7 +311,7 @@ static void record(kme_context *k, struct router *r)
     }
     pthread_mutex_unlock(&r->lock);
     if (text && (!r->recorded || strcmp(text, r->recorded) != 0 || a.known)) {
-        if (store_commit(&k->store, record_op, &a) == 0) {
+        if (store_commit(k->store, record_op, &a) == 0) {
             etsi_text_free(r->recorded);
             r->recorded = text;
             text = NULL;
@@ -325,13 +326,13 @@ static void record(kme_context *k, struct router *r)
 }
 
 /* The directory recorded before a restart. */
-static void load_known(kme_context *k, struct router *r)
+static void load_known(relay_node *k, struct router *r)
 {
     MDB_txn *txn;
-    if (store_read_begin(&k->store, &txn))
+    if (store_read_begin(k->store, &txn))
         return;
     MDB_val key = {sizeof META_KNOWN - 1, META_KNOWN}, val;
-    if (mdb_get(txn, k->store.meta, &key, &val) == 0) {
+    if (mdb_get(txn, k->store->meta, &key, &val) == 0) {
         const char *p = val.mv_data, *end = p + val.mv_size;
         while (p < end) {
             size_t sl = strnlen(p, (size_t)(end - p));
@@ -352,16 +353,13 @@ static void load_known(kme_context *k, struct router *r)
     r->known_changed = 0;
 }
 
-int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errlen)
+int router_print_stored(kme_store *s, FILE *out, char *err, size_t errlen)
 {
-    kme_store s;
-    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
-        return -1;
     MDB_txn *txn;
     int rc = -1;
-    if (store_read_begin(&s, &txn) == 0) {
+    if (store_read_begin(s, &txn) == 0) {
         MDB_val key = {sizeof META_ROUTING - 1, META_ROUTING}, val;
-        if (mdb_get(txn, s.meta, &key, &val) == 0) {
+        if (mdb_get(txn, s->meta, &key, &val) == 0) {
             fprintf(out, "%.*s\n", (int)val.mv_size, (const char *)val.mv_data);
             rc = 0;
         } else {
@@ -371,7 +369,6 @@ int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errl
     } else {
         snprintf(err, errlen, "cannot read the store");
     }
-    store_close(&s);
     return rc;
 }
 
@@ -379,16 +376,16 @@ int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errl
 
 static void *router_main(void *arg)
 {
-    kme_context *k = arg;
+    relay_node *k = arg;
     struct router *r = k->router;
     kme_advert *own = malloc(sizeof *own);
     if (!own)
         return NULL;
-    while (!atomic_load(&k->stopping)) {
+    while (!stop_signal_raised(&k->stop)) {
         build_own(k, r, own);
         pthread_mutex_lock(&r->lock);
         refresh_own(k, r, own);
-        if (routing_db_expire(&r->db, kme_now_ms(), r->db.params.max_age_ms) > 0)
+        if (routing_db_expire(&r->db, clock_wall_ms(), r->db.params.max_age_ms) > 0)
             recompute(k, r);
         pthread_mutex_unlock(&r->lock);
         heartbeat(k, r);
@@ -401,7 +398,7 @@ static void *router_main(void *arg)
         until.tv_sec += ADVERT_INTERVAL_MS / 1000 + until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
         pthread_mutex_lock(&r->lock);
-        while (!r->woken && !atomic_load(&k->stopping))
+        while (!r->woken && !stop_signal_raised(&k->stop))
             if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT)
                 break;
         r->woken = 0;
@@ -411,7 +408,7 @@ static void *router_main(void *arg)
     return NULL;
 }
 
-int router_init(kme_context *k)
+int router_init(relay_node *k)
 {
     struct router *r = calloc(1, sizeof *r);
     if (!r)
@@ -419,7 +416,7 @@ int router_init(kme_context *k)
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     routing_db_init(&r->db, NULL);
-    for (size_t i = 0; i < KME_MAX_LINKS; i++)
+    for (size_t i = 0; i < RELAY_MAX_LINKS; i++)
         r->link_class[i] = -1;
     load_known(k, r);
     /* The first advert and routes before any request is served. */
@@ -430,7 +427,7 @@ int router_init(kme_context *k)
     return 0;
 }
 
-int router_start(kme_context *k)
+int router_start(relay_node *k)
 {
     struct router *r = k->router;
     if (!r || pthread_create(&r->thread, NULL, router_main, k) != 0)
@@ -439,7 +436,7 @@ int router_start(kme_context *k)
     return 0;
 }
 
-void router_stop(kme_context *k)
+void router_stop(relay_node *k)
 {
     struct router *r = k->router;
     if (!r)
@@ -457,7 +454,7 @@ void router_stop(kme_context *k)
     k->router = NULL;
 }
 
-void router_links_changed(kme_context *k)
+void router_links_changed(relay_node *k)
 {
     if (k->router)
         wake_thread(k->router);
@@ -465,7 +462,7 @@ void router_links_changed(kme_context *k)
 
 /* ---- the KME port ------------------------------------------------------------------ */
 
-void router_advert_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp)
+void router_advert_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp)
 {
     struct router *r = k->router;
     kme_advert *a = malloc(sizeof *a);
@@ -491,7 +488,7 @@ void router_advert_handle(kme_context *k, kme_link *from, const http_request *re
         }
         res = ROUTING_DUPLICATE;
     } else {
-        res = routing_db_accept(&r->db, a, kme_now_ms());
+        res = routing_db_accept(&r->db, a, clock_wall_ms());
     }
     if (res == ROUTING_NEW) {
         recompute(k, r);
@@ -517,9 +514,9 @@ void router_advert_handle(kme_context *k, kme_link *from, const http_request *re
 
 /* ---- lookups ------------------------------------------------------------------------ */
 
-int router_locate_sae(kme_context *k, const char *sae, char kme_out[ETSI_ID_MAX + 1])
+int router_locate_sae(relay_node *k, const char *sae, char kme_out[ETSI_ID_MAX + 1])
 {
-    if (kme_config_hosts_sae(&k->cfg, sae))
+    if (relay_hosts_sae(k, sae))
         return 1;
     struct router *r = k->router;
     int found = 0;
@@ -539,14 +536,14 @@ int router_locate_sae(kme_context *k, const char *sae, char kme_out[ETSI_ID_MAX 
     return found;
 }
 
-kme_link *router_next_hop(kme_context *k, const char *dest, unsigned *hops)
+relay_link *router_next_hop(relay_node *k, const char *dest, unsigned *hops)
 {
     struct router *r = k->router;
-    kme_link *l = NULL;
+    relay_link *l = NULL;
     pthread_mutex_lock(&r->lock);
     const routing_route *route = routing_route_to(&r->table, dest);
     if (route) {
-        int i = kme_config_link_index(&k->cfg, route->next_hop);
+        int i = relay_link_index(k, route->next_hop);
         if (i >= 0) {
             l = &k->links[i];
             if (hops)
@@ -557,10 +554,10 @@ kme_link *router_next_hop(kme_context *k, const char *dest, unsigned *hops)
     return l;
 }
 
-int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae)
+int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae)
 {
     if (strcmp(kme_id, k->cfg.kme_id) == 0)
-        return kme_config_hosts_sae(&k->cfg, sae);
+        return relay_hosts_sae(k, sae);
     struct router *r = k->router;
     int hosts = -1;
     pthread_mutex_lock(&r->lock);
@@ -574,7 +571,7 @@ int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae)
     return hosts;
 }
 
-int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer, uint64_t *bytes)
+int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer, uint64_t *bytes)
 {
     struct router *r = k->router;
     int rc = -1;
@@ -589,7 +586,7 @@ int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer
     return rc;
 }
 
-void router_inspect(kme_context *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
+void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
                     void *ctx)
 {
     struct router *r = k->router;

@@ -16,47 +16,47 @@
 
 #include <stdio.h>
 #include <stdint.h>
-#include "kme/context.h"
+#include "relay/node.h"
 #include "runtime/http_server.h"
 #include "relay/routing.h"
 
 /* Creates the routing state with this KME's first advert: before the KME
  * port serves. 0, or -1. */
-int router_init(kme_context *k);
+int router_init(relay_node *k);
 /* Starts the advert thread. 0, or -1. */
-int router_start(kme_context *k);
+int router_start(relay_node *k);
 /* Joins the thread (after k->stopping is set) and frees the state. */
-void router_stop(kme_context *k);
+void router_stop(relay_node *k);
 
 /* KME port: POST /kme/v1/advert from the neighbour on link from. */
-void router_advert_handle(kme_context *k, kme_link *from, const http_request *req, http_response *resp);
+void router_advert_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp);
 
 /* Where sae is hosted: 1 here, 2 at another KME (its ID copied to kme_out;
  * the KME may be unreachable now: the last site learned for sae is kept,
  * across restarts too), 0 never learned. */
-int router_locate_sae(kme_context *k, const char *sae, char kme_out[ETSI_ID_MAX + 1]);
+int router_locate_sae(relay_node *k, const char *sae, char kme_out[ETSI_ID_MAX + 1]);
 
 /* The link to send on for dest (hops set to the route's length when not
  * NULL), or NULL when there is no route. */
-kme_link *router_next_hop(kme_context *k, const char *dest, unsigned *hops);
+relay_link *router_next_hop(relay_node *k, const char *dest, unsigned *hops);
 
 /* 1 when KME kme_id hosts sae by its own advert (this KME: by its config),
  * 0 when it does not, -1 when no advert of kme_id is held (not learned yet). */
-int router_kme_hosts(kme_context *k, const char *kme_id, const char *sae);
+int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae);
 
 /* The stock KME kme_id advertises on its link to peer: 0, or -1 if unknown. */
-int router_advertised_stock(kme_context *k, const char *kme_id, const char *peer, uint64_t *bytes);
+int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer, uint64_t *bytes);
 
 /* For operators (the status page): calls fn once, under the router's lock,
  * with the link-state database and this KME's routes and directory, to read
  * only. fn must return quickly and must not call into the router. */
-void router_inspect(kme_context *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
+void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
                     void *ctx);
 
 /* Wakes the advert thread: a link went up or down. */
-void router_links_changed(kme_context *k);
+void router_links_changed(relay_node *k);
 
 /* kme --routes: prints the routes and directory last recorded in the store. */
-int router_print_stored(const kme_config *cfg, FILE *out, char *err, size_t errlen);
+int router_print_stored(kme_store *s, FILE *out, char *err, size_t errlen);
 
 #endif

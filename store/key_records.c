@@ -214,6 +214,12 @@ int kr_slaves(kme_store *s, MDB_txn *txn, const char *key_id, char **out)
     return KR_OK;
 }
 
+int kr_exists(kme_store *s, MDB_txn *txn, const char *key_id)
+{
+    MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
+    return mdb_get(txn, s->keys, &k, &v) == 0;
+}
+
 int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id)
 {
     MDB_val v;

@@ -55,6 +55,9 @@ int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t ex
 /* Erases one record (rollback of a reservation that did not complete). */
 int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id);
 
+/* 1 when a record for key_id is held, 0 when not. */
+int kr_exists(kme_store *s, MDB_txn *txn, const char *key_id);
+
 /* How many records a slave has waiting here (for operators and tests). */
 long kr_count(kme_store *s, MDB_txn *txn);
 

@@ -543,6 +543,22 @@ static int add_stock(uint64_t seq, lb_meta *m, void *arg)
     return 0;
 }
 
+int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_range *ranges, size_t n,
+                   unsigned char *out)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        MDB_val v;
+        if (get_data(s, txn, peer_id, ranges[i].seq, &v) || v.mv_size < (size_t)ranges[i].offset + ranges[i].length) {
+            OPENSSL_cleanse(out, off);
+            return LB_DB;
+        }
+        memcpy(out + off, (const unsigned char *)v.mv_data + ranges[i].offset, ranges[i].length);
+        off += ranges[i].length;
+    }
+    return LB_OK;
+}
+
 int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out)
 {
     memset(out, 0, sizeof *out);

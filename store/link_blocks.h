@@ -132,6 +132,10 @@ typedef struct {
     uint64_t owned_free, peer_free, unverified, verified_blocks, discarded_blocks;
 } lb_stock;
 int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out);
+/* Copies the bytes of ranges of the link to peer_id into out, in order,
+ * whatever their state (the caller checked it). LB_OK or LB_DB. */
+int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_range *ranges, size_t n,
+                   unsigned char *out);
 
 /* Extent sets (sorted, non-overlapping, merged). */
 int lb_extents_overlap(const lb_meta *m, uint32_t start, uint32_t end);

@@ -413,7 +413,7 @@ END_TEST
 
 /* ---- the KME port handler ---------------------------------------------------------------- */
 
-static int handle(kme_context *k, const char *body, char **answer)
+static int handle(relay_node *k, const char *body, char **answer)
 {
     http_request req;
     http_response resp = {0, NULL};
@@ -435,10 +435,12 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
     link_with_blocks(4);
     grant_batch *b = start(&sa, &la, UINT64_MAX); /* A gives 2 and 4 */
     /* B's handler on B's store. */
-    kme_context *k = calloc(1, sizeof *k);
+    relay_node *k = calloc(1, sizeof *k);
     ck_assert_ptr_nonnull(k);
+    static kme_store store_b;
+    k->store = &store_b;
     store_close(&sb);
-    ck_assert_int_eq(store_open(&k->store, dir_b, 64, "KME_B", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(k->store, dir_b, 64, "KME_B", err, sizeof err), 0);
     lb_link_init(&k->links[0].lb, "KME_B", "KME_A");
     const char *bad[] = {"{\"seqs\":[]}", "{\"seqs\":[2,2]}", "{\"seqs\":[-2]}", "nonsense", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -446,7 +448,7 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
         ck_assert_ptr_nonnull(strstr(answer, "\"message\""));
         free(answer);
     }
-    ck_assert_int_eq(pair_meta(&k->store, "KME_A", 2).owner, LB_OWNER_PEER); /* nothing changed */
+    ck_assert_int_eq(pair_meta(k->store, "KME_A", 2).owner, LB_OWNER_PEER); /* nothing changed */
     ck_assert_int_eq(handle(k, "{\"seqs\":[2,3,4,77]}", &answer), 200);
     ck_assert_str_eq(answer, "{\"accepted\":[2,3,4]}"); /* 3 is B's already, 77 unknown */
     uint64_t sent[4] = {2, 3, 4, 77};
@@ -463,7 +465,7 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
     settle(&sa, b);
     /* The grantor's round does nothing while the neighbour is down. */
     ck_assert_int_eq(grant_once(k, &k->links[0]), 0);
-    store_close(&k->store);
+    store_close(k->store);
     ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
     assert_mirrored(4);
     free(k);
