@@ -1,4 +1,4 @@
-/* The link-state advert of the key routing protocol (DESIGN, life of a key,
+/* The link-state advert of the key routing protocol (docs/ARCHITECTURE.md, life of a key,
  * step 6), flooded between KMEs over POST /kme/v1/advert: the origin's links
  * (up/down, owned verified key, ingest rate) and the SAEs it hosts. One
  * encode/decode shared by the sender and the receivers.

@@ -1,4 +1,4 @@
-/* The hop message of the key relay, POST /kme/v1/relay (DESIGN, life of a
+/* The hop message of the key relay, POST /kme/v1/relay (docs/ARCHITECTURE.md, life of a
  * key, step 5): one encode/decode shared by the sending and the receiving KME
  * of a hop, and the structural checks both ends apply.
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the demo network of DESIGN on loopback, in the foreground.
+# `make run`: the demo network of docs/ARCHITECTURE.md on loopback, in the foreground.
 # The star: hub A with QKD links A-B and A-C fed by qkd-sim; SAE ports
 # 8441-8443, KME ports 9441-9443, admin listeners (metrics, health, status
 # page) 8841-8843; audit logs in run/<site>/audit.log; certificates in

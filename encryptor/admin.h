@@ -1,4 +1,4 @@
-/* The encryptor's admin listener (config "admin_listen", api/admin_http.h):
+/* The encryptor's admin listener (config "admin_listen", runtime/admin_http.h):
  * /metrics (encryptor/metrics.h), /healthz (200 while the process answers)
  * and /readyz (200 while it accepts connections and its KME answered the
  * pad pool's last request; 503 otherwise). Paths in api/admin.yaml. */

@@ -228,7 +228,7 @@ static int check_roles(json_t *root, enc_config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* The admin listener: numeric IPv4 or localhost (api/admin_http.h). */
+/* The admin listener: numeric IPv4 or localhost (runtime/admin_http.h). */
 static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
 {
     struct in_addr a;

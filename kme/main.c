@@ -83,7 +83,7 @@ static void no_core_dumps(void)
 }
 
 /* Each listener's requests pass a gate that closes before the listener
- * stops (kme/handler_gate.h). */
+ * stops (runtime/handler_gate.h). */
 static handler_gate sae_gate, kme_gate;
 
 static void sae_port_gated(void *ctx, const http_request *req, http_response *resp)

@@ -24,7 +24,7 @@ void kme_metrics_relay(void *ctx, const relay_event *e);
 size_t kme_metrics_recent_relays(kme_context *k, relay_event *out, size_t max);
 
 /* An answer was queued on the SAE port or the KME port with its final status
- * (deferred requests too): the listeners' on_answer hook (kme/http_server.h);
+ * (deferred requests too): the listeners' on_answer hook (runtime/http_server.h);
  * ctx is the kme_context. */
 void kme_metrics_sae_answer(void *ctx, const char *method, const char *path, int status);
 void kme_metrics_kme_answer(void *ctx, const char *method, const char *path, int status);

@@ -1,4 +1,4 @@
-/* The grant message (DESIGN, life of a key, step 3): owns the rebalancing of
+/* The grant message (docs/ARCHITECTURE.md, life of a key, step 3): owns the rebalancing of
  * link block ownership between the two ends of a link. The end with much
  * more owned free key gives whole unused blocks to the other over
  * POST /kme/v1/grant.

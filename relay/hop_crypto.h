@@ -1,4 +1,4 @@
-/* The cryptography of one relay hop X -> Y (DESIGN, life of a key, step 5):
+/* The cryptography of one relay hop X -> Y (docs/ARCHITECTURE.md, life of a key, step 5):
  * X one-time-pads the relayed keys with fresh link key it owns on link X-Y
  * and authenticates the whole message (api/kme_relay.h) with a one-time
  * Poly1305 key carved from the same link; Y checks the tag before anything

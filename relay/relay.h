@@ -1,4 +1,4 @@
-/* Hop-by-hop key relay (DESIGN, life of a key, step 5): keys for slaves at a
+/* Hop-by-hop key relay (docs/ARCHITECTURE.md, life of a key, step 5): keys for slaves at a
  * KME that is not a neighbour travel along the route, one-time padded and
  * authenticated afresh on every link (relay/hop_crypto.h), in
  * POST /kme/v1/relay messages (api/kme_relay.h).

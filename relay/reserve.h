@@ -1,4 +1,4 @@
-/* Reservation of link key for a slave at the neighbour (DESIGN, life of a
+/* Reservation of link key for a slave at the neighbour (docs/ARCHITECTURE.md, life of a
  * key, step 4): the owner carves keys from blocks it owns, commits, tells the
  * neighbour {key_IDs, ranges, master, slaves}; the neighbour checks and
  * commits the same bytes for its slaves before the owner answers its SAE. */

@@ -1,4 +1,4 @@
-/* The key routing protocol as this KME runs it (DESIGN, life of a key, step
+/* The key routing protocol as this KME runs it (docs/ARCHITECTURE.md, life of a key, step
  * 6): it makes its own link-state advert (links up or down, owned key stock,
  * ingest rate, hosted SAEs), floods adverts to its neighbours over
  * POST /kme/v1/advert, keeps the link-state database and the routes and

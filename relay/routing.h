@@ -1,4 +1,4 @@
-/* Key routing (DESIGN, life of a key, step 6): the link-state database of
+/* Key routing (docs/ARCHITECTURE.md, life of a key, step 6): the link-state database of
  * the newest advert from every KME, and the routes and application directory
  * computed from it. Pure logic: no I/O, no clock, no locking (the caller
  * serialises access to a db and to a table).

@@ -3,7 +3,7 @@
  * returns only when no handler is still running, so every request admitted
  * before has already been deferred (http_defer) or answered. The listener can
  * then wait for its deferred requests knowing that no new one will come,
- * also on kept-alive connections (kme/http_server.h). */
+ * also on kept-alive connections (runtime/http_server.h). */
 #ifndef RUNTIME_HANDLER_GATE_H
 #define RUNTIME_HANDLER_GATE_H
 

@@ -23,7 +23,7 @@ for t in "$BUILD"/bin/unit/test_*; do
     [ $rc -eq 0 ] || status=1
 done
 
-for s in "$ROOT"/tests/integration/test_*.sh "$ROOT"/tests/conformance/test_*.sh; do
+for s in "$ROOT"/tests/static/test_*.sh "$ROOT"/tests/integration/test_*.sh "$ROOT"/tests/conformance/test_*.sh; do
     [ -f "$s" ] || continue
     [ -n "${ONLY:-}" ] && case "$s" in *"$ONLY"*) ;; *) continue ;; esac
     echo "== $(basename "$s")"

@@ -1,5 +1,5 @@
 /* Unit tests of the grant message (relay/grant, the lb_grant_* functions of
- * relay/link_blocks) on the two real stores of one link: the policy, which
+ * store/link_blocks) on the two real stores of one link: the policy, which
  * blocks are given, ownership after accept and refusal, retries, the pending
  * mark in meta records and across restarts, and the KME port handler. */
 #include <check.h>
