@@ -2,9 +2,9 @@
  * connect the other side, run the two pumps, close both sides and log the
  * byte counts. */
 #include "encryptor/conn_state.h"
+#include "encryptor/pump.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +12,6 @@
 #include <unistd.h>
 #include "encryptor/net.h"
 #include "runtime/log.h"
-
-#define CONN_STACK (256 * 1024)
 
 void conn_runtime_init(enc_runtime *rt, const enc_config *cfg, pad_pool *pool)
 {
@@ -32,22 +30,6 @@ void conn_runtime_free(enc_runtime *rt)
 {
     pthread_cond_destroy(&rt->idle);
     pthread_mutex_destroy(&rt->lock);
-}
-
-void conn_abort(conn *c, const char *fmt, ...)
-{
-    if (atomic_exchange(&c->aborted, 1))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->reason, sizeof c->reason, fmt, ap);
-    va_end(ap);
-    int fd = atomic_load(&c->plain_fd);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
-    fd = atomic_load(&c->cipher_fd);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
 }
 
 void conn_abort_all(enc_runtime *rt, const char *reason)
@@ -154,19 +136,6 @@ static int users_side_setup(conn *c)
     return 0;
 }
 
-int conn_start_sender(conn *c)
-{
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setstacksize(&a, CONN_STACK);
-    if (pthread_create(&c->sender, &a, pump_send, c) == 0)
-        c->sender_started = 1;
-    else
-        conn_abort(c, "cannot start the sender");
-    pthread_attr_destroy(&a);
-    return c->sender_started ? 0 : -1;
-}
-
 static void *conn_main(void *arg)
 {
     conn *c = arg;
@@ -186,7 +155,7 @@ static void *conn_main(void *arg)
     atomic_fetch_add(&c->rt->opened, 1);
     if (cfg->role == ENC_ROLE_USERS) {
         log_info("conn %llu opened: %s -> %s", (unsigned long long)c->id, c->from, c->to);
-        conn_start_sender(c);
+        pump_start_sender(c);
     }
     pump_receive(c);
     finish(c);

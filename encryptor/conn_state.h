@@ -1,5 +1,7 @@
 /* The state of one connection, shared by its lifecycle (conn.c) and its two
- * pumps (pump.c); private to those two files. */
+ * pumps (pump.c), and the one way to end it from any of its threads;
+ * private to the connection's files. conn.c runs the pumps (pump.h); the
+ * pumps see only this state. */
 #ifndef ENCRYPTOR_CONN_STATE_H
 #define ENCRYPTOR_CONN_STATE_H
 
@@ -10,6 +12,8 @@
 #include "encryptor/conn.h"
 #include "encryptor/original_dst.h"
 #include "encryptor/pad_in.h"
+
+#define CONN_STACK (256 * 1024) /* each thread of a connection */
 
 typedef struct conn {
     enc_runtime *rt;
@@ -34,16 +38,5 @@ typedef struct conn {
 /* Ends the connection: the first caller records reason; both sockets are
  * shut down so that every pump wakes and stops. */
 void conn_abort(conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Starts pump_send on a thread of its own. 0, or -1 (the connection is aborted). */
-int conn_start_sender(conn *c);
-
-/* The sender pump (plaintext -> frames), run on its own thread; the users
- * side sends its OPEN frame first. */
-void *pump_send(void *arg);
-/* The receiver pump (frames -> plaintext), run on the connection's thread.
- * On the server side it connects to the destination named by the OPEN frame
- * and then starts the sender pump. */
-void pump_receive(conn *c);
 
 #endif

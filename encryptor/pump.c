@@ -4,7 +4,7 @@
  * using them and tops the announcement up as it goes. The receiver checks
  * every frame (order, tag) before a byte of it reaches the plaintext side,
  * and ends the connection on the first fault. */
-#include "encryptor/conn_state.h"
+#include "encryptor/pump.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -231,7 +231,7 @@ static int open_destination(conn *c, const unsigned char *text, size_t n)
         return -1;
     }
     log_info("conn %llu opened: %s -> %s", (unsigned long long)c->id, c->from, c->to);
-    return conn_start_sender(c);
+    return pump_start_sender(c);
 }
 
 /* Handles one sealed frame whose payload is in plain. 0, or -1 to stop. */
@@ -369,4 +369,17 @@ void pump_receive(conn *c)
         OPENSSL_cleanse(body, FRAME_MAX_PAYLOAD + FRAME_TAG_BYTES);
     free(plain);
     free(body);
+}
+
+int pump_start_sender(conn *c)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, CONN_STACK);
+    if (pthread_create(&c->sender, &a, pump_send, c) == 0)
+        c->sender_started = 1;
+    else
+        conn_abort(c, "cannot start the sender");
+    pthread_attr_destroy(&a);
+    return c->sender_started ? 0 : -1;
 }
