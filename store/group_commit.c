@@ -1,9 +1,8 @@
 /* The store's single writer: runs the operations queued by concurrent callers
  * in one LMDB write transaction and one sync (group commit), then wakes each
- * caller. An operation that refuses (returns non-zero) may have written
- * partially, so the batch is aborted and run again without it: an operation
- * must therefore depend only on the store and its inputs, and reset its
- * outputs when it starts. */
+ * caller. Each operation runs in a nested transaction of its own: one that
+ * refuses (returns non-zero) has its writes undone alone, and the others of
+ * its batch run once and commit. A refusal costs only itself. */
 #include "store/store.h"
 #include "runtime/log.h"
 
@@ -32,33 +31,34 @@ static void fail_all(store_op_item *batch)
 
 static void run_batch(kme_store *s, store_op_item *batch)
 {
-    for (;;) {
-        MDB_txn *txn;
-        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        if (rc) {
-            log_error("store: cannot begin a write transaction: %s", mdb_strerror(rc));
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) {
+        log_error("store: cannot begin a write transaction: %s", mdb_strerror(rc));
+        fail_all(batch);
+        return;
+    }
+    for (store_op_item *it = batch; it; it = it->next) {
+        MDB_txn *own;
+        if ((rc = mdb_txn_begin(s->env, txn, 0, &own))) {
+            log_error("store: cannot begin an operation's transaction: %s", mdb_strerror(rc));
+            mdb_txn_abort(txn);
             fail_all(batch);
             return;
         }
-        store_op_item *refused = NULL;
-        for (store_op_item *it = batch; it && !refused; it = it->next) {
-            if (it->refused)
-                continue;
-            it->result = it->op(s, txn, it->arg);
-            if (it->result != 0)
-                refused = it;
+        it->result = it->op(s, own, it->arg);
+        if (it->result != 0) {
+            mdb_txn_abort(own); /* its writes, and only its, are undone */
+            it->refused = 1;
+        } else if ((rc = mdb_txn_commit(own))) {
+            log_error("store: cannot keep an operation's changes: %s", mdb_strerror(rc));
+            it->result = STORE_ECOMMIT;
+            it->refused = 1;
         }
-        if (refused) {
-            /* Undo everything and run the others again without it. */
-            mdb_txn_abort(txn);
-            refused->refused = 1;
-            continue;
-        }
-        if ((rc = mdb_txn_commit(txn))) {
-            log_error("store: cannot commit a batch: %s", mdb_strerror(rc));
-            fail_all(batch);
-        }
-        return;
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        log_error("store: cannot commit a batch: %s", mdb_strerror(rc));
+        fail_all(batch);
     }
 }
 

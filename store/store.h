@@ -31,9 +31,9 @@ typedef struct kme_store {
 } kme_store;
 
 /* An operation on the store. Return 0 to keep its changes, anything else to
- * discard them; that value is what store_commit returns. An operation may run
- * more than once (when another in its batch refuses): it must depend only on
- * the store and its inputs and reset its outputs when it starts. */
+ * discard them (and only them: each operation of a batch runs once, in a
+ * nested transaction of its own); that value is what store_commit returns.
+ * Its changes are durable when store_commit returns 0. */
 typedef int (*store_op)(kme_store *s, MDB_txn *txn, void *arg);
 
 #define STORE_ECOMMIT (-1000) /* the batch could not be committed: nothing changed */

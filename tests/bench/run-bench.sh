@@ -23,7 +23,7 @@
 # machine), BENCH_THREADS (loadgen event loops, 1), BENCH_NGINX_PORT (8599),
 # BENCH_ONLY=nginx (skip the KME: needs BENCH_CERTS, a directory with
 # KME_A.server.pem/.key, ca.pem, sae-ca.pem, SAE_A.pem/.key, and BENCH_SIZE),
-# BENCH_ONLY=relay (only part 2), BENCH_RELAY=0 (skip part 2),
+# BENCH_ONLY=relay (only part 2), BENCH_RELAY=0 (skip part 2), BENCH_REFUSALS=0 (skip part 1's refusal mix),
 # BENCH_KEEP=1 (keep the temporary directory), NET_RATE, NET_BLOCK (part 1).
 # Part 2: BENCH_RELAY_SAE_BASE (8640) and BENCH_RELAY_KME_BASE (9640) port
 # bases, BENCH_RELAY_RATE (link rate, 4e9 bit/s), BENCH_RELAY_BLOCK (1 MiB),
@@ -1073,6 +1073,43 @@ for ROUND in $(seq 1 "$BENCH_ROUNDS"); do
         fi
     done
 done
+
+# Refusals cost only themselves: a well-behaved SAE's enc_keys latency at
+# one connection, alone and beside 16 connections of dec_keys for key_IDs
+# that do not exist (each refused in the store's write batch) and large
+# enc_keys requests. Target: its p99 within 2x its unloaded p99.
+refusal_bench() {
+    local url=$KME_URL host port bad big alone mixed n1 n2 p_alone p_mixed
+    host=${url#https://}; host=${host%%/*}; port=${host##*:}; host=${host%:*}
+    bad="https://localhost:$port/api/v1/keys/SAE_B/dec_keys?key_ID=00000000-0000-4000-8000-000000000000"
+    big="https://localhost:$port/api/v1/keys/SAE_B/enc_keys?number=128&size=2048"
+    alone=$OUT/refusal-alone.json mixed=$OUT/refusal-mixed.json
+    lg() { "$LOADGEN" --cert "$CERTS/SAE_A.pem" --key "$CERTS/SAE_A.key" --cacert "$CERTS/ca.pem" \
+        --resolve "$host:$port:127.0.0.1" --threads 1 "$@"; }
+    lg --url "$url" --connections 1 --duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --label alone >"$alone" ||
+        fail "refusal bench: the well-behaved SAE alone failed"
+    lg --url "$bad" --connections 16 --duration $((BENCH_DURATION + 2)) --warmup 0 --max-errors 100000000 \
+        --label refused >"$OUT/refusal-noise.json" 2>/dev/null &
+    n1=$!
+    lg --url "$big" --connections 2 --duration $((BENCH_DURATION + 2)) --warmup 0 --max-errors 100000000 \
+        --label large >"$OUT/refusal-large.json" 2>/dev/null &
+    n2=$!
+    sleep 1
+    lg --url "$url" --connections 1 --duration "$BENCH_DURATION" --warmup 0 --label beside >"$mixed" ||
+        fail "refusal bench: the well-behaved SAE beside the refusals failed"
+    wait "$n1" "$n2" 2>/dev/null
+    p_alone=$(json_field "$alone" p99_ms) p_mixed=$(json_field "$mixed" p99_ms)
+    echo
+    echo "refusals: well-behaved SAE at 1 connection: p99 $p_alone ms alone, $p_mixed ms beside 16 connections of" \
+        "refused dec_keys ($(json_field "$OUT/refusal-noise.json" rps) req/s) and 2 of enc_keys 128 x 2048 bits" \
+        "($(json_field "$OUT/refusal-large.json" rps) req/s)"
+    if awk -v a="$p_alone" -v b="$p_mixed" 'BEGIN { exit !(a + 0 > 0 && b + 0 <= 2 * a) }'; then
+        echo "target p99 beside the refusals within 2 x alone: MET"
+    else
+        echo "target p99 beside the refusals within 2 x alone: NOT MET"
+    fi
+}
+[ "$KME" = 1 ] && [ "${BENCH_REFUSALS:-1}" != 0 ] && refusal_bench
 
 STOCK_AFTER=
 [ "$KME" = 1 ] && STOCK_AFTER=$(stock_of SAE_B)
