@@ -83,7 +83,7 @@ $(BIN)/encryptor: $(call obj,encryptor/main.c) $(ENC_OBJS) $(LIBSAE) $(LIBRUNTIM
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(TOOL_BINS): $(BIN)/%: $(OBJ)/tests/tools/%.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Unit tests (check): one binary per tests/unit/test_*.c, linked with every
 # module except the programs' main() files.

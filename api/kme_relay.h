@@ -30,6 +30,12 @@
 
 #define KME_RELAY_MAX_KEYS 1024
 #define KME_RELAY_MAX_SIZE_BITS (1L << 24)  /* the largest key size relayed */
+#define KME_RELAY_CHUNK_BYTES (4u << 20)    /* key bytes in one relay message at most (one larger key alone) */
+/* The largest body the KME port reads: the largest relay message in its
+ * JSON form (the chunk's key bytes in base64) with room for its head (key
+ * IDs, slaves, pad and MAC key ranges). Every other inter-KME message is
+ * smaller. */
+#define KME_PORT_BODY_MAX ((size_t)KME_RELAY_CHUNK_BYTES / 3 * 4 + (2u << 20))
 #define KME_RELAY_MAC_KEY_BYTES 32          /* one-time Poly1305 key */
 #define KME_RELAY_TAG_BYTES KME_TAG_BYTES   /* 16 */
 #define KME_RELAY_MAX_RANGES KME_MAX_RANGES /* pad and mac_key ranges together */

@@ -140,6 +140,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     c->link_stock_max_bytes = 256L * 1024 * 1024;
     c->store_max_mb = 4096;
     c->connection_limit = 1000;
+    c->connection_limit_per_address = 256;
     c->connection_timeout_s = 30;
     c->stock_max_keys = 4096;
     c->stock_max_age_s = 60;
@@ -190,6 +191,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         get_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
         get_long(root, "store_max_mb", &c->store_max_mb, 16, 1L << 20, err, errlen) < 0 ||
         get_long(root, "connection_limit", &c->connection_limit, 1, 100000, err, errlen) < 0 ||
+        get_long(root, "connection_limit_per_address", &c->connection_limit_per_address, 1, 100000, err, errlen) < 0 ||
         get_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0 ||
         get_long(root, "stock_max_keys", &c->stock_max_keys, 0, 1000000, err, errlen) < 0 ||
         get_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
@@ -303,6 +305,7 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         {"link_stock_max_bytes", a->link_stock_max_bytes, b->link_stock_max_bytes},
         {"store_max_mb", a->store_max_mb, b->store_max_mb},
         {"connection_limit", a->connection_limit, b->connection_limit},
+        {"connection_limit_per_address", a->connection_limit_per_address, b->connection_limit_per_address},
         {"connection_timeout_s", a->connection_timeout_s, b->connection_timeout_s},
         {"stock_max_keys", a->stock_max_keys, b->stock_max_keys},
         {"stock_max_age_s", a->stock_max_age_s, b->stock_max_age_s},

@@ -40,6 +40,7 @@ typedef struct {
     long link_stock_max_bytes;   /* ingest pauses above this much unused link key */
     long store_max_mb;           /* LMDB map size */
     long connection_limit;       /* concurrent connections per listener */
+    long connection_limit_per_address; /* concurrent connections per listener from one address */
     long connection_timeout_s;   /* idle or slow clients are dropped after this */
     long stock_max_keys;         /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
     long stock_max_age_s;        /* stock older than this is dropped */

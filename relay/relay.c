@@ -15,7 +15,6 @@
 #include <openssl/crypto.h>
 
 #define MAC_KEY_RANGES 8
-#define RELAY_CHUNK_BYTES (4u << 20) /* key bytes in one relay message at most */
 
 enum { RELAY_OK = 0, RELAY_HOP = 1, RELAY_REPLAY = 2, RELAY_EXISTS = 3, RELAY_FAILED = 4 };
 
@@ -199,8 +198,8 @@ int relay_keys_to(relay_node *k, const char *dest, const char *master, const cha
                    KME_MAX_SLAVES, KME_RELAY_MAX_SIZE_BITS);
         return -1;
     }
-    /* Messages of at most KME_RELAY_MAX_KEYS keys and about RELAY_CHUNK_BYTES of key. */
-    size_t per = RELAY_CHUNK_BYTES / keys->keys[0].key_len;
+    /* Messages of at most KME_RELAY_MAX_KEYS keys and about KME_RELAY_CHUNK_BYTES of key. */
+    size_t per = KME_RELAY_CHUNK_BYTES / keys->keys[0].key_len;
     per = per < 1 ? 1 : per > KME_RELAY_MAX_KEYS ? KME_RELAY_MAX_KEYS : per;
     for (size_t off = 0; off < keys->count; off += per) {
         size_t n = keys->count - off < per ? keys->count - off : per;

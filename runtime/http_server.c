@@ -1,7 +1,9 @@
 /* The HTTPS listener over libmicrohttpd/GnuTLS: TLS policy, client certificate
  * identity (cached per connection), bounded request bodies, wiped responses. */
 #include "runtime/http_server.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
+#include "runtime/stop_signal.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,13 +38,26 @@ struct http_server {
     worker_pool *workers;
     http_answer_hook on_answer;
     atomic_int deferred; /* requests suspended now */
+    /* the connections, for the deadline of their requests */
+    long deadline_ms;
+    pthread_mutex_t conns_lock;
+    struct conn_state *conns;
+    pthread_t sweeper;
+    int sweeper_started;
+    stop_signal stop;
+    atomic_ullong cut; /* connections cut at their deadline */
 };
 
-/* Per connection: the client identity, verified once. */
-typedef struct {
+/* Per connection: the client identity, verified once, and since when the
+ * connection has been receiving its current request. */
+typedef struct conn_state {
     int checked;
     enum http_client_auth auth;
     char cn[ETSI_ID_MAX + 1];
+    struct MHD_Connection *conn;
+    atomic_llong receiving_since_ms; /* monotonic; 0 while the request is handled */
+    int cut;                         /* shut down by the sweeper (under conns_lock) */
+    struct conn_state *prev, *next;  /* under conns_lock */
 } conn_state;
 
 /* Per request: the body read so far, and a deferred answer. */
@@ -111,17 +126,72 @@ static void verify_client(struct MHD_Connection *conn, conn_state *cs)
     gnutls_x509_crt_deinit(crt);
 }
 
+/* Connections are listed from their opening (before the TLS handshake) to
+ * their closing; MHD tells of the closing before it closes the socket. */
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(conn_state));
+        conn_state *cs = calloc(1, sizeof *cs);
+        if (!cs)
+            return;
+        cs->conn = conn;
+        atomic_store(&cs->receiving_since_ms, clock_mono_ms());
+        pthread_mutex_lock(&s->conns_lock);
+        cs->next = s->conns;
+        if (s->conns)
+            s->conns->prev = cs;
+        s->conns = cs;
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = cs;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
+        conn_state *cs = *socket_context;
+        if (cs) {
+            pthread_mutex_lock(&s->conns_lock);
+            if (cs->prev)
+                cs->prev->next = cs->next;
+            else
+                s->conns = cs->next;
+            if (cs->next)
+                cs->next->prev = cs->prev;
+            pthread_mutex_unlock(&s->conns_lock);
+            free(cs);
+        }
         *socket_context = NULL;
     }
+}
+
+/* Cuts every connection whose current request has been arriving for longer
+ * than the deadline (a slow handshake, headers or body); a request being
+ * handled (deferred too) is never cut. Shutting the socket down makes MHD
+ * see its end and close the connection on its own thread. */
+static void *sweeper_main(void *arg)
+{
+    http_server *s = arg;
+    while (!stop_signal_sleep(&s->stop, 500)) {
+        int64_t now = clock_mono_ms();
+        pthread_mutex_lock(&s->conns_lock);
+        for (conn_state *cs = s->conns; cs; cs = cs->next) {
+            int64_t since = atomic_load(&cs->receiving_since_ms);
+            if (cs->cut || since == 0 || now - since <= s->deadline_ms)
+                continue;
+            const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cs->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+            if (ci && ci->connect_fd != MHD_INVALID_SOCKET) {
+                shutdown(ci->connect_fd, SHUT_RDWR);
+                cs->cut = 1;
+                atomic_fetch_add(&s->cut, 1);
+            }
+        }
+        pthread_mutex_unlock(&s->conns_lock);
+    }
+    return NULL;
+}
+
+static conn_state *state_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
 }
 
 static void wipe_text(void *text) { etsi_text_free(text); }
@@ -141,11 +211,32 @@ static enum MHD_Result send_response(http_server *s, struct MHD_Connection *conn
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    conn_state *cs = state_of(conn);
+    if (cs && cs->auth != HTTP_AUTH_OK) /* nothing more is read from it */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (cs) /* the next request starts now */
+        atomic_store(&cs->receiving_since_ms, clock_mono_ms());
     if (s->on_answer) /* before the client can see the answer */
         s->on_answer(s->ctx, method, url, r->status);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+/* The request is in (or refused before its body): the handler answers it,
+ * now or once resumed. */
+static enum MHD_Result handle(http_server *s, struct MHD_Connection *conn, const char *method, const char *url,
+                              request_state *rs, conn_state *cs)
+{
+    atomic_store(&cs->receiving_since_ms, 0);
+    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs,
+                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
+    memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
+    http_response resp = {0, NULL};
+    s->handler(s->ctx, &req, &resp);
+    if (rs->deferred)
+        return MHD_YES; /* answered when resumed */
+    return send_response(s, conn, method, url, &resp);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -163,6 +254,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_sub(&s->deferred, 1);
         return send_response(s, conn, method, url, &resp);
     }
+    conn_state *cs = state_of(conn);
+    conn_state fallback = {0};
+    if (!cs)
+        cs = &fallback;
+    if (!cs->checked)
+        verify_client(conn, cs);
     if (!rs) {
         rs = calloc(1, sizeof *rs);
         if (!rs)
@@ -170,6 +267,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rs->server = s;
         rs->conn = conn;
         *req_cls = rs;
+        if (cs->auth != HTTP_AUTH_OK) {
+            /* Refused before any byte of its body is read (or kept). */
+            *upload_data_size = 0;
+            return handle(s, conn, method, url, rs, cs);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
         if (announced > s->body_max) {
@@ -203,22 +305,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    conn_state *cs = ci ? ci->socket_context : NULL;
-    conn_state fallback = {0};
-    if (!cs)
-        cs = &fallback;
-    if (!cs->checked)
-        verify_client(conn, cs);
-
-    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs,
-                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
-    memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
-    http_response resp = {0, NULL};
-    s->handler(s->ctx, &req, &resp);
-    if (rs->deferred)
-        return MHD_YES; /* answered when resumed */
-    return send_response(s, conn, method, url, &resp);
+    return handle(s, conn, method, url, rs, cs);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
@@ -277,6 +364,9 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
     }
     s->workers = o->workers;
     s->on_answer = o->on_answer;
+    s->deadline_ms = o->connection_timeout_s * 1000;
+    pthread_mutex_init(&s->conns_lock, NULL);
+    stop_signal_init(&s->stop);
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS | MHD_USE_ERROR_LOG,
         (uint16_t)o->listen->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -286,12 +376,18 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
         (unsigned int)o->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 512,
         MHD_OPTION_THREAD_POOL_SIZE, o->event_threads ? o->event_threads : 2u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)o->connection_limit_per_address,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d (address in use, or bad certificate/key/CA)", o->name,
                  o->listen->host, o->listen->port);
         goto fail;
     }
+    if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
+        snprintf(err, errlen, "%s: cannot start the deadline sweeper", o->name);
+        goto fail;
+    }
+    s->sweeper_started = 1;
     return s;
 fail:
     http_server_stop(s);
@@ -302,6 +398,11 @@ void http_server_stop(http_server *s)
 {
     if (!s)
         return;
+    if (s->sweeper_started) {
+        stop_signal_raise(&s->stop);
+        pthread_join(s->sweeper, NULL);
+        s->sweeper_started = 0;
+    }
     if (s->daemon) {
         /* No new connections (refused at once: the socket stops listening);
          * let suspended requests finish first. The socket is closed only once

@@ -2,6 +2,14 @@
  * certificate: TLS 1.2/1.3 only, client certificates verified against one CA
  * with the clientAuth purpose, the CN handed to the handler. Bodies are
  * bounded; responses that carry key material are wiped after sending.
+ *
+ * What a client without a valid certificate costs is bounded (ARCHITECTURE.md,
+ * I7): its request goes to the handler (which refuses it) as soon as its
+ * headers are in, before any body byte is read, and its connection is closed
+ * after the answer; connections are capped per listener and per address;
+ * every request (TLS handshake, headers and body) must arrive within
+ * connection_timeout_s of the connection's opening or of the previous
+ * answer, however slowly its bytes trickle in, else the connection is cut.
  * Used for both the SAE port and the KME port.
  *
  * Handlers run on a few event threads and must not block: a request that
@@ -76,6 +84,7 @@ typedef struct {
     unsigned int event_threads;
     worker_pool *workers;  /* for http_offload */
     http_answer_hook on_answer; /* may be NULL */
+    long connection_limit_per_address; /* concurrent connections from one address; 0: no cap of its own */
 } http_server_options;
 
 http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);

@@ -33,7 +33,7 @@ static void teardown(void)
 /* An operation that writes name -> "v" into the meta database, counts its
  * runs, and refuses when told to (after writing). */
 typedef struct {
-    char name[16];
+    char name[32];
     int refuse;
     atomic_int runs;
     int result;
