@@ -3,13 +3,13 @@
 # Two sites A and B on one link, connection_timeout_s 8. While crowds of
 # unwanted clients press on A's SAE port and KME port, SAE_A keeps getting
 # keys reserved at B and SAE_B fetches them:
-#  (1) 500 clients per port without a certificate, each announcing a 1 MB
-#      body: each is answered 401 with the ETSI body before any body byte is
-#      read, and its connection is closed;
-#  (2) slow clients: 100 with SAE_A's valid certificate sending one body byte
-#      every 2 s, and 100 plain TCP clients sending one byte of a TLS
-#      ClientHello every 2 s: every one is cut at the deadline, however
-#      steadily its bytes trickle in;
+#  (1) 500 clients per port without a certificate, each announcing a body
+#      within the port's bound (100 kB, 1 MB) and sending none: each is
+#      answered 401 before any body byte is read, and its connection closed;
+#  (2) slow clients: 100 with SAE_A's valid certificate sending one byte of
+#      a 100 kB body every 2 s, and 100 plain TCP clients sending one byte of
+#      a 512-byte TLS handshake record every 2 s: every one is cut while its
+#      bytes still trickle in (none would finish within the wait);
 #  (3) 400 connections from one address (127.0.0.3) to the SAE port: no more
 #      than connection_limit_per_address (256) are held, and SAE_A (from
 #      127.0.0.1) is served meanwhile;
@@ -96,10 +96,11 @@ note_rss() {
     return 0
 }
 
-echo "== (1) 500 clients per port without a certificate, each announcing a 1 MB body"
-flood nocert_sae --connect "127.0.0.1:$SAE_PORT" --bind 127.0.0.2 --count 500 --mode nocert --hold-s 300
-flood nocert_kme --connect "127.0.0.1:$KME_PORT" --bind 127.0.0.2 --count 500 --mode nocert --hold-s 300 \
-    --path /kme/v1/relay
+echo "== (1) 500 clients per port without a certificate, each announcing a body it never sends"
+flood nocert_sae --connect "127.0.0.1:$SAE_PORT" --bind 127.0.0.2 --count 500 --mode nocert --length 100000 \
+    --hold-s 300
+flood nocert_kme --connect "127.0.0.1:$KME_PORT" --bind 127.0.0.2 --count 500 --mode nocert --length 1000000 \
+    --hold-s 300 --path /kme/v1/relay
 all_answered() { # NAME: every connection answered 401 and closed
     local f=$dir/$1.status
     [ "$(field "$f" opened)" = 500 ] && [ "$(field "$f" status401)" = 500 ] && [ "$(field "$f" open)" = 0 ]
@@ -115,7 +116,6 @@ done
 t_check "after (1): SAE_A is served and SAE_B fetches the same bytes" served
 
 echo "== (2) slow clients: one byte every 2 s, with a valid certificate and in the handshake"
-T0=$SECONDS
 flood slowbody --connect "127.0.0.1:$SAE_PORT" --bind 127.0.0.2 --count 100 --mode slowbody \
     --cert "$C/SAE_A.pem" --key "$C/SAE_A.key" --length 100000 --interval-ms 2000 --hold-s 300
 flood slowhello_kme --connect "127.0.0.1:$KME_PORT" --bind 127.0.0.2 --count 50 --mode slowhello \
@@ -133,7 +133,7 @@ all_cut() { # NAME: every connection closed by the server
 }
 for name in slowbody slowhello_kme slowhello_sae; do
     if wait_for 300 all_cut "$name"; then
-        t_pass "$name: every connection cut at the deadline although bytes kept coming ($((SECONDS - T0)) s)"
+        t_pass "$name: every connection cut while its bytes kept coming"
     else
         t_fail "$name: every connection cut at the deadline" "last status: $(cat "$dir/$name.status" 2>/dev/null)"
     fi

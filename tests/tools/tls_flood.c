@@ -6,7 +6,8 @@
  *              body byte;
  *   slowbody   TLS handshake (with --cert/--key when given), the same
  *              headers, then one body byte per INTERVAL ms;
- *   slowhello  plain TCP, one byte of a TLS ClientHello per INTERVAL ms.
+ *   slowhello  plain TCP, one byte of a 512-byte TLS handshake record per
+ *              INTERVAL ms.
  * Every second it rewrites STATUS (one line: "opened N answered N
  * status401 N closed N refused N") so that a test can wait for a state; it
  * ends when every connection is closed or after HOLD seconds, and prints
@@ -212,8 +213,9 @@ int main(int argc, char **argv)
     snprintf(headers, sizeof headers,
              "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %ld\r\n\r\n", path,
              host, length);
-    /* A ClientHello record header and the start of its body. */
-    static const unsigned char hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03};
+    /* A handshake record announcing 512 bytes: its header, then the body
+     * (zeros), which a server waits for byte by byte. */
+    static unsigned char hello[5 + 512] = {0x16, 0x03, 0x01, 0x02, 0x00};
     int refused = 0;
     for (int i = 0; i < count; i++) {
         client *c = &clients[i];
