@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -125,7 +126,9 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
              etsi_key_container *out, size_t *bad_index)
 {
     memset(out, 0, sizeof *out);
-    /* Pass 1: every ID must be deliverable to this slave. */
+    int64_t now = (int64_t)time(NULL);
+    /* Pass 1: every ID must be deliverable to this slave, and unexpired
+     * (the expiry worker erases it later: until then it is refused here). */
     for (size_t i = 0; i < ids->count; i++) {
         MDB_val v;
         record_view rv;
@@ -133,6 +136,8 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
         int rc = get_record(s, txn, ids->ids[i], &v, &rv);
         if (rc != KR_OK)
             return rc;
+        if (rv.expires <= now)
+            return KR_UNKNOWN;
         if (rv.master_len != strlen(master) || memcmp(rv.master, master, rv.master_len) != 0)
             return KR_FOREIGN;
         int si = slave_index(v.mv_data, &rv, slave);

@@ -4,6 +4,7 @@
 #include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "store/key_records.h"
 
@@ -132,23 +133,36 @@ START_TEST(multicast_each_slave_once)
 }
 END_TEST
 
+static int64_t expire_at;
 static int do_expire(kme_store *s, MDB_txn *t, void *a)
 {
-    *(int *)a = kr_expire(s, t, 2000, 64);
+    *(int *)a = kr_expire(s, t, expire_at, 64);
     return 0;
 }
 
 START_TEST(expiry_erases_only_expired)
 {
-    put(K1, "SAE_A", "SAE_B", NULL, 1000);
-    put(K2, "SAE_A", "SAE_B", NULL, 3000);
-    put(K3, "SAE_A", "SAE_B", NULL, 1500);
+    int64_t now = (int64_t)time(NULL);
+    expire_at = now;
+    put(K1, "SAE_A", "SAE_B", NULL, now - 100);
+    put(K2, "SAE_A", "SAE_B", NULL, now + 3600);
+    put(K3, "SAE_A", "SAE_B", NULL, now - 50);
     int n = 0;
     ck_assert_int_eq(store_commit(&st, do_expire, &n), 0);
     ck_assert_int_eq(n, 2);
     ck_assert_int_eq(count_records(), 1);
     ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
     ck_assert_int_eq(fetch("SAE_A", "SAE_B", K2, NULL, NULL), KR_OK);
+}
+END_TEST
+
+/* A key past its expiry is refused at the fetch itself, before the expiry
+ * worker has erased it. */
+START_TEST(expired_key_refused_at_fetch)
+{
+    put(K1, "SAE_A", "SAE_B", NULL, (int64_t)time(NULL) - 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
+    ck_assert_int_eq(count_records(), 1); /* still held: the expiry worker erases it */
 }
 END_TEST
 
@@ -176,6 +190,7 @@ int main(void)
     tcase_add_test(tc, one_bad_id_hands_out_nothing);
     tcase_add_test(tc, multicast_each_slave_once);
     tcase_add_test(tc, expiry_erases_only_expired);
+    tcase_add_test(tc, expired_key_refused_at_fetch);
     tcase_add_test(tc, duplicate_id_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);
