@@ -1,9 +1,12 @@
 # Shared helpers for the shell test suites: assertions, counters and a summary.
 # Source it; set T_SUITE first. Each suite ends with `t_summary`, which prints
-# "N passed, N failed" and exits non-zero when anything failed.
+# "N passed, N failed[, N skipped]" and exits non-zero when anything failed.
+# A check whose optional input is absent is skipped (t_skip): one visible
+# line, counted as neither passed nor failed.
 
 T_PASSED=0
 T_FAILED=0
+T_SKIPPED=0
 T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 T_BUILD=${T_BUILD:-$T_ROOT/build/asan}
 T_BIN=$T_BUILD/bin
@@ -14,6 +17,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 t_pass() { T_PASSED=$((T_PASSED + 1)); printf '  ok   %s\n' "$1"; }
 t_fail() { T_FAILED=$((T_FAILED + 1)); printf '  FAIL %s: %s\n' "$1" "${2:-}"; }
+t_skip() { T_SKIPPED=$((T_SKIPPED + 1)); printf '  skipped: %s: %s\n' "$1" "${2:-}"; }
 
 # t_check NAME CMD...: passes when CMD exits 0.
 t_check() {
@@ -37,20 +41,32 @@ t_nomatch() {
     if printf '%s' "$3" | grep -Eq -- "$2"; then t_fail "$1" "[$3] matches /$2/"; else t_pass "$1"; fi
 }
 
-# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds.
+# A test waits for a state, never for a rate or a deadline: each ceiling
+# below is T_WAIT_SCALE (10) times what the suite's author saw a passing run
+# need, and bounds only a failure. A machine slower still can raise it.
+T_WAIT_SCALE=${T_WAIT_SCALE:-10}
+
+# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds, for up
+# to SECONDS x T_WAIT_SCALE. When that expires, what CMD printed last is
+# shown (on stderr).
+T_WAIT_OUT=$T_OUT/.wait_for.$$
 wait_for() {
-    local limit=$1; shift
+    local limit=$(($1 * T_WAIT_SCALE)); shift
     local end=$((SECONDS + limit))
     while [ $SECONDS -le $end ]; do
-        "$@" >/dev/null 2>&1 && return 0
+        "$@" >"$T_WAIT_OUT" 2>&1 && { rm -f "$T_WAIT_OUT"; return 0; }
         sleep 0.1
     done
+    printf '  (waited %s s for: %s; last output: %s)\n' "$limit" "$*" \
+        "$(tr '\n' ' ' <"$T_WAIT_OUT" 2>/dev/null | cut -c1-300)" >&2
+    rm -f "$T_WAIT_OUT"
     return 1
 }
 
-# wait_still SECONDS CMD...: waits until CMD prints the same twice, 1 s apart.
+# wait_still SECONDS CMD...: waits until CMD prints the same twice, 1 s
+# apart, for up to SECONDS x T_WAIT_SCALE.
 wait_still() {
-    local limit=$1 a b end
+    local limit=$(($1 * T_WAIT_SCALE)) a b end
     shift
     end=$((SECONDS + limit))
     a=$("$@" 2>/dev/null)
@@ -60,6 +76,8 @@ wait_still() {
         [ "$a" = "$b" ] && return 0
         a=$b
     done
+    printf '  (waited %s s for the output of %s to stop changing; last: %s)\n' "$limit" "$*" \
+        "$(printf '%s' "$b" | tr '\n' ' ' | cut -c1-300)" >&2
     return 1
 }
 
@@ -86,7 +104,11 @@ t_require_programs() {
 }
 
 t_summary() {
-    echo "${T_SUITE:-suite}: $T_PASSED passed, $T_FAILED failed"
-    if [ -n "${T_RESULTS:-}" ]; then echo "$T_PASSED $T_FAILED" >>"$T_RESULTS"; fi
+    if [ "$T_SKIPPED" -gt 0 ]; then
+        echo "${T_SUITE:-suite}: $T_PASSED passed, $T_FAILED failed, $T_SKIPPED skipped"
+    else
+        echo "${T_SUITE:-suite}: $T_PASSED passed, $T_FAILED failed"
+    fi
+    if [ -n "${T_RESULTS:-}" ]; then echo "$T_PASSED $T_FAILED $T_SKIPPED" >>"$T_RESULTS"; fi
     [ "$T_FAILED" -eq 0 ]
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every suite against one build (default build/asan): the check unit
-# tests, then each integration suite, then the conformance run. Prints the
-# totals as "N passed, N failed" and exits non-zero if anything failed.
+# tests, the static checks, each integration suite, then the conformance
+# run. Prints the totals as "N passed, N failed" (", N skipped" when a check
+# lacked an optional input) and exits non-zero if anything failed.
 set -u
 BUILD=$(cd "${1:-build/asan}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,6 @@ for s in "$ROOT"/tests/static/test_*.sh "$ROOT"/tests/integration/test_*.sh "$RO
     fi
 done
 
-awk '{p+=$1; f+=$2} END {printf "%d passed, %d failed\n", p, f}' "$T_RESULTS"
+awk '{p+=$1; f+=$2; s+=$3} END {if (s > 0) printf "%d passed, %d failed, %d skipped\n", p, f, s; else printf "%d passed, %d failed\n", p, f}' "$T_RESULTS"
 [ "$(awk '{f+=$2} END {print f+0}' "$T_RESULTS")" -eq 0 ] || status=1
 exit $status

@@ -11,8 +11,11 @@
 #      types, unknown members and refusals) and multi-step flows;
 #   3. runs each collection with Newman, one client certificate per site.
 #
-# Specs: api/etsi014.yaml (ours) and the third-party V1.1.1 transcription in
-# ../shared/etsi014/openapi.yaml (CI checks the repository out beside shared/).
+# Specs: api/etsi014.yaml (ours), and, where it is present, the third-party
+# V1.1.1 transcription at $ETSI014_REFERENCE_SPEC (default
+# ../shared/etsi014/openapi.yaml beside the repository): a check for the
+# project's maintainers, not a requirement of the product. Without it that
+# run says "skipped" and counts as neither passed nor failed.
 # Newman picks the client certificate by URL: https://localhost:8441 is SAE_A
 # at A, https://localhost:8442 is SAE_B at B, https://127.0.0.1:8442 is SAE_B2
 # at B and https://127.0.0.1:8441 is SAE_B calling A (not hosted there: 401).
@@ -27,7 +30,8 @@ NODE_MIN_LINT=18.17.0  # @redocly/cli 1.34 (Debian 12 ships nodejs 18.19)
 # Each run must execute at least this many assertions (360 to 470 today), so
 # that a collection which silently lost requests or tests cannot pass.
 MIN_ASSERTIONS=300
-SPECS=("etsi014:$T_ROOT/api/etsi014.yaml" "reference:$T_ROOT/../shared/etsi014/openapi.yaml")
+REFERENCE_SPEC=${ETSI014_REFERENCE_SPEC:-$T_ROOT/../shared/etsi014/openapi.yaml}
+SPECS=("etsi014:$T_ROOT/api/etsi014.yaml" "reference:$REFERENCE_SPEC")
 
 NET_BIN=$T_BIN
 NET_SAE_BASE=8440
@@ -123,7 +127,11 @@ for entry in "${SPECS[@]}"; do
     spec=${entry#*:}
     label="conformance to $(basename "$spec") ($name)"
     if [ ! -f "$spec" ]; then
-        t_fail "$label" "spec not found: $spec"
+        if [ "$name" = reference ]; then
+            t_skip "$label" "the reference transcription is not here ($spec; set ETSI014_REFERENCE_SPEC)"
+        else
+            t_fail "$label" "spec not found: $spec"
+        fi
         continue
     fi
     mkdir -p "$OUT/$name.work"

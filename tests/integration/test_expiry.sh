@@ -27,6 +27,8 @@ listed() {
     jq -r '.keys[].key_ID' "$W/dump.$1" | sort >"$W/ids.$1"
     awk '{ print $1 }' "$2" | sort | comm -12 - "$W/ids.$1" | wc -l
 }
+# none_listed SITE FILE: the expiry worker has erased every key of FILE.
+none_listed() { [ "$(listed "$1" "$2")" = 0 ]; }
 # refused SLAVE MASTER FILE: how many keys of FILE a fetch one by one
 # refuses with 400.
 refused() { refetch_codes "$1" "$2" "$3" | grep -c '^400$'; }
@@ -48,7 +50,7 @@ after() { awk -v t="$1" -v s="$2" 'BEGIN { printf "%.3f", t + s }'; }
 
 net_init "$W/net" "A B" "A-B" || { t_fail "net_init" "see $W"; t_summary; exit 1; }
 t_check "network starts" net_start
-t_check "link key for SAE_B at A within 20 s" wait_for 20 stock_at_least SAE_A SAE_B 100
+t_check "link key for SAE_B at A" wait_for 20 stock_at_least SAE_A SAE_B 100
 
 echo "== keys reserved for the request"
 t_eq "no stock for SAE_B before the first request" "" "$(stock_ids)"
@@ -92,7 +94,7 @@ t_eq "a key issued before B's restart is delivered after it" "$(cat "$W/k3.first
 t_eq "B's store still lists the other one after the restart" 1 "$(listed B "$W/k3.rest")"
 
 echo "== keys handed out from A's stock"
-t_check "A keeps stock for SAE_B after the demand (10 s)" wait_for 10 has_stock
+t_check "A keeps stock for SAE_B after the demand" wait_for 10 has_stock
 stock_ids >"$W/stock.before"
 : >"$W/k2"
 t_check "SAE_A gets 2 more keys for SAE_B" enc_keys SAE_A SAE_B 2 256 "$W/k2"
@@ -102,16 +104,16 @@ t_eq "B's store lists them" 2 "$(listed B "$W/k2")"
 
 echo "== after the TTL (+2.5 s)"
 sleep_until "$(after "$T1" 5.5)"
-t_eq "B's store no longer lists the unfetched reserved keys" 0 "$(listed B "$W/k1.rest")"
+t_check "B's store no longer lists the unfetched reserved keys" wait_for 10 none_listed B "$W/k1.rest"
 t_eq "SAE_B's fetch of each of them is refused with 400" 3 "$(refused SAE_B SAE_A "$W/k1.rest")"
 sleep_until "$(after "$TL" 5.5)"
-t_eq "A's store no longer lists the unfetched local keys" 0 "$(listed A "$W/local")"
+t_check "A's store no longer lists the unfetched local keys" wait_for 10 none_listed A "$W/local"
 t_eq "SAE_A's fetch of each of them is refused with 400" 2 "$(refused SAE_A SAE_A "$W/local")"
 sleep_until "$(after "$T3" 5.5)"
-t_eq "B's store no longer lists the key it kept across its restart" 0 "$(listed B "$W/k3.rest")"
+t_check "B's store no longer lists the key it kept across its restart" wait_for 10 none_listed B "$W/k3.rest"
 t_eq "SAE_B's fetch of it is refused with 400" 1 "$(refused SAE_B SAE_A "$W/k3.rest")"
 sleep_until "$(after "$T2" 5.5)"
-t_eq "B's store no longer lists the unfetched keys handed out from stock" 0 "$(listed B "$W/k2")"
+t_check "B's store no longer lists the unfetched keys handed out from stock" wait_for 10 none_listed B "$W/k2"
 t_eq "SAE_B's fetch of each of them is refused with 400" 2 "$(refused SAE_B SAE_A "$W/k2")"
 t_check "B logs the expiry" grep -q 'expired [0-9]* unfetched keys' "$NET_DIR/B/kme.log"
 

@@ -121,8 +121,8 @@ kme_ready() {
     curl -sf --max-time 2 --cert "$NET_DIR/certs/SAE_$s.pem" --key "$NET_DIR/certs/SAE_$s.key" \
         --cacert "$NET_DIR/certs/ca.pem" "$(net_url "$s")/api/v1/keys/SAE_$s/status" >/dev/null
 }
-kme_wait() { # SITE [SECONDS]
-    local end=$((SECONDS + ${2:-30}))
+kme_wait() { # SITE [SECONDS]: up to SECONDS (30) x T_WAIT_SCALE (10), see tests/lib.sh
+    local end=$((SECONDS + ${2:-30} * ${T_WAIT_SCALE:-10}))
     while [ $SECONDS -le $end ]; do
         kme_ready "$1" && return 0
         kill -0 "$(kme_pid "$1")" 2>/dev/null || return 1
@@ -161,8 +161,8 @@ net_routed() {
         done
     done
 }
-net_wait_routed() { # [SECONDS]
-    local end=$((SECONDS + ${1:-30}))
+net_wait_routed() { # [SECONDS]: up to SECONDS (30) x T_WAIT_SCALE (10)
+    local end=$((SECONDS + ${1:-30} * ${T_WAIT_SCALE:-10}))
     while [ $SECONDS -le $end ]; do
         net_routed && return 0
         sleep 0.2
