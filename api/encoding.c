@@ -33,7 +33,8 @@ static void b64_init(void)
     for (int c = 0; c < 256; c++)
         b64_values[c] = -1;
     for (int i = 0; i < 64; i++)
-        b64_values[(unsigned char)"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i]] = (signed char)i;
+        b64_values[(unsigned char)"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i]] =
+            (signed char)i;
 }
 
 static int b64_value(int c)
@@ -49,8 +50,10 @@ unsigned char *base64_decode(const char *text, size_t *out_len)
     if (len % 4 != 0)
         return NULL;
     size_t pad = 0;
-    if (len >= 1 && text[len - 1] == '=') pad++;
-    if (len >= 2 && text[len - 2] == '=') pad++;
+    if (len >= 1 && text[len - 1] == '=')
+        pad++;
+    if (len >= 2 && text[len - 2] == '=')
+        pad++;
     size_t n = len / 4 * 3 - pad;
     unsigned char *out = malloc(n ? n : 1);
     if (!out)
@@ -134,10 +137,8 @@ int uuid_generate(char out[UUID_STR_LEN + 1])
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, UUID_STR_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    snprintf(out, UUID_STR_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
     return 0;
 }
 

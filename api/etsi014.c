@@ -55,8 +55,7 @@ static json_t *parse_object(const char *body, size_t len, etsi_problem *p)
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        etsi_problem_set(p, "malformed JSON", "line %d column %d: %s", jerr.line, jerr.column,
-                         jerr.text);
+        etsi_problem_set(p, "malformed JSON", "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -71,7 +70,8 @@ static int only_members(json_t *obj, const char *const *allowed, etsi_problem *p
 {
     const char *key;
     json_t *value;
-    json_object_foreach(obj, key, value) {
+    json_object_foreach(obj, key, value)
+    {
         int ok = 0;
         for (const char *const *a = allowed; *a; a++)
             if (strcmp(key, *a) == 0)
@@ -110,8 +110,8 @@ static int check_request_bounds(etsi_key_request *r, const etsi_limits *lim, ets
         return -1;
     }
     if (r->size < lim->min_key_size || r->size > lim->max_key_size) {
-        etsi_problem_set(p, "size out of range", "size must be from %ld to %ld bits",
-                         lim->min_key_size, lim->max_key_size);
+        etsi_problem_set(p, "size out of range", "size must be from %ld to %ld bits", lim->min_key_size,
+                         lim->max_key_size);
         return -1;
     }
     if (r->size % 8 != 0) {
@@ -124,8 +124,8 @@ static int check_request_bounds(etsi_key_request *r, const etsi_limits *lim, ets
         return -1;
     }
     if (r->has_extension_mandatory) {
-        etsi_problem_set(p, "not all extension_mandatory parameters are supported",
-                         "unsupported extension '%s'", r->unsupported_extension);
+        etsi_problem_set(p, "not all extension_mandatory parameters are supported", "unsupported extension '%s'",
+                         r->unsupported_extension);
         return -1;
     }
     return 0;
@@ -163,7 +163,8 @@ static int parse_extensions(json_t *root, etsi_key_request *r, etsi_problem *p)
         }
         size_t k;
         json_t *item;
-        json_array_foreach(lists[i], k, item) {
+        json_array_foreach(lists[i], k, item)
+        {
             if (!json_is_object(item)) {
                 etsi_problem_set(p, "malformed request", "'%s' must be an array of objects", names[i]);
                 return -1;
@@ -179,8 +180,8 @@ static int parse_extensions(json_t *root, etsi_key_request *r, etsi_problem *p)
     return 0;
 }
 
-int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *limits,
-                               etsi_key_request *out, etsi_problem *p)
+int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *limits, etsi_key_request *out,
+                               etsi_problem *p)
 {
     memset(out, 0, sizeof *out);
     out->number = 1;
@@ -191,8 +192,8 @@ int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *
     json_t *root = parse_object(body, len, p);
     if (!root)
         return -1;
-    static const char *const allowed[] = {"number", "size", "additional_slave_SAE_IDs",
-                                          "extension_mandatory", "extension_optional", NULL};
+    static const char *const allowed[] = {
+        "number", "size", "additional_slave_SAE_IDs", "extension_mandatory", "extension_optional", NULL};
     int rc = -1;
     json_t *v;
     if (only_members(root, allowed, p) < 0)
@@ -220,8 +221,7 @@ int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *
         for (size_t i = 0; i < n; i++) {
             json_t *s = json_array_get(v, i);
             if (!json_is_string(s) || !etsi_id_is_valid(json_string_value(s))) {
-                etsi_problem_set(p, "malformed request",
-                                 "additional_slave_SAE_IDs[%zu] must be an SAE ID string", i);
+                etsi_problem_set(p, "malformed request", "additional_slave_SAE_IDs[%zu] must be an SAE ID string", i);
                 goto done;
             }
             for (size_t j = 0; j < out->additional_count; j++) {
@@ -244,8 +244,8 @@ done:
     return rc;
 }
 
-int etsi_key_request_from_query(const char *number, const char *size, const etsi_limits *limits,
-                                etsi_key_request *out, etsi_problem *p)
+int etsi_key_request_from_query(const char *number, const char *size, const etsi_limits *limits, etsi_key_request *out,
+                                etsi_problem *p)
 {
     memset(out, 0, sizeof *out);
     out->number = 1;
@@ -303,8 +303,7 @@ static int add_key_id(etsi_key_ids *out, const char *id, size_t index, etsi_prob
     return 0;
 }
 
-int etsi_key_ids_from_json(const char *body, size_t len, long max_ids, etsi_key_ids *out,
-                           etsi_problem *p)
+int etsi_key_ids_from_json(const char *body, size_t len, long max_ids, etsi_key_ids *out, etsi_problem *p)
 {
     memset(out, 0, sizeof *out);
     if (!body || len == 0) {
@@ -339,7 +338,8 @@ int etsi_key_ids_from_json(const char *body, size_t len, long max_ids, etsi_key_
     }
     size_t i;
     json_t *item;
-    json_array_foreach(ids, i, item) {
+    json_array_foreach(ids, i, item)
+    {
         static const char *const item_allowed[] = {"key_ID", "key_ID_extension", NULL};
         json_t *id = json_object_get(item, "key_ID");
         json_t *iext = json_object_get(item, "key_ID_extension");
@@ -435,8 +435,7 @@ char *etsi_key_container_to_json(const etsi_key_container *c)
     return text;
 }
 
-int etsi_key_container_from_json(const char *body, size_t len, etsi_key_container *out,
-                                 etsi_problem *p)
+int etsi_key_container_from_json(const char *body, size_t len, etsi_key_container *out, etsi_problem *p)
 {
     memset(out, 0, sizeof *out);
     json_t *root = parse_object(body, len, p);
@@ -453,7 +452,8 @@ int etsi_key_container_from_json(const char *body, size_t len, etsi_key_containe
         goto done;
     size_t i;
     json_t *item;
-    json_array_foreach(keys, i, item) {
+    json_array_foreach(keys, i, item)
+    {
         const char *id = json_string_value(json_object_get(item, "key_ID"));
         const char *key = json_string_value(json_object_get(item, "key"));
         if (!id || !key || !uuid_is_valid(id)) {
@@ -494,16 +494,13 @@ void etsi_key_container_clear(etsi_key_container *c)
 
 char *etsi_status_to_json(const etsi_status *s)
 {
-    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-                             "source_KME_ID", s->source_kme_id, "target_KME_ID", s->target_kme_id,
-                             "master_SAE_ID", s->master_sae_id, "slave_SAE_ID", s->slave_sae_id,
-                             "key_size", (json_int_t)s->limits.key_size,
-                             "stored_key_count", (json_int_t)s->stored_key_count,
-                             "max_key_count", (json_int_t)s->limits.max_key_count,
-                             "max_key_per_request", (json_int_t)s->limits.max_key_per_request,
-                             "max_key_size", (json_int_t)s->limits.max_key_size,
-                             "min_key_size", (json_int_t)s->limits.min_key_size,
-                             "max_SAE_ID_count", (json_int_t)s->limits.max_sae_id_count);
+    json_t *root =
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "source_KME_ID", s->source_kme_id, "target_KME_ID",
+                  s->target_kme_id, "master_SAE_ID", s->master_sae_id, "slave_SAE_ID", s->slave_sae_id, "key_size",
+                  (json_int_t)s->limits.key_size, "stored_key_count", (json_int_t)s->stored_key_count, "max_key_count",
+                  (json_int_t)s->limits.max_key_count, "max_key_per_request", (json_int_t)s->limits.max_key_per_request,
+                  "max_key_size", (json_int_t)s->limits.max_key_size, "min_key_size",
+                  (json_int_t)s->limits.min_key_size, "max_SAE_ID_count", (json_int_t)s->limits.max_sae_id_count);
     if (!root)
         return NULL;
     char *text = json_dumps(root, JSON_COMPACT);
@@ -520,19 +517,17 @@ int etsi_status_from_json(const char *body, size_t len, etsi_status *out, etsi_p
     const char *src, *dst, *master, *slave;
     json_int_t ks, stored, maxc, maxreq, maxsize, minsize, maxsae;
     json_error_t jerr;
-    int rc = json_unpack_ex(root, &jerr, 0, "{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-                            "source_KME_ID", &src, "target_KME_ID", &dst, "master_SAE_ID", &master,
-                            "slave_SAE_ID", &slave, "key_size", &ks, "stored_key_count", &stored,
-                            "max_key_count", &maxc, "max_key_per_request", &maxreq, "max_key_size",
-                            &maxsize, "min_key_size", &minsize, "max_SAE_ID_count", &maxsae);
+    int rc = json_unpack_ex(root, &jerr, 0, "{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "source_KME_ID", &src,
+                            "target_KME_ID", &dst, "master_SAE_ID", &master, "slave_SAE_ID", &slave, "key_size", &ks,
+                            "stored_key_count", &stored, "max_key_count", &maxc, "max_key_per_request", &maxreq,
+                            "max_key_size", &maxsize, "min_key_size", &minsize, "max_SAE_ID_count", &maxsae);
     if (rc == 0) {
         snprintf(out->source_kme_id, sizeof out->source_kme_id, "%s", src);
         snprintf(out->target_kme_id, sizeof out->target_kme_id, "%s", dst);
         snprintf(out->master_sae_id, sizeof out->master_sae_id, "%s", master);
         snprintf(out->slave_sae_id, sizeof out->slave_sae_id, "%s", slave);
         out->stored_key_count = (long)stored;
-        out->limits = (etsi_limits){(long)ks, (long)maxreq, (long)maxsize, (long)minsize, (long)maxsae,
-                                    (long)maxc};
+        out->limits = (etsi_limits){(long)ks, (long)maxreq, (long)maxsize, (long)minsize, (long)maxsae, (long)maxc};
     } else {
         etsi_problem_set(p, "malformed status", "%s", jerr.text);
     }

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include "api/encoding.h"
 
-#define ETSI_ID_MAX 64          /* longest SAE or KME ID accepted */
+#define ETSI_ID_MAX 64             /* longest SAE or KME ID accepted */
 #define ETSI_BODY_MAX (256 * 1024) /* largest request body the KME reads */
 
 /* A problem found while decoding or validating: becomes the ETSI error body. */
@@ -19,12 +19,12 @@ typedef struct {
 
 /* The bounds a KME enforces and reports in Status. Sizes are in bits. */
 typedef struct {
-    long key_size;            /* default size */
+    long key_size; /* default size */
     long max_key_per_request;
     long max_key_size;
     long min_key_size;
-    long max_sae_id_count;    /* most additional_slave_SAE_IDs in one request */
-    long max_key_count;       /* most keys the KME can hold for one slave */
+    long max_sae_id_count; /* most additional_slave_SAE_IDs in one request */
+    long max_key_count;    /* most keys the KME can hold for one slave */
 } etsi_limits;
 
 typedef struct {
@@ -37,9 +37,9 @@ typedef struct {
 } etsi_status;
 
 typedef struct {
-    long number;                 /* keys asked for (default 1) */
-    long size;                   /* bits per key (default: limits.key_size) */
-    char **additional_slaves;    /* additional_slave_SAE_IDs */
+    long number;              /* keys asked for (default 1) */
+    long size;                /* bits per key (default: limits.key_size) */
+    char **additional_slaves; /* additional_slave_SAE_IDs */
     size_t additional_count;
     int has_extension_mandatory; /* a non-empty extension_mandatory was sent */
     char unsupported_extension[ETSI_ID_MAX + 1];
@@ -52,7 +52,7 @@ typedef struct {
 
 typedef struct {
     char key_id[UUID_STR_LEN + 1];
-    unsigned char *key;  /* key_len bytes, cleansed by etsi_key_container_clear */
+    unsigned char *key; /* key_len bytes, cleansed by etsi_key_container_clear */
     size_t key_len;
 } etsi_key;
 
@@ -67,25 +67,23 @@ int etsi_id_is_valid(const char *id);
 /* enc_keys: POST body (body may be empty or NULL: defaults) or GET query
  * values (either may be NULL). Defaults: number 1, size limits->key_size.
  * Validates types and every bound of limits. 0 on success, -1 with *p set. */
-int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *limits,
-                               etsi_key_request *out, etsi_problem *p);
-int etsi_key_request_from_query(const char *number, const char *size, const etsi_limits *limits,
-                                etsi_key_request *out, etsi_problem *p);
+int etsi_key_request_from_json(const char *body, size_t len, const etsi_limits *limits, etsi_key_request *out,
+                               etsi_problem *p);
+int etsi_key_request_from_query(const char *number, const char *size, const etsi_limits *limits, etsi_key_request *out,
+                                etsi_problem *p);
 void etsi_key_request_clear(etsi_key_request *r);
 /* Client side: the POST body for a request (malloc'ed JSON text). */
 char *etsi_key_request_to_json(const etsi_key_request *r);
 
 /* dec_keys: POST body or GET key_ID. At most max_ids IDs; duplicates refused. */
-int etsi_key_ids_from_json(const char *body, size_t len, long max_ids, etsi_key_ids *out,
-                           etsi_problem *p);
+int etsi_key_ids_from_json(const char *body, size_t len, long max_ids, etsi_key_ids *out, etsi_problem *p);
 int etsi_key_ids_from_query(const char *key_id, etsi_key_ids *out, etsi_problem *p);
 void etsi_key_ids_clear(etsi_key_ids *ids);
 char *etsi_key_ids_to_json(const etsi_key_ids *ids);
 
 /* Key container. The encoded text holds key material. */
 char *etsi_key_container_to_json(const etsi_key_container *c);
-int etsi_key_container_from_json(const char *body, size_t len, etsi_key_container *out,
-                                 etsi_problem *p);
+int etsi_key_container_from_json(const char *body, size_t len, etsi_key_container *out, etsi_problem *p);
 void etsi_key_container_clear(etsi_key_container *c);
 
 char *etsi_status_to_json(const etsi_status *s);

@@ -74,7 +74,8 @@ static int links_from_json(json_t *links, kme_advert *out, etsi_problem *p)
     }
     size_t i;
     json_t *v;
-    json_array_foreach(links, i, v) {
+    json_array_foreach(links, i, v)
+    {
         if (link_from_json(v, i, &out->links[i], p) < 0)
             return -1;
         out->link_count++;
@@ -90,7 +91,8 @@ static int saes_from_json(json_t *saes, kme_advert *out, etsi_problem *p)
     }
     size_t i;
     json_t *v;
-    json_array_foreach(saes, i, v) {
+    json_array_foreach(saes, i, v)
+    {
         if (get_id(v, out->saes[i]) < 0) {
             etsi_problem_set(p, MALFORMED, "saes[%zu] is not an SAE ID", i);
             return -1;

@@ -52,8 +52,8 @@ char *kme_verify_request_to_json(const kme_verify_request *r)
         hex_encode(r->tags[i], KME_TAG_BYTES, hex);
         json_array_append_new(blocks, json_pack("{s:I,s:s}", "seq", (json_int_t)r->seqs[i], "tag", hex));
     }
-    return dump(json_pack("{s:s,s:I,s:o}", "txn_id", r->txn_id, "timeout_ms", (json_int_t)r->timeout_ms, "blocks",
-                          blocks));
+    return dump(
+        json_pack("{s:s,s:I,s:o}", "txn_id", r->txn_id, "timeout_ms", (json_int_t)r->timeout_ms, "blocks", blocks));
 }
 
 int kme_verify_request_from_json(const char *body, size_t len, kme_verify_request *out, etsi_problem *p)
@@ -78,7 +78,8 @@ int kme_verify_request_from_json(const char *body, size_t len, kme_verify_reques
     }
     size_t i;
     json_t *b;
-    json_array_foreach(blocks, i, b) {
+    json_array_foreach(blocks, i, b)
+    {
         if (get_u64(json_object_get(b, "seq"), INT64_MAX, &out->seqs[i]) < 0 ||
             hex_decode(json_string_value(json_object_get(b, "tag")), out->tags[i], KME_TAG_BYTES) < 0) {
             etsi_problem_set(p, "malformed request", "blocks[%zu] needs a seq and a 32-digit hex tag", i);
@@ -119,7 +120,8 @@ int kme_verify_response_from_json(const char *body, size_t len, kme_verify_respo
     }
     size_t i;
     json_t *r;
-    json_array_foreach(results, i, r) {
+    json_array_foreach(results, i, r)
+    {
         const char *name = json_string_value(json_object_get(r, "result"));
         int v = -1;
         for (int k = 0; name && k < 3; k++)
@@ -150,8 +152,8 @@ char *kme_reserve_request_to_json(const kme_reserve_request *r)
         json_t *ranges = json_array();
         for (size_t j = 0; j < r->keys[i].nranges; j++) {
             const kme_range *g = &r->ranges[r->keys[i].first_range + j];
-            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)g->seq, (json_int_t)g->offset,
-                                                    (json_int_t)g->length));
+            json_array_append_new(
+                ranges, json_pack("[I,I,I]", (json_int_t)g->seq, (json_int_t)g->offset, (json_int_t)g->length));
         }
         json_array_append_new(keys, json_pack("{s:s,s:o}", "key_ID", r->keys[i].key_id, "ranges", ranges));
     }
@@ -183,7 +185,8 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
     out->expires = (int64_t)expires;
     size_t i;
     json_t *v;
-    json_array_foreach(slaves, i, v) {
+    json_array_foreach(slaves, i, v)
+    {
         if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v))) {
             etsi_problem_set(p, "malformed request", "slaves[%zu] is not an SAE ID", i);
             goto done;
@@ -200,7 +203,8 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
     out->ranges = calloc(total_ranges, sizeof *out->ranges);
     if (!out->keys || !out->ranges)
         goto done;
-    json_array_foreach(keys, i, v) {
+    json_array_foreach(keys, i, v)
+    {
         kme_reserved_key *k = &out->keys[out->key_count];
         json_t *ranges = json_object_get(v, "ranges");
         if (get_uuid(v, "key_ID", k->key_id, p) < 0 || !json_is_array(ranges) || json_array_size(ranges) == 0)
@@ -209,12 +213,13 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
         uint64_t bytes = 0;
         size_t j;
         json_t *g;
-        json_array_foreach(ranges, j, g) {
+        json_array_foreach(ranges, j, g)
+        {
             kme_range *r = &out->ranges[out->range_count];
             uint64_t off, length;
             if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &r->seq) ||
-                get_u64(json_array_get(g, 1), UINT32_MAX, &off) ||
-                get_u64(json_array_get(g, 2), UINT32_MAX, &length) || length == 0)
+                get_u64(json_array_get(g, 1), UINT32_MAX, &off) || get_u64(json_array_get(g, 2), UINT32_MAX, &length) ||
+                length == 0)
                 goto bad_key;
             r->offset = (uint32_t)off;
             r->length = (uint32_t)length;
@@ -252,8 +257,8 @@ char *kme_resolve_request_to_json(const kme_resolve *r)
 {
     json_t *ranges = json_array();
     for (size_t i = 0; i < r->count; i++)
-        json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r->ranges[i].seq, (json_int_t)r->ranges[i].offset,
-                                                (json_int_t)r->ranges[i].length));
+        json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r->ranges[i].seq,
+                                                (json_int_t)r->ranges[i].offset, (json_int_t)r->ranges[i].length));
     return dump(json_pack("{s:o}", "ranges", ranges));
 }
 
@@ -275,7 +280,8 @@ int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out
         goto done;
     size_t i;
     json_t *g;
-    json_array_foreach(ranges, i, g) {
+    json_array_foreach(ranges, i, g)
+    {
         uint64_t off, length;
         kme_range *r = &out->ranges[i];
         if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &r->seq) ||
@@ -376,7 +382,8 @@ int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_p
         goto done;
     size_t i;
     json_t *c;
-    json_array_foreach(claims, i, c) {
+    json_array_foreach(claims, i, c)
+    {
         const char *id = json_string_value(json_array_get(c, 0));
         uint64_t at;
         if (!json_is_array(c) || json_array_size(c) != 2 || !id || !uuid_is_valid(id) ||
@@ -448,7 +455,8 @@ static int get_seqs(json_t *arr, size_t max, const char *what, const char *name,
     }
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (get_u64(v, INT64_MAX, &out->seqs[i]) < 0) {
             etsi_problem_set(p, what, "%s[%zu] must be a non-negative integer", name, i);
             return -1;

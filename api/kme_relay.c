@@ -71,7 +71,7 @@ static int key_ids_distinct(const kme_relay_msg *m)
 {
     if (m->key_count < 2)
         return 1;
-    char (*ids)[UUID_STR_LEN + 1] = malloc(m->key_count * sizeof *ids);
+    char(*ids)[UUID_STR_LEN + 1] = malloc(m->key_count * sizeof *ids);
     if (!ids)
         return 0;
     memcpy(ids, m->key_ids, m->key_count * sizeof *ids);
@@ -263,7 +263,8 @@ static int only_members(json_t *obj, const char *const *allowed)
 {
     const char *key;
     json_t *value;
-    json_object_foreach(obj, key, value) {
+    json_object_foreach(obj, key, value)
+    {
         int ok = 0;
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(key, *a) == 0;
@@ -304,7 +305,8 @@ static int ranges_from_json(json_t *a, kme_range *out)
 {
     size_t i;
     json_t *g;
-    json_array_foreach(a, i, g) {
+    json_array_foreach(a, i, g)
+    {
         uint64_t seq, off, length;
         if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &seq) ||
             get_u64(json_array_get(g, 1), UINT32_MAX, &off) || get_u64(json_array_get(g, 2), UINT32_MAX, &length) ||
@@ -318,9 +320,9 @@ static int ranges_from_json(json_t *a, kme_range *out)
 /* The two forms: all in JSON, or a JSON head before the raw bytes. */
 enum relay_form { FORM_JSON, FORM_WIRE };
 
-static const char *const json_members[] = {"relay_id", "origin", "dest", "master", "slaves", "size",
-                                           "expires",  "hops_left", "keys", "pad",  "mac_key", "tag", NULL};
-static const char *const head_members[] = {"relay_id", "origin",    "dest",    "master", "slaves", "size",
+static const char *const json_members[] = {"relay_id",  "origin", "dest", "master",  "slaves", "size", "expires",
+                                           "hops_left", "keys",   "pad",  "mac_key", "tag",    NULL};
+static const char *const head_members[] = {"relay_id", "origin",    "dest",    "master", "slaves",  "size",
                                            "expires",  "hops_left", "key_IDs", "pad",    "mac_key", NULL};
 static const char *const key_members[] = {"key_ID", "ct", NULL};
 
@@ -342,8 +344,9 @@ static json_t *key_id_of(json_t *item, enum relay_form form, size_t b64_len)
  * the ranges). NULL, or what is wrong; *oom is set when memory ran out. */
 static const char *common_from_json(json_t *root, enum relay_form form, kme_relay_msg *out, int *oom)
 {
-    json_t *slaves = json_object_get(root, "slaves"), *keys = json_object_get(root, form == FORM_WIRE ? "key_IDs" : "keys"),
-           *pad = json_object_get(root, "pad"), *mac = json_object_get(root, "mac_key");
+    json_t *slaves = json_object_get(root, "slaves"),
+           *keys = json_object_get(root, form == FORM_WIRE ? "key_IDs" : "keys"), *pad = json_object_get(root, "pad"),
+           *mac = json_object_get(root, "mac_key");
     uint64_t size = 0, expires = 0, hops = 0;
     *oom = 0;
     if (only_members(root, form == FORM_WIRE ? head_members : json_members) < 0)
@@ -363,7 +366,8 @@ static const char *common_from_json(json_t *root, enum relay_form form, kme_rela
     if (get_u64(json_object_get(root, "hops_left"), KME_RELAY_MAX_HOPS, &hops) < 0 || hops == 0)
         return "'hops_left' must be 1 to 16";
     if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
-        return form == FORM_WIRE ? "'key_IDs' must be an array of 1 to 1024 key IDs" : "'keys' must be an array of 1 to 1024 keys";
+        return form == FORM_WIRE ? "'key_IDs' must be an array of 1 to 1024 key IDs"
+                                 : "'keys' must be an array of 1 to 1024 keys";
     if (!json_is_array(pad) || !json_is_array(mac) || json_array_size(pad) == 0 || json_array_size(mac) == 0 ||
         json_array_size(pad) + json_array_size(mac) > KME_RELAY_MAX_RANGES)
         return "'pad' and 'mac_key' must be arrays of 1 to 65536 ranges in all";
@@ -373,7 +377,8 @@ static const char *common_from_json(json_t *root, enum relay_form form, kme_rela
 
     size_t i;
     json_t *v;
-    json_array_foreach(slaves, i, v) {
+    json_array_foreach(slaves, i, v)
+    {
         if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v)))
             return "'slaves' must be SAE IDs";
         snprintf(out->slaves[out->slave_count++], ETSI_ID_MAX + 1, "%s", json_string_value(v));
@@ -382,8 +387,9 @@ static const char *common_from_json(json_t *root, enum relay_form form, kme_rela
     /* Check every key's shape before allocating. */
     size_t key_bytes = size / 8, b64_len = 4 * ((key_bytes + 2) / 3);
     const char *bad_key = form == FORM_WIRE ? "every key_ID must be a UUID"
-                               : "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
-    json_array_foreach(keys, i, v) {
+                                            : "every key needs a UUID key_ID and a base64 'ct' of size/8 bytes";
+    json_array_foreach(keys, i, v)
+    {
         if (!key_id_of(v, form, b64_len))
             return bad_key;
     }
@@ -399,7 +405,8 @@ static const char *common_from_json(json_t *root, enum relay_form form, kme_rela
     out->key_count = nkeys; /* from here kme_relay_clear wipes the whole ciphertext buffer */
     out->pad_cap = json_array_size(pad);
     out->mac_key_cap = json_array_size(mac);
-    json_array_foreach(keys, i, v) {
+    json_array_foreach(keys, i, v)
+    {
         if (get_uuid(key_id_of(v, form, b64_len), out->key_ids[i]) < 0)
             return bad_key;
     }
@@ -417,7 +424,8 @@ static const char *secrets_from_json(json_t *root, kme_relay_msg *out)
         return "'tag' must be 32 hex digits";
     size_t key_bytes = (size_t)out->size_bits / 8, i;
     json_t *v;
-    json_array_foreach(json_object_get(root, "keys"), i, v) {
+    json_array_foreach(json_object_get(root, "keys"), i, v)
+    {
         size_t n = 0;
         unsigned char *ct = base64_decode(json_string_value(json_object_get(v, "ct")), &n);
         int ok = ct && n == key_bytes;
@@ -482,8 +490,9 @@ int kme_relay_from_wire(const unsigned char *body, size_t len, kme_relay_msg *ou
     if (len < KME_RELAY_WIRE_PREFIX + KME_RELAY_TAG_BYTES || head_len == 0 ||
         head_len > len - KME_RELAY_WIRE_PREFIX - KME_RELAY_TAG_BYTES) {
         memset(out, 0, sizeof *out);
-        etsi_problem_set(p, "malformed relay", "%s", "the body must be a 4-byte head length, the head, the "
-                                                     "ciphertext and the tag");
+        etsi_problem_set(p, "malformed relay", "%s",
+                         "the body must be a 4-byte head length, the head, the "
+                         "ciphertext and the tag");
         return -1;
     }
     const unsigned char *head = body + KME_RELAY_WIRE_PREFIX, *tail = head + head_len;

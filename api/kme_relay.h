@@ -29,19 +29,19 @@
 #include "api/kme_msgs.h"
 
 #define KME_RELAY_MAX_KEYS 1024
-#define KME_RELAY_MAX_SIZE_BITS (1L << 24)  /* the largest key size relayed */
-#define KME_RELAY_CHUNK_BYTES (4u << 20)    /* key bytes in one relay message at most (one larger key alone) */
+#define KME_RELAY_MAX_SIZE_BITS (1L << 24) /* the largest key size relayed */
+#define KME_RELAY_CHUNK_BYTES (4u << 20)   /* key bytes in one relay message at most (one larger key alone) */
 /* The largest body the KME port reads: the largest relay message in its
  * JSON form (the chunk's key bytes in base64) with room for its head (key
  * IDs, slaves, pad and MAC key ranges). Every other inter-KME message is
  * smaller. */
 #define KME_PORT_BODY_MAX ((size_t)KME_RELAY_CHUNK_BYTES / 3 * 4 + (2u << 20))
-#define KME_RELAY_MAC_KEY_BYTES 32          /* one-time Poly1305 key */
-#define KME_RELAY_TAG_BYTES KME_TAG_BYTES   /* 16 */
-#define KME_RELAY_MAX_RANGES KME_MAX_RANGES /* pad and mac_key ranges together */
-#define KME_RELAY_MAX_HOPS 16               /* a relayed key crosses at most this many links */
+#define KME_RELAY_MAC_KEY_BYTES 32                     /* one-time Poly1305 key */
+#define KME_RELAY_TAG_BYTES KME_TAG_BYTES              /* 16 */
+#define KME_RELAY_MAX_RANGES KME_MAX_RANGES            /* pad and mac_key ranges together */
+#define KME_RELAY_MAX_HOPS 16                          /* a relayed key crosses at most this many links */
 #define KME_RELAY_WIRE_TYPE "application/octet-stream" /* Content-Type of the binary form */
-#define KME_RELAY_WIRE_PREFIX 4             /* bytes of the head length before the head */
+#define KME_RELAY_WIRE_PREFIX 4                        /* bytes of the head length before the head */
 
 typedef struct {
     char relay_id[UUID_STR_LEN + 1];
@@ -52,10 +52,10 @@ typedef struct {
     char slaves[KME_MAX_SLAVES][ETSI_ID_MAX + 1];
     long size_bits;
     int64_t expires;
-    uint32_t hops_left;   /* links the key may still cross, this one included (1..KME_RELAY_MAX_HOPS) */
+    uint32_t hops_left; /* links the key may still cross, this one included (1..KME_RELAY_MAX_HOPS) */
     size_t key_count;
     char (*key_ids)[UUID_STR_LEN + 1];
-    unsigned char *ct;    /* key_count * size_bits/8 bytes; key i at ct + i * size_bits/8 */
+    unsigned char *ct; /* key_count * size_bits/8 bytes; key i at ct + i * size_bits/8 */
     size_t pad_count, pad_cap;
     kme_range *pad;
     size_t mac_key_count, mac_key_cap;

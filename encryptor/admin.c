@@ -29,7 +29,7 @@ static void on_admin(void *ctx, const char *path, admin_response *resp)
         pad_pool_stats st;
         pad_pool_get_stats(a->rt->pool, &st);
         int accepting = atomic_load(&a->accepting);
-        const char *text = !accepting ? "not ready: not accepting connections\n"
+        const char *text = !accepting         ? "not ready: not accepting connections\n"
                            : !st.kme_answered ? "not ready: the KME did not answer\n"
                                               : "ready\n";
         admin_text(resp, accepting && st.kme_answered ? 200 : 503, NULL, text);

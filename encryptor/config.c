@@ -28,7 +28,8 @@ static int only_known(json_t *obj, const char *where, const char *const *known, 
 {
     const char *name;
     json_t *v;
-    json_object_foreach(obj, name, v) {
+    json_object_foreach(obj, name, v)
+    {
         int found = 0;
         for (const char *const *k = known; *k && !found; k++)
             found = strcmp(*k, name) == 0;
@@ -45,8 +46,7 @@ static int get_string(json_t *obj, const char *name, char *out, size_t outlen, i
         return required ? fail(err, errlen, "missing setting '%s'", name) : 0;
     if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= outlen ||
         strlen(json_string_value(v)) != json_string_length(v))
-        return fail(err, errlen, "setting '%s' must be a non-empty string of at most %zu characters", name,
-                    outlen - 1);
+        return fail(err, errlen, "setting '%s' must be a non-empty string of at most %zu characters", name, outlen - 1);
     snprintf(out, outlen, "%s", json_string_value(v));
     return 0;
 }
@@ -143,10 +143,11 @@ static int parse_allowed(json_t *root, enc_config *c, char *err, size_t errlen)
                     ENC_MAX_ALLOWED);
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (!json_is_string(v) || dest_parse(json_string_value(v), &c->allowed[i]) < 0)
-            return fail(err, errlen, "setting 'allowed_destinations': entry %zu is not a numeric IP:PORT or [IPv6]:PORT",
-                        i + 1);
+            return fail(err, errlen,
+                        "setting 'allowed_destinations': entry %zu is not a numeric IP:PORT or [IPv6]:PORT", i + 1);
     }
     c->allowed_count = json_array_size(arr);
     return 0;
@@ -242,11 +243,26 @@ static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
 
 static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
 {
-    static const char *const known[] = {"role", "listen", "connect", "peer_sae", "kme", "transparent",
-                                        "allowed_destinations", "mode", "rotate_bytes", "rotate_seconds",
-                                        "pad_key_bits", "pad_batch_keys", "low_watermark_bytes",
-                                        "high_watermark_bytes", "pad_max_age_seconds", "announce_keys",
-                                        "max_connections", "connect_timeout_ms", "log_level", "admin_listen",
+    static const char *const known[] = {"role",
+                                        "listen",
+                                        "connect",
+                                        "peer_sae",
+                                        "kme",
+                                        "transparent",
+                                        "allowed_destinations",
+                                        "mode",
+                                        "rotate_bytes",
+                                        "rotate_seconds",
+                                        "pad_key_bits",
+                                        "pad_batch_keys",
+                                        "low_watermark_bytes",
+                                        "high_watermark_bytes",
+                                        "pad_max_age_seconds",
+                                        "announce_keys",
+                                        "max_connections",
+                                        "connect_timeout_ms",
+                                        "log_level",
+                                        "admin_listen",
                                         NULL};
     if (!json_is_object(root))
         return fail(err, errlen, "the configuration must be a JSON object");

@@ -31,7 +31,7 @@ typedef struct {
     int transparent;
     struct sockaddr_storage allowed[ENC_MAX_ALLOWED];
     size_t allowed_count;
-    int mode; /* FRAME_MODE_OTP or FRAME_MODE_GCM */
+    int mode;               /* FRAME_MODE_OTP or FRAME_MODE_GCM */
     uint64_t rotate_bytes;  /* AES-256-GCM; 0: not set */
     int64_t rotate_seconds; /* AES-256-GCM; 0: not set */
     long pad_key_bits;      /* size of each key asked of the KME */

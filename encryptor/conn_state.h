@@ -18,10 +18,10 @@
 typedef struct conn {
     enc_runtime *rt;
     uint64_t id;
-    atomic_int plain_fd;  /* -1 until connected (server side) */
+    atomic_int plain_fd; /* -1 until connected (server side) */
     atomic_int cipher_fd;
-    atomic_int aborted;   /* set once; wakes every wait of the connection */
-    char reason[160];     /* why it ended abnormally (written by the first abort) */
+    atomic_int aborted; /* set once; wakes every wait of the connection */
+    char reason[160];   /* why it ended abnormally (written by the first abort) */
     pad_in *in;
     pthread_t sender;
     int sender_started;
@@ -30,7 +30,7 @@ typedef struct conn {
     char to[256 + 16 + DEST_TEXT_MAX]; /* host:port [for original destination] */
     /* Each counter is written by one pump only. */
     uint64_t plain_in, cipher_out, keys_out, waits; /* sender pump */
-    uint64_t cipher_in, plain_out;                   /* receiver pump */
+    uint64_t cipher_in, plain_out;                  /* receiver pump */
     int fin_sent, fin_received;
     struct conn *prev, *next;
 } conn;

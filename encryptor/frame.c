@@ -24,7 +24,10 @@ static int bad(const char **why, const char *text)
     return FRAME_BAD;
 }
 
-size_t frame_tag_bytes(uint8_t type) { return type == FRAME_KEYS ? 0 : FRAME_TAG_BYTES; }
+size_t frame_tag_bytes(uint8_t type)
+{
+    return type == FRAME_KEYS ? 0 : FRAME_TAG_BYTES;
+}
 
 size_t frame_wire_bytes(const frame_header *h)
 {

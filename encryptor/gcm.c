@@ -21,8 +21,8 @@ size_t gcm_room(uint64_t sealed, int64_t since, int64_t now, uint64_t rotate_byt
     return room > FRAME_MAX_PAYLOAD ? FRAME_MAX_PAYLOAD : (size_t)room;
 }
 
-static int run(int enc, const unsigned char *header, uint64_t seq, const unsigned char *key,
-               const unsigned char *in, size_t n, unsigned char *out, unsigned char *tag)
+static int run(int enc, const unsigned char *header, uint64_t seq, const unsigned char *key, const unsigned char *in,
+               size_t n, unsigned char *out, unsigned char *tag)
 {
     unsigned char nonce[GCM_NONCE_BYTES];
     gcm_nonce(seq, nonce);

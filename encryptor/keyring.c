@@ -14,7 +14,10 @@ void pad_key_clear(pad_key *k)
     memset(k, 0, sizeof *k);
 }
 
-void keyring_init(keyring *r) { memset(r, 0, sizeof *r); }
+void keyring_init(keyring *r)
+{
+    memset(r, 0, sizeof *r);
+}
 
 void keyring_free(keyring *r)
 {
@@ -69,7 +72,10 @@ const pad_key *keyring_get(const keyring *r, uint32_t index)
     return k->bytes ? k : NULL;
 }
 
-int keyring_announced(const keyring *r, uint32_t index) { return index < r->next; }
+int keyring_announced(const keyring *r, uint32_t index)
+{
+    return index < r->next;
+}
 
 void keyring_drop_before(keyring *r, uint32_t index)
 {

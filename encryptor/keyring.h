@@ -21,10 +21,10 @@ typedef struct {
 void pad_key_clear(pad_key *k);
 
 typedef struct {
-    pad_key *slots;   /* slots[i - first] holds index i; bytes NULL until filled */
+    pad_key *slots; /* slots[i - first] holds index i; bytes NULL until filled */
     size_t cap;
-    uint32_t first;   /* lowest index still held */
-    uint32_t next;    /* index the next announced key gets */
+    uint32_t first; /* lowest index still held */
+    uint32_t next;  /* index the next announced key gets */
 } keyring;
 
 void keyring_init(keyring *r);

@@ -37,12 +37,10 @@ static void write_bytes(FILE *f)
     prom_family(f, "qkd_encryptor_plaintext_bytes_total", "counter",
                 "Plaintext bytes: in, read from the plaintext side to be encrypted; out, decrypted and written to it.");
     prom_u64(f, "qkd_encryptor_plaintext_bytes_total", enc_metrics_get(ENC_M_PLAINTEXT_IN), "direction", "in", NULL);
-    prom_u64(f, "qkd_encryptor_plaintext_bytes_total", enc_metrics_get(ENC_M_PLAINTEXT_OUT), "direction", "out",
-             NULL);
+    prom_u64(f, "qkd_encryptor_plaintext_bytes_total", enc_metrics_get(ENC_M_PLAINTEXT_OUT), "direction", "out", NULL);
     prom_family(f, "qkd_encryptor_ciphertext_bytes_total", "counter",
                 "Ciphertext bytes (whole frames): in, read from the peer encryptor; out, written to it.");
-    prom_u64(f, "qkd_encryptor_ciphertext_bytes_total", enc_metrics_get(ENC_M_CIPHERTEXT_IN), "direction", "in",
-             NULL);
+    prom_u64(f, "qkd_encryptor_ciphertext_bytes_total", enc_metrics_get(ENC_M_CIPHERTEXT_IN), "direction", "in", NULL);
     prom_u64(f, "qkd_encryptor_ciphertext_bytes_total", enc_metrics_get(ENC_M_CIPHERTEXT_OUT), "direction", "out",
              NULL);
 }
@@ -57,8 +55,8 @@ static void write_connections(FILE *f, enc_runtime *rt)
     counter(f, "qkd_encryptor_connections_refused_total",
             "Connections refused (too many, peer encryptor unreachable, destination not allowed).",
             atomic_load(&rt->refused));
-    counter(f, "qkd_encryptor_tag_failures_total",
-            "Frames whose authentication tag failed; each ended its connection.", atomic_load(&rt->tag_failures));
+    counter(f, "qkd_encryptor_tag_failures_total", "Frames whose authentication tag failed; each ended its connection.",
+            atomic_load(&rt->tag_failures));
     counter(f, "qkd_encryptor_malformed_frames_total", "Malformed or out-of-order frames; each ended its connection.",
             atomic_load(&rt->malformed));
 }
@@ -83,10 +81,8 @@ static void write_pads(FILE *f, enc_runtime *rt)
     prom_family(f, "qkd_encryptor_kme_errors_total", "counter",
                 "Requests to this encryptor's KME that failed (no answer or an error status), by operation.");
     prom_u64(f, "qkd_encryptor_kme_errors_total", st.fetch_failures, "operation", "enc_keys", NULL);
-    prom_u64(f, "qkd_encryptor_kme_errors_total", enc_metrics_get(ENC_M_PADS_IN_ERRORS), "operation", "dec_keys",
-             NULL);
-    gauge(f, "qkd_encryptor_kme_up", "1 while the KME answered the pad pool's last request.",
-          st.kme_answered != 0);
+    prom_u64(f, "qkd_encryptor_kme_errors_total", enc_metrics_get(ENC_M_PADS_IN_ERRORS), "operation", "dec_keys", NULL);
+    gauge(f, "qkd_encryptor_kme_up", "1 while the KME answered the pad pool's last request.", st.kme_answered != 0);
 }
 
 char *enc_metrics_text(enc_runtime *rt, size_t *len)

@@ -11,7 +11,10 @@
 static EVP_MAC *poly1305;
 static pthread_once_t poly_once = PTHREAD_ONCE_INIT;
 
-static void fetch_poly1305(void) { poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL); }
+static void fetch_poly1305(void)
+{
+    poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+}
 
 size_t otp_room(size_t key_len, size_t offset)
 {

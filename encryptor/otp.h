@@ -16,7 +16,10 @@
 #define OTP_MIN_SLICE (OTP_MAC_KEY_BYTES + 1)
 
 /* Key bytes a frame with n body bytes consumes. */
-static inline size_t otp_slice_bytes(size_t n) { return OTP_MAC_KEY_BYTES + n; }
+static inline size_t otp_slice_bytes(size_t n)
+{
+    return OTP_MAC_KEY_BYTES + n;
+}
 
 /* The most body bytes a frame can carry from a key of key_len bytes whose
  * first offset bytes are used; 0 when the key is spent (the sender moves to

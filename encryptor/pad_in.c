@@ -13,7 +13,7 @@
 
 #define RETRY_FIRST_MS 300 /* after a transient failure; doubles up to RETRY_MAX_MS */
 #define RETRY_MAX_MS 2000
-#define RETRY_LOG_S 5       /* a failing KME is logged at most this often */
+#define RETRY_LOG_S 5 /* a failing KME is logged at most this often */
 
 struct pad_in {
     pthread_mutex_t lock;
@@ -71,8 +71,7 @@ static int fetch(pad_in *p, etsi_key_ids *ids, etsi_key_container *out, char *er
             return -1;
         time_t now = time(NULL);
         if (now - last_log >= RETRY_LOG_S) {
-            log_warn("cannot fetch the announced pads from the KME (%s); the stream waits and it is tried again",
-                     err);
+            log_warn("cannot fetch the announced pads from the KME (%s); the stream waits and it is tried again", err);
             last_log = now;
         }
         pthread_mutex_lock(&p->lock);
@@ -113,7 +112,7 @@ static int file_keys(pad_in *p, uint32_t first, size_t n, etsi_key_container *kc
 static void *fetcher_main(void *arg)
 {
     pad_in *p = arg;
-    char (*idbuf)[UUID_STR_LEN + 1] = calloc(FRAME_MAX_KEYS, sizeof *idbuf);
+    char(*idbuf)[UUID_STR_LEN + 1] = calloc(FRAME_MAX_KEYS, sizeof *idbuf);
     pthread_mutex_lock(&p->lock);
     while (!p->stopping && !p->failed && idbuf) {
         if (p->fetch_next >= p->ring.next) {

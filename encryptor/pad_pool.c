@@ -22,9 +22,9 @@ struct pad_pool {
     pthread_t thread;
     int started;
     int stopping;
-    int filling;     /* below low watermark until high is reached */
-    size_t waiters;  /* takers waiting for keys */
-    pad_key *q;      /* ring buffer of pooled keys */
+    int filling;    /* below low watermark until high is reached */
+    size_t waiters; /* takers waiting for keys */
+    pad_key *q;     /* ring buffer of pooled keys */
     size_t cap, head, count, bytes;
     pad_pool_stats st;
     int64_t last_wait_log, last_fail_log;
@@ -145,7 +145,7 @@ static void *fetcher_main(void *arg)
             p->st.keys_fetched += added;
             p->st.bytes_fetched += added * key_bytes;
             log_debug("fetched %zu pads of %ld bits for %s; pool %zu keys, %zu bytes", added, p->key_bits, p->peer_sae,
-                     p->count, p->bytes);
+                      p->count, p->bytes);
             pthread_cond_broadcast(&p->more);
         } else {
             p->st.fetch_failures++;

@@ -28,7 +28,7 @@ typedef struct {
     uint64_t keys_dropped; /* aged out of the pool */
     size_t keys_pooled;
     size_t bytes_pooled;
-    int kme_answered;      /* the KME answered the last request (with keys or an error status) */
+    int kme_answered; /* the KME answered the last request (with keys or an error status) */
 } pad_pool_stats;
 
 /* Asks for number keys of bits bits; 0 with out filled, or -1 with err set. */

@@ -316,7 +316,7 @@ static void receive_loop(conn *c, unsigned char *body, unsigned char *plain)
                 malformed(c, why);
                 return;
             }
-            if (pad_in_announce(c->in, (const char(*)[FRAME_KEY_ID_BYTES + 1])ids, n) < 0) {
+            if (pad_in_announce(c->in, (const char(*)[FRAME_KEY_ID_BYTES + 1]) ids, n) < 0) {
                 malformed(c, "too many keys announced");
                 return;
             }

@@ -16,7 +16,10 @@ void stx_init(stream_tx *t, uint8_t mode, uint64_t rotate_bytes, int64_t rotate_
     t->rotate_seconds = rotate_seconds;
 }
 
-void stx_free(stream_tx *t) { keyring_free(&t->ring); }
+void stx_free(stream_tx *t)
+{
+    keyring_free(&t->ring);
+}
 
 size_t stx_keys_ahead(const stream_tx *t)
 {
@@ -36,7 +39,7 @@ int stx_announce(stream_tx *t, pad_key *keys, size_t n, unsigned char *out, size
     }
     frame_header h = {FRAME_KEYS, t->mode, t->seq, t->ring.next, 0, (uint32_t)(n * FRAME_KEY_ID_BYTES)};
     if (frame_header_encode(&h, out, NULL) != FRAME_OK ||
-        frame_keys_encode((const char(*)[FRAME_KEY_ID_BYTES + 1])ids, n, out + FRAME_HEADER_BYTES, NULL) != FRAME_OK)
+        frame_keys_encode((const char(*)[FRAME_KEY_ID_BYTES + 1]) ids, n, out + FRAME_HEADER_BYTES, NULL) != FRAME_OK)
         return -1;
     for (size_t i = 0; i < n; i++) {
         int64_t index = keyring_announce(&t->ring, keys[i].id, TX_MAX_HELD);

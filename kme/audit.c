@@ -18,9 +18,9 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the state below */
 static int fd = -1;
 static char path_in_use[1024];
-static unsigned long long lost_lines;  /* since the last report */
+static unsigned long long lost_lines; /* since the last report */
 static time_t last_report;
-static atomic_int enabled;             /* fd is open: lines are worth building */
+static atomic_int enabled; /* fd is open: lines are worth building */
 
 int audit_open(const char *path, char *err, size_t errlen)
 {
@@ -119,8 +119,8 @@ static void now_text(char out[64])
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
 /* The lines of one answer, built in memory and appended with one write. */

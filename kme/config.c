@@ -18,8 +18,7 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, 
     return -1;
 }
 
-static int get_string(json_t *obj, const char *name, char *out, size_t outlen, int required, char *err,
-                      size_t errlen)
+static int get_string(json_t *obj, const char *name, char *out, size_t outlen, int required, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, name);
     if (!v) {
@@ -70,7 +69,8 @@ static int parse_id_list(json_t *arr, const char *name, char **out, size_t *coun
         return fail(err, errlen, "setting '%s' must be an array of SAE IDs", name);
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v)))
             return fail(err, errlen, "setting '%s' holds an invalid SAE ID", name);
         out[(*count)++] = strdup(json_string_value(v));
@@ -103,7 +103,8 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
         return fail(err, errlen, "setting '%s' must be an array of links", "links");
     size_t i;
     json_t *l;
-    json_array_foreach(links, i, l) {
+    json_array_foreach(links, i, l)
+    {
         relay_link_config *lc = &c->links[c->link_count++];
         if (!json_is_object(l))
             return fail(err, errlen, "setting '%s' must be an array of objects", "links");
@@ -119,8 +120,10 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
             if (strcmp(c->links[j].peer_id, lc->peer_id) == 0)
                 return fail(err, errlen, "peer '%s' has two links", lc->peer_id);
         if (json_object_get(l, "peer_saes"))
-            return fail(err, errlen, "link setting '%s' is no longer used: the SAEs of other sites are learned "
-                        "from the routing adverts", "peer_saes");
+            return fail(err, errlen,
+                        "link setting '%s' is no longer used: the SAEs of other sites are learned "
+                        "from the routing adverts",
+                        "peer_saes");
     }
     return 0;
 }
@@ -132,8 +135,12 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     if (!live)
         return fail(err, errlen, "%s: out of memory", path);
     atomic_init(&c->live, live);
-    live->limits = (etsi_limits){.key_size = 256, .max_key_per_request = 1024, .max_key_size = 65536,
-                                 .min_key_size = 8, .max_sae_id_count = 8, .max_key_count = 100000};
+    live->limits = (etsi_limits){.key_size = 256,
+                                 .max_key_per_request = 1024,
+                                 .max_key_size = 65536,
+                                 .min_key_size = 8,
+                                 .max_sae_id_count = 8,
+                                 .max_key_count = 100000};
     c->key_ttl_seconds = 3600;
     c->peer_timeout_ms = 5000;
     c->verify_timeout_ms = 5000;
@@ -198,8 +205,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         goto done;
     if (limits) {
         etsi_limits *L = &live->limits;
-        if (!json_is_object(limits) ||
-            get_long(limits, "key_size", &L->key_size, 8, 1L << 20, err, errlen) < 0 ||
+        if (!json_is_object(limits) || get_long(limits, "key_size", &L->key_size, 8, 1L << 20, err, errlen) < 0 ||
             get_long(limits, "max_key_per_request", &L->max_key_per_request, 1, 100000, err, errlen) < 0 ||
             get_long(limits, "max_key_size", &L->max_key_size, 8, 1L << 20, err, errlen) < 0 ||
             get_long(limits, "min_key_size", &L->min_key_size, 8, 1L << 20, err, errlen) < 0 ||
@@ -209,8 +215,8 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
                 fail(err, errlen, "setting '%s' must be an object", "limits");
             goto done;
         }
-        if (L->min_key_size > L->key_size || L->key_size > L->max_key_size || L->key_size % 8 ||
-            L->min_key_size % 8 || L->max_key_size % 8) {
+        if (L->min_key_size > L->key_size || L->key_size > L->max_key_size || L->key_size % 8 || L->min_key_size % 8 ||
+            L->max_key_size % 8) {
             fail(err, errlen, "%s", "limits: need min_key_size <= key_size <= max_key_size, all multiples of 8");
             goto done;
         }

@@ -18,7 +18,7 @@
  * once published: a reader may keep using the one it took, since every
  * published one is freed only with the configuration (kme_config_free). */
 typedef struct kme_live_config {
-    char *saes[KME_MAX_SAES];        /* the SAEs this site hosts */
+    char *saes[KME_MAX_SAES]; /* the SAEs this site hosts */
     size_t sae_count;
     etsi_limits limits;
     struct kme_live_config *retired; /* published before this one */
@@ -28,24 +28,24 @@ typedef struct {
     char kme_id[ETSI_ID_MAX + 1];
     char data_dir[1024];
     net_endpoint sae_listen, kme_listen;
-    net_endpoint admin_listen;   /* metrics, health and status page; port 0: none */
+    net_endpoint admin_listen; /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
     _Atomic(kme_live_config *) live; /* SAEs and limits: read with the accessors below */
     relay_link_config links[KME_MAX_LINKS];
     size_t link_count;
-    long key_ttl_seconds;        /* unfetched keys are erased after this */
-    long peer_timeout_ms;        /* one inter-KME request */
-    long verify_timeout_ms;      /* a key-caching transaction */
-    long link_stock_max_bytes;   /* ingest pauses above this much unused link key */
-    long store_max_mb;           /* LMDB map size */
-    long connection_limit;       /* concurrent connections per listener */
+    long key_ttl_seconds;              /* unfetched keys are erased after this */
+    long peer_timeout_ms;              /* one inter-KME request */
+    long verify_timeout_ms;            /* a key-caching transaction */
+    long link_stock_max_bytes;         /* ingest pauses above this much unused link key */
+    long store_max_mb;                 /* LMDB map size */
+    long connection_limit;             /* concurrent connections per listener */
     long connection_limit_per_address; /* concurrent connections per listener from one address */
-    long connection_timeout_s;   /* idle or slow clients are dropped after this */
-    long stock_max_keys;         /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
-    long stock_max_age_s;        /* stock older than this is dropped */
-    char log_level[16];          /* as loaded; a reload sets the level in force (runtime/log.h) */
-    char audit_log[1024];        /* the audit log's path (kme/audit.h); "": none */
+    long connection_timeout_s;         /* idle or slow clients are dropped after this */
+    long stock_max_keys;               /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
+    long stock_max_age_s;              /* stock older than this is dropped */
+    char log_level[16];                /* as loaded; a reload sets the level in force (runtime/log.h) */
+    char audit_log[1024];              /* the audit log's path (kme/audit.h); "": none */
 } kme_config;
 
 /* Loads and validates FILE. On error returns -1 and writes a message to err. */

@@ -17,10 +17,10 @@ struct admin_http;
 typedef struct kme_context {
     kme_config cfg;
     kme_store store;
-    relay_node net;              /* links, stock, routing and the neighbours (relay/node.h) */
-    struct admin_http *admin;    /* the admin listener (kme/admin.h), or NULL */
-    atomic_int serving;          /* both listeners are up and the KME is not stopping */
-    stop_signal stop;            /* raised once the daemon stops */
+    relay_node net;           /* links, stock, routing and the neighbours (relay/node.h) */
+    struct admin_http *admin; /* the admin listener (kme/admin.h), or NULL */
+    atomic_int serving;       /* both listeners are up and the KME is not stopping */
+    stop_signal stop;         /* raised once the daemon stops */
 } kme_context;
 
 /* Sets up the relay node over the open store from the configuration, with

@@ -68,8 +68,7 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     etsi_status st;
     memset(&st, 0, sizeof st);
     snprintf(st.source_kme_id, sizeof st.source_kme_id, "%s", k->cfg.kme_id);
-    snprintf(st.target_kme_id, sizeof st.target_kme_id, "%s",
-             where == SUPPLY_HERE ? k->cfg.kme_id : kme);
+    snprintf(st.target_kme_id, sizeof st.target_kme_id, "%s", where == SUPPLY_HERE ? k->cfg.kme_id : kme);
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
     st.limits = kme_config_limits(&k->cfg);
@@ -86,10 +85,13 @@ typedef struct {
     etsi_key_request kr;
     http_deferred *d;
     supply_request supply;
-    http_response answer;    /* blocking path: the encoded answer, or the error */
+    http_response answer; /* blocking path: the encoded answer, or the error */
 } enc_work;
 
-static void enc_resume(void *arg) { http_resume(((enc_work *)arg)->d); }
+static void enc_resume(void *arg)
+{
+    http_resume(((enc_work *)arg)->d);
+}
 
 static void enc_blocking(void *arg)
 {
@@ -152,9 +154,9 @@ static void enc_keys(kme_context *k, const http_request *req, const char *caller
     }
     etsi_problem p;
     etsi_limits limits = kme_config_limits(&k->cfg);
-    int rc = post ? etsi_key_request_from_json(req->body, req->body_len, &limits, &w->kr, &p)
-                  : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &limits, &w->kr,
-                                                &p);
+    int rc = post
+                 ? etsi_key_request_from_json(req->body, req->body_len, &limits, &w->kr, &p)
+                 : etsi_key_request_from_query(http_query(req, "number"), http_query(req, "size"), &limits, &w->kr, &p);
     if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         free(w);
@@ -233,8 +235,8 @@ static void dec_finish(void *arg, http_response *resp)
         answer_keys(resp, &w->keys);
         break;
     case KR_UNKNOWN:
-        http_error(resp, 400, "key_ID not available",
-                   "key_ID %s is unknown here, expired or already fetched by %s", id, w->slave);
+        http_error(resp, 400, "key_ID not available", "key_ID %s is unknown here, expired or already fetched by %s", id,
+                   w->slave);
         break;
     case KR_FOREIGN:
         http_error(resp, 400, "key_ID of another master", "key_ID %s was not issued to master %s", id, w->master);

@@ -22,10 +22,10 @@ typedef enum { SUPPLY_LOCAL, SUPPLY_LINK, SUPPLY_RELAY, SUPPLY_STOCK } supply_so
 
 /* A remote site and the way the keys took to it. */
 typedef struct {
-    char kme[ETSI_ID_MAX + 1];                   /* the site's KME */
-    size_t path_len;                             /* KMEs on the path, this one to kme; 0: not known */
+    char kme[ETSI_ID_MAX + 1]; /* the site's KME */
+    size_t path_len;           /* KMEs on the path, this one to kme; 0: not known */
     char path[SUPPLY_PATH_MAX][ETSI_ID_MAX + 1];
-    const char *slaves[KR_MAX_SLAVES];           /* the request's slaves there (into the request) */
+    const char *slaves[KR_MAX_SLAVES]; /* the request's slaves there (into the request) */
     size_t nslaves;
 } supply_site;
 
@@ -37,9 +37,9 @@ typedef struct {
     long stocked;
     supply_site stock;
     supply_source fresh;
-    const char *local[KR_MAX_SLAVES];            /* slaves hosted here */
+    const char *local[KR_MAX_SLAVES]; /* slaves hosted here */
     size_t nlocal;
-    supply_site *sites;                          /* malloc'd */
+    supply_site *sites; /* malloc'd */
     size_t nsites;
 } supply_trace;
 
@@ -71,16 +71,16 @@ typedef struct {
     char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
     long number, size_bits;
     /* the decision, made once by supply_prepare */
-    const char *local[KR_MAX_SLAVES];   /* slaves hosted here */
+    const char *local[KR_MAX_SLAVES]; /* slaves hosted here */
     size_t nlocal;
     supply_group groups[KR_MAX_SLAVES]; /* slaves elsewhere, by KME */
     size_t ngroups;
-    long held;                          /* stock keys held for the one remote slave */
-    int direct;                         /* fresh keys reserved on the link to the one remote KME */
+    long held;  /* stock keys held for the one remote slave */
+    int direct; /* fresh keys reserved on the link to the one remote KME */
     /* the outcome */
-    etsi_key_container out;             /* the keys, when rc is 0 */
-    http_response resp;                 /* the error, when rc is not 0 */
-    supply_trace trace;                 /* how they went (supply_request_clear frees it) */
+    etsi_key_container out; /* the keys, when rc is 0 */
+    http_response resp;     /* the error, when rc is not 0 */
+    supply_trace trace;     /* how they went (supply_request_clear frees it) */
     int rc;
     /* SUPPLY_NOW */
     void (*done)(void *done_arg);

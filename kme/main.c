@@ -133,13 +133,33 @@ static int run(kme_context *k, const char *config_path)
     /* Two pools, so requests from SAEs waiting on a neighbour never hold up the
      * neighbours' requests to this KME. */
     worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
-    http_server_options so = {&k->cfg.sae_listen, k->cfg.sae_cert, k->cfg.sae_key, k->cfg.sae_client_ca,
-                              k->cfg.connection_limit, k->cfg.connection_timeout_s, ETSI_BODY_MAX, sae_port_gated, k,
-                              "SAE port", EVENT_THREADS, workers, kme_metrics_sae_answer,
+    http_server_options so = {&k->cfg.sae_listen,
+                              k->cfg.sae_cert,
+                              k->cfg.sae_key,
+                              k->cfg.sae_client_ca,
+                              k->cfg.connection_limit,
+                              k->cfg.connection_timeout_s,
+                              ETSI_BODY_MAX,
+                              sae_port_gated,
+                              k,
+                              "SAE port",
+                              EVENT_THREADS,
+                              workers,
+                              kme_metrics_sae_answer,
                               k->cfg.connection_limit_per_address};
-    http_server_options ko = {&k->cfg.kme_listen, k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca,
-                              k->cfg.connection_limit, k->cfg.connection_timeout_s, KME_PORT_BODY_MAX,
-                              kme_port_gated, &k->net, "KME port", EVENT_THREADS, port_workers, kme_metrics_kme_answer,
+    http_server_options ko = {&k->cfg.kme_listen,
+                              k->cfg.kme_cert,
+                              k->cfg.kme_key,
+                              k->cfg.kme_ca,
+                              k->cfg.connection_limit,
+                              k->cfg.connection_timeout_s,
+                              KME_PORT_BODY_MAX,
+                              kme_port_gated,
+                              &k->net,
+                              "KME port",
+                              EVENT_THREADS,
+                              port_workers,
+                              kme_metrics_kme_answer,
                               k->cfg.connection_limit_per_address};
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */

@@ -20,9 +20,9 @@ typedef struct {
 
 /* The SAE port's operations, then the KME port's; each listener ends with "other". */
 static const op_name ops[] = {
-    {"sae", "status"},  {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"},
-    {"kme", "verify"},  {"kme", "reserve"},  {"kme", "resolve"},  {"kme", "claimed"},
-    {"kme", "relay"},   {"kme", "advert"},   {"kme", "grant"},    {"kme", "other"},
+    {"sae", "status"}, {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"},
+    {"kme", "verify"}, {"kme", "reserve"},  {"kme", "resolve"},  {"kme", "claimed"},
+    {"kme", "relay"},  {"kme", "advert"},   {"kme", "grant"},    {"kme", "other"},
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 #define SAE_OPS_FIRST 0
@@ -85,11 +85,11 @@ typedef struct {
 
 typedef struct {
     atomic_ullong verify_failures;
-    int counted;              /* the router has counted the stock once */
+    int counted; /* the router has counted the stock once */
     lb_stock stock;
-    int64_t rate_from_ms;     /* start of the current rate window (monotonic) */
+    int64_t rate_from_ms; /* start of the current rate window (monotonic) */
     uint64_t rate_from_bytes;
-    double rate;              /* bytes per second over the last full window */
+    double rate; /* bytes per second over the last full window */
 } link_row;
 
 /* Relay latency buckets, seconds: loopback hops take milliseconds, a route
@@ -101,7 +101,7 @@ typedef struct {
     char dest[ETSI_ID_MAX + 1];
     uint64_t ok, failed, keys, bytes;
     uint64_t buckets[RELAY_BOUNDS + 1]; /* successful relays by latency, not cumulative */
-    double seconds;                      /* their sum */
+    double seconds;                     /* their sum */
 } dest_row;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -112,7 +112,6 @@ static dest_row dests[DEST_ROWS];
 static size_t ndests;
 static relay_event recent[RECENT_RELAYS]; /* ring; newest at recent_next - 1 */
 static size_t recent_next, nrecent;
-
 
 /* Locked. The row of id in a table of rows of size bytes whose first member
  * is the ID, added when there is room; NULL when full. */
@@ -281,14 +280,14 @@ static void write_delivered(FILE *f)
     for (size_t i = 0; i < nsaes; i++)
         for (int r = 0; r < ROLES; r++)
             if (saes[i].keys[r])
-                prom_u64(f, "qkd_kme_delivered_keys_total", saes[i].keys[r], "sae", saes[i].sae, "role",
-                         role_names[r], NULL);
+                prom_u64(f, "qkd_kme_delivered_keys_total", saes[i].keys[r], "sae", saes[i].sae, "role", role_names[r],
+                         NULL);
     prom_family(f, "qkd_kme_delivered_bits_total", "counter", "Key bits handed to an SAE of this KME, by role.");
     for (size_t i = 0; i < nsaes; i++)
         for (int r = 0; r < ROLES; r++)
             if (saes[i].keys[r])
-                prom_u64(f, "qkd_kme_delivered_bits_total", saes[i].bits[r], "sae", saes[i].sae, "role",
-                         role_names[r], NULL);
+                prom_u64(f, "qkd_kme_delivered_bits_total", saes[i].bits[r], "sae", saes[i].sae, "role", role_names[r],
+                         NULL);
 }
 
 /* Locked. */
@@ -300,7 +299,8 @@ static void write_relays(FILE *f)
         prom_u64(f, "qkd_kme_relays_total", dests[i].ok, "dest", dests[i].dest, "result", "ok", NULL);
         prom_u64(f, "qkd_kme_relays_total", dests[i].failed, "dest", dests[i].dest, "result", "failed", NULL);
     }
-    prom_family(f, "qkd_kme_relayed_keys_total", "counter", "Keys this KME relayed to a destination KME (committed there).");
+    prom_family(f, "qkd_kme_relayed_keys_total", "counter",
+                "Keys this KME relayed to a destination KME (committed there).");
     for (size_t i = 0; i < ndests; i++)
         prom_u64(f, "qkd_kme_relayed_keys_total", dests[i].keys, "dest", dests[i].dest, NULL);
     prom_family(f, "qkd_kme_relayed_bytes_total", "counter",

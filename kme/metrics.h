@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include "kme/context.h"
 
-
 /* The whole exposition, malloc'd (length in *len), or NULL when out of memory. */
 char *kme_metrics_text(kme_context *k, size_t *len);
 

@@ -12,13 +12,13 @@
 #include <string.h>
 #include <time.h>
 
-#define RATE_MIN_WINDOW_MS 1500 /* shortest interval a live ingest rate is measured over */
+#define RATE_MIN_WINDOW_MS 1500  /* shortest interval a live ingest rate is measured over */
 #define RATE_MAX_WINDOW_MS 30000 /* a longer one is too old to report: measured afresh */
 
 /* One end of a link as its KME advertised it. */
 typedef struct {
     char a[ETSI_ID_MAX + 1], b[ETSI_ID_MAX + 1]; /* the link's KMEs, a < b */
-    int end;                                      /* whose advert: 0 a's, 1 b's */
+    int end;                                     /* whose advert: 0 a's, 1 b's */
     int up;
     uint64_t stock_bytes, rate_bps;
 } end_row;
@@ -28,7 +28,7 @@ typedef struct {
     int advertised; /* an advert of it is held */
     int reachable;  /* this KME, or a route leads to it */
     uint64_t age_ms;
-    json_t *saes;   /* as it advertised them; NULL when not advertised */
+    json_t *saes; /* as it advertised them; NULL when not advertised */
 } site_row;
 
 typedef struct {
@@ -227,15 +227,15 @@ static json_t *sites_json(snapshot *s)
         json_t *age = r->advertised ? json_integer((json_int_t)r->age_ms) : json_null();
         json_t *saes = r->saes ? json_incref(r->saes) : json_array();
         json_array_append_new(out, json_pack("{s:s,s:b,s:b,s:b,s:o,s:o}", "id", r->id, "self",
-                                             strcmp(r->id, s->self) == 0, "advertised", r->advertised,
-                                             "reachable", r->reachable, "advert_age_ms", age, "saes", saes));
+                                             strcmp(r->id, s->self) == 0, "advertised", r->advertised, "reachable",
+                                             r->reachable, "advert_age_ms", age, "saes", saes));
     }
     return out;
 }
 
 /* One end of a link: this KME's read live, another's from its advert. */
-static json_t *end_json(kme_context *k, const char *kme, const char *other, const end_row *adv,
-                        const local_end *local, int *up, uint64_t *stock, uint64_t *rate)
+static json_t *end_json(kme_context *k, const char *kme, const char *other, const end_row *adv, const local_end *local,
+                        int *up, uint64_t *stock, uint64_t *rate)
 {
     int li = strcmp(kme, k->cfg.kme_id) == 0 ? kme_config_link_index(&k->cfg, other) : -1;
     if (li >= 0 && li < KME_MAX_LINKS) {
@@ -250,8 +250,8 @@ static json_t *end_json(kme_context *k, const char *kme, const char *other, cons
     *up = adv ? adv->up : 0;
     *stock = adv ? adv->stock_bytes : 0;
     *rate = adv ? adv->rate_bps : 0;
-    return json_pack("{s:s,s:s,s:b,s:I,s:I}", "kme", kme, "source", adv ? "advert" : "none", "up", *up,
-                     "stock_bytes", (json_int_t)*stock, "rate_bps", (json_int_t)*rate);
+    return json_pack("{s:s,s:s,s:b,s:I,s:I}", "kme", kme, "source", adv ? "advert" : "none", "up", *up, "stock_bytes",
+                     (json_int_t)*stock, "rate_bps", (json_int_t)*rate);
 }
 
 /* What the drawing colours a link by: down, dry (no key either way), low
@@ -283,10 +283,9 @@ static json_t *links_json(kme_context *k, snapshot *s, const local_end *local)
             least = stock < least ? stock : least;
             rate = end_rate > rate ? end_rate : rate;
         }
-        json_array_append_new(out, json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:o}", "a", id[0], "b", id[1], "up", up,
-                                             "state", link_state(up, total, least, s->low_stock_bytes),
-                                             "stock_bytes", (json_int_t)total, "rate_bps", (json_int_t)rate,
-                                             "ends", ends));
+        json_array_append_new(out, json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:o}", "a", id[0], "b", id[1], "up", up, "state",
+                                             link_state(up, total, least, s->low_stock_bytes), "stock_bytes",
+                                             (json_int_t)total, "rate_bps", (json_int_t)rate, "ends", ends));
         i = j;
     }
     return out;
@@ -298,10 +297,10 @@ static json_t *relays_json(kme_context *k)
     size_t n = kme_metrics_recent_relays(k, ev, STATUS_RELAYS_MAX);
     json_t *out = json_array();
     for (size_t i = 0; i < n && i < STATUS_RELAYS_MAX; i++)
-        json_array_append_new(out, json_pack("{s:o,s:I,s:s,s:s,s:I,s:I,s:f,s:b}", "at", utc_time(ev[i].at_ms),
-                                             "at_ms", (json_int_t)ev[i].at_ms, "dest", ev[i].dest, "via", ev[i].via,
-                                             "keys", (json_int_t)ev[i].keys, "bytes", (json_int_t)ev[i].bytes,
-                                             "seconds", ev[i].seconds, "ok", ev[i].ok));
+        json_array_append_new(out, json_pack("{s:o,s:I,s:s,s:s,s:I,s:I,s:f,s:b}", "at", utc_time(ev[i].at_ms), "at_ms",
+                                             (json_int_t)ev[i].at_ms, "dest", ev[i].dest, "via", ev[i].via, "keys",
+                                             (json_int_t)ev[i].keys, "bytes", (json_int_t)ev[i].bytes, "seconds",
+                                             ev[i].seconds, "ok", ev[i].ok));
     return out;
 }
 

@@ -28,9 +28,9 @@ static json_t *dump_blocks(kme_store *s, MDB_txn *txn, const char *peer_id)
             json_t *used = json_array();
             for (uint32_t i = 0; i < m.nused; i++)
                 json_array_append_new(used, json_pack("[I,I]", (json_int_t)m.used[i].start, (json_int_t)m.used[i].end));
-            json_t *block = json_pack("{s:I,s:s,s:s,s:I,s:o}", "seq", (json_int_t)seq, "state",
-                                      state_names[m.state & 3], "owner", owner_names[m.owner % 3], "size",
-                                      (json_int_t)m.size, "used", used);
+            json_t *block =
+                json_pack("{s:I,s:s,s:s,s:I,s:o}", "seq", (json_int_t)seq, "state", state_names[m.state & 3], "owner",
+                          owner_names[m.owner % 3], "size", (json_int_t)m.size, "used", used);
             if (block && m.granted)
                 json_object_set_new(block, "granted", json_true()); /* given to the peer, not yet confirmed */
             json_array_append_new(arr, block);
@@ -62,13 +62,13 @@ static json_t *dump_keys(kme_store *s, MDB_txn *txn)
         o += (size_t)mlen;
         int nslaves = p[o++];
         for (int i = 0; i < nslaves && o + 2 <= v.mv_size; i++) {
-            json_array_append_new(slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1],
-                                                    "fetched", p[o]));
+            json_array_append_new(
+                slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1], "fetched", p[o]));
             o += 2 + p[o + 1];
         }
         json_array_append_new(arr, json_pack("{s:s%,s:s%,s:I,s:I,s:o}", "key_ID", (const char *)k.mv_data, k.mv_size,
-                                             "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8,
-                                             "expires", (json_int_t)expires, "slaves", slaves));
+                                             "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8, "expires",
+                                             (json_int_t)expires, "slaves", slaves));
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(c);
@@ -88,8 +88,8 @@ static json_t *dump_stock(kme_store *s, MDB_txn *txn)
         const char *peer = k.mv_data, *master = peer + strlen(peer) + 1, *slave = master + strlen(master) + 1;
         const unsigned char *tail = (const unsigned char *)slave + strlen(slave) + 1;
         if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size)
-            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave", slave,
-                                                 "size", (json_int_t)v.mv_size * 8, "key_ID",
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave",
+                                                 slave, "size", (json_int_t)v.mv_size * 8, "key_ID",
                                                  (const char *)tail + 12, (size_t)UUID_STR_LEN));
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }
@@ -113,8 +113,8 @@ static json_t *dump_in_doubt(kme_store *s, MDB_txn *txn)
         for (size_t i = 0; i < v.mv_size / sizeof(kme_range); i++) {
             kme_range r; /* LMDB values are not aligned */
             memcpy(&r, (const unsigned char *)v.mv_data + i * sizeof r, sizeof r);
-            json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset,
-                                                    (json_int_t)r.length));
+            json_array_append_new(ranges,
+                                  json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset, (json_int_t)r.length));
         }
         if (k.mv_size == plen + UUID_STR_LEN)
             json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
@@ -141,8 +141,8 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     json_t *links = json_object();
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
-    json_t *root = json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
-                             dump_keys(&s, txn), "stock", dump_stock(&s, txn), "in_doubt", dump_in_doubt(&s, txn));
+    json_t *root = json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn),
+                             "stock", dump_stock(&s, txn), "in_doubt", dump_in_doubt(&s, txn));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

@@ -40,20 +40,19 @@ static const char usage_text[] =
     "usage: " PROG " --out DIR_A --out DIR_B [--rate BITS_PER_SEC] [--block-bytes N] [--count N]\n"
     "               [--corrupt FRACTION [--corrupt-side 0|1]] [--state FILE] [--quiet]\n";
 
-static const char help_text[] =
-    "\n"
-    "Simulates a QKD link: writes identical random key blocks <seq>.key into both\n"
-    "directories (temporary name, fsync, rename), seq starting at 1.\n"
-    "\n"
-    "  --out DIR            link directory; give exactly two (created if missing)\n"
-    "  --rate BITS_PER_SEC  average key rate per side (default 1000000; 0 = unpaced)\n"
-    "  --block-bytes N      block size, 64..16777216 (default 65536)\n"
-    "  --count N            stop after N blocks (default: until SIGINT/SIGTERM)\n"
-    "  --corrupt FRACTION   fraction 0..1 of blocks with one byte flipped on one side;\n"
-    "                       each prints 'corrupted <seq>' on stdout\n"
-    "  --corrupt-side 0|1   side that gets the corrupted copy (default 1)\n"
-    "  --state FILE         next-seq state (default DIR_A/" STATE_NAME ")\n"
-    "  --quiet              no progress messages on stderr\n";
+static const char help_text[] = "\n"
+                                "Simulates a QKD link: writes identical random key blocks <seq>.key into both\n"
+                                "directories (temporary name, fsync, rename), seq starting at 1.\n"
+                                "\n"
+                                "  --out DIR            link directory; give exactly two (created if missing)\n"
+                                "  --rate BITS_PER_SEC  average key rate per side (default 1000000; 0 = unpaced)\n"
+                                "  --block-bytes N      block size, 64..16777216 (default 65536)\n"
+                                "  --count N            stop after N blocks (default: until SIGINT/SIGTERM)\n"
+                                "  --corrupt FRACTION   fraction 0..1 of blocks with one byte flipped on one side;\n"
+                                "                       each prints 'corrupted <seq>' on stdout\n"
+                                "  --corrupt-side 0|1   side that gets the corrupted copy (default 1)\n"
+                                "  --state FILE         next-seq state (default DIR_A/" STATE_NAME ")\n"
+                                "  --quiet              no progress messages on stderr\n";
 
 struct options {
     const char *out[2];
@@ -162,7 +161,7 @@ static void parse_args(int argc, char **argv, struct options *o)
             strcpy(name, opt);
         }
 
-        static const char *const with_value[] = {"--out", "--rate", "--block-bytes", "--count",
+        static const char *const with_value[] = {"--out",     "--rate",         "--block-bytes", "--count",
                                                  "--corrupt", "--corrupt-side", "--state"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
@@ -191,8 +190,7 @@ static void parse_args(int argc, char **argv, struct options *o)
             if (seen_block++)
                 usage_error("--block-bytes given more than once");
             if (parse_u64(val, &o->block) != 0 || o->block < MIN_BLOCK || o->block > MAX_BLOCK)
-                usage_error("--block-bytes: '%s' is not an integer in %u..%u", val, MIN_BLOCK,
-                            MAX_BLOCK);
+                usage_error("--block-bytes: '%s' is not an integer in %u..%u", val, MIN_BLOCK, MAX_BLOCK);
         } else if (strcmp(name, "--count") == 0) {
             if (seen_count++)
                 usage_error("--count given more than once");
@@ -204,8 +202,8 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage_error("--corrupt given more than once");
             errno = 0;
             o->corrupt = strtod(val, &end);
-            if (errno != 0 || end == val || *end != '\0' || isspace((unsigned char)*val) ||
-                !isfinite(o->corrupt) || o->corrupt < 0.0 || o->corrupt > 1.0)
+            if (errno != 0 || end == val || *end != '\0' || isspace((unsigned char)*val) || !isfinite(o->corrupt) ||
+                o->corrupt < 0.0 || o->corrupt > 1.0)
                 usage_error("--corrupt: '%s' is not a fraction between 0 and 1", val);
         } else if (strcmp(name, "--corrupt-side") == 0) {
             if (seen_side++)
@@ -263,8 +261,8 @@ static int rename_noreplace(int dirfd, const char *from, const char *to)
 }
 
 /* Writes buf to dirfd/tmp, fsyncs it and renames it to dirfd/name. */
-static int write_file_atomic(int dirfd, const char *tmp, const char *name, const unsigned char *buf,
-                             size_t len, int replace)
+static int write_file_atomic(int dirfd, const char *tmp, const char *name, const unsigned char *buf, size_t len,
+                             int replace)
 {
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -373,9 +371,9 @@ static int scan_side(const struct side *s, uint64_t *max_seq)
 /* ------------------------------------------------------------------ state */
 
 struct state_file {
-    char *dir;      /* directory of the state file */
-    char *base;     /* its name */
-    char *tmp;      /* temporary name used while replacing it */
+    char *dir;  /* directory of the state file */
+    char *base; /* its name */
+    char *tmp;  /* temporary name used while replacing it */
     int dirfd;
 };
 
@@ -460,8 +458,7 @@ static int state_store(const struct state_file *st, const char *path, uint64_t n
 {
     char buf[32];
     int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", next);
-    if (write_file_atomic(st->dirfd, st->tmp, st->base, (const unsigned char *)buf, (size_t)len, 1) !=
-            0 ||
+    if (write_file_atomic(st->dirfd, st->tmp, st->base, (const unsigned char *)buf, (size_t)len, 1) != 0 ||
         fsync(st->dirfd) != 0) {
         fail("cannot write state file %s: %s", path, strerror(errno));
         return -1;
@@ -542,8 +539,8 @@ static int write_block(const struct side *s, uint64_t seq, const unsigned char *
 
 /* Fills buf with fresh key and writes it to both sides; with `corrupt`, the
  * copy on `corrupt_side` has one random byte flipped. */
-static int emit_block(const struct side sides[2], uint64_t seq, unsigned char *buf, size_t len,
-                      int corrupt, int corrupt_side)
+static int emit_block(const struct side sides[2], uint64_t seq, unsigned char *buf, size_t len, int corrupt,
+                      int corrupt_side)
 {
     uint64_t pos = 0, mask = 0;
     int rc = 0;
@@ -642,8 +639,10 @@ int main(int argc, char **argv)
             goto out;
         if (max_seq >= next) {
             if (next != 0 && !o.quiet)
-                fprintf(stderr, PROG ": %s holds seq %" PRIu64 " beyond the state file; "
-                                "continuing after it\n", sides[i].path, max_seq);
+                fprintf(stderr,
+                        PROG ": %s holds seq %" PRIu64 " beyond the state file; "
+                             "continuing after it\n",
+                        sides[i].path, max_seq);
             next = max_seq + 1;
         }
     }
@@ -655,12 +654,12 @@ int main(int argc, char **argv)
         fail("cannot allocate a %" PRIu64 "-byte block: %s", o.block, strerror(errno));
         goto out;
     }
-    (void)mlock(buf, o.block);              /* keep key out of swap when allowed */
+    (void)mlock(buf, o.block);                  /* keep key out of swap when allowed */
     (void)madvise(buf, o.block, MADV_DONTDUMP); /* and out of core files */
 
     if (!o.quiet) {
-        fprintf(stderr, PROG ": writing %" PRIu64 "-byte blocks into %s and %s from seq %" PRIu64,
-                o.block, o.out[0], o.out[1], next);
+        fprintf(stderr, PROG ": writing %" PRIu64 "-byte blocks into %s and %s from seq %" PRIu64, o.block, o.out[0],
+                o.out[1], next);
         if (o.rate)
             fprintf(stderr, " at %" PRIu64 " bit/s\n", o.rate);
         else
@@ -720,8 +719,7 @@ int main(int argc, char **argv)
     }
 
     if (!o.quiet)
-        fprintf(stderr, PROG ": %s after %" PRIu64 " blocks (%" PRIu64 " corrupted); next seq %" PRIu64
-                        "\n",
+        fprintf(stderr, PROG ": %s after %" PRIu64 " blocks (%" PRIu64 " corrupted); next seq %" PRIu64 "\n",
                 status == 0 ? "stopped" : "failed", written, corrupted, next);
 
 out:

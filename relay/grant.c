@@ -16,9 +16,9 @@
 
 /* Per link, touched only by that link's worker. */
 typedef struct {
-    int64_t last_ms;   /* last round */
-    uint64_t advert;   /* the neighbour's advertised stock when last looked at */
-    uint64_t credit;   /* bytes it confirmed since, which that advert may not show */
+    int64_t last_ms; /* last round */
+    uint64_t advert; /* the neighbour's advertised stock when last looked at */
+    uint64_t credit; /* bytes it confirmed since, which that advert may not show */
     int64_t credit_ms;
 } grant_link_state;
 
@@ -79,9 +79,8 @@ int grant_start_op(kme_store *s, MDB_txn *txn, void *arg)
         b->retry = 1;
         return 0;
     }
-    return lb_grant_pick(s, txn, b->link, b->want_bytes, b->seqs, GRANT_MAX_BLOCKS, &b->count, &b->bytes) == LB_OK
-               ? 0
-               : -1;
+    return lb_grant_pick(s, txn, b->link, b->want_bytes, b->seqs, GRANT_MAX_BLOCKS, &b->count, &b->bytes) == LB_OK ? 0
+                                                                                                                   : -1;
 }
 
 int grant_settle_op(kme_store *s, MDB_txn *txn, void *arg)

@@ -18,9 +18,9 @@
 #include "relay/node.h"
 #include "runtime/http_server.h"
 
-#define GRANT_MAX_BLOCKS 1024          /* blocks in one grant */
-#define GRANT_INTERVAL_MS 2000         /* at most one grant attempt per link this often */
-#define GRANT_LOW_BYTES (1024 * 1024)  /* the neighbour is short below this */
+#define GRANT_MAX_BLOCKS 1024         /* blocks in one grant */
+#define GRANT_INTERVAL_MS 2000        /* at most one grant attempt per link this often */
+#define GRANT_LOW_BYTES (1024 * 1024) /* the neighbour is short below this */
 
 /* The policy: how many free bytes this end should give when it owns
  * self_free and the neighbour advertises peer_free; 0: none. Grants happen
@@ -31,10 +31,10 @@ uint64_t grant_policy_bytes(uint64_t self_free, uint64_t peer_free);
 /* One grant as the grantor's store operations see it. */
 typedef struct {
     lb_link *link;
-    uint64_t want_bytes;   /* in: size of a new grant; 0: only resume a pending one */
-    int retry;             /* out: the blocks are a pending grant to send again */
-    size_t count;          /* out: blocks in the grant */
-    uint64_t bytes;        /* out: their free bytes */
+    uint64_t want_bytes; /* in: size of a new grant; 0: only resume a pending one */
+    int retry;           /* out: the blocks are a pending grant to send again */
+    size_t count;        /* out: blocks in the grant */
+    uint64_t bytes;      /* out: their free bytes */
     uint64_t seqs[GRANT_MAX_BLOCKS];
     uint8_t accepted[GRANT_MAX_BLOCKS]; /* in to grant_settle_op: the grantee's answer */
     uint64_t confirmed_bytes;           /* out of grant_settle_op */

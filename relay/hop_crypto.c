@@ -218,8 +218,8 @@ static int from_lb(int lrc)
     }
 }
 
-int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg,
-                       const unsigned char *keys_plain, size_t keys_len)
+int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg, const unsigned char *keys_plain,
+                       size_t keys_len)
 {
     if (!keys_plain || keys_len == 0 || keys_len != kme_relay_payload_bytes(msg) || !msg->ct || !msg->pad ||
         !msg->mac_key || msg->pad_cap == 0 || msg->mac_key_cap == 0)
@@ -229,8 +229,8 @@ int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg 
     int rc = pad ? HOP_OK : HOP_FAILED;
     msg->pad_count = msg->mac_key_count = 0;
     if (rc == HOP_OK)
-        rc = from_lb(lb_allocate(s, txn, link, HOP_MAC_KEY_BYTES, mac_key, msg->mac_key, msg->mac_key_cap,
-                                 &msg->mac_key_count));
+        rc = from_lb(
+            lb_allocate(s, txn, link, HOP_MAC_KEY_BYTES, mac_key, msg->mac_key, msg->mac_key_cap, &msg->mac_key_count));
     if (rc == HOP_OK)
         rc = from_lb(lb_allocate(s, txn, link, keys_len, pad, msg->pad, msg->pad_cap, &msg->pad_count));
     if (rc == HOP_OK)
@@ -263,8 +263,8 @@ lb_range *hop_ranges(const kme_relay_msg *msg, size_t *n)
 
 /* Reads the MAC key and pad of msg (MAC-key ranges first, into *ranges) and
  * opens it into keys (keys_len bytes), spending nothing. */
-static int open_reading(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg,
-                        unsigned char *keys, size_t keys_len, lb_range **ranges, size_t *n)
+static int open_reading(kme_store *s, MDB_txn *txn, const lb_link *link, const kme_relay_msg *msg, unsigned char *keys,
+                        size_t keys_len, lb_range **ranges, size_t *n)
 {
     if (!keys || kme_relay_check(msg, NULL) < 0 || keys_len != kme_relay_payload_bytes(msg))
         return HOP_MALFORMED;

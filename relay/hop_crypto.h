@@ -73,8 +73,8 @@ int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_ra
  * and seals. On any failure the caller must abort the transaction (the
  * ranges were marked used in it); msg's ranges, ciphertexts and tag are then
  * wiped. */
-int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg,
-                       const unsigned char *keys_plain, size_t keys_len);
+int hop_seal_from_link(kme_store *s, MDB_txn *txn, lb_link *link, kme_relay_msg *msg, const unsigned char *keys_plain,
+                       size_t keys_len);
 
 /* Receiver, read only (a read transaction will do): the checks of
  * hop_open_from_link, tag first, without spending anything. On HOP_OK

@@ -14,9 +14,9 @@
 #include <time.h>
 #include <openssl/crypto.h>
 
-#define STOCK_MIN_BYTES 2048            /* stock at least this much key per pair in use */
-#define STOCK_MAX_BYTES (4 << 20)       /* and at most this much */
-#define STOCK_LEAD_SECONDS 4.0          /* keep this many seconds of demand in stock */
+#define STOCK_MIN_BYTES 2048      /* stock at least this much key per pair in use */
+#define STOCK_MAX_BYTES (4 << 20) /* and at most this much */
+#define STOCK_LEAD_SECONDS 4.0    /* keep this many seconds of demand in stock */
 #define STOCK_KEY_MAX 256
 
 /* Store key: peer \0 master \0 slave \0 be32 size | be64 created_ms | key_ID */
@@ -98,7 +98,8 @@ static int age_op(kme_store *s, MDB_txn *txn, void *arg)
         if (!d || (size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN != k.mv_size) {
             rc = mdb_cursor_del(c, 0); /* not ours: drop */
         } else {
-            long size_bits = (long)((uint32_t)tail[0] << 24 | (uint32_t)tail[1] << 16 | (uint32_t)tail[2] << 8 | tail[3]);
+            long size_bits =
+                (long)((uint32_t)tail[0] << 24 | (uint32_t)tail[1] << 16 | (uint32_t)tail[2] << 8 | tail[3]);
             int64_t created = (int64_t)store_get_be64(tail + 4);
             if (created < a->cutoff_ms) {
                 a->dropped++;
@@ -145,8 +146,7 @@ int stock_load(relay_node *k)
 
 /* ---- demand and take -------------------------------------------------------- */
 
-void stock_note_demand(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits,
-                       long number)
+void stock_note_demand(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long number)
 {
     if (k->cfg.stock_max_keys <= 0)
         return;
@@ -487,8 +487,7 @@ void stock_claimed_handle(relay_node *k, const http_request *req, http_response 
             peer_reply_clear(&reply);
         } else {
             resp->status = reply.http_status == 200 ? 200 : 503;
-            resp->body = etsi_error_to_json(reply.http_status == 200 ? "committed" : "not recorded further on",
-                                            NULL);
+            resp->body = etsi_error_to_json(reply.http_status == 200 ? "committed" : "not recorded further on", NULL);
             peer_reply_clear(&reply);
         }
         kme_claimed_clear(&c);

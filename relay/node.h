@@ -26,12 +26,12 @@
 
 /* One relay request finished at its origin. */
 typedef struct {
-    int64_t at_ms;                 /* when it finished (unix ms) */
-    char dest[ETSI_ID_MAX + 1];    /* the KME the keys were relayed to */
-    char via[ETSI_ID_MAX + 1];     /* the first hop ("" when none was found) */
+    int64_t at_ms;              /* when it finished (unix ms) */
+    char dest[ETSI_ID_MAX + 1]; /* the KME the keys were relayed to */
+    char via[ETSI_ID_MAX + 1];  /* the first hop ("" when none was found) */
     unsigned keys;
-    unsigned long bytes;           /* key material relayed */
-    double seconds;                /* from sending to the destination's acknowledgement */
+    unsigned long bytes; /* key material relayed */
+    double seconds;      /* from sending to the destination's acknowledgement */
     int ok;
 } relay_event;
 
@@ -62,17 +62,17 @@ typedef struct {
 typedef struct {
     char master[ETSI_ID_MAX + 1], slave[ETSI_ID_MAX + 1];
     long size_bits;
-    long count;            /* keys ready in the store */
-    long taken;            /* keys asked for since the last refill round */
-    double rate;           /* keys per second, smoothed */
+    long count;  /* keys ready in the store */
+    long taken;  /* keys asked for since the last refill round */
+    double rate; /* keys per second, smoothed */
     int64_t last_round_ms, last_demand_ms;
 } stock_pair;
 
 struct relay_link {
     size_t index;
-    lb_link lb;          /* allocation state: touched only inside store operations */
-    int initiator;       /* this end opens the verification transactions */
-    atomic_int peer_up;  /* last contact with the neighbour succeeded */
+    lb_link lb;                   /* allocation state: touched only inside store operations */
+    int initiator;                /* this end opens the verification transactions */
+    atomic_int peer_up;           /* last contact with the neighbour succeeded */
     atomic_ullong ingested_bytes; /* link key ingested since start */
     pthread_t worker;
     int worker_started;
@@ -83,7 +83,7 @@ struct relay_link {
  * away. Created on first use, never removed (pointers stay valid). */
 typedef struct {
     char id[ETSI_ID_MAX + 1];
-    relay_link *link;    /* the link to it when it is a neighbour; NULL: reached by relay */
+    relay_link *link; /* the link to it when it is a neighbour; NULL: reached by relay */
     pthread_mutex_t stock_lock;
     stock_pair stock[STOCK_MAX_PAIRS];
     size_t stock_pairs;
@@ -100,12 +100,12 @@ typedef struct relay_node {
     relay_link links[RELAY_MAX_LINKS];
     relay_dest dests[RELAY_MAX_DESTS];
     atomic_size_t dest_count;
-    pthread_mutex_t dest_lock;   /* creation of dests */
-    struct router *router;       /* routes and the application directory (relay/router.h) */
+    pthread_mutex_t dest_lock; /* creation of dests */
+    struct router *router;     /* routes and the application directory (relay/router.h) */
     pthread_t remote_stock_worker;
     int remote_stock_started;
     peer_client *peers;
-    stop_signal stop;            /* raised by relay_node_stop */
+    stop_signal stop; /* raised by relay_node_stop */
 } relay_node;
 
 /* Sets up the node over an open store: links, the stock in the store, the

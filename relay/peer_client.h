@@ -10,10 +10,10 @@
 typedef struct peer_client peer_client;
 
 typedef struct {
-    long http_status;    /* 0 when no HTTP answer arrived */
-    int not_sent;        /* 1 when the request provably never reached the peer */
-    char error[512];     /* transport error or the peer's error message */
-    char *body;          /* response body (wiped by peer_reply_clear) */
+    long http_status; /* 0 when no HTTP answer arrived */
+    int not_sent;     /* 1 when the request provably never reached the peer */
+    char error[512];  /* transport error or the peer's error message */
+    char *body;       /* response body (wiped by peer_reply_clear) */
     size_t len;
 } peer_reply;
 

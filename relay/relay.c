@@ -28,11 +28,11 @@ static size_t pad_cap_for(size_t bytes)
 /* ---- one hop out -------------------------------------------------------------- */
 
 typedef struct {
-    relay_link *in;              /* the link a message came in on (NULL at the origin) */
+    relay_link *in; /* the link a message came in on (NULL at the origin) */
     const kme_relay_msg *in_msg;
     relay_link *out;
     kme_relay_msg *out_msg;
-    unsigned char *plain;      /* the keys; at a KME on the way, recovered from in_msg */
+    unsigned char *plain; /* the keys; at a KME on the way, recovered from in_msg */
     size_t len;
     int hop_rc;
 } pass_arg;
@@ -76,8 +76,7 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
     }
     /* Not confirmed. Never sent: the bytes go back. No answer: in doubt until
      * the neighbour says. Refused: it may have taken them, so they stay spent. */
-    enum reserve_undo kind = rc < 0 ? (reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT)
-                                    : RESERVE_UNDO_SPEND;
+    enum reserve_undo kind = rc < 0 ? (reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT) : RESERVE_UNDO_SPEND;
     if (rc < 0 && atomic_exchange(&l->peer_up, 0))
         router_links_changed(k);
     size_t n;
@@ -139,9 +138,10 @@ static int pass_on(relay_node *k, relay_link *in, const kme_relay_msg *in_msg, k
     pass_arg a = {in, in_msg, next, out_msg, plain, len, HOP_OK};
     int rc = store_commit(k->store, pass_op, &a);
     if (rc != RELAY_OK) {
-        hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED, rc == RELAY_HOP && a.hop_rc == HOP_SHORT
-                                                                     ? next->lb.peer_id
-                                                                     : in ? in->lb.peer_id : next->lb.peer_id);
+        hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED,
+                  rc == RELAY_HOP && a.hop_rc == HOP_SHORT ? next->lb.peer_id
+                  : in                                     ? in->lb.peer_id
+                                                           : next->lb.peer_id);
         return -1;
     }
     return send_sealed(k, next, hops, out_msg, resp);
@@ -194,8 +194,8 @@ int relay_keys_to(relay_node *k, const char *dest, const char *master, const cha
 {
     if (keys->count == 0 || nslaves == 0 || nslaves > KME_MAX_SLAVES ||
         keys->keys[0].key_len * 8 > (size_t)KME_RELAY_MAX_SIZE_BITS) {
-        http_error(resp, 400, "cannot relay these keys", "1 to %d slaves and keys of at most %ld bits",
-                   KME_MAX_SLAVES, KME_RELAY_MAX_SIZE_BITS);
+        http_error(resp, 400, "cannot relay these keys", "1 to %d slaves and keys of at most %ld bits", KME_MAX_SLAVES,
+                   KME_RELAY_MAX_SIZE_BITS);
         return -1;
     }
     /* Messages of at most KME_RELAY_MAX_KEYS keys and about KME_RELAY_CHUNK_BYTES of key. */
@@ -225,7 +225,7 @@ static int deliver_op(kme_store *s, MDB_txn *txn, void *arg)
     deliver_arg *a = arg;
     const kme_relay_msg *m = a->m;
     if (kr_exists(s, txn, m->key_ids[0]))
-        return RELAY_REPLAY; /* the same message again: already committed */
+        return RELAY_REPLAY;                             /* the same message again: already committed */
     a->hop_rc = hop_take_checked(s, txn, &a->in->lb, m); /* authentic recovered plain */
     if (a->hop_rc != HOP_OK)
         return RELAY_HOP;
@@ -342,9 +342,8 @@ void relay_handle(relay_node *k, relay_link *from, const http_request *req, http
 {
     kme_relay_msg m;
     etsi_problem p;
-    int rc = is_wire(req->content_type)
-                 ? kme_relay_from_wire((const unsigned char *)req->body, req->body_len, &m, &p)
-                 : kme_relay_from_json(req->body, req->body_len, &m, &p);
+    int rc = is_wire(req->content_type) ? kme_relay_from_wire((const unsigned char *)req->body, req->body_len, &m, &p)
+                                        : kme_relay_from_json(req->body, req->body_len, &m, &p);
     if (rc < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;

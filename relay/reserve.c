@@ -42,8 +42,8 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
         a->msg->range_count += nr;
         if (a->r->local_count) {
             key_record rec;
-            kr_fill(&rec, a->out->keys[i].key_id, a->r->master, a->r->local_slaves, a->r->local_count,
-                        a->msg->expires, a->out->keys[i].key, key_bytes);
+            kr_fill(&rec, a->out->keys[i].key_id, a->r->master, a->r->local_slaves, a->r->local_count, a->msg->expires,
+                    a->out->keys[i].key, key_bytes);
             if (kr_put(s, txn, &rec) != KR_OK)
                 return RESERVE_FAILED;
         }
@@ -169,12 +169,15 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
     if (store_commit(k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
     log_warn("link %s: reservation of %ld keys refused (%s); %s", l->lb.peer_id, r->number,
-             rc < 0 ? reply.error : reply.error[0] ? reply.error : "error", outcome[u.kind]);
+             rc < 0           ? reply.error
+             : reply.error[0] ? reply.error
+                              : "error",
+             outcome[u.kind]);
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", l->lb.peer_id, reply.error);
     else
-        http_error(resp, 503, "peer KME refused the keys", "KME %s answered %ld: %s", l->lb.peer_id,
-                   reply.http_status, reply.error);
+        http_error(resp, 503, "peer KME refused the keys", "KME %s answered %ld: %s", l->lb.peer_id, reply.http_status,
+                   reply.error);
     peer_reply_clear(&reply);
 fail:
     etsi_key_container_clear(out);
@@ -225,7 +228,7 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
         }
         key_record rec;
         kr_fill(&rec, m->keys[i].key_id, m->master, slaves, m->slave_count,
-                    m->expires < max_expiry ? m->expires : max_expiry, buf, key_bytes);
+                m->expires < max_expiry ? m->expires : max_expiry, buf, key_bytes);
         int krc = kr_put(s, txn, &rec);
         if (krc != KR_OK)
             rc = krc == KR_EXISTS ? RESERVE_REUSED : RESERVE_FAILED;

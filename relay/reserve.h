@@ -12,11 +12,11 @@ typedef struct {
     const char *master;
     const char *const *local_slaves; /* slaves hosted here (may be none) */
     size_t local_count;
-    const char *const *peer_slaves;  /* slaves hosted at the neighbour */
+    const char *const *peer_slaves; /* slaves hosted at the neighbour */
     size_t peer_count;
     long number, size_bits;
-    long extra_ttl_s;                /* kept this much longer at the neighbour (stock) */
-    long also_available;             /* keys the request gets elsewhere (stock), for error details */
+    long extra_ttl_s;    /* kept this much longer at the neighbour (stock) */
+    long also_available; /* keys the request gets elsewhere (stock), for error details */
 } reserve_request;
 
 /* Fills out with number keys shared with the neighbour on link l. On failure

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#define ADVERT_INTERVAL_MS 1000  /* own advert to every neighbour (liveness) */
-#define ADVERT_REFRESH_MS 10000  /* a new seq at least this often */
-#define ADVERT_TIMEOUT_MS 2000   /* one advert POST */
+#define ADVERT_INTERVAL_MS 1000 /* own advert to every neighbour (liveness) */
+#define ADVERT_REFRESH_MS 10000 /* a new seq at least this often */
+#define ADVERT_TIMEOUT_MS 2000  /* one advert POST */
 #define FLOOD_QUEUE_MAX 1024
 
 typedef struct {
@@ -26,19 +26,19 @@ struct router {
     int woken;
     routing_db db;
     routing_table table;
-    uint64_t seq;            /* of the newest own advert */
+    uint64_t seq; /* of the newest own advert */
     int64_t last_new_ms;
-    int link_class[RELAY_MAX_LINKS];   /* as in the newest own advert */
+    int link_class[RELAY_MAX_LINKS];    /* as in the newest own advert */
     atomic_int was_up[RELAY_MAX_LINKS]; /* our last advert POST to it succeeded */
     uint64_t last_ingested[RELAY_MAX_LINKS];
     uint64_t rate_bps[RELAY_MAX_LINKS];
     int64_t last_rate_ms;
     flood_item queue[FLOOD_QUEUE_MAX];
     size_t nqueue;
-    routing_sae *known;      /* last known site of every SAE ever learned, sorted by SAE */
+    routing_sae *known; /* last known site of every SAE ever learned, sorted by SAE */
     size_t nknown;
     int known_changed;
-    char *recorded;          /* the JSON last written to the store */
+    char *recorded; /* the JSON last written to the store */
     pthread_t thread;
     int started;
 };
@@ -586,8 +586,7 @@ int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer,
     return rc;
 }
 
-void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
-                    void *ctx)
+void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table), void *ctx)
 {
     struct router *r = k->router;
     if (!r)

@@ -50,8 +50,7 @@ int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer,
 /* For operators (the status page): calls fn once, under the router's lock,
  * with the link-state database and this KME's routes and directory, to read
  * only. fn must return quickly and must not call into the router. */
-void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table),
-                    void *ctx);
+void router_inspect(relay_node *k, void (*fn)(void *ctx, const routing_db *db, const routing_table *table), void *ctx);
 
 /* Wakes the advert thread: a link went up or down. */
 void router_links_changed(relay_node *k);

@@ -401,8 +401,8 @@ char *routing_table_to_json(const routing_table *table)
         json_object_set_new(directory, table->saes[i].sae, json_string(table->saes[i].kme));
     for (size_t i = 0; i < table->conflict_count; i++) {
         const routing_conflict *c = &table->conflicts[i];
-        json_array_append_new(conflicts, json_pack("{s:s,s:s,s:s}", "sae", c->sae, "kept", c->kept, "dropped",
-                                                    c->dropped));
+        json_array_append_new(conflicts,
+                              json_pack("{s:s,s:s,s:s}", "sae", c->sae, "kept", c->kept, "dropped", c->dropped));
     }
     json_t *root = json_pack("{s:s,s:o,s:o,s:o}", "self", table->self_id, "routes", routes, "directory", directory,
                              "conflicts", conflicts);

@@ -43,10 +43,10 @@
 #define ROUTING_DEFAULT_EMPTY_PENALTY 100
 
 typedef struct {
-    uint64_t max_age_ms;        /* routing_db_accept refuses adverts older than this */
-    uint64_t low_stock_bytes;   /* stock below this adds low_stock_penalty */
+    uint64_t max_age_ms;      /* routing_db_accept refuses adverts older than this */
+    uint64_t low_stock_bytes; /* stock below this adds low_stock_penalty */
     uint32_t low_stock_penalty;
-    uint32_t empty_penalty;     /* added when the stock is 0 */
+    uint32_t empty_penalty; /* added when the stock is 0 */
 } routing_params;
 
 routing_params routing_params_default(void);
@@ -99,7 +99,7 @@ typedef struct {
     char next_hop[ETSI_ID_MAX + 1]; /* a neighbour of self */
     uint64_t cost;
     uint32_t hops;
-    char (*path)[ETSI_ID_MAX + 1];  /* hops + 1 IDs: self ... dest */
+    char (*path)[ETSI_ID_MAX + 1]; /* hops + 1 IDs: self ... dest */
 } routing_route;
 
 typedef struct {
@@ -117,11 +117,11 @@ typedef struct {
 typedef struct {
     char self_id[ETSI_ID_MAX + 1];
     size_t route_count;
-    routing_route *routes;        /* every reachable KME but self, sorted by dest */
+    routing_route *routes; /* every reachable KME but self, sorted by dest */
     size_t sae_count;
-    routing_sae *saes;            /* SAEs of self and reachable KMEs, sorted by SAE */
+    routing_sae *saes; /* SAEs of self and reachable KMEs, sorted by SAE */
     size_t conflict_count;
-    routing_conflict *conflicts;  /* sorted by SAE, then dropped KME */
+    routing_conflict *conflicts; /* sorted by SAE, then dropped KME */
 } routing_table;
 
 /* Dijkstra from self_id over db. Overwrites *table (clear a filled one

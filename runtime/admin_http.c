@@ -37,8 +37,7 @@ static enum MHD_Result send_plain(struct MHD_Connection *c, unsigned int status,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **state)
+                                  const char *version, const char *upload_data, size_t *upload_data_size, void **state)
 {
     (void)version;
     (void)upload_data;

@@ -3,8 +3,7 @@
 
 #include <time.h>
 
-void handler_gate_run(handler_gate *g, http_handler handler, void *ctx, const http_request *req,
-                      http_response *resp)
+void handler_gate_run(handler_gate *g, http_handler handler, void *ctx, const http_request *req, http_response *resp)
 {
     /* Counted before looking at the gate, and close() sets the gate before
      * counting: a handler either sees the gate closed or is waited for. */

@@ -16,8 +16,7 @@ typedef struct {
 } handler_gate;
 
 /* Runs handler(ctx, req, resp) unless the gate is closed. */
-void handler_gate_run(handler_gate *g, http_handler handler, void *ctx, const http_request *req,
-                      http_response *resp);
+void handler_gate_run(handler_gate *g, http_handler handler, void *ctx, const http_request *req, http_response *resp);
 /* Closes the gate; returns once no handler is inside. */
 void handler_gate_close(handler_gate *g);
 

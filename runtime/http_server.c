@@ -194,17 +194,19 @@ static conn_state *state_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
-static void wipe_text(void *text) { etsi_text_free(text); }
+static void wipe_text(void *text)
+{
+    etsi_text_free(text);
+}
 
-static enum MHD_Result send_response(http_server *s, struct MHD_Connection *conn, const char *method,
-                                     const char *url, http_response *r)
+static enum MHD_Result send_response(http_server *s, struct MHD_Connection *conn, const char *method, const char *url,
+                                     http_response *r)
 {
     if (!r->body) {
         r->status = 503;
         r->body = etsi_error_to_json("internal error", "the response could not be built");
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback(strlen(r->body), r->body, wipe_text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(strlen(r->body), r->body, wipe_text);
     if (!resp) {
         etsi_text_free(r->body);
         return MHD_NO;
@@ -229,8 +231,11 @@ static enum MHD_Result handle(http_server *s, struct MHD_Connection *conn, const
                               request_state *rs, conn_state *cs)
 {
     atomic_store(&cs->receiving_since_ms, 0);
-    http_request req = {conn, method, url, cs->auth, "", rs->body, rs->len, rs->too_large, rs,
-                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
+    http_request req = {conn,    method,
+                        url,     cs->auth,
+                        "",      rs->body,
+                        rs->len, rs->too_large,
+                        rs,      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
     memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
     http_response resp = {0, NULL};
     s->handler(s->ctx, &req, &resp);
@@ -375,9 +380,8 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
         MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)o->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 512,
-        MHD_OPTION_THREAD_POOL_SIZE, o->event_threads ? o->event_threads : 2u,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)o->connection_limit_per_address,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, o->event_threads ? o->event_threads : 2u, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)o->connection_limit_per_address, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d (address in use, or bad certificate/key/CA)", o->name,
                  o->listen->host, o->listen->port);

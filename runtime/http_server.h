@@ -40,13 +40,13 @@ typedef struct {
     const char *body;
     size_t body_len;
     int body_too_large;
-    void *state; /* the server's per-request state */
+    void *state;              /* the server's per-request state */
     const char *content_type; /* the Content-Type header, or NULL */
 } http_request;
 
 typedef struct {
     int status;
-    char *body;   /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
+    char *body; /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
 } http_response;
 
 /* Fills resp, or defers the request (then resp is ignored). */
@@ -82,8 +82,8 @@ typedef struct {
     void *ctx;
     const char *name; /* for log lines */
     unsigned int event_threads;
-    worker_pool *workers;  /* for http_offload */
-    http_answer_hook on_answer; /* may be NULL */
+    worker_pool *workers;              /* for http_offload */
+    http_answer_hook on_answer;        /* may be NULL */
     long connection_limit_per_address; /* concurrent connections from one address; 0: no cap of its own */
 } http_server_options;
 

@@ -87,8 +87,8 @@ void prom_f64(FILE *f, const char *name, double value, ...)
     va_end(ap);
 }
 
-void prom_histogram(FILE *f, const char *name, const double *bounds, const uint64_t *counts, size_t nbounds,
-                    double sum, ...)
+void prom_histogram(FILE *f, const char *name, const double *bounds, const uint64_t *counts, size_t nbounds, double sum,
+                    ...)
 {
     char metric[160], le[40];
     va_list ap;

@@ -26,8 +26,8 @@ void prom_vf64(FILE *f, const char *name, double value, va_list labels);
 /* The samples of one histogram: name_bucket (cumulative, le from bounds,
  * then +Inf), name_sum and name_count. counts[i] are the observations that
  * fell in bucket i alone (the last, counts[nbounds], above every bound). */
-void prom_histogram(FILE *f, const char *name, const double *bounds, const uint64_t *counts, size_t nbounds,
-                    double sum, ...) __attribute__((sentinel));
+void prom_histogram(FILE *f, const char *name, const double *bounds, const uint64_t *counts, size_t nbounds, double sum,
+                    ...) __attribute__((sentinel));
 
 /* The bucket of bounds (ascending) an observation falls in: 0..nbounds. */
 size_t prom_bucket_of(const double *bounds, size_t nbounds, double value);

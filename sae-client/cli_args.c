@@ -66,8 +66,7 @@ void sae_cli_opts_free(sae_cli_opts *o)
     o->slave_count = o->key_id_count = 0;
 }
 
-static sae_cli_action usage_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static sae_cli_action usage_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static sae_cli_action usage_error(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -79,7 +78,7 @@ static sae_cli_action usage_error(char *err, size_t errlen, const char *fmt, ...
 }
 
 /* Options that take a value. */
-static const char *const value_options[] = {"kme", "cert", "key", "ca", "output", "timeout",
+static const char *const value_options[] = {"kme",    "cert", "key",   "ca",     "output", "timeout",
                                             "number", "size", "slave", "repeat", NULL};
 
 static int takes_value(const char *name, size_t len)
@@ -97,8 +96,7 @@ static sae_cli_action set_count(const char *opt, const char *value, long *out, c
     return SAE_CLI_RUN;
 }
 
-static sae_cli_action set_option(sae_cli_opts *o, const char *name, const char *value, char *err,
-                                 size_t errlen)
+static sae_cli_action set_option(sae_cli_opts *o, const char *name, const char *value, char *err, size_t errlen)
 {
     if (strcmp(name, "kme") == 0)
         o->kme_url = value;
@@ -125,8 +123,7 @@ static sae_cli_action set_option(sae_cli_opts *o, const char *name, const char *
                 o->output = (sae_cli_output)i;
                 return SAE_CLI_RUN;
             }
-        return usage_error(err, errlen, "invalid --output '%s': expected json, hex, base64 or ids",
-                           value);
+        return usage_error(err, errlen, "invalid --output '%s': expected json, hex, base64 or ids", value);
     }
     return SAE_CLI_RUN;
 }
@@ -140,8 +137,7 @@ static sae_cli_action set_form(sae_cli_opts *o, sae_cli_form form, char *err, si
 }
 
 /* Sorts argv into options and positional arguments. */
-static sae_cli_action scan(int argc, char **argv, sae_cli_opts *o, char **pos, size_t *npos,
-                           char *err, size_t errlen)
+static sae_cli_action scan(int argc, char **argv, sae_cli_opts *o, char **pos, size_t *npos, char *err, size_t errlen)
 {
     int only_positional = 0;
     for (int i = 1; i < argc; i++) {
@@ -190,7 +186,8 @@ static sae_cli_action check_sae_id(const char *what, const char *id, char *err, 
     if (!etsi_id_is_valid(id))
         return usage_error(err, errlen,
                            "invalid %s '%s': 1 to %d printable characters without '/', quotes "
-                           "or spaces", what, id, ETSI_ID_MAX);
+                           "or spaces",
+                           what, id, ETSI_ID_MAX);
     return SAE_CLI_RUN;
 }
 
@@ -213,12 +210,11 @@ static sae_cli_action take_command(sae_cli_opts *o, char **pos, size_t npos, cha
         if (npos < 3)
             return usage_error(err, errlen, "%s needs MASTER_SAE_ID and at least one KEY_ID", cmd);
     } else if (npos != 2) {
-        return usage_error(err, errlen, npos < 2 ? "%s needs SLAVE_SAE_ID" : "%s takes one SLAVE_SAE_ID",
-                           cmd);
+        return usage_error(err, errlen, npos < 2 ? "%s needs SLAVE_SAE_ID" : "%s takes one SLAVE_SAE_ID", cmd);
     }
     o->sae_id = pos[1];
-    if (check_sae_id(o->command == SAE_CMD_GET_KEY_WITH_IDS ? "master SAE ID" : "slave SAE ID",
-                     o->sae_id, err, errlen) != SAE_CLI_RUN)
+    if (check_sae_id(o->command == SAE_CMD_GET_KEY_WITH_IDS ? "master SAE ID" : "slave SAE ID", o->sae_id, err,
+                     errlen) != SAE_CLI_RUN)
         return SAE_CLI_USAGE_ERROR;
     for (size_t i = 2; i < npos; i++) {
         if (!uuid_is_valid(pos[i]))
@@ -244,7 +240,9 @@ static sae_cli_action check_options(sae_cli_opts *o, char *err, size_t errlen)
             return SAE_CLI_USAGE_ERROR;
     if (o->command == SAE_CMD_STATUS && o->output != SAE_OUT_JSON)
         return usage_error(err, errlen, "status answers in JSON only: --output %s applies to keys",
-                           o->output == SAE_OUT_HEX ? "hex" : o->output == SAE_OUT_BASE64 ? "base64" : "ids");
+                           o->output == SAE_OUT_HEX      ? "hex"
+                           : o->output == SAE_OUT_BASE64 ? "base64"
+                                                         : "ids");
     if (o->command == SAE_CMD_STATUS && o->form == SAE_FORM_POST)
         return usage_error(err, errlen, "status is a GET request: --post does not apply");
 
@@ -264,8 +262,7 @@ static sae_cli_action check_options(sae_cli_opts *o, char *err, size_t errlen)
     return SAE_CLI_RUN;
 }
 
-sae_cli_action sae_cli_parse(int argc, char **argv, const sae_cli_env *env, sae_cli_opts *out,
-                             char *err, size_t errlen)
+sae_cli_action sae_cli_parse(int argc, char **argv, const sae_cli_env *env, sae_cli_opts *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     err[0] = '\0';

@@ -22,25 +22,25 @@ typedef struct {
     sae_cli_command command;
     const char *sae_id; /* slave (status, get-key) or master (get-key-with-ids) */
     const char *kme_url, *cert, *key, *ca;
-    long timeout_ms;    /* 0: library default */
-    long number;        /* 0: not given */
-    long size;          /* 0: not given */
-    char **slaves;      /* --slave values */
+    long timeout_ms; /* 0: library default */
+    long number;     /* 0: not given */
+    long size;       /* 0: not given */
+    char **slaves;   /* --slave values */
     size_t slave_count;
-    char **key_ids;     /* get-key-with-ids arguments */
+    char **key_ids; /* get-key-with-ids arguments */
     size_t key_id_count;
-    sae_cli_form form;  /* as asked */
-    int use_post;       /* the form the request is sent in */
+    sae_cli_form form; /* as asked */
+    int use_post;      /* the form the request is sent in */
     sae_cli_output output;
-    long repeat;        /* times the request is sent on one connection */
+    long repeat; /* times the request is sent on one connection */
 } sae_cli_opts;
 
 typedef enum { SAE_CLI_RUN, SAE_CLI_HELP, SAE_CLI_VERSION, SAE_CLI_USAGE_ERROR } sae_cli_action;
 
 /* Parses argv[1..argc-1]. On SAE_CLI_USAGE_ERROR err holds the reason. Free
  * the result with sae_cli_opts_free whatever the outcome. */
-sae_cli_action sae_cli_parse(int argc, char **argv, const sae_cli_env *env, sae_cli_opts *out,
-                             char *err, size_t errlen);
+sae_cli_action sae_cli_parse(int argc, char **argv, const sae_cli_env *env, sae_cli_opts *out, char *err,
+                             size_t errlen);
 void sae_cli_opts_free(sae_cli_opts *o);
 
 /* Strict positive decimal integer (digits only, at most max). 0 or -1. */

@@ -25,12 +25,12 @@ static int report(const sae_result *res, const char *kme_url)
         fprintf(stderr, "sae-client: request to %s failed: %s\n", kme_url, res->transport);
         return EXIT_TRANSPORT;
     case SAE_ERR_KME:
-        fprintf(stderr, "sae-client: KME answered HTTP %ld: %s%s%s%s\n", res->http_status, p->message,
-                open, p->detail, close);
+        fprintf(stderr, "sae-client: KME answered HTTP %ld: %s%s%s%s\n", res->http_status, p->message, open, p->detail,
+                close);
         return EXIT_KME;
     case SAE_ERR_RESPONSE:
-        fprintf(stderr, "sae-client: KME answered HTTP %ld with an unusable body: %s%s%s%s\n",
-                res->http_status, p->message, open, p->detail, close);
+        fprintf(stderr, "sae-client: KME answered HTTP %ld with an unusable body: %s%s%s%s\n", res->http_status,
+                p->message, open, p->detail, close);
         return EXIT_KME;
     case SAE_ERR_ARGUMENT:
         fprintf(stderr, "sae-client: %s%s%s%s\n", p->message, open, p->detail, close);
@@ -68,8 +68,7 @@ static int get_key(sae_client *c, const sae_cli_opts *o, etsi_key_container *key
     return sae_client_get_key(c, o->sae_id, &req, o->use_post, keys, res);
 }
 
-static int get_key_with_ids(sae_client *c, const sae_cli_opts *o, etsi_key_container *keys,
-                            sae_result *res)
+static int get_key_with_ids(sae_client *c, const sae_cli_opts *o, etsi_key_container *keys, sae_result *res)
 {
     etsi_key_ids ids = {calloc(o->key_id_count, sizeof *ids.ids), o->key_id_count};
     if (!ids.ids) {

@@ -128,8 +128,7 @@ static char *make_url(sae_client *c, const char *sae_id, const char *leaf, const
 static int exchange(sae_client *c, const char *url, const char *post_body, sae_result *res)
 {
     long status = 0;
-    if (sae_transport_request(&c->t, url, post_body, &status, res->transport,
-                              sizeof res->transport) < 0) {
+    if (sae_transport_request(&c->t, url, post_body, &status, res->transport, sizeof res->transport) < 0) {
         res->error = SAE_ERR_TRANSPORT;
         return -1;
     }
@@ -144,8 +143,8 @@ static int exchange(sae_client *c, const char *url, const char *post_body, sae_r
     return -1;
 }
 
-static int request(sae_client *c, const char *sae_id, const char *leaf, const char *query,
-                   const char *post_body, sae_result *res)
+static int request(sae_client *c, const char *sae_id, const char *leaf, const char *query, const char *post_body,
+                   sae_result *res)
 {
     char *url = make_url(c, sae_id, leaf, query);
     if (!url)
@@ -185,8 +184,7 @@ int sae_client_get_status(sae_client *c, const char *slave_sae_id, etsi_status *
 
 /* ---- get key ----------------------------------------------------------------- */
 
-static int check_key_request(const char *slave, const etsi_key_request *req, int use_post,
-                             sae_result *res)
+static int check_key_request(const char *slave, const etsi_key_request *req, int use_post, sae_result *res)
 {
     if (!slave || !etsi_id_is_valid(slave))
         return fail(res, SAE_ERR_ARGUMENT, "invalid SAE ID", "slave SAE ID is not a valid SAE ID");
@@ -194,8 +192,8 @@ static int check_key_request(const char *slave, const etsi_key_request *req, int
         return fail(res, SAE_ERR_ARGUMENT, "invalid key request", "number and size must be positive");
     for (size_t i = 0; i < req->additional_count; i++)
         if (!req->additional_slaves[i] || !etsi_id_is_valid(req->additional_slaves[i]))
-            return fail(res, SAE_ERR_ARGUMENT, "invalid SAE ID",
-                        "additional slave SAE ID %zu is not a valid SAE ID", i + 1);
+            return fail(res, SAE_ERR_ARGUMENT, "invalid SAE ID", "additional slave SAE ID %zu is not a valid SAE ID",
+                        i + 1);
     if (req->additional_count > 0 && !use_post)
         return fail(res, SAE_ERR_ARGUMENT, "POST required", "additional slave SAE IDs need POST");
     return 0;
@@ -205,13 +203,11 @@ static int check_key_request(const char *slave, const etsi_key_request *req, int
 static int check_container(const etsi_key_container *out, long number, long size, sae_result *res)
 {
     if ((long)out->count != number)
-        return fail(res, SAE_ERR_RESPONSE, "unexpected key container", "%zu keys instead of %ld",
-                    out->count, number);
+        return fail(res, SAE_ERR_RESPONSE, "unexpected key container", "%zu keys instead of %ld", out->count, number);
     for (size_t i = 0; size > 0 && i < out->count; i++)
         if ((long)out->keys[i].key_len * 8 != size)
-            return fail(res, SAE_ERR_RESPONSE, "unexpected key container",
-                        "key %s has %zu bits instead of %ld", out->keys[i].key_id,
-                        out->keys[i].key_len * 8, size);
+            return fail(res, SAE_ERR_RESPONSE, "unexpected key container", "key %s has %zu bits instead of %ld",
+                        out->keys[i].key_id, out->keys[i].key_len * 8, size);
     return 0;
 }
 
@@ -224,8 +220,8 @@ static int decode_container(sae_client *c, etsi_key_container *out, sae_result *
     return 0;
 }
 
-int sae_client_get_key(sae_client *c, const char *slave_sae_id, const etsi_key_request *req,
-                       int use_post, etsi_key_container *out, sae_result *res)
+int sae_client_get_key(sae_client *c, const char *slave_sae_id, const etsi_key_request *req, int use_post,
+                       etsi_key_container *out, sae_result *res)
 {
     sae_result local;
     res = start(c, res, &local);
@@ -268,8 +264,8 @@ int sae_client_get_key(sae_client *c, const char *slave_sae_id, const etsi_key_r
 static int check_ids(const etsi_key_container *out, const etsi_key_ids *ids, sae_result *res)
 {
     if (out->count != ids->count)
-        return fail(res, SAE_ERR_RESPONSE, "unexpected key container", "%zu keys instead of %zu",
-                    out->count, ids->count);
+        return fail(res, SAE_ERR_RESPONSE, "unexpected key container", "%zu keys instead of %zu", out->count,
+                    ids->count);
     for (size_t i = 0; i < ids->count; i++) {
         char want[UUID_STR_LEN + 1];
         uuid_normalise(ids->ids[i], want);
@@ -282,8 +278,8 @@ static int check_ids(const etsi_key_container *out, const etsi_key_ids *ids, sae
     return 0;
 }
 
-int sae_client_get_key_with_ids(sae_client *c, const char *master_sae_id, const etsi_key_ids *ids,
-                                int use_post, etsi_key_container *out, sae_result *res)
+int sae_client_get_key_with_ids(sae_client *c, const char *master_sae_id, const etsi_key_ids *ids, int use_post,
+                                etsi_key_container *out, sae_result *res)
 {
     sae_result local;
     res = start(c, res, &local);

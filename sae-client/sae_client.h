@@ -34,9 +34,9 @@ typedef enum {
 
 typedef struct {
     sae_error error;
-    long http_status;    /* 0 when no HTTP answer was received */
+    long http_status;     /* 0 when no HTTP answer was received */
     etsi_problem problem; /* the KME's ETSI error body, or what was wrong */
-    char transport[256]; /* libcurl's error text for SAE_ERR_TRANSPORT */
+    char transport[256];  /* libcurl's error text for SAE_ERR_TRANSPORT */
 } sae_result;
 
 /* NULL on failure, with a reason in err. */
@@ -50,12 +50,12 @@ int sae_client_get_status(sae_client *c, const char *slave_sae_id, etsi_status *
 
 /* Get key (enc_keys). req->number 0 means 1; req->size 0 means the KME's
  * default. Additional slaves need use_post. */
-int sae_client_get_key(sae_client *c, const char *slave_sae_id, const etsi_key_request *req,
-                       int use_post, etsi_key_container *out, sae_result *res);
+int sae_client_get_key(sae_client *c, const char *slave_sae_id, const etsi_key_request *req, int use_post,
+                       etsi_key_container *out, sae_result *res);
 
 /* Get key with key IDs (dec_keys). More than one ID needs use_post. */
-int sae_client_get_key_with_ids(sae_client *c, const char *master_sae_id, const etsi_key_ids *ids,
-                                int use_post, etsi_key_container *out, sae_result *res);
+int sae_client_get_key_with_ids(sae_client *c, const char *master_sae_id, const etsi_key_ids *ids, int use_post,
+                                etsi_key_container *out, sae_result *res);
 
 /* The body of the last response (NUL-terminated), when the handle was made
  * with keep_response; NULL otherwise. It may hold keys: it stays valid until

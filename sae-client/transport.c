@@ -50,7 +50,11 @@ static CURLcode set_options(sae_transport *t, const sae_client_config *cfg)
     CURL *h = t->curl;
     long timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     CURLcode rc = CURLE_OK;
-#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val); } while (0)
+#define SET(opt, val)                                                                                                  \
+    do {                                                                                                               \
+        if (rc == CURLE_OK)                                                                                            \
+            rc = curl_easy_setopt(h, opt, val);                                                                        \
+    } while (0)
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, t);
@@ -127,8 +131,8 @@ void sae_transport_cleanup(sae_transport *t)
     memset(t, 0, sizeof *t);
 }
 
-int sae_transport_request(sae_transport *t, const char *url, const char *post_body, long *status,
-                          char *err, size_t errlen)
+int sae_transport_request(sae_transport *t, const char *url, const char *post_body, long *status, char *err,
+                          size_t errlen)
 {
     CURL *h = t->curl;
     wipe_buf_reset(&t->body);

@@ -25,8 +25,8 @@ void sae_transport_cleanup(sae_transport *t);
 /* One request: GET when post_body is NULL, else POST of that JSON text. On
  * 0, *status is the HTTP status and t->body the response body; on -1, err
  * holds the transport failure and the body is empty. */
-int sae_transport_request(sae_transport *t, const char *url, const char *post_body, long *status,
-                          char *err, size_t errlen);
+int sae_transport_request(sae_transport *t, const char *url, const char *post_body, long *status, char *err,
+                          size_t errlen);
 
 /* URL-encodes one path segment; free with curl_free. NULL when out of memory. */
 char *sae_transport_escape(sae_transport *t, const char *segment);

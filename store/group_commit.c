@@ -15,10 +15,10 @@ struct store_op_item {
     store_op op;
     void *arg;
     int result;
-    int refused;   /* took itself out of the batch */
+    int refused;        /* took itself out of the batch */
     store_done done_fn; /* asynchronous: called after the commit, item freed */
     void *done_arg;
-    sem_t done;    /* synchronous: the waiter is woken */
+    sem_t done; /* synchronous: the waiter is woken */
     store_op_item *next;
 };
 

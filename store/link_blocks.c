@@ -278,8 +278,8 @@ static int collect_lockable(uint64_t seq, lb_meta *m, void *arg)
     return c->n >= c->max;
 }
 
-int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms,
-                       int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES])
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms, int64_t deadline_ms,
+                       size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES])
 {
     lock_ctx c = {txn_hash, now_ms, deadline_ms, max, 0, seqs, tags, 0, 0, 0};
     if (for_each_meta(s, txn, l->peer_id, l->verify_hint, collect_lockable, &c))
@@ -586,7 +586,7 @@ static void lower_alloc_hint(lb_link *l, uint64_t seq)
 }
 
 typedef struct {
-    int pending;             /* collect pending blocks (else grantable ones) */
+    int pending; /* collect pending blocks (else grantable ones) */
     uint64_t budget, bytes;
     uint64_t *seqs;
     size_t max, n;

@@ -27,12 +27,12 @@ enum lb_verdict { LB_MATCH = 0, LB_MISMATCH = 1, LB_MISSING = 2 };
 
 enum {
     LB_OK = 0,
-    LB_EXISTS = 1,    /* ingest: that seq is already known */
-    LB_SHORT = 2,     /* not enough owned verified key */
-    LB_INVALID = 3,   /* a range is not in a verified block of the right owner */
-    LB_REUSED = 4,    /* a range overlaps bytes already used */
-    LB_DB = 5,        /* storage failure */
-    LB_LATER = 6,     /* grant: a block is not verified at this end yet */
+    LB_EXISTS = 1,  /* ingest: that seq is already known */
+    LB_SHORT = 2,   /* not enough owned verified key */
+    LB_INVALID = 3, /* a range is not in a verified block of the right owner */
+    LB_REUSED = 4,  /* a range overlaps bytes already used */
+    LB_DB = 5,      /* storage failure */
+    LB_LATER = 6,   /* grant: a block is not verified at this end yet */
 };
 
 typedef kme_range lb_range;
@@ -43,9 +43,9 @@ typedef struct {
 
 typedef struct {
     uint8_t state, owner;
-    uint8_t granted;       /* given to the peer by a grant it has not confirmed yet (owner is PEER) */
+    uint8_t granted; /* given to the peer by a grant it has not confirmed yet (owner is PEER) */
     uint32_t size;
-    uint64_t txn_hash;     /* verification transaction holding the lock */
+    uint64_t txn_hash; /* verification transaction holding the lock */
     int64_t lock_deadline_ms;
     int64_t ingested_ms;
     uint8_t tag[LB_TAG_BYTES];
@@ -78,8 +78,8 @@ int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, c
 
 /* Initiator: locks up to max unverified (or stale-locked) blocks for a
  * verification transaction; fills seqs/tags; returns how many. */
-int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms,
-                       int64_t deadline_ms, size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES]);
+int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash, int64_t now_ms, int64_t deadline_ms,
+                       size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES]);
 /* Initiator: applies the peer's verdict for one block of transaction txn_hash. */
 int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v);
 /* Responder: compares the peer's tag with ours and settles the block. */

@@ -67,11 +67,9 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
     }
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 12)) ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_mb * 1024 * 1024)) ||
-        (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
-        (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
+        (rc = mdb_env_set_maxreaders(s->env, 1024)) || (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
         goto fail;
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
-        (rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &s->keys)) ||
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) || (rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &s->keys)) ||
         (rc = mdb_dbi_open(txn, "key_expiry", MDB_CREATE, &s->key_expiry)) ||
         (rc = mdb_dbi_open(txn, "block_meta", MDB_CREATE, &s->block_meta)) ||
         (rc = mdb_dbi_open(txn, "block_data", MDB_CREATE, &s->block_data)) ||

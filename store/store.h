@@ -14,13 +14,13 @@ typedef struct store_op_item store_op_item;
 
 typedef struct kme_store {
     MDB_env *env;
-    MDB_dbi keys;        /* key_ID (36 chars) -> key record (store/key_records.h) */
-    MDB_dbi key_expiry;  /* be64 expiry time | key_ID -> nothing */
-    MDB_dbi block_meta;  /* peer KME ID | 0 | be64 seq -> block state (store/link_blocks.h) */
-    MDB_dbi block_data;  /* same key -> the block's key bytes */
-    MDB_dbi stock;       /* peer | master | slave | be32 size | be64 created_ms | key_ID -> key bytes */
-    MDB_dbi in_doubt;    /* peer | 0 | key_ID of a reservation whose answer was lost -> its ranges */
-    MDB_dbi meta;        /* name -> value: identity and counters */
+    MDB_dbi keys;       /* key_ID (36 chars) -> key record (store/key_records.h) */
+    MDB_dbi key_expiry; /* be64 expiry time | key_ID -> nothing */
+    MDB_dbi block_meta; /* peer KME ID | 0 | be64 seq -> block state (store/link_blocks.h) */
+    MDB_dbi block_data; /* same key -> the block's key bytes */
+    MDB_dbi stock;      /* peer | master | slave | be32 size | be64 created_ms | key_ID -> key bytes */
+    MDB_dbi in_doubt;   /* peer | 0 | key_ID of a reservation whose answer was lost -> its ranges */
+    MDB_dbi meta;       /* name -> value: identity and counters */
     /* group commit */
     pthread_t writer;
     pthread_mutex_t lock;

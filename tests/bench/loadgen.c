@@ -41,10 +41,10 @@ typedef struct {
 typedef struct conn {
     CURL *easy;
     struct worker *w;
-    uint64_t started;   /* ns, CLOCK_MONOTONIC */
-    int counted;        /* issued after warm-up in --requests mode */
-    size_t used;        /* bytes kept in body */
-    size_t received;    /* bytes of this response */
+    uint64_t started; /* ns, CLOCK_MONOTONIC */
+    int counted;      /* issued after warm-up in --requests mode */
+    size_t used;      /* bytes kept in body */
+    size_t received;  /* bytes of this response */
     char err[CURL_ERROR_SIZE];
     unsigned char body[BODY_CAP];
 } conn;
@@ -54,26 +54,26 @@ typedef struct worker {
     conn *conns;
     CURLM *multi;
     CURLSH *share;
-    int epfd;           /* sockets libcurl asks us to watch */
-    long timer_ms;      /* libcurl's requested timeout, -1: none */
+    int epfd;      /* sockets libcurl asks us to watch */
+    long timer_ms; /* libcurl's requested timeout, -1: none */
     struct curl_slist *headers;
     /* results */
     uint64_t *lat;
     size_t nlat, caplat;
-    long attached;      /* easy handles in the multi handle */
+    long attached; /* easy handles in the multi handle */
     long long ok, http_errors, transport_errors, connects;
     long long unmeasured_errors; /* failures during warm-up or after the window */
-    long long ok_total; /* 200 answers, in the window or not (all the keys handed out) */
+    long long ok_total;          /* 200 answers, in the window or not (all the keys handed out) */
     unsigned long long bytes_ok;
     uint64_t last_done;
     struct curl_slist *resolve;
 } worker;
 
 static options opt;
-static uint64_t t_measure; /* end of warm-up */
-static uint64_t t_end;     /* end of issuing (duration mode) */
-static uint64_t t_hard;    /* nothing runs past this */
-static atomic_llong issued;  /* requests issued after warm-up (--requests) */
+static uint64_t t_measure;  /* end of warm-up */
+static uint64_t t_end;      /* end of issuing (duration mode) */
+static uint64_t t_hard;     /* nothing runs past this */
+static atomic_llong issued; /* requests issued after warm-up (--requests) */
 static atomic_size_t samples;
 static atomic_int stop_flag;
 static volatile sig_atomic_t got_signal;
@@ -91,7 +91,10 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t secs_to_ns(double s) { return (uint64_t)(s * 1e9); }
+static uint64_t secs_to_ns(double s)
+{
+    return (uint64_t)(s * 1e9);
+}
 
 static void on_signal(int sig)
 {
@@ -129,7 +132,8 @@ static int parse_double(const char *s, double lo, double hi, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1; /* also refuses NaN */
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return -1; /* also refuses NaN */
     *out = v;
     return 0;
 }
@@ -139,7 +143,8 @@ static int parse_long(const char *s, long long lo, long long hi, long long *out)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
     *out = v;
     return 0;
 }
@@ -148,7 +153,8 @@ static int load_data(const char *arg)
 {
     if (arg[0] != '@') {
         opt.data_len = strlen(arg);
-        if (opt.data_len > MAX_DATA) return -1;
+        if (opt.data_len > MAX_DATA)
+            return -1;
         opt.data = strdup(arg);
         return opt.data ? 0 : -1;
     }
@@ -160,7 +166,8 @@ static int load_data(const char *arg)
     opt.data = malloc(MAX_DATA + 1);
     size_t n = opt.data ? fread(opt.data, 1, MAX_DATA + 1, f) : 0;
     fclose(f);
-    if (!opt.data || n > MAX_DATA) return -1;
+    if (!opt.data || n > MAX_DATA)
+        return -1;
     opt.data[n] = '\0';
     opt.data_len = n;
     return 0;
@@ -168,17 +175,24 @@ static int load_data(const char *arg)
 
 static int parse_args(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, 0, 'u'},      {"cert", required_argument, 0, 'c'},
-        {"key", required_argument, 0, 'k'},      {"cacert", required_argument, 0, 'a'},
-        {"data", required_argument, 0, 'd'},     {"connections", required_argument, 0, 'n'},
-        {"duration", required_argument, 0, 't'}, {"warmup", required_argument, 0, 'w'},
-        {"requests", required_argument, 0, 'r'}, {"threads", required_argument, 0, 'T'},
-        {"timeout", required_argument, 0, 'o'},  {"max-time", required_argument, 0, 'm'},
-        {"resolve", required_argument, 0, 'R'},  {"label", required_argument, 0, 'l'},
-        {"max-errors", required_argument, 0, 'E'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"url", required_argument, 0, 'u'},
+                                             {"cert", required_argument, 0, 'c'},
+                                             {"key", required_argument, 0, 'k'},
+                                             {"cacert", required_argument, 0, 'a'},
+                                             {"data", required_argument, 0, 'd'},
+                                             {"connections", required_argument, 0, 'n'},
+                                             {"duration", required_argument, 0, 't'},
+                                             {"warmup", required_argument, 0, 'w'},
+                                             {"requests", required_argument, 0, 'r'},
+                                             {"threads", required_argument, 0, 'T'},
+                                             {"timeout", required_argument, 0, 'o'},
+                                             {"max-time", required_argument, 0, 'm'},
+                                             {"resolve", required_argument, 0, 'R'},
+                                             {"label", required_argument, 0, 'l'},
+                                             {"max-errors", required_argument, 0, 'E'},
+                                             {"verbose", no_argument, 0, 'v'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     long long v;
     int c;
     opt.connections = 1;
@@ -189,53 +203,99 @@ static int parse_args(int argc, char **argv)
     opt.max_errors = 1000;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'u': opt.url = optarg; break;
-        case 'c': opt.cert = optarg; break;
-        case 'k': opt.key = optarg; break;
-        case 'a': opt.cacert = optarg; break;
-        case 'R': opt.resolve = optarg; break;
-        case 'l': opt.label = optarg; break;
-        case 'v': opt.verbose = 1; break;
+        case 'u':
+            opt.url = optarg;
+            break;
+        case 'c':
+            opt.cert = optarg;
+            break;
+        case 'k':
+            opt.key = optarg;
+            break;
+        case 'a':
+            opt.cacert = optarg;
+            break;
+        case 'R':
+            opt.resolve = optarg;
+            break;
+        case 'l':
+            opt.label = optarg;
+            break;
+        case 'v':
+            opt.verbose = 1;
+            break;
         case 'd':
-            if (load_data(optarg)) { fprintf(stderr, "loadgen: bad --data (max %d bytes)\n", MAX_DATA); return -1; }
+            if (load_data(optarg)) {
+                fprintf(stderr, "loadgen: bad --data (max %d bytes)\n", MAX_DATA);
+                return -1;
+            }
             break;
         case 'n':
-            if (parse_long(optarg, 1, MAX_CONNECTIONS, &v)) { fprintf(stderr, "loadgen: --connections 1..%d\n", MAX_CONNECTIONS); return -1; }
+            if (parse_long(optarg, 1, MAX_CONNECTIONS, &v)) {
+                fprintf(stderr, "loadgen: --connections 1..%d\n", MAX_CONNECTIONS);
+                return -1;
+            }
             opt.connections = (long)v;
             break;
         case 'T':
-            if (parse_long(optarg, 1, MAX_THREADS, &v)) { fprintf(stderr, "loadgen: --threads 1..%d\n", MAX_THREADS); return -1; }
+            if (parse_long(optarg, 1, MAX_THREADS, &v)) {
+                fprintf(stderr, "loadgen: --threads 1..%d\n", MAX_THREADS);
+                return -1;
+            }
             opt.threads = (long)v;
             break;
         case 'E':
-            if (parse_long(optarg, 1, 1000000000, &v)) { fprintf(stderr, "loadgen: --max-errors 1..1000000000\n"); return -1; }
+            if (parse_long(optarg, 1, 1000000000, &v)) {
+                fprintf(stderr, "loadgen: --max-errors 1..1000000000\n");
+                return -1;
+            }
             opt.max_errors = v;
             break;
         case 'r':
-            if (parse_long(optarg, 1, MAX_SAMPLES, &v)) { fprintf(stderr, "loadgen: --requests 1..%u\n", MAX_SAMPLES); return -1; }
+            if (parse_long(optarg, 1, MAX_SAMPLES, &v)) {
+                fprintf(stderr, "loadgen: --requests 1..%u\n", MAX_SAMPLES);
+                return -1;
+            }
             opt.requests = v;
             break;
         case 't':
-            if (parse_double(optarg, 0.1, MAX_SECONDS, &opt.duration)) { fprintf(stderr, "loadgen: --duration 0.1..%.0f\n", MAX_SECONDS); return -1; }
+            if (parse_double(optarg, 0.1, MAX_SECONDS, &opt.duration)) {
+                fprintf(stderr, "loadgen: --duration 0.1..%.0f\n", MAX_SECONDS);
+                return -1;
+            }
             break;
         case 'w':
-            if (parse_double(optarg, 0, MAX_SECONDS, &opt.warmup)) { fprintf(stderr, "loadgen: --warmup 0..%.0f\n", MAX_SECONDS); return -1; }
+            if (parse_double(optarg, 0, MAX_SECONDS, &opt.warmup)) {
+                fprintf(stderr, "loadgen: --warmup 0..%.0f\n", MAX_SECONDS);
+                return -1;
+            }
             break;
         case 'o':
-            if (parse_double(optarg, 0.01, 600, &opt.timeout)) { fprintf(stderr, "loadgen: --timeout 0.01..600\n"); return -1; }
+            if (parse_double(optarg, 0.01, 600, &opt.timeout)) {
+                fprintf(stderr, "loadgen: --timeout 0.01..600\n");
+                return -1;
+            }
             break;
         case 'm':
-            if (parse_double(optarg, 0.1, 2 * MAX_SECONDS, &opt.max_time)) { fprintf(stderr, "loadgen: --max-time 0.1..%.0f\n", 2 * MAX_SECONDS); return -1; }
+            if (parse_double(optarg, 0.1, 2 * MAX_SECONDS, &opt.max_time)) {
+                fprintf(stderr, "loadgen: --max-time 0.1..%.0f\n", 2 * MAX_SECONDS);
+                return -1;
+            }
             break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind != argc || !opt.url) {
         usage(stderr);
         return -1;
     }
-    if (opt.threads > opt.connections) opt.threads = opt.connections;
+    if (opt.threads > opt.connections)
+        opt.threads = opt.connections;
     if (opt.max_time == 0)
         opt.max_time = opt.requests ? opt.warmup + 600 : opt.warmup + opt.duration + opt.timeout + 5;
     return 0;
@@ -298,11 +358,14 @@ static void record(worker *w, uint64_t lat)
 /* Whether another request may start now, and whether it counts. */
 static int may_issue(conn *c, uint64_t t)
 {
-    if (atomic_load(&stop_flag) || t >= t_hard) return 0;
+    if (atomic_load(&stop_flag) || t >= t_hard)
+        return 0;
     c->counted = 0;
     if (opt.requests) {
-        if (t < t_measure) return 1;
-        if (atomic_fetch_add(&issued, 1) >= opt.requests) return 0;
+        if (t < t_measure)
+            return 1;
+        if (atomic_fetch_add(&issued, 1) >= opt.requests)
+            return 0;
         c->counted = 1;
         return 1;
     }
@@ -315,7 +378,8 @@ static int start(conn *c, uint64_t t)
     c->received = 0;
     c->err[0] = '\0';
     c->started = t;
-    if (curl_multi_add_handle(c->w->multi, c->easy) != CURLM_OK) return -1;
+    if (curl_multi_add_handle(c->w->multi, c->easy) != CURLM_OK)
+        return -1;
     c->w->attached++;
     return 0;
 }
@@ -337,16 +401,21 @@ static void finish(worker *w, conn *c, CURLcode rc)
             w->bytes_ok += c->received;
             record(w, t - c->started);
         } else {
-            if (rc != CURLE_OK) w->transport_errors++;
-            else w->http_errors++;
+            if (rc != CURLE_OK)
+                w->transport_errors++;
+            else
+                w->http_errors++;
             record(w, t - c->started);
         }
-        if (t > w->last_done) w->last_done = t;
+        if (t > w->last_done)
+            w->last_done = t;
     }
-    if (rc == CURLE_OK && status == 200) w->ok_total++;
+    if (rc == CURLE_OK && status == 200)
+        w->ok_total++;
     if (rc != CURLE_OK || status != 200) {
         note_error(c, status, rc);
-        if (!in_window) w->unmeasured_errors++;
+        if (!in_window)
+            w->unmeasured_errors++;
         if (atomic_fetch_add(&error_total, 1) + 1 >= opt.max_errors) {
             atomic_store(&error_stop, 1);
             atomic_store(&stop_flag, 1);
@@ -356,7 +425,8 @@ static void finish(worker *w, conn *c, CURLcode rc)
     c->used = 0;
 
     if (may_issue(c, t)) {
-        if (start(c, t)) w->transport_errors++;
+        if (start(c, t))
+            w->transport_errors++;
     }
 }
 
@@ -374,8 +444,10 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
     ev.data.fd = fd;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ev.events |= EPOLLIN;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ev.events |= EPOLLOUT;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        ev.events |= EPOLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        ev.events |= EPOLLOUT;
     if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
         epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
     return 0;
@@ -393,10 +465,12 @@ static int setup_worker(worker *w)
 {
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->timer_ms = -1;
-    if (w->epfd < 0) return -1;
+    if (w->epfd < 0)
+        return -1;
     w->multi = curl_multi_init();
     w->share = curl_share_init();
-    if (!w->multi || !w->share) return -1;
+    if (!w->multi || !w->share)
+        return -1;
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, w->nconn);
@@ -413,14 +487,17 @@ static int setup_worker(worker *w)
     } else {
         w->headers = curl_slist_append(NULL, "Accept: application/json");
     }
-    if (!w->headers) return -1;
+    if (!w->headers)
+        return -1;
     w->conns = calloc((size_t)w->nconn, sizeof *w->conns);
-    if (!w->conns) return -1;
+    if (!w->conns)
+        return -1;
     for (long i = 0; i < w->nconn; i++) {
         conn *c = &w->conns[i];
         c->w = w;
         c->easy = curl_easy_init();
-        if (!c->easy) return -1;
+        if (!c->easy)
+            return -1;
         CURL *e = c->easy;
         curl_easy_setopt(e, CURLOPT_URL, opt.url);
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -441,13 +518,19 @@ static int setup_worker(worker *w)
         curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->err);
         curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-        if (opt.verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
-        if (opt.cert) curl_easy_setopt(e, CURLOPT_SSLCERT, opt.cert);
-        if (opt.key) curl_easy_setopt(e, CURLOPT_SSLKEY, opt.key);
-        if (opt.cacert) curl_easy_setopt(e, CURLOPT_CAINFO, opt.cacert);
+        if (opt.verbose)
+            curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+        if (opt.cert)
+            curl_easy_setopt(e, CURLOPT_SSLCERT, opt.cert);
+        if (opt.key)
+            curl_easy_setopt(e, CURLOPT_SSLKEY, opt.key);
+        if (opt.cacert)
+            curl_easy_setopt(e, CURLOPT_CAINFO, opt.cacert);
         if (opt.resolve) {
-            if (!w->resolve) w->resolve = curl_slist_append(NULL, opt.resolve);
-            if (!w->resolve) return -1;
+            if (!w->resolve)
+                w->resolve = curl_slist_append(NULL, opt.resolve);
+            if (!w->resolve)
+                return -1;
             curl_easy_setopt(e, CURLOPT_RESOLVE, w->resolve);
         }
         if (opt.data) {
@@ -463,7 +546,8 @@ static void drain_done(worker *w)
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(w->multi, &left))) {
-        if (m->msg != CURLMSG_DONE) continue;
+        if (m->msg != CURLMSG_DONE)
+            continue;
         char *priv = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
         CURLcode rc = m->data.result;
@@ -477,7 +561,8 @@ static void *run_worker(void *arg)
     uint64_t t = now_ns();
     int running;
     for (long i = 0; i < w->nconn; i++) {
-        if (!may_issue(&w->conns[i], t)) break;
+        if (!may_issue(&w->conns[i], t))
+            break;
         if (start(&w->conns[i], t)) {
             w->transport_errors++;
             break;
@@ -499,15 +584,19 @@ static void *run_worker(void *arg)
         }
         for (int i = 0; i < n; i++) {
             int flags = 0;
-            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) flags |= CURL_CSELECT_IN;
-            if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
-            if (evs[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                flags |= CURL_CSELECT_IN;
+            if (evs[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (evs[i].events & EPOLLERR)
+                flags |= CURL_CSELECT_ERR;
             curl_multi_socket_action(w->multi, evs[i].data.fd, flags, &running);
         }
         drain_done(w);
     }
     /* anything still attached ran out of time: not counted */
-    for (long i = 0; i < w->nconn; i++) curl_multi_remove_handle(w->multi, w->conns[i].easy);
+    for (long i = 0; i < w->nconn; i++)
+        curl_multi_remove_handle(w->multi, w->conns[i].easy);
     return NULL;
 }
 
@@ -520,10 +609,13 @@ static int cmp_u64(const void *a, const void *b)
 /* Nearest-rank percentile (pct in whole percent) of sorted v, in ms. */
 static double pct_ms(const uint64_t *v, size_t n, unsigned pct)
 {
-    if (!n) return 0;
+    if (!n)
+        return 0;
     size_t rank = (n * pct + 99) / 100;
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
     return (double)v[rank - 1] / 1e6;
 }
 
@@ -532,9 +624,12 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
     }
     fputc('"', f);
 }
@@ -549,7 +644,8 @@ static double cpu_seconds(void)
 
 int main(int argc, char **argv)
 {
-    if (parse_args(argc, argv)) return 2;
+    if (parse_args(argc, argv))
+        return 2;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "loadgen: curl_global_init failed\n");
         return 2;
@@ -562,7 +658,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     worker *ws = calloc((size_t)opt.threads, sizeof *ws);
-    if (!ws) return 2;
+    if (!ws)
+        return 2;
     for (long i = 0; i < opt.threads; i++) {
         ws[i].nconn = opt.connections / opt.threads + (i < opt.connections % opt.threads ? 1 : 0);
         if (setup_worker(&ws[i])) {
@@ -584,7 +681,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    for (long i = 0; i < opt.threads; i++) pthread_join(th[i], NULL);
+    for (long i = 0; i < opt.threads; i++)
+        pthread_join(th[i], NULL);
     uint64_t t_fin = now_ns();
     double cpu = cpu_seconds() - cpu0;
 
@@ -601,13 +699,16 @@ int main(int argc, char **argv)
         ok_total += ws[i].ok_total;
         bytes += ws[i].bytes_ok;
         n += ws[i].nlat;
-        if (ws[i].last_done > last) last = ws[i].last_done;
+        if (ws[i].last_done > last)
+            last = ws[i].last_done;
     }
     uint64_t *lat = malloc((n ? n : 1) * sizeof *lat);
-    if (!lat) return 2;
+    if (!lat)
+        return 2;
     size_t k = 0;
     for (long i = 0; i < opt.threads; i++) {
-        if (ws[i].nlat) memcpy(lat + k, ws[i].lat, ws[i].nlat * sizeof *lat);
+        if (ws[i].nlat)
+            memcpy(lat + k, ws[i].lat, ws[i].nlat * sizeof *lat);
         k += ws[i].nlat;
     }
     qsort(lat, n, sizeof *lat, cmp_u64);
@@ -619,16 +720,19 @@ int main(int argc, char **argv)
     double elapsed;
     if (opt.requests) {
         elapsed = last > t_measure ? (double)(last - t_measure) / 1e9 : 0;
-        if (requests < opt.requests) timed_out = 1;
+        if (requests < opt.requests)
+            timed_out = 1;
     } else {
         uint64_t stop = t_fin < t_end ? t_fin : t_end;
         elapsed = stop > t_measure ? (double)(stop - t_measure) / 1e9 : 0;
-        if (t_fin < t_end && !interrupted && !stopped) timed_out = 1;
+        if (t_fin < t_end && !interrupted && !stopped)
+            timed_out = 1;
     }
     double rps = elapsed > 0 ? (double)requests / elapsed : 0;
     double p50 = pct_ms(lat, n, 50), p99 = pct_ms(lat, n, 99), pmax = n ? (double)lat[n - 1] / 1e6 : 0;
     double mean = 0;
-    for (size_t i = 0; i < n; i++) mean += (double)lat[i];
+    for (size_t i = 0; i < n; i++)
+        mean += (double)lat[i];
     mean = n ? mean / (double)n / 1e6 : 0;
     unsigned long long bpr = ok ? (bytes + (unsigned long long)ok / 2) / (unsigned long long)ok : 0;
     double wall = (double)(t_fin - t0) / 1e9;
@@ -646,8 +750,9 @@ int main(int argc, char **argv)
            "\"http_errors\":%lld,\"transport_errors\":%lld,\"bytes_per_response\":%llu,"
            "\"unmeasured_errors\":%lld,\"ok_total\":%lld,\"new_connections\":%lld,\"loadgen_cpu_pct\":%.1f,"
            "\"complete\":%s,\"url\":",
-           opt.connections, opt.threads, requests, elapsed, rps, p50, p99, pmax, mean, errors, http_err, tr_err,
-           bpr, unmeasured, ok_total, connects, cpu_pct, (timed_out || interrupted || stopped || atomic_load(&truncated)) ? "false" : "true");
+           opt.connections, opt.threads, requests, elapsed, rps, p50, p99, pmax, mean, errors, http_err, tr_err, bpr,
+           unmeasured, ok_total, connects, cpu_pct,
+           (timed_out || interrupted || stopped || atomic_load(&truncated)) ? "false" : "true");
     json_string(stdout, opt.url);
     printf("}\n");
     fflush(stdout);
@@ -655,11 +760,11 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "loadgen: %s%s%ld conn: %lld requests in %.2f s = %.0f req/s; latency p50 %.3f ms, p99 %.3f ms, "
             "max %.3f ms; %lld errors; %llu B/response; %lld new connections; loadgen CPU %.0f%%%s%s%s%s\n",
-            opt.label ? opt.label : "", opt.label ? ": " : "", opt.connections, requests, elapsed, rps, p50,
-            p99, pmax, errors, bpr, connects, cpu_pct, timed_out ? " (ran out of time)" : "",
-            interrupted ? " (interrupted)" : "", atomic_load(&truncated) ? " (sample limit reached)" : "",
-            stopped ? " (stopped: too many errors)" : "");
-    if (have_error) fprintf(stderr, "loadgen: first error: %s\n", first_error);
+            opt.label ? opt.label : "", opt.label ? ": " : "", opt.connections, requests, elapsed, rps, p50, p99, pmax,
+            errors, bpr, connects, cpu_pct, timed_out ? " (ran out of time)" : "", interrupted ? " (interrupted)" : "",
+            atomic_load(&truncated) ? " (sample limit reached)" : "", stopped ? " (stopped: too many errors)" : "");
+    if (have_error)
+        fprintf(stderr, "loadgen: first error: %s\n", first_error);
 
     for (long i = 0; i < opt.threads; i++) {
         for (long j = 0; j < ws[i].nconn; j++) {
@@ -684,6 +789,7 @@ int main(int argc, char **argv)
         signal(got_signal, SIG_DFL);
         raise(got_signal);
     }
-    if (requests == 0 || timed_out || interrupted) return 1;
+    if (requests == 0 || timed_out || interrupted)
+        return 1;
     return (errors || have_error) ? 1 : 0;
 }

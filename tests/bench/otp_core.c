@@ -103,7 +103,8 @@ static int decrypt_all(void)
         size_t used;
         if (frame_decode(wire + pos, wire_bytes - pos, &h, &body, &tag, &used, NULL) != FRAME_OK || h.seq != i ||
             h.type != FRAME_DATA || h.key_index >= nkeys || h.offset + otp_slice_bytes(h.length) > key_bytes ||
-            otp_open(wire + pos, keys + (size_t)h.key_index * key_bytes + h.offset, body, h.length, tag, out + done) < 0)
+            otp_open(wire + pos, keys + (size_t)h.key_index * key_bytes + h.offset, body, h.length, tag, out + done) <
+                0)
             return -1;
         pos += used;
         done += h.length;
@@ -125,7 +126,10 @@ static int mac_all(void)
     return 0;
 }
 
-static int round_trip(void) { return encrypt_all() < 0 ? -1 : decrypt_all(); }
+static int round_trip(void)
+{
+    return encrypt_all() < 0 ? -1 : decrypt_all();
+}
 
 /* Runs op for about run_seconds in batches; the median and the best time
  * of one op in microseconds. */
@@ -191,12 +195,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"payload", required_argument, NULL, 'p'},
-                                         {"key-bits", required_argument, NULL, 'k'},
-                                         {"time", required_argument, NULL, 't'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"payload", required_argument, NULL, 'p'}, {"key-bits", required_argument, NULL, 'k'},
+        {"time", required_argument, NULL, 't'},    {"rounds", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
@@ -269,11 +271,10 @@ int main(int argc, char **argv)
            "\"encrypt_us\":%.2f,\"encrypt_mb_s\":%.1f,\"decrypt_us\":%.2f,\"decrypt_mb_s\":%.1f,"
            "\"poly1305_us\":%.2f,\"poly1305_mb_s\":%.1f,\"xor_framing_us\":%.2f,"
            "\"per_frame_ns\":%.0f,\"time_s\":%.2f,\"rounds\":%ld}\n",
-           payload_bytes, key_bytes * 8, nframes, nkeys, wire_bytes, key_used,
-           (double)key_used / (double)payload_bytes, rt.median_us, rt.best_us, rt.worst_us, mb / (rt.median_us / 1e6),
-           enc.median_us, mb / (enc.median_us / 1e6), dec.median_us, mb / (dec.median_us / 1e6), mac.median_us,
-           mb / (mac.median_us / 1e6), rest > 0 ? rest : 0.0, rt.median_us * 1e3 / (double)(2 * nframes), run_seconds,
-           rounds);
+           payload_bytes, key_bytes * 8, nframes, nkeys, wire_bytes, key_used, (double)key_used / (double)payload_bytes,
+           rt.median_us, rt.best_us, rt.worst_us, mb / (rt.median_us / 1e6), enc.median_us, mb / (enc.median_us / 1e6),
+           dec.median_us, mb / (dec.median_us / 1e6), mac.median_us, mb / (mac.median_us / 1e6), rest > 0 ? rest : 0.0,
+           rt.median_us * 1e3 / (double)(2 * nframes), run_seconds, rounds);
     free(plan);
     free(payload);
     free(out);

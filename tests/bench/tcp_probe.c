@@ -225,8 +225,8 @@ static void *source_conn(void *arg)
     while (left) {
         size_t n = left < IO_BYTES ? (size_t)left : IO_BYTES;
         if (write_all(fd, j->data, n) < 0) {
-            snprintf(j->err, sizeof j->err, "write after %llu bytes: %s",
-                     (unsigned long long)(j->bytes - left), strerror(errno));
+            snprintf(j->err, sizeof j->err, "write after %llu bytes: %s", (unsigned long long)(j->bytes - left),
+                     strerror(errno));
             close(fd);
             return NULL;
         }
@@ -260,8 +260,10 @@ static int run_source(int port, uint64_t bytes, long conns, double timeout)
     }
     uint64_t t0 = now_ns();
     for (long i = 0; i < conns; i++) {
-        jobs[i] = (source_job){.port = port, .bytes = bytes / (uint64_t)conns + ((uint64_t)i < bytes % (uint64_t)conns),
-                               .timeout = timeout, .data = data};
+        jobs[i] = (source_job){.port = port,
+                               .bytes = bytes / (uint64_t)conns + ((uint64_t)i < bytes % (uint64_t)conns),
+                               .timeout = timeout,
+                               .data = data};
         if (pthread_create(&th[i], NULL, source_conn, &jobs[i]) != 0) {
             fprintf(stderr, "tcp_probe: cannot start a thread\n");
             return 1;

@@ -79,8 +79,14 @@ static void *grow(void *p, size_t *cap, size_t n, size_t size)
     return p;
 }
 
-static int name_start(int c, int colon) { return isalpha(c) || c == '_' || (colon && c == ':'); }
-static int name_char(int c, int colon) { return isalnum(c) || c == '_' || (colon && c == ':'); }
+static int name_start(int c, int colon)
+{
+    return isalpha(c) || c == '_' || (colon && c == ':');
+}
+static int name_char(int c, int colon)
+{
+    return isalnum(c) || c == '_' || (colon && c == ':');
+}
 
 /* A metric name (colon allowed) or label name; advances *p. */
 static void read_name(const char **p, char *out, int colon, const char *what)
@@ -296,7 +302,10 @@ static const char *label_value(const sample *s, const char *name)
     return NULL;
 }
 
-static int whole(double v) { return v >= 0 && v < 1.8e19 && v == (double)(unsigned long long)v; }
+static int whole(double v)
+{
+    return v >= 0 && v < 1.8e19 && v == (double)(unsigned long long)v;
+}
 
 static void sample_line(const char *s)
 {

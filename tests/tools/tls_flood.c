@@ -36,9 +36,9 @@ typedef struct {
     int fd;
     SSL *ssl;
     int open;
-    int answered;  /* an HTTP status line arrived */
+    int answered; /* an HTTP status line arrived */
     int status;
-    size_t sent;   /* slowhello: bytes of the hello sent */
+    size_t sent; /* slowhello: bytes of the hello sent */
 } client;
 
 static client clients[MAX_CONNS];

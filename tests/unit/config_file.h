@@ -10,9 +10,10 @@
 #include "kme/config.h"
 
 /* The settings every configuration needs (no SAEs, no links). */
-#define CONFIG_BASE                                                                                                 \
-    "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","    \
-    "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":\"a\"}"
+#define CONFIG_BASE                                                                                                    \
+    "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","      \
+    "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":" \
+    "\"a\"}"
 
 /* kme_config_load of a file holding json; its result. */
 static inline int config_load_text(const char *json, kme_config *c, char *err, size_t errlen)

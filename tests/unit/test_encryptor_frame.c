@@ -52,8 +52,8 @@ START_TEST(header_round_trip)
     unsigned char b[FRAME_HEADER_BYTES];
     frame_header h = {FRAME_DATA, FRAME_MODE_OTP, 0x0102030405060708ULL, 0x090a0b0c, 0x0d0e0f10, 0x0111};
     ck_assert_int_eq(frame_header_encode(&h, b, NULL), FRAME_OK);
-    static const unsigned char want[FRAME_HEADER_BYTES] = {'Q', 'K', 'E', 1, 3, 1, 0, 0, 1, 2, 3, 4, 5, 6,
-                                                           7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0, 0, 1, 0x11};
+    static const unsigned char want[FRAME_HEADER_BYTES] = {'Q', 'K', 'E', 1,  3,  1,  0,  0,  1,  2,  3, 4, 5, 6,
+                                                           7,   8,   9,   10, 11, 12, 13, 14, 15, 16, 0, 0, 1, 0x11};
     ck_assert_int_eq(memcmp(b, want, sizeof want), 0);
 }
 END_TEST
@@ -79,7 +79,7 @@ START_TEST(whole_frame_decode)
     put_ids(ids, 3);
     h = (frame_header){FRAME_KEYS, FRAME_MODE_GCM, 0, 4, 0, 3 * FRAME_KEY_ID_BYTES};
     ck_assert_int_eq(frame_header_encode(&h, buf, NULL), FRAME_OK);
-    ck_assert_int_eq(frame_keys_encode((const char(*)[FRAME_KEY_ID_BYTES + 1])ids, 3, buf + FRAME_HEADER_BYTES, NULL),
+    ck_assert_int_eq(frame_keys_encode((const char(*)[FRAME_KEY_ID_BYTES + 1]) ids, 3, buf + FRAME_HEADER_BYTES, NULL),
                      FRAME_OK);
     ck_assert_int_eq(frame_decode(buf, frame_wire_bytes(&h), &d, &body, &tag, &used, NULL), FRAME_OK);
     ck_assert_ptr_null(tag);
@@ -103,11 +103,11 @@ START_TEST(header_strict_rejections)
         size_t at;
         unsigned char value;
     } pokes[] = {
-        {0, 'X'}, {2, 'F'}, {3, 0}, {3, 2},         /* magic and version */
-        {4, 0},   {4, 5},   {4, 0xff},              /* type */
-        {5, 0},   {5, 3},                           /* mode */
-        {6, 1},   {7, 0x80},                        /* reserved */
-        {25, 0x40}, {24, 1},                        /* length over the maximum */
+        {0, 'X'},   {2, 'F'},  {3, 0},    {3, 2}, /* magic and version */
+        {4, 0},     {4, 5},    {4, 0xff},         /* type */
+        {5, 0},     {5, 3},                       /* mode */
+        {6, 1},     {7, 0x80},                    /* reserved */
+        {25, 0x40}, {24, 1},                      /* length over the maximum */
     };
     for (size_t i = 0; i < sizeof pokes / sizeof pokes[0]; i++) {
         memcpy(b, good, sizeof b);
@@ -117,15 +117,15 @@ START_TEST(header_strict_rejections)
         ck_assert_ptr_nonnull(why);
     }
     const frame_header bad[] = {
-        {FRAME_DATA, FRAME_MODE_OTP, 0, 0, 0, 0},                      /* empty DATA */
-        {FRAME_DATA, FRAME_MODE_OTP, 0, 0, 0, FRAME_MAX_PAYLOAD + 1},  /* too long */
-        {FRAME_FIN, FRAME_MODE_OTP, 0, 0, 0, 1},                       /* FIN with a body */
-        {FRAME_OPEN, FRAME_MODE_OTP, 0, 0, 0, FRAME_MAX_DEST + 1},     /* destination too long */
-        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 0},                      /* no key_IDs */
-        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 35},                     /* not whole key_IDs */
-        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 17 * 36},                /* too many */
-        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 1, 36},                     /* KEYS with an offset */
-        {FRAME_KEYS, FRAME_MODE_OTP, 0, UINT32_MAX - 3, 0, 36},        /* indexes would wrap */
+        {FRAME_DATA, FRAME_MODE_OTP, 0, 0, 0, 0},                     /* empty DATA */
+        {FRAME_DATA, FRAME_MODE_OTP, 0, 0, 0, FRAME_MAX_PAYLOAD + 1}, /* too long */
+        {FRAME_FIN, FRAME_MODE_OTP, 0, 0, 0, 1},                      /* FIN with a body */
+        {FRAME_OPEN, FRAME_MODE_OTP, 0, 0, 0, FRAME_MAX_DEST + 1},    /* destination too long */
+        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 0},                     /* no key_IDs */
+        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 35},                    /* not whole key_IDs */
+        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 0, 17 * 36},               /* too many */
+        {FRAME_KEYS, FRAME_MODE_OTP, 0, 0, 1, 36},                    /* KEYS with an offset */
+        {FRAME_KEYS, FRAME_MODE_OTP, 0, UINT32_MAX - 3, 0, 36},       /* indexes would wrap */
         {0, FRAME_MODE_OTP, 0, 0, 0, 1},
         {FRAME_DATA, 0, 0, 0, 0, 1},
     };
@@ -157,7 +157,7 @@ START_TEST(keys_body_strict)
     size_t n;
     for (size_t i = 0; i <= FRAME_MAX_KEYS; i++)
         snprintf(ids[i], sizeof ids[i], "00000000-0000-4000-8000-%012zx", i);
-    const char(*cids)[FRAME_KEY_ID_BYTES + 1] = (const char(*)[FRAME_KEY_ID_BYTES + 1])ids;
+    const char(*cids)[FRAME_KEY_ID_BYTES + 1] = (const char(*)[FRAME_KEY_ID_BYTES + 1]) ids;
     ck_assert_int_eq(frame_keys_encode(cids, FRAME_MAX_KEYS, body, NULL), FRAME_OK);
     ck_assert_int_eq(frame_keys_decode(body, FRAME_MAX_KEYS * 36, back, &n, NULL), FRAME_OK);
     ck_assert_uint_eq(n, FRAME_MAX_KEYS);
@@ -206,9 +206,19 @@ START_TEST(destination_text)
     ck_assert_int_eq(dest_parse("10.1.2.3:1936", &a), 0);
     ck_assert_int_eq(dest_parse("10.1.2.3:1935", &b), 0);
     ck_assert_int_eq(dest_equal(&a, &b), 0);
-    static const char *const bad[] = {"", "10.1.2.3", "10.1.2.3:", "10.1.2.3:0", "10.1.2.3:65536", "10.1.2.3:01935",
-                                      "10.1.2:1935", "host:1935", "2001:db8::1:1935", "[2001:db8::1]1935",
-                                      "[10.1.2.3]:1935", "10.1.2.3:19a5", " 10.1.2.3:1935"};
+    static const char *const bad[] = {"",
+                                      "10.1.2.3",
+                                      "10.1.2.3:",
+                                      "10.1.2.3:0",
+                                      "10.1.2.3:65536",
+                                      "10.1.2.3:01935",
+                                      "10.1.2:1935",
+                                      "host:1935",
+                                      "2001:db8::1:1935",
+                                      "[2001:db8::1]1935",
+                                      "[10.1.2.3]:1935",
+                                      "10.1.2.3:19a5",
+                                      " 10.1.2.3:1935"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(dest_parse(bad[i], &a) < 0, "accepted '%s'", bad[i]);
 }
@@ -258,8 +268,9 @@ START_TEST(config_defaults_and_values)
     ck_assert_int_eq(c.transparent, 0);
     ck_assert_str_eq(c.log_level, "info");
 
-    ck_assert_msg(parse_with(USERS, "\"transparent\": true, \"mode\": \"aes-256-gcm\", \"rotate_bytes\": 1048576, "
-                                    "\"rotate_seconds\": 30, \"log_level\": \"debug\", \"announce_keys\": 8",
+    ck_assert_msg(parse_with(USERS,
+                             "\"transparent\": true, \"mode\": \"aes-256-gcm\", \"rotate_bytes\": 1048576, "
+                             "\"rotate_seconds\": 30, \"log_level\": \"debug\", \"announce_keys\": 8",
                              &c, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_int_eq(c.role, ENC_ROLE_USERS);

@@ -362,7 +362,10 @@ START_TEST(gcm_round_trip_and_tamper)
 }
 END_TEST
 
-static int cmp_nonce(const void *a, const void *b) { return memcmp(a, b, GCM_NONCE_BYTES); }
+static int cmp_nonce(const void *a, const void *b)
+{
+    return memcmp(a, b, GCM_NONCE_BYTES);
+}
 
 /* Rotation every rotate_bytes and every rotate_seconds moves to the next
  * announced key; no nonce repeats across the whole direction. */
@@ -477,8 +480,8 @@ START_TEST(pool_watermarks)
     usleep(100000);
     pad_pool_stats st;
     pad_pool_get_stats(p, &st);
-    ck_assert_uint_eq(st.bytes_pooled, 20 * 1024); /* filled to the high watermark, no further */
-    ck_assert_uint_eq(atomic_load(&f.requests), 5);  /* in batches of at most 4 keys */
+    ck_assert_uint_eq(st.bytes_pooled, 20 * 1024);  /* filled to the high watermark, no further */
+    ck_assert_uint_eq(atomic_load(&f.requests), 5); /* in batches of at most 4 keys */
 
     /* Taking down to just above the low watermark fetches nothing. */
     pad_key keys[16];

@@ -23,10 +23,10 @@ START_TEST(base64_round_trip_and_strictness)
         free(back);
     }
     size_t len;
-    ck_assert_ptr_null(base64_decode("abc", &len));       /* not a multiple of 4 */
-    ck_assert_ptr_null(base64_decode("ab$d", &len));      /* outside the alphabet */
-    ck_assert_ptr_null(base64_decode("a=bc", &len));      /* padding in the middle */
-    ck_assert_ptr_null(base64_decode("AAAA====", &len));  /* too much padding */
+    ck_assert_ptr_null(base64_decode("abc", &len));      /* not a multiple of 4 */
+    ck_assert_ptr_null(base64_decode("ab$d", &len));     /* outside the alphabet */
+    ck_assert_ptr_null(base64_decode("a=bc", &len));     /* padding in the middle */
+    ck_assert_ptr_null(base64_decode("AAAA====", &len)); /* too much padding */
 }
 END_TEST
 
@@ -39,9 +39,9 @@ START_TEST(hex_strict)
     char back[5];
     hex_encode(b, 2, back);
     ck_assert_str_eq(back, "0aff");
-    ck_assert_int_eq(hex_decode("+f00", b, 2), -1); /* sign */
-    ck_assert_int_eq(hex_decode(" f00", b, 2), -1); /* space */
-    ck_assert_int_eq(hex_decode("0aF", b, 2), -1);  /* short */
+    ck_assert_int_eq(hex_decode("+f00", b, 2), -1);  /* sign */
+    ck_assert_int_eq(hex_decode(" f00", b, 2), -1);  /* space */
+    ck_assert_int_eq(hex_decode("0aF", b, 2), -1);   /* short */
     ck_assert_int_eq(hex_decode("0aFFF", b, 2), -1); /* long */
     ck_assert_int_eq(hex_decode("0g00", b, 2), -1);
 }
@@ -54,9 +54,9 @@ START_TEST(uuids)
     ck_assert_int_eq(uuid_generate(b), 0);
     ck_assert(uuid_is_valid(a));
     ck_assert_str_ne(a, b);
-    ck_assert_int_eq(a[14], '7');                     /* version 7 */
-    ck_assert(strchr("89ab", a[19]) != NULL);          /* RFC 9562 variant */
-    ck_assert_int_le(strncmp(a, b, 8), 0);             /* time-ordered prefix */
+    ck_assert_int_eq(a[14], '7');             /* version 7 */
+    ck_assert(strchr("89ab", a[19]) != NULL); /* RFC 9562 variant */
+    ck_assert_int_le(strncmp(a, b, 8), 0);    /* time-ordered prefix */
     ck_assert(uuid_is_valid("6899051D-1655-442F-885A-778F1004BCAE"));
     ck_assert(!uuid_is_valid("6899051d-1655-442f-885a-778f1004bca"));
     ck_assert(!uuid_is_valid("6899051d_1655-442f-885a-778f1004bcae"));
@@ -76,8 +76,8 @@ START_TEST(key_request_defaults_and_bounds)
     ck_assert_int_eq(etsi_key_request_from_query("3", "512", &LIMITS, &r, &p), 0);
     ck_assert_int_eq(r.number, 3);
     ck_assert_int_eq(r.size, 512);
-    const char *bad_queries[][2] = {{"0", NULL}, {"1025", NULL}, {"-1", NULL}, {"abc", NULL}, {"", NULL},
-                                    {NULL, "12"}, {NULL, "0"}, {NULL, "65544"}, {NULL, "1e3"}, {"1", "8x"}};
+    const char *bad_queries[][2] = {{"0", NULL},  {"1025", NULL}, {"-1", NULL},    {"abc", NULL}, {"", NULL},
+                                    {NULL, "12"}, {NULL, "0"},    {NULL, "65544"}, {NULL, "1e3"}, {"1", "8x"}};
     for (size_t i = 0; i < sizeof bad_queries / sizeof bad_queries[0]; i++)
         ck_assert_int_eq(etsi_key_request_from_query(bad_queries[i][0], bad_queries[i][1], &LIMITS, &r, &p), -1);
     ck_assert_int_eq(etsi_key_request_from_query(NULL, "12", &LIMITS, &r, &p), -1);
@@ -98,15 +98,24 @@ START_TEST(key_request_json)
     ck_assert_str_eq(r.additional_slaves[1], "S2");
     etsi_key_request_clear(&r);
     const char *bad[] = {
-        "{", "[]", "{\"number\":\"2\"}", "{\"number\":1.5}", "{\"size\":7}", "{\"number\":0}",
-        "{\"nubmer\":1}", "{\"additional_slave_SAE_IDs\":\"S1\"}", "{\"additional_slave_SAE_IDs\":[1]}",
+        "{",
+        "[]",
+        "{\"number\":\"2\"}",
+        "{\"number\":1.5}",
+        "{\"size\":7}",
+        "{\"number\":0}",
+        "{\"nubmer\":1}",
+        "{\"additional_slave_SAE_IDs\":\"S1\"}",
+        "{\"additional_slave_SAE_IDs\":[1]}",
         "{\"additional_slave_SAE_IDs\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]}",
-        "{\"additional_slave_SAE_IDs\":[\"a\",\"a\"]}", "{\"extension_mandatory\":[{\"x\":1}]}",
-        "{\"extension_mandatory\":{}}", "{\"number\":1,\"number\":2}", "{\"additional_slave_SAE_IDs\":[\"a/b\"]}",
+        "{\"additional_slave_SAE_IDs\":[\"a\",\"a\"]}",
+        "{\"extension_mandatory\":[{\"x\":1}]}",
+        "{\"extension_mandatory\":{}}",
+        "{\"number\":1,\"number\":2}",
+        "{\"additional_slave_SAE_IDs\":[\"a/b\"]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_msg(etsi_key_request_from_json(bad[i], strlen(bad[i]), &LIMITS, &r, &p) == -1, "accepted %s",
-                      bad[i]);
+        ck_assert_msg(etsi_key_request_from_json(bad[i], strlen(bad[i]), &LIMITS, &r, &p) == -1, "accepted %s", bad[i]);
         ck_assert(p.message[0]);
     }
     ck_assert_int_eq(etsi_key_request_from_json(bad[11], strlen(bad[11]), &LIMITS, &r, &p), -1);
@@ -131,10 +140,13 @@ START_TEST(key_ids)
     etsi_key_ids_clear(&again);
     ck_assert_int_eq(etsi_key_ids_from_json(ok, strlen(ok), 1, &again, &p), -1); /* over the bound */
     etsi_key_ids_clear(&ids);
-    const char *bad[] = {"{}", "{\"key_IDs\":[]}", "{\"key_IDs\":[{\"key_ID\":\"nope\"}]}",
+    const char *bad[] = {"{}",
+                         "{\"key_IDs\":[]}",
+                         "{\"key_IDs\":[{\"key_ID\":\"nope\"}]}",
                          "{\"key_IDs\":[{\"key_ID\":\"dfcb750c-912a-461a-8fc5-0d870b5f40e8\"},"
                          "{\"key_ID\":\"DFCB750C-912A-461A-8FC5-0D870B5F40E8\"}]}",
-                         "{\"key_IDs\":[\"dfcb750c-912a-461a-8fc5-0d870b5f40e8\"]}", "{\"key_IDs\":{}}"};
+                         "{\"key_IDs\":[\"dfcb750c-912a-461a-8fc5-0d870b5f40e8\"]}",
+                         "{\"key_IDs\":{}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(etsi_key_ids_from_json(bad[i], strlen(bad[i]), 10, &ids, &p) == -1, "accepted %s", bad[i]);
     ck_assert_int_eq(etsi_key_ids_from_query(NULL, &ids, &p), -1);

@@ -134,7 +134,7 @@ START_TEST(policy)
     ck_assert_uint_eq(grant_policy_bytes(0, 0), 0);
     ck_assert_uint_eq(grant_policy_bytes(10 * MIB, 0), 5 * MIB);
     ck_assert_uint_eq(grant_policy_bytes(100, 10), 45);
-    ck_assert_uint_eq(grant_policy_bytes(40, 10), 0);             /* not more than 4 x */
+    ck_assert_uint_eq(grant_policy_bytes(40, 10), 0); /* not more than 4 x */
     ck_assert_uint_eq(grant_policy_bytes(4 * MIB, MIB), 0);
     ck_assert_uint_eq(grant_policy_bytes(9 * MIB, 2 * MIB), 7 * MIB / 2);
     ck_assert_uint_eq(grant_policy_bytes(UINT64_MAX, UINT64_MAX / 2), 0);

@@ -264,11 +264,26 @@ END_TEST
 /* ---- tampering ------------------------------------------------------------------------ */
 
 typedef void (*mutation)(kme_relay_msg *m);
-static void flip_ct_first(kme_relay_msg *m) { m->ct[0] ^= 1; }
-static void flip_ct_key2(kme_relay_msg *m) { m->ct[2 * m->size_bits / 8 + 5] ^= 0x80; }
-static void flip_ct_last(kme_relay_msg *m) { m->ct[kme_relay_payload_bytes(m) - 1] ^= 0x10; }
-static void change_slave(kme_relay_msg *m) { strcpy(m->slaves[1], "SAE_X"); }
-static void drop_slave(kme_relay_msg *m) { m->slave_count = 1; }
+static void flip_ct_first(kme_relay_msg *m)
+{
+    m->ct[0] ^= 1;
+}
+static void flip_ct_key2(kme_relay_msg *m)
+{
+    m->ct[2 * m->size_bits / 8 + 5] ^= 0x80;
+}
+static void flip_ct_last(kme_relay_msg *m)
+{
+    m->ct[kme_relay_payload_bytes(m) - 1] ^= 0x10;
+}
+static void change_slave(kme_relay_msg *m)
+{
+    strcpy(m->slaves[1], "SAE_X");
+}
+static void drop_slave(kme_relay_msg *m)
+{
+    m->slave_count = 1;
+}
 static void swap_slaves(kme_relay_msg *m)
 {
     char t[ETSI_ID_MAX + 1];
@@ -276,11 +291,26 @@ static void swap_slaves(kme_relay_msg *m)
     strcpy(m->slaves[0], m->slaves[1]);
     strcpy(m->slaves[1], t);
 }
-static void change_master(kme_relay_msg *m) { strcpy(m->master, "SAE_B"); }
-static void change_origin(kme_relay_msg *m) { strcpy(m->origin, "KME_B"); }
-static void change_dest(kme_relay_msg *m) { strcpy(m->dest, "KME_D"); }
-static void change_relay_id(kme_relay_msg *m) { m->relay_id[0] = m->relay_id[0] == '0' ? '1' : '0'; }
-static void change_key_id(kme_relay_msg *m) { m->key_ids[1][35] = m->key_ids[1][35] == '0' ? '1' : '0'; }
+static void change_master(kme_relay_msg *m)
+{
+    strcpy(m->master, "SAE_B");
+}
+static void change_origin(kme_relay_msg *m)
+{
+    strcpy(m->origin, "KME_B");
+}
+static void change_dest(kme_relay_msg *m)
+{
+    strcpy(m->dest, "KME_D");
+}
+static void change_relay_id(kme_relay_msg *m)
+{
+    m->relay_id[0] = m->relay_id[0] == '0' ? '1' : '0';
+}
+static void change_key_id(kme_relay_msg *m)
+{
+    m->key_ids[1][35] = m->key_ids[1][35] == '0' ? '1' : '0';
+}
 static void swap_keys(kme_relay_msg *m)
 {
     char t[UUID_STR_LEN + 1];
@@ -288,22 +318,40 @@ static void swap_keys(kme_relay_msg *m)
     memcpy(m->key_ids[0], m->key_ids[1], sizeof t);
     memcpy(m->key_ids[1], t, sizeof t);
 }
-static void change_expires(kme_relay_msg *m) { m->expires++; }
-static void change_hops_left(kme_relay_msg *m) { m->hops_left--; }
-static void change_pad_offset(kme_relay_msg *m) { m->pad[0].offset += 500; }
-static void change_pad_seq(kme_relay_msg *m) { m->pad[1].seq = 10; }
+static void change_expires(kme_relay_msg *m)
+{
+    m->expires++;
+}
+static void change_hops_left(kme_relay_msg *m)
+{
+    m->hops_left--;
+}
+static void change_pad_offset(kme_relay_msg *m)
+{
+    m->pad[0].offset += 500;
+}
+static void change_pad_seq(kme_relay_msg *m)
+{
+    m->pad[1].seq = 10;
+}
 static void shift_pad_length(kme_relay_msg *m)
 {
     m->pad[0].length--;
     m->pad[2].length++;
 }
-static void change_mac_range(kme_relay_msg *m) { m->mac_key[1].offset += 100; }
-static void change_tag(kme_relay_msg *m) { m->tag[15] ^= 1; }
+static void change_mac_range(kme_relay_msg *m)
+{
+    m->mac_key[1].offset += 100;
+}
+static void change_tag(kme_relay_msg *m)
+{
+    m->tag[15] ^= 1;
+}
 
 static const mutation mutations[] = {
-    flip_ct_first,  flip_ct_key2,   flip_ct_last,      change_slave,      drop_slave,      swap_slaves,
-    change_master,  change_origin,  change_dest,       change_relay_id,   change_key_id,   swap_keys,
-    change_expires, change_hops_left, change_pad_offset, change_pad_seq, shift_pad_length, change_mac_range, change_tag,
+    flip_ct_first,     flip_ct_key2,   flip_ct_last,     change_slave,     drop_slave, swap_slaves,    change_master,
+    change_origin,     change_dest,    change_relay_id,  change_key_id,    swap_keys,  change_expires, change_hops_left,
+    change_pad_offset, change_pad_seq, shift_pad_length, change_mac_range, change_tag,
 };
 #define NMUT (sizeof mutations / sizeof mutations[0])
 
@@ -440,8 +488,8 @@ START_TEST(codec_rejects)
     json_error_t jerr;
     json_t *good = json_loads(s.json, 0, &jerr);
     ck_assert_ptr_nonnull(good);
-    static const char *const members[] = {"relay_id", "origin", "dest", "master",  "slaves", "size",
-                                          "expires",  "hops_left", "keys", "pad",  "mac_key", "tag"};
+    static const char *const members[] = {"relay_id", "origin",    "dest", "master", "slaves",  "size",
+                                          "expires",  "hops_left", "keys", "pad",    "mac_key", "tag"};
     for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
         json_t *j = json_deep_copy(good);
         json_object_del(j, members[i]);
@@ -494,8 +542,7 @@ START_TEST(codec_rejects)
     json_array_set_new(json_object_get(j, "keys"), 1, json_deep_copy(k0));
     expect_rejected(j, "duplicate key_IDs");
     const char *id0 = json_string_value(json_object_get(k0, "key_ID"));
-    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAA")),
-                    "short ct");
+    expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAA")), "short ct");
     expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAAAAAAAAAA")),
                     "long ct");
     expect_rejected(with_in_array(good, "keys", 0, json_pack("{s:s,s:s}", "key_ID", id0, "ct", "AAAA*AAAAAA=")),
@@ -509,19 +556,19 @@ START_TEST(codec_rejects)
     expect_rejected(with(good, "pad", json_array()), "no pad");
     expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL)),
                     "pad short of the keys");
-    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL, 6LL,
-                                                48LL, 9LL)),
-                    "pad longer than the keys");
-    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 2LL, 50LL, 7LL, 6LL,
-                                                48LL, 8LL)),
-                    "overlapping pad ranges");
+    expect_rejected(
+        with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL, 6LL, 48LL, 9LL)),
+        "pad longer than the keys");
+    expect_rejected(
+        with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 2LL, 50LL, 7LL, 6LL, 48LL, 8LL)),
+        "overlapping pad ranges");
     expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I]", 4LL, 100LL)), "range of two numbers");
     expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,I]", -4LL, 100LL, 7LL)), "negative seq");
-    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,I]", 4LL, 4294967295LL, 7LL)),
-                    "range past 2^32");
+    expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,I]", 4LL, 4294967295LL, 7LL)), "range past 2^32");
     expect_rejected(with_in_array(good, "pad", 1, json_pack("[I,I,s]", 4LL, 100LL, "7")), "length as a string");
-    expect_rejected(with(good, "pad", json_pack("[[I,I,I],[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL,
-                                                7LL, 6LL, 48LL, 8LL, 6LL, 60LL, 0LL)),
+    expect_rejected(with(good, "pad",
+                         json_pack("[[I,I,I],[I,I,I],[I,I,I],[I,I,I]]", 2LL, 48LL, 9LL, 4LL, 100LL, 7LL, 6LL, 48LL, 8LL,
+                                   6LL, 60LL, 0LL)),
                     "range of length 0");
     expect_rejected(with(good, "mac_key", json_pack("[[I,I,I]]", 8LL, 48LL, 31LL)), "31-byte MAC key");
     expect_rejected(with(good, "mac_key", json_pack("[[I,I,I]]", 8LL, 48LL, 33LL)), "33-byte MAC key");
@@ -638,8 +685,8 @@ START_TEST(wire_rejects_malformed_bodies)
     free(b);
 
     /* The head: strict like the JSON form, without the ciphertexts or the tag. */
-    static const char *const members[] = {"relay_id", "origin", "dest",    "master", "slaves", "size",
-                                          "expires",  "hops_left", "key_IDs", "pad", "mac_key"};
+    static const char *const members[] = {"relay_id", "origin",    "dest",    "master", "slaves", "size",
+                                          "expires",  "hops_left", "key_IDs", "pad",    "mac_key"};
     for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
         json_t *j = json_deep_copy(good_head);
         json_object_del(j, members[i]);
@@ -660,11 +707,11 @@ START_TEST(wire_rejects_malformed_bodies)
     expect_head_rejected(with(good_head, "key_IDs", json_array()), tail, tail_len, "no key_IDs");
     expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_string("x")), tail, tail_len, "not a UUID");
     expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_integer(5)), tail, tail_len, "not a string");
-    expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_pack("{s:s}", "key_ID", s.m.key_ids[0])),
-                         tail, tail_len, "a JSON-form key");
-    expect_head_rejected(
-        with_in_array(good_head, "key_IDs", 1, json_deep_copy(json_array_get(json_object_get(good_head, "key_IDs"), 0))),
-        tail, tail_len, "duplicate key_IDs");
+    expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_pack("{s:s}", "key_ID", s.m.key_ids[0])), tail,
+                         tail_len, "a JSON-form key");
+    expect_head_rejected(with_in_array(good_head, "key_IDs", 1,
+                                       json_deep_copy(json_array_get(json_object_get(good_head, "key_IDs"), 0))),
+                         tail, tail_len, "duplicate key_IDs");
     j = json_deep_copy(good_head);
     json_array_append_new(json_object_get(j, "key_IDs"), json_string("0190a3c1-0000-7000-8000-000000000001"));
     expect_head_rejected(j, tail, tail_len, "a key_ID more than the ciphertext holds");
@@ -860,12 +907,12 @@ START_TEST(read_ranges_refusals)
     unsigned char out[512];
     char before[4096], after[4096];
     dump_extents(&sb, "KME_A", before, sizeof before);
-    const lb_range own_block[] = {{1, 100, 10}};        /* B owns odd seqs */
+    const lb_range own_block[] = {{1, 100, 10}}; /* B owns odd seqs */
     const lb_range unknown[] = {{99, 100, 10}};
     const lb_range unverified[] = {{8, 100, 10}};
     const lb_range past_end[] = {{2, BLOCK - 5, 10}};
     const lb_range empty[] = {{2, 100, 0}};
-    const lb_range mac_area[] = {{2, 10, 10}};          /* bytes the verification tag used */
+    const lb_range mac_area[] = {{2, 10, 10}}; /* bytes the verification tag used */
     const lb_range self_overlap[] = {{2, 100, 10}, {4, 100, 10}, {2, 105, 10}};
     const lb_range fine[] = {{2, 100, 10}, {4, 100, 10}, {2, 110, 10}};
     ck_assert_int_eq(read_ro(own_block, 1, out), LB_INVALID);
@@ -956,11 +1003,23 @@ START_TEST(tampered_hop_spends_nothing_at_the_receiver)
         decode(json, &rx);
         int want = HOP_BAD_TAG;
         switch (kind) {
-        case 0: rx.ct[100] ^= 4; break;
-        case 1: rx.tag[0] ^= 1; break;
-        case 2: strcpy(rx.slaves[0], "SAE_EVE"); break;
-        case 3: rx.pad[0].seq = 1; want = HOP_INVALID; break; /* a block B owns */
-        case 4: rx.mac_key[0].offset = 0; want = HOP_REUSED; break; /* the verification bytes */
+        case 0:
+            rx.ct[100] ^= 4;
+            break;
+        case 1:
+            rx.tag[0] ^= 1;
+            break;
+        case 2:
+            strcpy(rx.slaves[0], "SAE_EVE");
+            break;
+        case 3:
+            rx.pad[0].seq = 1;
+            want = HOP_INVALID;
+            break; /* a block B owns */
+        case 4:
+            rx.mac_key[0].offset = 0;
+            want = HOP_REUSED;
+            break; /* the verification bytes */
         }
         hop_arg h = {&rx, NULL, {0}, sizeof keys, -1};
         memset(h.out, SENTINEL, sizeof h.out);

@@ -31,7 +31,10 @@ typedef struct {
     key_record r;
     unsigned char key[4];
 } put_arg;
-static int do_put(kme_store *s, MDB_txn *t, void *a) { return kr_put(s, t, &((put_arg *)a)->r); }
+static int do_put(kme_store *s, MDB_txn *t, void *a)
+{
+    return kr_put(s, t, &((put_arg *)a)->r);
+}
 
 static void put(const char *id, const char *master, const char *slave1, const char *slave2, int64_t expires)
 {

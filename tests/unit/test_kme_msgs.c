@@ -39,7 +39,8 @@ START_TEST(verify_round_trip)
     etsi_text_free(t);
     const char *bad = "{\"txn_id\":\"x\",\"timeout_ms\":1,\"blocks\":[]}";
     ck_assert_int_eq(kme_verify_request_from_json(bad, strlen(bad), &back, &p), -1);
-    bad = "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[{\"seq\":1,\"tag\":\"zz\"}]}";
+    bad = "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[{\"seq\":1,\"tag\":\"zz\"}"
+          "]}";
     ck_assert_int_eq(kme_verify_request_from_json(bad, strlen(bad), &back, &p), -1);
 }
 END_TEST
@@ -116,15 +117,15 @@ START_TEST(grant_rejections)
     etsi_problem p;
     kme_grant out;
     const char *bad[] = {
-        "{\"seqs\":[]}",            /* none */
-        "{\"seqs\":[1,2,1]}",       /* twice */
-        "{\"seqs\":[-1]}",          /* negative */
-        "{\"seqs\":[1.5]}",         /* not an integer */
-        "{\"seqs\":[\"3\"]}",       /* a string */
-        "{\"seqs\":3}",             /* not an array */
-        "{\"accepted\":[1]}",       /* no seqs */
-        "[1,2]",                    /* not an object */
-        "{\"seqs\":[1]",            /* not JSON */
+        "{\"seqs\":[]}",      /* none */
+        "{\"seqs\":[1,2,1]}", /* twice */
+        "{\"seqs\":[-1]}",    /* negative */
+        "{\"seqs\":[1.5]}",   /* not an integer */
+        "{\"seqs\":[\"3\"]}", /* a string */
+        "{\"seqs\":3}",       /* not an array */
+        "{\"accepted\":[1]}", /* no seqs */
+        "[1,2]",              /* not an object */
+        "{\"seqs\":[1]",      /* not JSON */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_msg(kme_grant_request_from_json(bad[i], strlen(bad[i]), &out, &p) == -1, "accepted %s", bad[i]);
@@ -144,11 +145,8 @@ START_TEST(grant_rejections)
     uint64_t seqs[2] = {2, 4};
     kme_grant g = {2, seqs};
     const char *bad_answers[] = {
-        "{\"accepted\":[6]}",
-        "{\"accepted\":[2,2]}",
-        "{\"accepted\":[2,4,6]}",
-        "{\"accepted\":\"2\"}",
-        "{\"seqs\":[2]}",
+        "{\"accepted\":[6]}",   "{\"accepted\":[2,2]}", "{\"accepted\":[2,4,6]}",
+        "{\"accepted\":\"2\"}", "{\"seqs\":[2]}",
     };
     for (size_t i = 0; i < sizeof bad_answers / sizeof bad_answers[0]; i++) {
         const char *b = bad_answers[i];
@@ -164,9 +162,10 @@ START_TEST(config_loader)
 {
     kme_config c;
     char err[256];
-    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
-                          "\"key_dir\":\"/tmp/l\"}],\"limits\":{\"key_size\":128}}",
-                          &c, err, sizeof err),
+    ck_assert_int_eq(config_load_text("{" BASE
+                                      ",\"saes\":[\"SAE_A\"],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\","
+                                      "\"key_dir\":\"/tmp/l\"}],\"limits\":{\"key_size\":128}}",
+                                      &c, err, sizeof err),
                      0);
     ck_assert_int_eq(kme_config_limits(&c).key_size, 128);
     ck_assert_int_eq(kme_config_limits(&c).max_key_per_request, 1024);
@@ -175,14 +174,15 @@ START_TEST(config_loader)
     ck_assert_int_eq(kme_config_link_index(&c, "KME_B"), 0);
     kme_config_free(&c);
     const char *bad[] = {
-        "{" BASE "}",                                                      /* no saes */
-        "{" BASE ",\"saes\":[\"a b\"]}",                                   /* bad SAE ID */
-        "{" BASE ",\"saes\":[],\"limits\":{\"key_size\":12}}",             /* not a multiple of 8 */
-        "{" BASE ",\"saes\":[],\"limits\":{\"min_key_size\":512}}",        /* min above default */
+        "{" BASE "}",                                               /* no saes */
+        "{" BASE ",\"saes\":[\"a b\"]}",                            /* bad SAE ID */
+        "{" BASE ",\"saes\":[],\"limits\":{\"key_size\":12}}",      /* not a multiple of 8 */
+        "{" BASE ",\"saes\":[],\"limits\":{\"min_key_size\":512}}", /* min above default */
         "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_A\",\"url\":\"https://h:9\",\"key_dir\":\"/l\"}]}",
         "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"http://h:9\",\"key_dir\":\"/l\"}]}",
         "{" BASE ",\"saes\":[],\"key_ttl_seconds\":0}",
-        "{" BASE ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\",\"key_dir\":\"/l\",\"peer_saes\":[]}]}",
+        "{" BASE
+        ",\"saes\":[],\"links\":[{\"peer\":\"KME_B\",\"url\":\"https://h:9\",\"key_dir\":\"/l\",\"peer_saes\":[]}]}",
         "[1]",
         "{\"kme_id\":\"KME_A\"",
     };

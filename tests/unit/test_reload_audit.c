@@ -20,9 +20,10 @@ START_TEST(reload_applies_live_settings)
     ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\"]}", &cur, err, sizeof err), 0);
     ck_assert_str_eq(cur.audit_log, "");
     const kme_live_config *before = kme_config_live(&cur);
-    ck_assert_int_eq(config_load_text("{" BASE ",\"saes\":[\"SAE_A\",\"SAE_A2\"],\"limits\":{\"max_key_per_request\":4},"
-                          "\"log_level\":\"debug\",\"audit_log\":\"/var/log/kme-audit.log\"}",
-                          &next, err, sizeof err),
+    ck_assert_int_eq(config_load_text("{" BASE
+                                      ",\"saes\":[\"SAE_A\",\"SAE_A2\"],\"limits\":{\"max_key_per_request\":4},"
+                                      "\"log_level\":\"debug\",\"audit_log\":\"/var/log/kme-audit.log\"}",
+                                      &next, err, sizeof err),
                      0);
     ck_assert_ptr_null(kme_config_fixed_change(&cur, &next));
     ck_assert(!kme_config_hosts_sae(&cur, "SAE_A2"));

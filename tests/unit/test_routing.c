@@ -81,7 +81,10 @@ static void add_sae(net *t, const char *kme, const char *sae)
 }
 
 /* origin makes a new advert: bumps its seq. */
-static void bump(net *t, const char *origin) { t->adv[idx(t, origin)].seq++; }
+static void bump(net *t, const char *origin)
+{
+    t->adv[idx(t, origin)].seq++;
+}
 
 /* Floods every live advert to every live db, each db in its own order. */
 static void flood(net *t, int64_t now_ms)
@@ -116,8 +119,7 @@ static int walk_all(net *t)
             const char *dest = t->adv[d].origin;
             const routing_route *r = routing_route_to(&t->table[s], dest);
             const routing_route *back = routing_route_to(&t->table[d], t->adv[s].origin);
-            ck_assert_msg((r == NULL) == (back == NULL), "%s and %s disagree on reachability", t->adv[s].origin,
-                          dest);
+            ck_assert_msg((r == NULL) == (back == NULL), "%s and %s disagree on reachability", t->adv[s].origin, dest);
             if (!r)
                 continue;
             pairs++;
@@ -228,7 +230,7 @@ START_TEST(advert_rejections)
         "",
         "[]",
         "{" HEAD ",\"links\":[],\"saes\":[]",
-        "{\"seq\":1,\"age_ms\":0,\"links\":[],\"saes\":[]}",                   /* no origin */
+        "{\"seq\":1,\"age_ms\":0,\"links\":[],\"saes\":[]}",                      /* no origin */
         "{\"origin\":\"KME A\",\"seq\":1,\"age_ms\":0,\"links\":[],\"saes\":[]}", /* bad ID */
         "{\"origin\":\"\",\"seq\":1,\"age_ms\":0,\"links\":[],\"saes\":[]}",
         "{\"origin\":\"KME_A\",\"seq\":-1,\"age_ms\":0,\"links\":[],\"saes\":[]}",
@@ -236,9 +238,9 @@ START_TEST(advert_rejections)
         "{\"origin\":\"KME_A\",\"seq\":1.5,\"age_ms\":0,\"links\":[],\"saes\":[]}",
         "{\"origin\":\"KME_A\",\"seq\":1,\"links\":[],\"saes\":[]}", /* no age */
         "{\"origin\":\"KME_A\",\"seq\":1,\"seq\":2,\"age_ms\":0,\"links\":[],\"saes\":[]}",
-        "{" HEAD ",\"saes\":[]}",                      /* no links */
+        "{" HEAD ",\"saes\":[]}", /* no links */
         "{" HEAD ",\"links\":{},\"saes\":[]}",
-        "{" HEAD ",\"links\":[]}",                     /* no saes */
+        "{" HEAD ",\"links\":[]}",                              /* no saes */
         "{" HEAD ",\"links\":[" LINK("KME_A") "],\"saes\":[]}", /* link to itself */
         "{" HEAD ",\"links\":[" LINK("KME/B") "],\"saes\":[]}",
         "{" HEAD ",\"links\":[" LINK("KME_B") "," LINK("KME_B") "],\"saes\":[]}",
@@ -250,7 +252,9 @@ START_TEST(advert_rejections)
         "{" HEAD ",\"links\":[],\"saes\":[\"SAE B\"]}",
         "{" HEAD ",\"links\":[],\"saes\":[7]}",
         "{" HEAD ",\"links\":[],\"saes\":[\"SAE\\u0000B\"]}",
-        "{" HEAD ",\"links\":[],\"saes\":[\"" "0123456789012345678901234567890123456789012345678901234567890123X" "\"]}",
+        "{" HEAD ",\"links\":[],\"saes\":[\""
+        "0123456789012345678901234567890123456789012345678901234567890123X"
+        "\"]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&p, 0, sizeof p);

@@ -50,8 +50,8 @@ START_TEST(parse_options_anywhere)
 {
     sae_cli_opts o;
     char err[256];
-    ck_assert_int_eq(parse(&o, err, "get-key", "--number=4", "SAE_B", "--size", "512", "--kme",
-                           "https://kme:1/", "--output", "hex", "--timeout", "250", NULL),
+    ck_assert_int_eq(parse(&o, err, "get-key", "--number=4", "SAE_B", "--size", "512", "--kme", "https://kme:1/",
+                           "--output", "hex", "--timeout", "250", NULL),
                      SAE_CLI_RUN);
     ck_assert_int_eq(o.command, SAE_CMD_GET_KEY);
     ck_assert_str_eq(o.sae_id, "SAE_B");
@@ -69,8 +69,7 @@ START_TEST(parse_form)
 {
     sae_cli_opts o;
     char err[256];
-    ck_assert_int_eq(parse(&o, err, "get-key", "SAE_B", "--slave", "SAE_C", "--slave", "SAE_D", NULL),
-                     SAE_CLI_RUN);
+    ck_assert_int_eq(parse(&o, err, "get-key", "SAE_B", "--slave", "SAE_C", "--slave", "SAE_D", NULL), SAE_CLI_RUN);
     ck_assert_int_eq(o.use_post, 1);
     ck_assert_uint_eq(o.slave_count, 2);
     ck_assert_str_eq(o.slaves[1], "SAE_D");
@@ -87,12 +86,10 @@ START_TEST(parse_form)
     ck_assert_uint_eq(o.key_id_count, 2);
     sae_cli_opts_free(&o);
 
-    ck_assert_int_eq(parse(&o, err, "--get", "get-key-with-ids", "SAE_A", ID1, ID2, NULL),
-                     SAE_CLI_USAGE_ERROR);
+    ck_assert_int_eq(parse(&o, err, "--get", "get-key-with-ids", "SAE_A", ID1, ID2, NULL), SAE_CLI_USAGE_ERROR);
     ck_assert_ptr_nonnull(strstr(err, "--post"));
     sae_cli_opts_free(&o);
-    ck_assert_int_eq(parse(&o, err, "--get", "get-key", "SAE_B", "--slave", "SAE_C", NULL),
-                     SAE_CLI_USAGE_ERROR);
+    ck_assert_int_eq(parse(&o, err, "--get", "get-key", "SAE_B", "--slave", "SAE_C", NULL), SAE_CLI_USAGE_ERROR);
     sae_cli_opts_free(&o);
 }
 END_TEST
