@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "encryptor/net.h"
 #include "runtime/log.h"
+#include "runtime/clock.h"
 
 void conn_runtime_init(enc_runtime *rt, const enc_config *cfg, pad_pool *pool)
 {
@@ -42,12 +43,7 @@ void conn_abort_all(enc_runtime *rt, const char *reason)
 
 int conn_wait_idle(enc_runtime *rt, long timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = clock_after_ms(CLOCK_MONOTONIC, timeout_ms);
     pthread_mutex_lock(&rt->lock);
     int rc = 0;
     while (rt->active && rc == 0)

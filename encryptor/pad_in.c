@@ -10,6 +10,7 @@
 #include "encryptor/stream_rx.h"
 #include "runtime/log.h"
 #include "sae-client/sae_client.h"
+#include "runtime/clock.h"
 
 #define RETRY_FIRST_MS 300 /* after a transient failure; doubles up to RETRY_MAX_MS */
 #define RETRY_MAX_MS 2000
@@ -30,11 +31,7 @@ struct pad_in {
 
 static void timed_wait(pad_in *p, long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = clock_after_ms(CLOCK_MONOTONIC, ms);
     pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 }
 

@@ -392,11 +392,7 @@ static void *router_main(void *arg)
         flood(k, r);
         record(k, r);
 
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += ADVERT_INTERVAL_MS % 1000 * 1000000L;
-        until.tv_sec += ADVERT_INTERVAL_MS / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_after_ms(CLOCK_REALTIME, ADVERT_INTERVAL_MS);
         pthread_mutex_lock(&r->lock);
         while (!r->woken && !stop_signal_raised(&k->stop))
             if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT)

@@ -5,9 +5,13 @@
 #define RUNTIME_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 int64_t clock_wall_ms(void);
 int64_t clock_mono_ms(void);
 int64_t clock_mono_seconds(void);
+/* The time ms from now on clock id, for pthread_cond_timedwait (whose
+ * condition must use that clock). */
+struct timespec clock_after_ms(clockid_t id, long ms);
 
 #endif

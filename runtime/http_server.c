@@ -244,6 +244,14 @@ static enum MHD_Result handle(http_server *s, struct MHD_Connection *conn, const
     return send_response(s, conn, method, url, &resp);
 }
 
+/* A deferred request's work is done: its answer, built by its finish. */
+static void finish_deferred(http_server *s, request_state *rs, http_response *resp)
+{
+    rs->deferred = 0;
+    rs->finish(rs->work, resp);
+    atomic_fetch_sub(&s->deferred, 1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
@@ -254,9 +262,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rs && rs->deferred) {
         /* Resumed: the deferred work is done. */
         http_response resp = {0, NULL};
-        rs->deferred = 0;
-        rs->finish(rs->work, &resp);
-        atomic_fetch_sub(&s->deferred, 1);
+        finish_deferred(s, rs, &resp);
         return send_response(s, conn, method, url, &resp);
     }
     conn_state *cs = state_of(conn);
@@ -323,10 +329,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
          * left, or the listener is stopping): the work is done; its answer is
          * built and dropped so that what it holds is released and counted. */
         http_response resp = {0, NULL};
-        rs->deferred = 0;
-        rs->finish(rs->work, &resp);
+        finish_deferred(s, rs, &resp);
         etsi_text_free(resp.body);
-        atomic_fetch_sub(&s->deferred, 1);
         log_debug("%s: a deferred request ended without its answer (code %d)", s->name, (int)toe);
     }
     if (rs) {

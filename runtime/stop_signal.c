@@ -1,5 +1,6 @@
 /* The stop signal (see stop_signal.h). */
 #include "runtime/stop_signal.h"
+#include "runtime/clock.h"
 
 #include <errno.h>
 #include <time.h>
@@ -26,14 +27,7 @@ int stop_signal_raised(stop_signal *s)
 
 int stop_signal_sleep(stop_signal *s, long ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_after_ms(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&s->lock);
     while (!atomic_load(&s->raised))
         if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT)

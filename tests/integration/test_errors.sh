@@ -102,7 +102,7 @@ echo "== network"
 started=0
 if net_init "$dir" "A B" "A-B"; then
     for s in A B; do
-        jq '.stock_max_age_s = 3600' "$dir/$s/kme.json" >"$dir/$s/kme.json.new" && mv "$dir/$s/kme.json.new" "$dir/$s/kme.json"
+        net_edit_config "$s" '.stock_max_age_s = 3600'
     done
     net_start && started=1
 fi

@@ -87,8 +87,7 @@ repeat_str() { yes "$2" | head -n "$1" | tr -d '\n'; }
 echo "== network ($SECONDS s)"
 started=0
 if net_init "$dir" "A B" "A-B"; then
-    jq --argjson t "$CONN_TIMEOUT" '.connection_timeout_s = $t' "$dir/A/kme.json" >"$dir/A/kme.json.new" &&
-        mv "$dir/A/kme.json.new" "$dir/A/kme.json" && net_start && started=1
+    net_edit_config A ".connection_timeout_s = $CONN_TIMEOUT" && net_start && started=1
 fi
 if [ $started -ne 1 ]; then
     t_fail "network starts" "see $dir"

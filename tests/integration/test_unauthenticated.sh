@@ -43,10 +43,7 @@ t_require_programs kme qkd-sim tls_flood
 TIMEOUT=8
 started=0
 if net_init "$dir" "A B" "A-B"; then
-    for s in A B; do
-        jq ".connection_timeout_s = $TIMEOUT | .connection_limit_per_address = 256" "$dir/$s/kme.json" \
-            >"$dir/$s/kme.json.new" && mv "$dir/$s/kme.json.new" "$dir/$s/kme.json"
-    done
+    for s in A B; do net_edit_config "$s" ".connection_timeout_s = $TIMEOUT | .connection_limit_per_address = 256"; done
     net_start && started=1
 fi
 if [ $started -ne 1 ]; then

@@ -4,6 +4,7 @@
 #
 #   NET_BIN=build/release/bin        programs to run
 #   net_init DIR "A B" "A-B"         sites and links (site IDs are letters/digits)
+#   net_edit_config SITE JQ_FILTER   changes a site's kme.json before it starts
 #   net_start / net_stop             all qkd-sims and kmes
 #   kme_start SITE / kme_stop SITE [SIGNAL] / kme_wait SITE
 #   sim_start LINK / sim_stop LINK
@@ -99,6 +100,12 @@ net_write_config() { # SITE
   "stock_max_keys": $NET_STOCK
 }
 JSON
+}
+
+# net_edit_config SITE JQ_FILTER: rewrites the site's kme.json through jq.
+net_edit_config() {
+    local f=$NET_DIR/$1/kme.json
+    jq "$2" "$f" >"$f.new" && mv "$f.new" "$f"
 }
 
 kme_start() { # SITE

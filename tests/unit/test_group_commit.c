@@ -2,6 +2,7 @@
  * queued together commit together, and one that refuses costs only itself
  * (the others of its batch run once, and keep their writes). */
 #include <check.h>
+#include "tests/unit/temp_store.h"
 #include "tests/unit/unit_main.h"
 #include <pthread.h>
 #include <semaphore.h>
@@ -11,23 +12,17 @@
 #include <string.h>
 #include "store/store.h"
 
-static char dir[64];
-static kme_store st;
+static temp_store ts;
+#define st (ts.store)
 
 static void setup(void)
 {
-    char err[256];
-    strcpy(dir, "/tmp/gctest.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    ck_assert_int_eq(store_open(&st, dir, 64, "KME_A", err, sizeof err), 0);
+    temp_store_open(&ts, "KME_A");
 }
 
 static void teardown(void)
 {
-    char cmd[100];
-    store_close(&st);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    temp_store_remove(&ts);
 }
 
 /* An operation that writes name -> "v" into the meta database, counts its

@@ -1,6 +1,7 @@
 /* Unit tests of key records on a real LMDB store: fetch once by designated
  * slaves only, all-or-nothing multi-key fetch, multicast, expiry. */
 #include <check.h>
+#include "tests/unit/temp_store.h"
 #include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
@@ -8,23 +9,17 @@
 #include <unistd.h>
 #include "store/key_records.h"
 
-static char dir[64];
-static kme_store st;
+static temp_store ts;
+#define st (ts.store)
 
 static void setup(void)
 {
-    char err[256];
-    strcpy(dir, "/tmp/krtest.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    ck_assert_int_eq(store_open(&st, dir, 64, "KME_B", err, sizeof err), 0);
+    temp_store_open(&ts, "KME_B");
 }
 
 static void teardown(void)
 {
-    char cmd[100];
-    store_close(&st);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    temp_store_remove(&ts);
 }
 
 typedef struct {
