@@ -14,103 +14,25 @@
 #include "encryptor/gcm.h"
 #include "encryptor/original_dst.h"
 #include "encryptor/otp.h"
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int only_known(json_t *obj, const char *where, const char *const *known, char *err, size_t errlen)
-{
-    const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v)
-    {
-        int found = 0;
-        for (const char *const *k = known; *k && !found; k++)
-            found = strcmp(*k, name) == 0;
-        if (!found)
-            return fail(err, errlen, "unknown setting '%s%s'", where, name);
-    }
-    return 0;
-}
-
-static int get_string(json_t *obj, const char *name, char *out, size_t outlen, int required, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return required ? fail(err, errlen, "missing setting '%s'", name) : 0;
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= outlen ||
-        strlen(json_string_value(v)) != json_string_length(v))
-        return fail(err, errlen, "setting '%s' must be a non-empty string of at most %zu characters", name, outlen - 1);
-    snprintf(out, outlen, "%s", json_string_value(v));
-    return 0;
-}
-
-static int get_long(json_t *obj, const char *name, long *out, long min, long max, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return fail(err, errlen, "setting '%s' must be an integer from %ld to %ld", name, min, max);
-    *out = (long)json_integer_value(v);
-    return 0;
-}
+#include "runtime/json_settings.h"
 
 static int get_file(json_t *obj, const char *name, char *out, size_t outlen, int required, char *err, size_t errlen)
 {
-    if (get_string(obj, name, out, outlen, required, err, errlen) < 0)
+    if (json_setting_string(obj, name, out, outlen, required, err, errlen) < 0)
         return -1;
     if (out[0] && access(out, R_OK) != 0)
-        return fail(err, errlen, "setting 'kme.%s': cannot read '%s'", name, out);
+        return json_settings_fail(err, errlen, "setting 'kme.%s': cannot read '%s'", name, out);
     return 0;
 }
 
 /* HOST:PORT or [IPv6]:PORT; the host may be a name. */
 static int get_endpoint(json_t *root, const char *name, enc_endpoint *ep, int required, char *err, size_t errlen)
 {
-    char text[300] = "";
-    if (get_string(root, name, text, sizeof text, required, err, errlen) < 0)
+    long port = 0;
+    if (json_setting_endpoint(root, name, ep->host, sizeof ep->host, &port, required, err, errlen) < 0)
         return -1;
-    if (!text[0])
-        return 0;
-    char *colon = strrchr(text, ':');
-    if (!colon || colon == text)
-        return fail(err, errlen, "setting '%s' must be HOST:PORT", name);
-    *colon = '\0';
-    char *host = text, *end;
-    if (host[0] == '[') {
-        size_t n = strlen(host);
-        if (n < 3 || host[n - 1] != ']')
-            return fail(err, errlen, "setting '%s' must be HOST:PORT or [IPv6]:PORT", name);
-        host[n - 1] = '\0';
-        host++;
-    } else if (strchr(host, ':')) {
-        return fail(err, errlen, "setting '%s': write an IPv6 address as [ADDRESS]:PORT", name);
-    }
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || port < 1 || port > 65535)
-        return fail(err, errlen, "setting '%s' has an invalid port", name);
-    if (strlen(host) >= sizeof ep->host)
-        return fail(err, errlen, "setting '%s' has a host name that is too long", name);
-    memcpy(ep->host, host, strlen(host) + 1);
-    snprintf(ep->port, sizeof ep->port, "%ld", port);
-    return 0;
-}
-
-static int get_bool(json_t *root, const char *name, int *out, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(root, name);
-    if (!v)
-        return 0;
-    if (!json_is_boolean(v))
-        return fail(err, errlen, "setting '%s' must be true or false", name);
-    *out = json_is_true(v);
+    if (port > 0)
+        snprintf(ep->port, sizeof ep->port, "%d", (int)(port & 0xffff));
     return 0;
 }
 
@@ -119,17 +41,17 @@ static int parse_kme(json_t *root, enc_config *c, char *err, size_t errlen)
     static const char *const known[] = {"url", "cert", "key", "ca", NULL};
     json_t *kme = json_object_get(root, "kme");
     if (!kme)
-        return fail(err, errlen, "missing setting 'kme'");
+        return json_settings_fail(err, errlen, "missing setting 'kme'");
     if (!json_is_object(kme))
-        return fail(err, errlen, "setting 'kme' must be an object {\"url\", \"cert\", \"key\", \"ca\"}");
-    if (only_known(kme, "kme.", known, err, errlen) < 0 ||
-        get_string(kme, "url", c->kme_url, sizeof c->kme_url, 1, err, errlen) < 0 ||
+        return json_settings_fail(err, errlen, "setting 'kme' must be an object {\"url\", \"cert\", \"key\", \"ca\"}");
+    if (json_settings_only(kme, "kme.", known, err, errlen) < 0 ||
+        json_setting_string(kme, "url", c->kme_url, sizeof c->kme_url, 1, err, errlen) < 0 ||
         get_file(kme, "cert", c->kme_cert, sizeof c->kme_cert, 1, err, errlen) < 0 ||
         get_file(kme, "key", c->kme_key, sizeof c->kme_key, 0, err, errlen) < 0 ||
         get_file(kme, "ca", c->kme_ca, sizeof c->kme_ca, 0, err, errlen) < 0)
         return -1;
     if (strncasecmp(c->kme_url, "https://", 8) != 0 || !c->kme_url[8])
-        return fail(err, errlen, "setting 'kme.url' must be https://HOST:PORT");
+        return json_settings_fail(err, errlen, "setting 'kme.url' must be https://HOST:PORT");
     return 0;
 }
 
@@ -139,15 +61,16 @@ static int parse_allowed(json_t *root, enc_config *c, char *err, size_t errlen)
     if (!arr)
         return 0;
     if (!json_is_array(arr) || json_array_size(arr) > ENC_MAX_ALLOWED)
-        return fail(err, errlen, "setting 'allowed_destinations' must be an array of at most %d \"IP:PORT\"",
-                    ENC_MAX_ALLOWED);
+        return json_settings_fail(
+            err, errlen, "setting 'allowed_destinations' must be an array of at most %d \"IP:PORT\"", ENC_MAX_ALLOWED);
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
         if (!json_is_string(v) || dest_parse(json_string_value(v), &c->allowed[i]) < 0)
-            return fail(err, errlen,
-                        "setting 'allowed_destinations': entry %zu is not a numeric IP:PORT or [IPv6]:PORT", i + 1);
+            return json_settings_fail(
+                err, errlen, "setting 'allowed_destinations': entry %zu is not a numeric IP:PORT or [IPv6]:PORT",
+                i + 1);
     }
     c->allowed_count = json_array_size(arr);
     return 0;
@@ -156,22 +79,24 @@ static int parse_allowed(json_t *root, enc_config *c, char *err, size_t errlen)
 static int parse_mode(json_t *root, enc_config *c, char *err, size_t errlen)
 {
     char mode[32] = "otp";
-    if (get_string(root, "mode", mode, sizeof mode, 0, err, errlen) < 0)
+    if (json_setting_string(root, "mode", mode, sizeof mode, 0, err, errlen) < 0)
         return -1;
     if (strcmp(mode, "otp") == 0)
         c->mode = FRAME_MODE_OTP;
     else if (strcmp(mode, "aes-256-gcm") == 0)
         c->mode = FRAME_MODE_GCM;
     else
-        return fail(err, errlen, "setting 'mode' must be \"otp\" or \"aes-256-gcm\"");
+        return json_settings_fail(err, errlen, "setting 'mode' must be \"otp\" or \"aes-256-gcm\"");
     long bytes = 0, seconds = 0;
-    if (get_long(root, "rotate_bytes", &bytes, 4096, (long)GCM_MAX_KEY_BYTES, err, errlen) < 0 ||
-        get_long(root, "rotate_seconds", &seconds, 1, 86400, err, errlen) < 0)
+    if (json_setting_long(root, "rotate_bytes", &bytes, 4096, (long)GCM_MAX_KEY_BYTES, err, errlen) < 0 ||
+        json_setting_long(root, "rotate_seconds", &seconds, 1, 86400, err, errlen) < 0)
         return -1;
     if (c->mode == FRAME_MODE_OTP && (bytes || seconds))
-        return fail(err, errlen, "settings 'rotate_bytes' and 'rotate_seconds' belong to mode \"aes-256-gcm\"");
+        return json_settings_fail(err, errlen,
+                                  "settings 'rotate_bytes' and 'rotate_seconds' belong to mode \"aes-256-gcm\"");
     if (c->mode == FRAME_MODE_GCM && !bytes && !seconds)
-        return fail(err, errlen, "mode \"aes-256-gcm\" needs 'rotate_bytes' or 'rotate_seconds' (or both)");
+        return json_settings_fail(err, errlen,
+                                  "mode \"aes-256-gcm\" needs 'rotate_bytes' or 'rotate_seconds' (or both)");
     c->rotate_bytes = (uint64_t)bytes;
     c->rotate_seconds = seconds;
     return 0;
@@ -181,51 +106,53 @@ static int parse_pads(json_t *root, enc_config *c, char *err, size_t errlen)
 {
     int gcm = c->mode == FRAME_MODE_GCM;
     c->pad_key_bits = gcm ? GCM_KEY_BYTES * 8 : 65536;
-    if (get_long(root, "pad_key_bits", &c->pad_key_bits, gcm ? GCM_KEY_BYTES * 8 : 1024,
-                 gcm ? GCM_KEY_BYTES * 8 : 1L << 20, err, errlen) < 0)
+    if (json_setting_long(root, "pad_key_bits", &c->pad_key_bits, gcm ? GCM_KEY_BYTES * 8 : 1024,
+                          gcm ? GCM_KEY_BYTES * 8 : 1L << 20, err, errlen) < 0)
         return -1;
     if (c->pad_key_bits % 8)
-        return fail(err, errlen, "setting 'pad_key_bits' must be a multiple of 8");
+        return json_settings_fail(err, errlen, "setting 'pad_key_bits' must be a multiple of 8");
     long key_bytes = c->pad_key_bits / 8;
     c->pad_batch_keys = gcm ? 16 : 8;
     c->announce_keys = 4;
-    if (get_long(root, "pad_batch_keys", &c->pad_batch_keys, 1, 1024, err, errlen) < 0 ||
-        get_long(root, "announce_keys", &c->announce_keys, 1, FRAME_MAX_KEYS, err, errlen) < 0)
+    if (json_setting_long(root, "pad_batch_keys", &c->pad_batch_keys, 1, 1024, err, errlen) < 0 ||
+        json_setting_long(root, "announce_keys", &c->announce_keys, 1, FRAME_MAX_KEYS, err, errlen) < 0)
         return -1;
     c->low_watermark_bytes = key_bytes * (gcm ? 64 : 16);
     c->high_watermark_bytes = key_bytes * (gcm ? 256 : 64);
-    if (get_long(root, "low_watermark_bytes", &c->low_watermark_bytes, 1, 1L << 32, err, errlen) < 0 ||
-        get_long(root, "high_watermark_bytes", &c->high_watermark_bytes, 1, 1L << 32, err, errlen) < 0)
+    if (json_setting_long(root, "low_watermark_bytes", &c->low_watermark_bytes, 1, 1L << 32, err, errlen) < 0 ||
+        json_setting_long(root, "high_watermark_bytes", &c->high_watermark_bytes, 1, 1L << 32, err, errlen) < 0)
         return -1;
     if (c->low_watermark_bytes > c->high_watermark_bytes)
-        return fail(err, errlen, "need low_watermark_bytes <= high_watermark_bytes");
+        return json_settings_fail(err, errlen, "need low_watermark_bytes <= high_watermark_bytes");
     if (c->high_watermark_bytes < key_bytes)
-        return fail(err, errlen, "setting 'high_watermark_bytes' must hold at least one key (%ld bytes)", key_bytes);
+        return json_settings_fail(err, errlen, "setting 'high_watermark_bytes' must hold at least one key (%ld bytes)",
+                                  key_bytes);
     c->pad_max_age_seconds = 1800;
-    return get_long(root, "pad_max_age_seconds", &c->pad_max_age_seconds, 10, 86400, err, errlen);
+    return json_setting_long(root, "pad_max_age_seconds", &c->pad_max_age_seconds, 10, 86400, err, errlen);
 }
 
 static int check_roles(json_t *root, enc_config *c, char *err, size_t errlen)
 {
     char role[16];
-    if (get_string(root, "role", role, sizeof role, 1, err, errlen) < 0)
+    if (json_setting_string(root, "role", role, sizeof role, 1, err, errlen) < 0)
         return -1;
     if (strcmp(role, "users") == 0)
         c->role = ENC_ROLE_USERS;
     else if (strcmp(role, "server") == 0)
         c->role = ENC_ROLE_SERVER;
     else
-        return fail(err, errlen, "setting 'role' must be \"users\" or \"server\"");
+        return json_settings_fail(err, errlen, "setting 'role' must be \"users\" or \"server\"");
     if (get_endpoint(root, "listen", &c->listen, 1, err, errlen) < 0 ||
         get_endpoint(root, "connect", &c->connect, c->role == ENC_ROLE_USERS, err, errlen) < 0 ||
-        get_bool(root, "transparent", &c->transparent, err, errlen) < 0 || parse_allowed(root, c, err, errlen) < 0)
+        json_setting_bool(root, "transparent", &c->transparent, err, errlen) < 0 ||
+        parse_allowed(root, c, err, errlen) < 0)
         return -1;
     if (c->role == ENC_ROLE_SERVER && c->transparent)
-        return fail(err, errlen, "setting 'transparent' belongs to role \"users\"");
+        return json_settings_fail(err, errlen, "setting 'transparent' belongs to role \"users\"");
     if (c->role == ENC_ROLE_USERS && json_object_get(root, "allowed_destinations"))
-        return fail(err, errlen, "setting 'allowed_destinations' belongs to role \"server\"");
+        return json_settings_fail(err, errlen, "setting 'allowed_destinations' belongs to role \"server\"");
     if (c->role == ENC_ROLE_SERVER && !c->connect.host[0] && c->allowed_count == 0)
-        return fail(err, errlen, "role \"server\" needs 'connect' or 'allowed_destinations'");
+        return json_settings_fail(err, errlen, "role \"server\" needs 'connect' or 'allowed_destinations'");
     return 0;
 }
 
@@ -237,7 +164,7 @@ static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
         return -1;
     if (c->admin_listen.host[0] && strcmp(c->admin_listen.host, "localhost") != 0 &&
         inet_pton(AF_INET, c->admin_listen.host, &a) != 1)
-        return fail(err, errlen, "setting 'admin_listen' must be IPV4:PORT or localhost:PORT");
+        return json_settings_fail(err, errlen, "setting 'admin_listen' must be IPV4:PORT or localhost:PORT");
     return 0;
 }
 
@@ -265,29 +192,29 @@ static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
                                         "admin_listen",
                                         NULL};
     if (!json_is_object(root))
-        return fail(err, errlen, "the configuration must be a JSON object");
+        return json_settings_fail(err, errlen, "the configuration must be a JSON object");
     memset(c, 0, sizeof *c);
-    if (only_known(root, "", known, err, errlen) < 0 || check_roles(root, c, err, errlen) < 0 ||
-        get_string(root, "peer_sae", c->peer_sae, sizeof c->peer_sae, 1, err, errlen) < 0)
+    if (json_settings_only(root, "", known, err, errlen) < 0 || check_roles(root, c, err, errlen) < 0 ||
+        json_setting_string(root, "peer_sae", c->peer_sae, sizeof c->peer_sae, 1, err, errlen) < 0)
         return -1;
     if (!etsi_id_is_valid(c->peer_sae))
-        return fail(err, errlen, "setting 'peer_sae' is not a valid SAE ID");
+        return json_settings_fail(err, errlen, "setting 'peer_sae' is not a valid SAE ID");
     if (parse_kme(root, c, err, errlen) < 0 || parse_mode(root, c, err, errlen) < 0 ||
         parse_pads(root, c, err, errlen) < 0)
         return -1;
     c->max_connections = 256;
     c->connect_timeout_ms = 5000;
     snprintf(c->log_level, sizeof c->log_level, "info");
-    if (get_long(root, "max_connections", &c->max_connections, 1, 10000, err, errlen) < 0 ||
-        get_long(root, "connect_timeout_ms", &c->connect_timeout_ms, 100, 120000, err, errlen) < 0 ||
-        get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
+    if (json_setting_long(root, "max_connections", &c->max_connections, 1, 10000, err, errlen) < 0 ||
+        json_setting_long(root, "connect_timeout_ms", &c->connect_timeout_ms, 100, 120000, err, errlen) < 0 ||
+        json_setting_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
         parse_admin(root, c, err, errlen) < 0)
         return -1;
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(c->log_level, levels[i]) == 0)
             return 0;
-    return fail(err, errlen, "setting 'log_level' must be error, warn, info or debug");
+    return json_settings_fail(err, errlen, "setting 'log_level' must be error, warn, info or debug");
 }
 
 int enc_config_parse(const char *text, enc_config *c, char *err, size_t errlen)
@@ -295,7 +222,7 @@ int enc_config_parse(const char *text, enc_config *c, char *err, size_t errlen)
     json_error_t je;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(err, errlen, "invalid JSON at line %d: %s", je.line, je.text);
+        return json_settings_fail(err, errlen, "invalid JSON at line %d: %s", je.line, je.text);
     int rc = parse_root(root, c, err, errlen);
     json_decref(root);
     return rc;
@@ -306,7 +233,7 @@ int enc_config_load(const char *path, enc_config *c, char *err, size_t errlen)
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+        return json_settings_fail(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
     int rc = parse_root(root, c, err, errlen);
     json_decref(root);
     return rc;

@@ -132,9 +132,13 @@ typedef struct {
     char when[64];
 } line_batch;
 
-/* Starts a batch of count lines stamped now; -1 (logged) when out of memory. */
-static int begin(line_batch *b, size_t count)
+/* Starts a batch of count lines stamped now: the stream to write them to;
+ * NULL when the log is off or there is nothing to write, or (logged) when
+ * out of memory. */
+static FILE *begin(line_batch *b, size_t count)
 {
+    if (!atomic_load(&enabled) || count == 0)
+        return NULL; /* nothing to write */
     b->text = NULL;
     b->len = 0;
     b->lines = count;
@@ -142,9 +146,9 @@ static int begin(line_batch *b, size_t count)
     b->f = open_memstream(&b->text, &b->len);
     if (!b->f) {
         log_error("audit log: out of memory; %zu lines lost", count);
-        return -1;
+        return NULL;
     }
-    return 0;
+    return b->f;
 }
 
 /* Ends the batch's lines and appends them. */
@@ -219,15 +223,13 @@ static const char *source_name(supply_source s)
 void audit_enc(kme_context *k, const char *master, const char *slave, const etsi_key_request *req,
                const etsi_key_container *keys, const supply_trace *trace)
 {
-    if (!atomic_load(&enabled) || keys->count == 0)
-        return;
     line_batch b;
-    if (begin(&b, keys->count) < 0)
+    FILE *f = begin(&b, keys->count);
+    if (!f)
         return;
-    FILE *f = b.f;
     for (size_t i = 0; i < keys->count; i++) {
-        const etsi_key *key = &keys->keys[i];
         int stocked = (long)i < trace->stocked;
+        const etsi_key *key = &keys->keys[i];
         put_head(f, b.when, k, "enc", key->key_id, master);
         fputs(",\"slaves\":[", f);
         put_string(f, slave);
@@ -253,12 +255,10 @@ void audit_enc(kme_context *k, const char *master, const char *slave, const etsi
 void audit_dec(kme_context *k, const char *master, const char *slave, const etsi_key_container *keys,
                char *const *key_slaves)
 {
-    if (!atomic_load(&enabled) || keys->count == 0)
-        return;
     line_batch b;
-    if (begin(&b, keys->count) < 0)
+    FILE *f = begin(&b, keys->count);
+    if (!f)
         return;
-    FILE *f = b.f;
     for (size_t i = 0; i < keys->count; i++) {
         const etsi_key *key = &keys->keys[i];
         put_head(f, b.when, k, "dec", key->key_id, master);

@@ -1,6 +1,7 @@
 /* Loads and validates the KME configuration (JSON) with defaults for every
  * optional setting; publishes the settings a reload may change (config.h). */
 #include "kme/config.h"
+#include "runtime/json_settings.h"
 #include "runtime/log.h"
 
 #include <stdarg.h>
@@ -9,56 +10,12 @@
 #include <string.h>
 #include <jansson.h>
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int get_string(json_t *obj, const char *name, char *out, size_t outlen, int required, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v) {
-        if (required)
-            return fail(err, errlen, "missing setting '%s'", name);
-        return 0;
-    }
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= outlen)
-        return fail(err, errlen, "setting '%s' must be a non-empty string of reasonable length", name);
-    snprintf(out, outlen, "%s", json_string_value(v));
-    return 0;
-}
-
-static int get_long(json_t *obj, const char *name, long *out, long min, long max, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        snprintf(err, errlen, "setting '%s' must be an integer from %ld to %ld", name, min, max);
-        return -1;
-    }
-    *out = (long)json_integer_value(v);
-    return 0;
-}
-
+/* HOST:PORT of a listener. */
 static int parse_endpoint(json_t *root, const char *name, net_endpoint *ep, char *err, size_t errlen)
 {
-    char text[256];
-    if (get_string(root, name, text, sizeof text, 1, err, errlen) < 0)
+    long port = 0;
+    if (json_setting_endpoint(root, name, ep->host, sizeof ep->host, &port, 1, err, errlen) < 0)
         return -1;
-    char *colon = strrchr(text, ':');
-    if (!colon || colon == text)
-        return fail(err, errlen, "setting '%s' must be HOST:PORT", name);
-    *colon = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 1 || port > 65535)
-        return fail(err, errlen, "setting '%s' has an invalid port", name);
-    snprintf(ep->host, sizeof ep->host, "%s", text);
     ep->port = (int)port;
     return 0;
 }
@@ -66,13 +23,13 @@ static int parse_endpoint(json_t *root, const char *name, net_endpoint *ep, char
 static int parse_id_list(json_t *arr, const char *name, char **out, size_t *count, char *err, size_t errlen)
 {
     if (!json_is_array(arr) || json_array_size(arr) > KME_MAX_SAES)
-        return fail(err, errlen, "setting '%s' must be an array of SAE IDs", name);
+        return json_settings_fail(err, errlen, "setting '%s' must be an array of SAE IDs", name);
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
         if (!json_is_string(v) || !etsi_id_is_valid(json_string_value(v)))
-            return fail(err, errlen, "setting '%s' holds an invalid SAE ID", name);
+            return json_settings_fail(err, errlen, "setting '%s' holds an invalid SAE ID", name);
         out[(*count)++] = strdup(json_string_value(v));
     }
     return 0;
@@ -83,13 +40,13 @@ static int parse_tls(json_t *root, kme_config *c, char *err, size_t errlen)
     json_t *sae = json_object_get(root, "sae_tls");
     json_t *kme = json_object_get(root, "kme_tls");
     if (!json_is_object(sae) || !json_is_object(kme))
-        return fail(err, errlen, "missing setting '%s'", !json_is_object(sae) ? "sae_tls" : "kme_tls");
-    if (get_string(sae, "cert", c->sae_cert, sizeof c->sae_cert, 1, err, errlen) < 0 ||
-        get_string(sae, "key", c->sae_key, sizeof c->sae_key, 1, err, errlen) < 0 ||
-        get_string(sae, "client_ca", c->sae_client_ca, sizeof c->sae_client_ca, 1, err, errlen) < 0 ||
-        get_string(kme, "cert", c->kme_cert, sizeof c->kme_cert, 1, err, errlen) < 0 ||
-        get_string(kme, "key", c->kme_key, sizeof c->kme_key, 1, err, errlen) < 0 ||
-        get_string(kme, "ca", c->kme_ca, sizeof c->kme_ca, 1, err, errlen) < 0)
+        return json_settings_fail(err, errlen, "missing setting '%s'", !json_is_object(sae) ? "sae_tls" : "kme_tls");
+    if (json_setting_string(sae, "cert", c->sae_cert, sizeof c->sae_cert, 1, err, errlen) < 0 ||
+        json_setting_string(sae, "key", c->sae_key, sizeof c->sae_key, 1, err, errlen) < 0 ||
+        json_setting_string(sae, "client_ca", c->sae_client_ca, sizeof c->sae_client_ca, 1, err, errlen) < 0 ||
+        json_setting_string(kme, "cert", c->kme_cert, sizeof c->kme_cert, 1, err, errlen) < 0 ||
+        json_setting_string(kme, "key", c->kme_key, sizeof c->kme_key, 1, err, errlen) < 0 ||
+        json_setting_string(kme, "ca", c->kme_ca, sizeof c->kme_ca, 1, err, errlen) < 0)
         return -1;
     return 0;
 }
@@ -100,30 +57,30 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
     if (!links)
         return 0;
     if (!json_is_array(links) || json_array_size(links) > KME_MAX_LINKS)
-        return fail(err, errlen, "setting '%s' must be an array of links", "links");
+        return json_settings_fail(err, errlen, "setting '%s' must be an array of links", "links");
     size_t i;
     json_t *l;
     json_array_foreach(links, i, l)
     {
         relay_link_config *lc = &c->links[c->link_count++];
         if (!json_is_object(l))
-            return fail(err, errlen, "setting '%s' must be an array of objects", "links");
-        if (get_string(l, "peer", lc->peer_id, sizeof lc->peer_id, 1, err, errlen) < 0 ||
-            get_string(l, "url", lc->url, sizeof lc->url, 1, err, errlen) < 0 ||
-            get_string(l, "key_dir", lc->key_dir, sizeof lc->key_dir, 1, err, errlen) < 0)
+            return json_settings_fail(err, errlen, "setting '%s' must be an array of objects", "links");
+        if (json_setting_string(l, "peer", lc->peer_id, sizeof lc->peer_id, 1, err, errlen) < 0 ||
+            json_setting_string(l, "url", lc->url, sizeof lc->url, 1, err, errlen) < 0 ||
+            json_setting_string(l, "key_dir", lc->key_dir, sizeof lc->key_dir, 1, err, errlen) < 0)
             return -1;
         if (!etsi_id_is_valid(lc->peer_id) || strcmp(lc->peer_id, c->kme_id) == 0)
-            return fail(err, errlen, "link peer '%s' is not a valid KME ID", lc->peer_id);
+            return json_settings_fail(err, errlen, "link peer '%s' is not a valid KME ID", lc->peer_id);
         if (strncmp(lc->url, "https://", 8) != 0)
-            return fail(err, errlen, "link url '%s' must start with https://", lc->url);
+            return json_settings_fail(err, errlen, "link url '%s' must start with https://", lc->url);
         for (size_t j = 0; j + 1 < c->link_count; j++)
             if (strcmp(c->links[j].peer_id, lc->peer_id) == 0)
-                return fail(err, errlen, "peer '%s' has two links", lc->peer_id);
+                return json_settings_fail(err, errlen, "peer '%s' has two links", lc->peer_id);
         if (json_object_get(l, "peer_saes"))
-            return fail(err, errlen,
-                        "link setting '%s' is no longer used: the SAEs of other sites are learned "
-                        "from the routing adverts",
-                        "peer_saes");
+            return json_settings_fail(err, errlen,
+                                      "link setting '%s' is no longer used: the SAEs of other sites are learned "
+                                      "from the routing adverts",
+                                      "peer_saes");
     }
     return 0;
 }
@@ -133,7 +90,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     memset(c, 0, sizeof *c);
     kme_live_config *live = calloc(1, sizeof *live);
     if (!live)
-        return fail(err, errlen, "%s: out of memory", path);
+        return json_settings_fail(err, errlen, "%s: out of memory", path);
     atomic_init(&c->live, live);
     live->limits = (etsi_limits){.key_size = 256,
                                  .max_key_per_request = 1024,
@@ -162,62 +119,65 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     }
     int rc = -1;
     if (!json_is_object(root)) {
-        fail(err, errlen, "%s: the configuration must be a JSON object", path);
+        json_settings_fail(err, errlen, "%s: the configuration must be a JSON object", path);
         goto done;
     }
     json_t *limits = json_object_get(root, "limits");
-    if (get_string(root, "kme_id", c->kme_id, sizeof c->kme_id, 1, err, errlen) < 0 ||
-        get_string(root, "data_dir", c->data_dir, sizeof c->data_dir, 1, err, errlen) < 0 ||
-        get_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
-        get_string(root, "audit_log", c->audit_log, sizeof c->audit_log, 0, err, errlen) < 0 ||
+    if (json_setting_string(root, "kme_id", c->kme_id, sizeof c->kme_id, 1, err, errlen) < 0 ||
+        json_setting_string(root, "data_dir", c->data_dir, sizeof c->data_dir, 1, err, errlen) < 0 ||
+        json_setting_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
+        json_setting_string(root, "audit_log", c->audit_log, sizeof c->audit_log, 0, err, errlen) < 0 ||
         parse_endpoint(root, "sae_listen", &c->sae_listen, err, errlen) < 0 ||
         parse_endpoint(root, "kme_listen", &c->kme_listen, err, errlen) < 0 || parse_tls(root, c, err, errlen) < 0 ||
         (json_object_get(root, "admin_listen") &&
          parse_endpoint(root, "admin_listen", &c->admin_listen, err, errlen) < 0))
         goto done;
     if (!etsi_id_is_valid(c->kme_id)) {
-        fail(err, errlen, "kme_id '%s' is not a valid ID", c->kme_id);
+        json_settings_fail(err, errlen, "kme_id '%s' is not a valid ID", c->kme_id);
         goto done;
     }
     enum log_level level;
     if (log_level_from_name(c->log_level, &level) < 0) {
-        fail(err, errlen, "setting '%s' must be error, warn, info or debug", "log_level");
+        json_settings_fail(err, errlen, "setting '%s' must be error, warn, info or debug", "log_level");
         goto done;
     }
     json_t *saes = json_object_get(root, "saes");
     if (!saes) {
-        fail(err, errlen, "missing setting '%s'", "saes");
+        json_settings_fail(err, errlen, "missing setting '%s'", "saes");
         goto done;
     }
     if (parse_id_list(saes, "saes", live->saes, &live->sae_count, err, errlen) < 0 ||
         parse_links(root, c, err, errlen) < 0)
         goto done;
-    if (get_long(root, "key_ttl_seconds", &c->key_ttl_seconds, 1, 10L * 365 * 86400, err, errlen) < 0 ||
-        get_long(root, "peer_timeout_ms", &c->peer_timeout_ms, 100, 600000, err, errlen) < 0 ||
-        get_long(root, "verify_timeout_ms", &c->verify_timeout_ms, 100, 600000, err, errlen) < 0 ||
-        get_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
-        get_long(root, "store_max_mb", &c->store_max_mb, 16, 1L << 20, err, errlen) < 0 ||
-        get_long(root, "connection_limit", &c->connection_limit, 1, 100000, err, errlen) < 0 ||
-        get_long(root, "connection_limit_per_address", &c->connection_limit_per_address, 1, 100000, err, errlen) < 0 ||
-        get_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0 ||
-        get_long(root, "stock_max_keys", &c->stock_max_keys, 0, 1000000, err, errlen) < 0 ||
-        get_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
+    if (json_setting_long(root, "key_ttl_seconds", &c->key_ttl_seconds, 1, 10L * 365 * 86400, err, errlen) < 0 ||
+        json_setting_long(root, "peer_timeout_ms", &c->peer_timeout_ms, 100, 600000, err, errlen) < 0 ||
+        json_setting_long(root, "verify_timeout_ms", &c->verify_timeout_ms, 100, 600000, err, errlen) < 0 ||
+        json_setting_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
+        json_setting_long(root, "store_max_mb", &c->store_max_mb, 16, 1L << 20, err, errlen) < 0 ||
+        json_setting_long(root, "connection_limit", &c->connection_limit, 1, 100000, err, errlen) < 0 ||
+        json_setting_long(root, "connection_limit_per_address", &c->connection_limit_per_address, 1, 100000, err,
+                          errlen) < 0 ||
+        json_setting_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0 ||
+        json_setting_long(root, "stock_max_keys", &c->stock_max_keys, 0, 1000000, err, errlen) < 0 ||
+        json_setting_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
         goto done;
     if (limits) {
         etsi_limits *L = &live->limits;
-        if (!json_is_object(limits) || get_long(limits, "key_size", &L->key_size, 8, 1L << 20, err, errlen) < 0 ||
-            get_long(limits, "max_key_per_request", &L->max_key_per_request, 1, 100000, err, errlen) < 0 ||
-            get_long(limits, "max_key_size", &L->max_key_size, 8, 1L << 20, err, errlen) < 0 ||
-            get_long(limits, "min_key_size", &L->min_key_size, 8, 1L << 20, err, errlen) < 0 ||
-            get_long(limits, "max_SAE_ID_count", &L->max_sae_id_count, 0, 64, err, errlen) < 0 ||
-            get_long(limits, "max_key_count", &L->max_key_count, 1, 1L << 40, err, errlen) < 0) {
+        if (!json_is_object(limits) ||
+            json_setting_long(limits, "key_size", &L->key_size, 8, 1L << 20, err, errlen) < 0 ||
+            json_setting_long(limits, "max_key_per_request", &L->max_key_per_request, 1, 100000, err, errlen) < 0 ||
+            json_setting_long(limits, "max_key_size", &L->max_key_size, 8, 1L << 20, err, errlen) < 0 ||
+            json_setting_long(limits, "min_key_size", &L->min_key_size, 8, 1L << 20, err, errlen) < 0 ||
+            json_setting_long(limits, "max_SAE_ID_count", &L->max_sae_id_count, 0, 64, err, errlen) < 0 ||
+            json_setting_long(limits, "max_key_count", &L->max_key_count, 1, 1L << 40, err, errlen) < 0) {
             if (!json_is_object(limits))
-                fail(err, errlen, "setting '%s' must be an object", "limits");
+                json_settings_fail(err, errlen, "setting '%s' must be an object", "limits");
             goto done;
         }
         if (L->min_key_size > L->key_size || L->key_size > L->max_key_size || L->key_size % 8 || L->min_key_size % 8 ||
             L->max_key_size % 8) {
-            fail(err, errlen, "%s", "limits: need min_key_size <= key_size <= max_key_size, all multiples of 8");
+            json_settings_fail(err, errlen, "%s",
+                               "limits: need min_key_size <= key_size <= max_key_size, all multiples of 8");
             goto done;
         }
     }

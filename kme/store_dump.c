@@ -41,90 +41,76 @@ static json_t *dump_blocks(kme_store *s, MDB_txn *txn, const char *peer_id)
     return arr;
 }
 
-static json_t *dump_keys(kme_store *s, MDB_txn *txn)
+/* Every record of database dbi, each appended to an array by row. */
+typedef void (*dump_row)(const MDB_val *k, const MDB_val *v, json_t *arr);
+static json_t *dump_db(MDB_txn *txn, MDB_dbi dbi, dump_row row)
 {
     json_t *arr = json_array();
     MDB_cursor *c;
     MDB_val k, v;
-    if (mdb_cursor_open(txn, s->keys, &c))
+    if (mdb_cursor_open(txn, dbi, &c))
         return arr;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        const unsigned char *p = v.mv_data;
-        uint32_t key_len;
-        int64_t expires;
-        memcpy(&key_len, p, 4);
-        memcpy(&expires, p + 4, 8);
-        size_t o = 12;
-        int mlen = p[o++];
-        json_t *slaves = json_array();
-        const char *master = (const char *)p + o;
-        o += (size_t)mlen;
-        int nslaves = p[o++];
-        for (int i = 0; i < nslaves && o + 2 <= v.mv_size; i++) {
-            json_array_append_new(
-                slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1], "fetched", p[o]));
-            o += 2 + p[o + 1];
-        }
-        json_array_append_new(arr, json_pack("{s:s%,s:s%,s:I,s:I,s:o}", "key_ID", (const char *)k.mv_data, k.mv_size,
-                                             "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8, "expires",
-                                             (json_int_t)expires, "slaves", slaves));
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        row(&k, &v, arr);
     mdb_cursor_close(c);
     return arr;
+}
+
+/* Waiting keys: IDs, master, slaves and who fetched; never the bytes. */
+static void key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
+{
+    MDB_val k = *kv, v = *vv;
+    const unsigned char *p = v.mv_data;
+    uint32_t key_len;
+    int64_t expires;
+    memcpy(&key_len, p, 4);
+    memcpy(&expires, p + 4, 8);
+    size_t o = 12;
+    int mlen = p[o++];
+    json_t *slaves = json_array();
+    const char *master = (const char *)p + o;
+    o += (size_t)mlen;
+    int nslaves = p[o++];
+    for (int i = 0; i < nslaves && o + 2 <= v.mv_size; i++) {
+        json_array_append_new(
+            slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1], "fetched", p[o]));
+        o += 2 + p[o + 1];
+    }
+    json_array_append_new(arr, json_pack("{s:s%,s:s%,s:I,s:I,s:o}", "key_ID", (const char *)k.mv_data, k.mv_size,
+                                         "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8, "expires",
+                                         (json_int_t)expires, "slaves", slaves));
 }
 
 /* Stock keys: IDs and designation only. */
-static json_t *dump_stock(kme_store *s, MDB_txn *txn)
+static void stock_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
 {
-    json_t *arr = json_array();
-    MDB_cursor *c;
-    MDB_val k, v;
-    if (mdb_cursor_open(txn, s->stock, &c))
-        return arr;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        const char *peer = k.mv_data, *master = peer + strlen(peer) + 1, *slave = master + strlen(master) + 1;
-        const unsigned char *tail = (const unsigned char *)slave + strlen(slave) + 1;
-        if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size)
-            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave",
-                                                 slave, "size", (json_int_t)v.mv_size * 8, "key_ID",
-                                                 (const char *)tail + 12, (size_t)UUID_STR_LEN));
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(c);
-    return arr;
+    MDB_val k = *kv, v = *vv;
+    const char *peer = k.mv_data, *master = peer + strlen(peer) + 1, *slave = master + strlen(master) + 1;
+    const unsigned char *tail = (const unsigned char *)slave + strlen(slave) + 1;
+    if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave", slave,
+                                             "size", (json_int_t)v.mv_size * 8, "key_ID", (const char *)tail + 12,
+                                             (size_t)UUID_STR_LEN));
 }
 
 /* Reservations whose answer was lost: their ranges stay spent until settled. */
-static json_t *dump_in_doubt(kme_store *s, MDB_txn *txn)
+static void in_doubt_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
 {
-    json_t *arr = json_array();
-    MDB_cursor *c;
-    MDB_val k, v;
-    if (mdb_cursor_open(txn, s->in_doubt, &c))
-        return arr;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        const char *peer = k.mv_data;
-        size_t plen = strlen(peer) + 1;
-        json_t *ranges = json_array();
-        for (size_t i = 0; i < v.mv_size / sizeof(kme_range); i++) {
-            kme_range r; /* LMDB values are not aligned */
-            memcpy(&r, (const unsigned char *)v.mv_data + i * sizeof r, sizeof r);
-            json_array_append_new(ranges,
-                                  json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset, (json_int_t)r.length));
-        }
-        if (k.mv_size == plen + UUID_STR_LEN)
-            json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
-                                                 (size_t)UUID_STR_LEN, "ranges", ranges));
-        else
-            json_decref(ranges);
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    MDB_val k = *kv, v = *vv;
+    const char *peer = k.mv_data;
+    size_t plen = strlen(peer) + 1;
+    json_t *ranges = json_array();
+    for (size_t i = 0; i < v.mv_size / sizeof(kme_range); i++) {
+        kme_range r; /* LMDB values are not aligned */
+        memcpy(&r, (const unsigned char *)v.mv_data + i * sizeof r, sizeof r);
+        json_array_append_new(ranges,
+                              json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset, (json_int_t)r.length));
     }
-    mdb_cursor_close(c);
-    return arr;
+    if (k.mv_size == plen + UUID_STR_LEN)
+        json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
+                                             (size_t)UUID_STR_LEN, "ranges", ranges));
+    else
+        json_decref(ranges);
 }
 
 int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
@@ -141,8 +127,9 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     json_t *links = json_object();
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
-    json_t *root = json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_keys(&s, txn),
-                             "stock", dump_stock(&s, txn), "in_doubt", dump_in_doubt(&s, txn));
+    json_t *root =
+        json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_db(txn, s.keys, key_row),
+                  "stock", dump_db(txn, s.stock, stock_row), "in_doubt", dump_db(txn, s.in_doubt, in_doubt_row));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

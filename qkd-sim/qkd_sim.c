@@ -79,15 +79,22 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+/* One line on stderr: the prefix, then the message. */
+static void report(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void report(const char *prefix, const char *fmt, va_list ap)
+{
+    fputs(prefix, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs(PROG ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    report(PROG ": ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     fputs(usage_text, stderr);
     exit(EXIT_USAGE);
 }
@@ -96,11 +103,9 @@ static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
 {
     va_list ap;
-    fputs(PROG ": error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    report(PROG ": error: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 /* Strict unsigned decimal: digits only, no sign, no blanks, no overflow. */

@@ -99,19 +99,7 @@ key_of() { printf '%s' "$1" | jq -r --arg id "$2" '.keys[]? | select(.key_ID == 
 echo "== network"
 # Stock kept ahead of demand is aged out stock_max_age_s after the last demand;
 # pushed beyond the suite's run so that ageing cannot move the stores mid-check.
-started=0
-if net_init "$dir" "A B" "A-B"; then
-    for s in A B; do
-        net_edit_config "$s" '.stock_max_age_s = 3600'
-    done
-    net_start && started=1
-fi
-if [ $started -ne 1 ]; then
-    t_fail "network starts" "see $dir"
-    t_summary
-    exit
-fi
-t_pass "network starts"
+net_up_or_end "$dir" "A B" "A-B" '.stock_max_age_s = 3600'
 if wait_for 30 has_stock; then t_pass "site A has stock for SAE_B"; else t_fail "site A has stock for SAE_B" "none after 30 s"; fi
 
 # Keys the dec_keys cases need, made while the link is fed.

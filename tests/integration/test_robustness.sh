@@ -3,7 +3,7 @@
 # deeply nested JSON, oversized headers, plaintext and garbage on the TLS
 # ports, slow and idle clients, and a burst of parallel mixed requests. None
 # of it may take a daemon down, block other clients, or trip the sanitizers.
-# Site A runs with connection_timeout_s = 8 so that idle clients are dropped
+# Both sites run with connection_timeout_s = 8 so that idle clients are dropped
 # within the suite.
 # shellcheck disable=SC2034 # T_SUITE and the NET_* settings are read by the sourced files
 T_SUITE=robustness
@@ -85,16 +85,7 @@ repeat_str() { yes "$2" | head -n "$1" | tr -d '\n'; }
 # ---- network ----------------------------------------------------------------------
 
 echo "== network ($SECONDS s)"
-started=0
-if net_init "$dir" "A B" "A-B"; then
-    net_edit_config A ".connection_timeout_s = $CONN_TIMEOUT" && net_start && started=1
-fi
-if [ $started -ne 1 ]; then
-    t_fail "network starts" "see $dir"
-    t_summary
-    exit
-fi
-t_pass "network starts (KME_A with connection_timeout_s $CONN_TIMEOUT)"
+net_up_or_end "$dir" "A B" "A-B" ".connection_timeout_s = $CONN_TIMEOUT"
 if wait_for 30 has_stock; then t_pass "site A has stock for SAE_B"; else t_fail "site A has stock for SAE_B" "none after 30 s"; fi
 
 # ---- oversized bodies -----------------------------------------------------------------

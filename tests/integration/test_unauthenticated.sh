@@ -41,17 +41,7 @@ trap cleanup EXIT
 t_require_programs kme qkd-sim tls_flood
 
 TIMEOUT=8
-started=0
-if net_init "$dir" "A B" "A-B"; then
-    for s in A B; do net_edit_config "$s" ".connection_timeout_s = $TIMEOUT | .connection_limit_per_address = 256"; done
-    net_start && started=1
-fi
-if [ $started -ne 1 ]; then
-    t_fail "network starts" "see $dir"
-    t_summary
-    exit
-fi
-t_pass "network starts"
+net_up_or_end "$dir" "A B" "A-B" ".connection_timeout_s = $TIMEOUT | .connection_limit_per_address = 256"
 C=$NET_DIR/certs
 SAE_PORT=$(net_sae_port A)
 KME_PORT=$(net_kme_port A)

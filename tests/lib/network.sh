@@ -5,6 +5,7 @@
 #   NET_BIN=build/release/bin        programs to run
 #   net_init DIR "A B" "A-B"         sites and links (site IDs are letters/digits)
 #   net_edit_config SITE JQ_FILTER   changes a site's kme.json before it starts
+#   net_up_or_end DIR SITES LINKS [JQ_FILTER]   all of it, for a test suite
 #   net_start / net_stop             all qkd-sims and kmes
 #   kme_start SITE / kme_stop SITE [SIGNAL] / kme_wait SITE
 #   sim_start LINK / sim_stop LINK
@@ -185,6 +186,26 @@ net_start() {
         kme_wait "$s" 30 || { echo "network: KME_$s did not come up; see $NET_DIR/$s/kme.log" >&2; return 1; }
     done
     net_wait_routed 30 || { echo "network: the KMEs did not learn each other's routes; see $NET_DIR/*/kme.log" >&2; return 1; }
+}
+
+# net_up_or_end DIR "SITES" "LINKS" [JQ_FILTER]: for a test suite: creates
+# the network (each site's kme.json through JQ_FILTER when given), starts it
+# and checks "network starts"; a network that does not start ends the suite.
+net_up_or_end() {
+    local dir=$1 sites=$2 links=$3 filter=${4:-} s ok=0
+    if net_init "$dir" "$sites" "$links"; then
+        ok=1
+        if [ -n "$filter" ]; then
+            for s in $sites; do net_edit_config "$s" "$filter" || ok=0; done
+        fi
+        [ $ok = 1 ] && net_start || ok=0
+    fi
+    if [ $ok -ne 1 ]; then
+        t_fail "network starts" "see $dir"
+        t_summary
+        exit 1
+    fi
+    t_pass "network starts"
 }
 
 net_stop() {
