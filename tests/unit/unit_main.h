@@ -12,13 +12,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Adds check t to s in a case of its own named after it. */
-static inline void add_check(Suite *s, const TTest *t, int timeout_s)
+/* Adds check t to s in a case of its own named after it, with setup and
+ * teardown run around it in its process (either may be NULL), and a
+ * timeout in seconds (0: check's default). */
+static inline void add_check_fixture(Suite *s, const TTest *t, int timeout_s, SFun setup, SFun teardown)
 {
     TCase *tc = tcase_create(t->name);
-    tcase_set_timeout(tc, timeout_s);
+    if (timeout_s > 0)
+        tcase_set_timeout(tc, timeout_s);
+    if (setup || teardown)
+        tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, t);
     suite_add_tcase(s, tc);
+}
+
+static inline void add_check(Suite *s, const TTest *t, int timeout_s)
+{
+    add_check_fixture(s, t, timeout_s, NULL, NULL);
 }
 
 static inline int run_suite(Suite *s)
