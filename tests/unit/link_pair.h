@@ -63,6 +63,28 @@ static inline lb_stock pair_stock(kme_store *s, const lb_link *l)
     return st;
 }
 
+/* One end's blocks 1..16 of the link to peer as text: state, owner and used
+ * extents of each; equal texts mean nothing was spent or moved there. */
+static inline void pair_extents(kme_store *s, const char *peer, char *out, size_t cap)
+{
+    MDB_txn *t;
+    size_t n = 0;
+    out[0] = '\0';
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    for (uint64_t seq = 1; seq <= 16; seq++) {
+        lb_meta m;
+        if (lb_get_meta(s, t, peer, seq, &m))
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "%llu:%u:%u:", (unsigned long long)seq, (unsigned)m.state,
+                              (unsigned)m.owner);
+        for (uint32_t i = 0; i < m.nused; i++)
+            n += (size_t)snprintf(out + n, cap - n, "[%u,%u)", m.used[i].start, m.used[i].end);
+        n += (size_t)snprintf(out + n, cap - n, ";");
+        ck_assert_uint_lt(n, cap);
+    }
+    mdb_txn_abort(t);
+}
+
 typedef struct {
     lb_link *l;
     uint64_t seq;

@@ -349,14 +349,12 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("encryptor_frame");
-    TCase *tc = tcase_create("frame");
-    tcase_add_test(tc, header_round_trip);
-    tcase_add_test(tc, whole_frame_decode);
-    tcase_add_test(tc, header_strict_rejections);
-    tcase_add_test(tc, keys_body_strict);
-    tcase_add_test(tc, destination_text);
-    tcase_add_test(tc, config_defaults_and_values);
-    tcase_add_test(tc, config_rejections);
-    suite_add_tcase(s, tc);
+    add_check(s, header_round_trip, 0);
+    add_check(s, whole_frame_decode, 0);
+    add_check(s, header_strict_rejections, 0);
+    add_check(s, keys_body_strict, 0);
+    add_check(s, destination_text, 0);
+    add_check(s, config_defaults_and_values, 0);
+    add_check(s, config_rejections, 0);
     return run_suite(s);
 }

@@ -530,16 +530,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("encryptor_stream");
-    TCase *tc = tcase_create("stream");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, otp_round_trip);
-    tcase_add_test(tc, otp_flipped_bit_fails);
-    tcase_add_test(tc, otp_consumption_in_order_never_overlaps);
-    tcase_add_test(tc, receiver_enforces_order);
-    tcase_add_test(tc, flipped_bit_on_the_wire_fails);
-    tcase_add_test(tc, gcm_round_trip_and_tamper);
-    tcase_add_test(tc, gcm_rotation_and_nonce_uniqueness);
-    tcase_add_test(tc, pool_watermarks);
-    suite_add_tcase(s, tc);
+    add_check(s, otp_round_trip, 60);
+    add_check(s, otp_flipped_bit_fails, 60);
+    add_check(s, otp_consumption_in_order_never_overlaps, 60);
+    add_check(s, receiver_enforces_order, 60);
+    add_check(s, flipped_bit_on_the_wire_fails, 60);
+    add_check(s, gcm_round_trip_and_tamper, 60);
+    add_check(s, gcm_rotation_and_nonce_uniqueness, 60);
+    add_check(s, pool_watermarks, 60);
     return run_suite(s);
 }

@@ -206,15 +206,13 @@ int main(void)
 {
     json_use_wiping_allocator();
     Suite *s = suite_create("etsi_codec");
-    TCase *tc = tcase_create("codec");
-    tcase_add_test(tc, base64_round_trip_and_strictness);
-    tcase_add_test(tc, hex_strict);
-    tcase_add_test(tc, uuids);
-    tcase_add_test(tc, key_request_defaults_and_bounds);
-    tcase_add_test(tc, key_request_json);
-    tcase_add_test(tc, key_ids);
-    tcase_add_test(tc, container_status_error);
-    tcase_add_test(tc, ids);
-    suite_add_tcase(s, tc);
+    add_check(s, base64_round_trip_and_strictness, 0);
+    add_check(s, hex_strict, 0);
+    add_check(s, uuids, 0);
+    add_check(s, key_request_defaults_and_bounds, 0);
+    add_check(s, key_request_json, 0);
+    add_check(s, key_ids, 0);
+    add_check(s, container_status_error, 0);
+    add_check(s, ids, 0);
     return run_suite(s);
 }

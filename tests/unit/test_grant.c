@@ -478,17 +478,14 @@ int main(void)
 {
     json_use_wiping_allocator();
     Suite *s = suite_create("grant");
-    TCase *tc = tcase_create("grant");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, policy);
-    tcase_add_test(tc, picks_only_unused_owned_blocks);
-    tcase_add_test(tc, grant_size_follows_the_budget);
-    tcase_add_test(tc, accepted_blocks_move_to_the_grantee);
-    tcase_add_test(tc, refused_blocks_come_back);
-    tcase_add_test(tc, retried_grant_is_accepted_again);
-    tcase_add_test(tc, no_new_grant_while_one_is_pending);
-    tcase_add_test(tc, pending_mark_in_meta_records);
-    tcase_add_test(tc, handler_takes_grants_and_refuses_bad_ones);
-    suite_add_tcase(s, tc);
+    add_check(s, policy, 30);
+    add_check(s, picks_only_unused_owned_blocks, 30);
+    add_check(s, grant_size_follows_the_budget, 30);
+    add_check(s, accepted_blocks_move_to_the_grantee, 30);
+    add_check(s, refused_blocks_come_back, 30);
+    add_check(s, retried_grant_is_accepted_again, 30);
+    add_check(s, no_new_grant_while_one_is_pending, 30);
+    add_check(s, pending_mark_in_meta_records, 30);
+    add_check(s, handler_takes_grants_and_refuses_bad_ones, 30);
     return run_suite(s);
 }

@@ -134,11 +134,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("group_commit");
-    TCase *tc = tcase_create("group_commit");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, a_refusal_costs_only_itself);
-    tcase_add_test(tc, synchronous_commit_returns_the_result);
-    suite_add_tcase(s, tc);
+    add_check_fixture(s, a_refusal_costs_only_itself, 60, setup, teardown);
+    add_check_fixture(s, synchronous_commit_returns_the_result, 60, setup, teardown);
     return run_suite(s);
 }

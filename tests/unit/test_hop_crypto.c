@@ -1158,20 +1158,17 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("hop_crypto");
-    TCase *tc = tcase_create("hop");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, round_trip);
-    tcase_add_test(tc, wire_round_trip);
-    tcase_add_test(tc, limits_accepted);
-    tcase_add_test(tc, pad_consumed_in_order_across_keys);
-    tcase_add_test(tc, tampered_message_fails_before_anything_else);
-    tcase_add_test(tc, canonical_bytes_cover_every_field);
-    tcase_add_test(tc, codec_rejects);
-    tcase_add_test(tc, wire_rejects_malformed_bodies);
-    tcase_add_test(tc, receiver_reads_without_spending_then_takes_after_open);
-    tcase_add_test(tc, read_ranges_refusals);
-    tcase_add_test(tc, tampered_hop_spends_nothing_at_the_receiver);
-    tcase_add_test(tc, checked_in_a_read_then_taken_in_a_write);
-    suite_add_tcase(s, tc);
+    add_check(s, round_trip, 60);
+    add_check(s, wire_round_trip, 60);
+    add_check(s, limits_accepted, 60);
+    add_check(s, pad_consumed_in_order_across_keys, 60);
+    add_check(s, tampered_message_fails_before_anything_else, 60);
+    add_check(s, canonical_bytes_cover_every_field, 60);
+    add_check(s, codec_rejects, 60);
+    add_check(s, wire_rejects_malformed_bodies, 60);
+    add_check(s, receiver_reads_without_spending_then_takes_after_open, 60);
+    add_check(s, read_ranges_refusals, 60);
+    add_check(s, tampered_hop_spends_nothing_at_the_receiver, 60);
+    add_check(s, checked_in_a_read_then_taken_in_a_write, 60);
     return run_suite(s);
 }

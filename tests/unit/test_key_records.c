@@ -182,14 +182,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("key_records");
-    TCase *tc = tcase_create("records");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, fetch_once_by_the_slave_only);
-    tcase_add_test(tc, one_bad_id_hands_out_nothing);
-    tcase_add_test(tc, multicast_each_slave_once);
-    tcase_add_test(tc, expiry_erases_only_expired);
-    tcase_add_test(tc, expired_key_refused_at_fetch);
-    tcase_add_test(tc, duplicate_id_refused);
-    suite_add_tcase(s, tc);
+    add_check_fixture(s, fetch_once_by_the_slave_only, 0, setup, teardown);
+    add_check_fixture(s, one_bad_id_hands_out_nothing, 0, setup, teardown);
+    add_check_fixture(s, multicast_each_slave_once, 0, setup, teardown);
+    add_check_fixture(s, expiry_erases_only_expired, 0, setup, teardown);
+    add_check_fixture(s, expired_key_refused_at_fetch, 0, setup, teardown);
+    add_check_fixture(s, duplicate_id_refused, 0, setup, teardown);
     return run_suite(s);
 }

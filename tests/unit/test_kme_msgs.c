@@ -198,12 +198,10 @@ int main(void)
 {
     json_use_wiping_allocator();
     Suite *s = suite_create("kme_msgs_config");
-    TCase *tc = tcase_create("msgs");
-    tcase_add_test(tc, verify_round_trip);
-    tcase_add_test(tc, reserve_round_trip_and_checks);
-    tcase_add_test(tc, grant_round_trip);
-    tcase_add_test(tc, grant_rejections);
-    tcase_add_test(tc, config_loader);
-    suite_add_tcase(s, tc);
+    add_check(s, verify_round_trip, 0);
+    add_check(s, reserve_round_trip_and_checks, 0);
+    add_check(s, grant_round_trip, 0);
+    add_check(s, grant_rejections, 0);
+    add_check(s, config_loader, 0);
     return run_suite(s);
 }

@@ -191,14 +191,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("link_blocks");
-    TCase *tc = tcase_create("blocks");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, extents);
-    tcase_add_test(tc, ownership_is_complementary);
-    tcase_add_test(tc, verification_settles_both_ends);
-    tcase_add_test(tc, allocation_reservation_and_reuse);
-    tcase_add_test(tc, aborted_allocation_hides_nothing);
-    tcase_add_test(tc, store_identity_and_persistence);
-    suite_add_tcase(s, tc);
+    add_check(s, extents, 30);
+    add_check(s, ownership_is_complementary, 30);
+    add_check(s, verification_settles_both_ends, 30);
+    add_check(s, allocation_reservation_and_reuse, 30);
+    add_check(s, aborted_allocation_hides_nothing, 30);
+    add_check(s, store_identity_and_persistence, 30);
     return run_suite(s);
 }

@@ -243,10 +243,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("reload_audit");
-    TCase *tc = tcase_create("reload_audit");
-    tcase_add_test(tc, reload_applies_live_settings);
-    tcase_add_test(tc, reload_refuses_fixed_settings);
-    tcase_add_test(tc, audit_lines);
-    suite_add_tcase(s, tc);
+    add_check(s, reload_applies_live_settings, 0);
+    add_check(s, reload_refuses_fixed_settings, 0);
+    add_check(s, audit_lines, 0);
     return run_suite(s);
 }

@@ -2,6 +2,7 @@
  * formats, the cleansing buffer, and the library's argument checks (which
  * refuse before anything is sent). */
 #include <check.h>
+#include "tests/unit/unit_main.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,33 +318,23 @@ END_TEST
 static Suite *sae_cli_suite(void)
 {
     Suite *s = suite_create("sae_cli");
-    TCase *args = tcase_create("args");
-    tcase_add_test(args, parse_status);
-    tcase_add_test(args, parse_options_anywhere);
-    tcase_add_test(args, parse_form);
-    tcase_add_test(args, parse_environment);
-    tcase_add_test(args, parse_help_version_terminator);
-    tcase_add_test(args, parse_usage_errors);
-    tcase_add_test(args, parse_count);
-    suite_add_tcase(s, args);
-    TCase *out = tcase_create("output");
-    tcase_add_test(out, output_keys);
-    tcase_add_test(out, output_json);
-    tcase_add_test(out, wipe_buffer);
-    suite_add_tcase(s, out);
-    TCase *lib = tcase_create("library");
-    tcase_add_test(lib, library_new_refuses);
-    tcase_add_test(lib, library_argument_checks);
-    suite_add_tcase(s, lib);
+    add_check(s, parse_status, 0);
+    add_check(s, parse_options_anywhere, 0);
+    add_check(s, parse_form, 0);
+    add_check(s, parse_environment, 0);
+    add_check(s, parse_help_version_terminator, 0);
+    add_check(s, parse_usage_errors, 0);
+    add_check(s, parse_count, 0);
+    add_check(s, output_keys, 0);
+    add_check(s, output_json, 0);
+    add_check(s, wipe_buffer, 0);
+    add_check(s, library_new_refuses, 0);
+    add_check(s, library_argument_checks, 0);
     return s;
 }
 
 int main(void)
 {
     json_use_wiping_allocator();
-    SRunner *sr = srunner_create(sae_cli_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(sae_cli_suite());
 }
