@@ -348,13 +348,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("encryptor_frame");
-    add_check(s, header_round_trip, 0);
-    add_check(s, whole_frame_decode, 0);
-    add_check(s, header_strict_rejections, 0);
-    add_check(s, keys_body_strict, 0);
-    add_check(s, destination_text, 0);
-    add_check(s, config_defaults_and_values, 0);
-    add_check(s, config_rejections, 0);
-    return run_suite(s);
+    const TTest *const checks[] = {
+        header_round_trip, whole_frame_decode,         header_strict_rejections, keys_body_strict,
+        destination_text,  config_defaults_and_values, config_rejections,        NULL};
+    return run_checks("encryptor_frame", checks, 0, NULL, NULL);
 }

@@ -529,14 +529,14 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("encryptor_stream");
-    add_check(s, otp_round_trip, 60);
-    add_check(s, otp_flipped_bit_fails, 60);
-    add_check(s, otp_consumption_in_order_never_overlaps, 60);
-    add_check(s, receiver_enforces_order, 60);
-    add_check(s, flipped_bit_on_the_wire_fails, 60);
-    add_check(s, gcm_round_trip_and_tamper, 60);
-    add_check(s, gcm_rotation_and_nonce_uniqueness, 60);
-    add_check(s, pool_watermarks, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {otp_round_trip,
+                                   otp_flipped_bit_fails,
+                                   otp_consumption_in_order_never_overlaps,
+                                   receiver_enforces_order,
+                                   flipped_bit_on_the_wire_fails,
+                                   gcm_round_trip_and_tamper,
+                                   gcm_rotation_and_nonce_uniqueness,
+                                   pool_watermarks,
+                                   NULL};
+    return run_checks("encryptor_stream", checks, 60, NULL, NULL);
 }

@@ -236,12 +236,12 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("etsi_api");
-    add_check(s, unauthenticated_callers_get_401, 60);
-    add_check(s, unknown_paths_get_404, 60);
-    add_check(s, wrong_methods_and_bad_requests, 60);
-    add_check(s, status_of_hosted_and_remote_saes, 60);
-    add_check(s, status_counts_the_stock, 60);
-    add_check(s, key_requests_refused_before_any_key, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {unauthenticated_callers_get_401,
+                                   unknown_paths_get_404,
+                                   wrong_methods_and_bad_requests,
+                                   status_of_hosted_and_remote_saes,
+                                   status_counts_the_stock,
+                                   key_requests_refused_before_any_key,
+                                   NULL};
+    return run_checks("etsi_api", checks, 60, NULL, NULL);
 }

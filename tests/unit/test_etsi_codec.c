@@ -205,14 +205,8 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator();
-    Suite *s = suite_create("etsi_codec");
-    add_check(s, base64_round_trip_and_strictness, 0);
-    add_check(s, hex_strict, 0);
-    add_check(s, uuids, 0);
-    add_check(s, key_request_defaults_and_bounds, 0);
-    add_check(s, key_request_json, 0);
-    add_check(s, key_ids, 0);
-    add_check(s, container_status_error, 0);
-    add_check(s, ids, 0);
-    return run_suite(s);
+    const TTest *const checks[] = {
+        base64_round_trip_and_strictness, hex_strict, uuids, key_request_defaults_and_bounds, key_request_json, key_ids,
+        container_status_error,           ids,        NULL};
+    return run_checks("etsi_codec", checks, 0, NULL, NULL);
 }

@@ -477,15 +477,15 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator();
-    Suite *s = suite_create("grant");
-    add_check(s, policy, 30);
-    add_check(s, picks_only_unused_owned_blocks, 30);
-    add_check(s, grant_size_follows_the_budget, 30);
-    add_check(s, accepted_blocks_move_to_the_grantee, 30);
-    add_check(s, refused_blocks_come_back, 30);
-    add_check(s, retried_grant_is_accepted_again, 30);
-    add_check(s, no_new_grant_while_one_is_pending, 30);
-    add_check(s, pending_mark_in_meta_records, 30);
-    add_check(s, handler_takes_grants_and_refuses_bad_ones, 30);
-    return run_suite(s);
+    const TTest *const checks[] = {policy,
+                                   picks_only_unused_owned_blocks,
+                                   grant_size_follows_the_budget,
+                                   accepted_blocks_move_to_the_grantee,
+                                   refused_blocks_come_back,
+                                   retried_grant_is_accepted_again,
+                                   no_new_grant_while_one_is_pending,
+                                   pending_mark_in_meta_records,
+                                   handler_takes_grants_and_refuses_bad_ones,
+                                   NULL};
+    return run_checks("grant", checks, 30, NULL, NULL);
 }

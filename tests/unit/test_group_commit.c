@@ -133,8 +133,6 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("group_commit");
-    add_check_fixture(s, a_refusal_costs_only_itself, 60, setup, teardown);
-    add_check_fixture(s, synchronous_commit_returns_the_result, 60, setup, teardown);
-    return run_suite(s);
+    const TTest *const checks[] = {a_refusal_costs_only_itself, synchronous_commit_returns_the_result, NULL};
+    return run_checks("group_commit", checks, 60, setup, teardown);
 }

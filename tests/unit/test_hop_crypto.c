@@ -1157,18 +1157,18 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("hop_crypto");
-    add_check(s, round_trip, 60);
-    add_check(s, wire_round_trip, 60);
-    add_check(s, limits_accepted, 60);
-    add_check(s, pad_consumed_in_order_across_keys, 60);
-    add_check(s, tampered_message_fails_before_anything_else, 60);
-    add_check(s, canonical_bytes_cover_every_field, 60);
-    add_check(s, codec_rejects, 60);
-    add_check(s, wire_rejects_malformed_bodies, 60);
-    add_check(s, receiver_reads_without_spending_then_takes_after_open, 60);
-    add_check(s, read_ranges_refusals, 60);
-    add_check(s, tampered_hop_spends_nothing_at_the_receiver, 60);
-    add_check(s, checked_in_a_read_then_taken_in_a_write, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {round_trip,
+                                   wire_round_trip,
+                                   limits_accepted,
+                                   pad_consumed_in_order_across_keys,
+                                   tampered_message_fails_before_anything_else,
+                                   canonical_bytes_cover_every_field,
+                                   codec_rejects,
+                                   wire_rejects_malformed_bodies,
+                                   receiver_reads_without_spending_then_takes_after_open,
+                                   read_ranges_refusals,
+                                   tampered_hop_spends_nothing_at_the_receiver,
+                                   checked_in_a_read_then_taken_in_a_write,
+                                   NULL};
+    return run_checks("hop_crypto", checks, 60, NULL, NULL);
 }

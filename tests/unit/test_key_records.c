@@ -181,12 +181,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("key_records");
-    add_check_fixture(s, fetch_once_by_the_slave_only, 0, setup, teardown);
-    add_check_fixture(s, one_bad_id_hands_out_nothing, 0, setup, teardown);
-    add_check_fixture(s, multicast_each_slave_once, 0, setup, teardown);
-    add_check_fixture(s, expiry_erases_only_expired, 0, setup, teardown);
-    add_check_fixture(s, expired_key_refused_at_fetch, 0, setup, teardown);
-    add_check_fixture(s, duplicate_id_refused, 0, setup, teardown);
-    return run_suite(s);
+    const TTest *const checks[] = {fetch_once_by_the_slave_only,
+                                   one_bad_id_hands_out_nothing,
+                                   multicast_each_slave_once,
+                                   expiry_erases_only_expired,
+                                   expired_key_refused_at_fetch,
+                                   duplicate_id_refused,
+                                   NULL};
+    return run_checks("key_records", checks, 0, setup, teardown);
 }

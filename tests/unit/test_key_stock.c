@@ -301,12 +301,12 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("key_stock");
-    add_check(s, load_counts_the_stock_and_drops_the_rest, 60);
-    add_check(s, hold_and_unhold_move_the_count, 60);
-    add_check(s, no_stock_kept_none_held, 60);
-    add_check(s, take_held_hands_out_the_oldest_once, 60);
-    add_check(s, take_short_of_the_count_takes_nothing, 60);
-    add_check(s, claims_shorten_the_life_of_stock_keys_held_here, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {load_counts_the_stock_and_drops_the_rest,
+                                   hold_and_unhold_move_the_count,
+                                   no_stock_kept_none_held,
+                                   take_held_hands_out_the_oldest_once,
+                                   take_short_of_the_count_takes_nothing,
+                                   claims_shorten_the_life_of_stock_keys_held_here,
+                                   NULL};
+    return run_checks("key_stock", checks, 60, NULL, NULL);
 }

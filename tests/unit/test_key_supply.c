@@ -410,16 +410,16 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("key_supply");
-    add_check(s, slaves_all_here_supply_now, 60);
-    add_check(s, unknown_slaves_refused, 60);
-    add_check(s, additional_slave_that_is_the_slave_refused, 60);
-    add_check(s, stock_covering_supply_now, 60);
-    add_check(s, stock_short_in_the_store_takes_nothing, 60);
-    add_check(s, partial_stock_blocks_and_a_refusal_takes_nothing, 60);
-    add_check(s, no_stock_kept_none_held, 60);
-    add_check(s, slaves_elsewhere_blocking, 60);
-    add_check(s, relayed_without_link_key_takes_nothing, 60);
-    add_check(s, stored_key_count_of_status, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {slaves_all_here_supply_now,
+                                   unknown_slaves_refused,
+                                   additional_slave_that_is_the_slave_refused,
+                                   stock_covering_supply_now,
+                                   stock_short_in_the_store_takes_nothing,
+                                   partial_stock_blocks_and_a_refusal_takes_nothing,
+                                   no_stock_kept_none_held,
+                                   slaves_elsewhere_blocking,
+                                   relayed_without_link_key_takes_nothing,
+                                   stored_key_count_of_status,
+                                   NULL};
+    return run_checks("key_supply", checks, 60, NULL, NULL);
 }

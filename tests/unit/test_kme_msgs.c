@@ -197,11 +197,7 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator();
-    Suite *s = suite_create("kme_msgs_config");
-    add_check(s, verify_round_trip, 0);
-    add_check(s, reserve_round_trip_and_checks, 0);
-    add_check(s, grant_round_trip, 0);
-    add_check(s, grant_rejections, 0);
-    add_check(s, config_loader, 0);
-    return run_suite(s);
+    const TTest *const checks[] = {
+        verify_round_trip, reserve_round_trip_and_checks, grant_round_trip, grant_rejections, config_loader, NULL};
+    return run_checks("kme_msgs_config", checks, 0, NULL, NULL);
 }

@@ -190,12 +190,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("link_blocks");
-    add_check(s, extents, 30);
-    add_check(s, ownership_is_complementary, 30);
-    add_check(s, verification_settles_both_ends, 30);
-    add_check(s, allocation_reservation_and_reuse, 30);
-    add_check(s, aborted_allocation_hides_nothing, 30);
-    add_check(s, store_identity_and_persistence, 30);
-    return run_suite(s);
+    const TTest *const checks[] = {extents,
+                                   ownership_is_complementary,
+                                   verification_settles_both_ends,
+                                   allocation_reservation_and_reuse,
+                                   aborted_allocation_hides_nothing,
+                                   store_identity_and_persistence,
+                                   NULL};
+    return run_checks("link_blocks", checks, 30, NULL, NULL);
 }

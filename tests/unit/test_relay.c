@@ -470,15 +470,15 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("relay");
-    add_check(s, forged_messages_spend_nothing, 60);
-    add_check(s, malformed_bodies_refused, 60);
-    add_check(s, genuine_message_delivered_once, 60);
-    add_check(s, json_form_delivered, 60);
-    add_check(s, undeliverable_messages_spend_nothing, 60);
-    add_check(s, unforwardable_messages_spend_nothing, 60);
-    add_check(s, hop_limit_reached, 60);
-    add_check(s, origin_without_route, 60);
-    add_check(s, origin_neighbour_unreachable_gives_the_pad_back, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {forged_messages_spend_nothing,
+                                   malformed_bodies_refused,
+                                   genuine_message_delivered_once,
+                                   json_form_delivered,
+                                   undeliverable_messages_spend_nothing,
+                                   unforwardable_messages_spend_nothing,
+                                   hop_limit_reached,
+                                   origin_without_route,
+                                   origin_neighbour_unreachable_gives_the_pad_back,
+                                   NULL};
+    return run_checks("relay", checks, 60, NULL, NULL);
 }

@@ -242,9 +242,6 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("reload_audit");
-    add_check(s, reload_applies_live_settings, 0);
-    add_check(s, reload_refuses_fixed_settings, 0);
-    add_check(s, audit_lines, 0);
-    return run_suite(s);
+    const TTest *const checks[] = {reload_applies_live_settings, reload_refuses_fixed_settings, audit_lines, NULL};
+    return run_checks("reload_audit", checks, 0, NULL, NULL);
 }

@@ -459,13 +459,9 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("reserve");
-    add_check(s, available_keys_follow_owned_verified_key, 60);
-    add_check(s, reservation_committed_at_the_neighbour, 60);
-    add_check(s, malformed_bodies_change_nothing, 60);
-    add_check(s, refused_reservations_change_nothing, 60);
-    add_check(s, master_vouched_for_until_the_advert, 60);
-    add_check(s, settled_ranges_released_spent_or_in_doubt, 60);
-    add_check(s, link_keys_refused_take_nothing, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {available_keys_follow_owned_verified_key, reservation_committed_at_the_neighbour,
+                                   malformed_bodies_change_nothing,          refused_reservations_change_nothing,
+                                   master_vouched_for_until_the_advert,      settled_ranges_released_spent_or_in_doubt,
+                                   link_keys_refused_take_nothing,           NULL};
+    return run_checks("reserve", checks, 60, NULL, NULL);
 }

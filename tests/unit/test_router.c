@@ -225,11 +225,8 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator(); /* as the daemon runs */
-    Suite *s = suite_create("router");
-    add_check(s, no_neighbours, 60);
-    add_check(s, adverts_make_routes_and_the_directory, 60);
-    add_check(s, link_down_here_no_route, 60);
-    add_check(s, adverts_refused_or_dropped, 60);
-    add_check(s, last_known_site_kept, 60);
-    return run_suite(s);
+    const TTest *const checks[] = {no_neighbours,           adverts_make_routes_and_the_directory,
+                                   link_down_here_no_route, adverts_refused_or_dropped,
+                                   last_known_site_kept,    NULL};
+    return run_checks("router", checks, 60, NULL, NULL);
 }

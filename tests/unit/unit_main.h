@@ -31,6 +31,18 @@ static inline void add_check(Suite *s, const TTest *t, int timeout_s)
     add_check_fixture(s, t, timeout_s, NULL, NULL);
 }
 
+static inline int run_suite(Suite *s);
+
+/* The whole main() of most suites: the checks (NULL-terminated), each in a
+ * case of its own with the same timeout, setup and teardown. */
+static inline int run_checks(const char *suite, const TTest *const *checks, int timeout_s, SFun setup, SFun teardown)
+{
+    Suite *s = suite_create(suite);
+    for (const TTest *const *t = checks; *t; t++)
+        add_check_fixture(s, *t, timeout_s, setup, teardown);
+    return run_suite(s);
+}
+
 static inline int run_suite(Suite *s)
 {
     SRunner *r = srunner_create(s);
