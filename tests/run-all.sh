@@ -11,6 +11,7 @@ export T_RESULTS="$ROOT/tests/out/results.txt"
 mkdir -p "$ROOT/tests/out"
 : >"$T_RESULTS"
 status=0
+started=$(date +%s)
 
 for t in "$BUILD"/bin/unit/test_*; do
     [ -x "$t" ] || continue
@@ -29,7 +30,9 @@ for s in "$ROOT"/tests/static/test_*.sh "$ROOT"/tests/integration/test_*.sh "$RO
     [ -n "${ONLY:-}" ] && case "$s" in *"$ONLY"*) ;; *) continue ;; esac
     echo "== $(basename "$s")"
     before=$(wc -l <"$T_RESULTS")
+    t0=$(date +%s)
     bash "$s" || status=1
+    echo "   ($(basename "$s"): $(($(date +%s) - t0)) s)"
     if [ "$(wc -l <"$T_RESULTS")" -eq "$before" ]; then
         echo "$(basename "$s") ended without a summary"
         echo "0 1" >>"$T_RESULTS"
@@ -37,6 +40,7 @@ for s in "$ROOT"/tests/static/test_*.sh "$ROOT"/tests/integration/test_*.sh "$RO
     fi
 done
 
+echo "wall time: $(($(date +%s) - started)) s"
 awk '{p+=$1; f+=$2; s+=$3} END {if (s > 0) printf "%d passed, %d failed, %d skipped\n", p, f, s; else printf "%d passed, %d failed\n", p, f}' "$T_RESULTS"
 [ "$(awk '{f+=$2} END {print f+0}' "$T_RESULTS")" -eq 0 ] || status=1
 exit $status
