@@ -341,8 +341,11 @@ static json_t *key_id_of(json_t *item, enum relay_form form, size_t b64_len)
 
 /* Everything but the ciphertexts and the tag, from the object root of the
  * given form, into out (allocated: key IDs, a zeroed ciphertext buffer and
- * the ranges). NULL, or what is wrong; *oom is set when memory ran out. */
-static const char *common_from_json(json_t *root, enum relay_form form, kme_relay_msg *out, int *oom)
+ * the ranges). In the binary form the body carries ct_len bytes of
+ * ciphertext, which the head must announce exactly: nothing is allocated
+ * for more than the body holds. NULL, or what is wrong; *oom is set when
+ * memory ran out. */
+static const char *common_from_json(json_t *root, enum relay_form form, size_t ct_len, kme_relay_msg *out, int *oom)
 {
     json_t *slaves = json_object_get(root, "slaves"),
            *keys = json_object_get(root, form == FORM_WIRE ? "key_IDs" : "keys"), *pad = json_object_get(root, "pad"),
@@ -394,6 +397,8 @@ static const char *common_from_json(json_t *root, enum relay_form form, kme_rela
             return bad_key;
     }
     size_t nkeys = json_array_size(keys);
+    if (form == FORM_WIRE && nkeys * key_bytes != ct_len)
+        return "the body after the head must be exactly the keys' ciphertext and the 16-byte tag";
     out->key_ids = calloc(nkeys, sizeof *out->key_ids);
     out->ct = calloc(nkeys, key_bytes);
     out->pad = calloc(json_array_size(pad), sizeof *out->pad);
@@ -455,17 +460,15 @@ static int decode(const char *text, size_t len, enum relay_form form, const unsi
         return -1;
     }
     int oom = 0, rc = -1;
-    const char *what = common_from_json(root, form, out, &oom);
+    /* The binary form's tail: the ciphertext, then the tag (from_wire made
+     * sure the tag is there). */
+    size_t ct_len = tail_len >= KME_RELAY_TAG_BYTES ? tail_len - KME_RELAY_TAG_BYTES : 0;
+    const char *what = common_from_json(root, form, ct_len, out, &oom);
     if (!what && form == FORM_JSON) {
         what = secrets_from_json(root, out);
-    } else if (!what) {
-        size_t ct_len = kme_relay_payload_bytes(out);
-        if (tail_len != ct_len + KME_RELAY_TAG_BYTES) {
-            what = "the body after the head must be exactly the keys' ciphertext and the 16-byte tag";
-        } else {
-            memcpy(out->ct, tail, ct_len);
-            memcpy(out->tag, tail + ct_len, KME_RELAY_TAG_BYTES);
-        }
+    } else if (!what) { /* the head announced exactly ct_len bytes of ciphertext */
+        memcpy(out->ct, tail, ct_len);
+        memcpy(out->tag, tail + ct_len, KME_RELAY_TAG_BYTES);
     }
     if (what)
         etsi_problem_set(p, oom ? "out of memory" : "malformed relay", "%s", what);

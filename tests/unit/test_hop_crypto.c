@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include "api/kme_relay.h"
@@ -1155,6 +1156,53 @@ START_TEST(checked_in_a_read_then_taken_in_a_write)
 }
 END_TEST
 
+/* A head that announces far more ciphertext than the body carries (1024
+ * keys of 2^24 bits: 2 GiB) is refused before the decoder reserves room
+ * for it. Outside the sanitizers the check's process may address 512 MB
+ * only, so a decoder that allocated first would fail with "out of memory". */
+START_TEST(wire_head_announcing_more_than_the_body_is_refused_before_allocating)
+{
+#ifndef __SANITIZE_ADDRESS__
+    struct rlimit as = {512UL << 20, 512UL << 20};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &as), 0);
+#endif
+    sealed s;
+    seal_new(&s, 1, 64);
+    size_t len = 0;
+    unsigned char *good = kme_relay_to_wire(&s.m, &len);
+    ck_assert_ptr_nonnull(good);
+    size_t head_len = wire_head_len(good);
+    const unsigned char *tail = good + KME_RELAY_WIRE_PREFIX + head_len;
+    size_t tail_len = len - KME_RELAY_WIRE_PREFIX - head_len;
+    json_error_t jerr;
+    json_t *head = json_loadb((const char *)good + KME_RELAY_WIRE_PREFIX, head_len, 0, &jerr);
+    ck_assert_ptr_nonnull(head);
+    json_t *ids = json_array();
+    for (int i = 0; i < KME_RELAY_MAX_KEYS; i++) {
+        char id[UUID_STR_LEN + 1];
+        snprintf(id, sizeof id, "0190a3c1-0000-7000-8000-%012x", i);
+        json_array_append_new(ids, json_string(id));
+    }
+    json_t *j = with(head, "size", json_integer(KME_RELAY_MAX_SIZE_BITS));
+    json_object_set_new(j, "key_IDs", ids);
+    char *text = json_dumps(j, JSON_COMPACT);
+    size_t n;
+    unsigned char *b = wire_body(strlen(text), text, tail, tail_len, &n);
+    kme_relay_msg out;
+    etsi_problem p;
+    memset(&p, 0, sizeof p);
+    ck_assert_int_eq(kme_relay_from_wire(b, n, &out, &p), -1);
+    ck_assert_str_eq(p.message, "malformed relay");
+    ck_assert_ptr_null(out.ct);
+    free(b);
+    free(text);
+    json_decref(j);
+    json_decref(head);
+    free(good);
+    seal_free(&s);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const checks[] = {round_trip,
@@ -1165,6 +1213,7 @@ int main(void)
                                    canonical_bytes_cover_every_field,
                                    codec_rejects,
                                    wire_rejects_malformed_bodies,
+                                   wire_head_announcing_more_than_the_body_is_refused_before_allocating,
                                    receiver_reads_without_spending_then_takes_after_open,
                                    read_ranges_refusals,
                                    tampered_hop_spends_nothing_at_the_receiver,
