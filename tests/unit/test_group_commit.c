@@ -90,9 +90,9 @@ START_TEST(a_refusal_costs_only_itself)
     sem_init(&first_done, 0, 0);
     store_commit_async(&st, hold_writer, NULL, ignore_done, &first_done);
     sem_wait(&gate_entered); /* the writer is busy: what follows queues up */
-    for (int i = 0; i < N; i++) {
+    for (unsigned i = 0; i < N; i++) {
         memset(&ops[i], 0, sizeof ops[i]);
-        snprintf(ops[i].name, sizeof ops[i].name, "gc_op_%d", i);
+        snprintf(ops[i].name, sizeof ops[i].name, "gc_op_%u", i);
         ops[i].refuse = i == REFUSER;
         sem_init(&ops[i].finished, 0, 0);
         store_commit_async(&st, write_meta, &ops[i], write_done, &ops[i]);
