@@ -23,6 +23,8 @@ struct peer_client {
     pthread_mutex_t lock;
     peer_pool pools[RELAY_MAX_LINKS];
     size_t npools;
+    peer_transport transport; /* NULL: HTTPS */
+    void *transport_ctx;
 };
 
 /* Accept the chain only if the leaf's CN is the neighbour's KME ID. */
@@ -63,6 +65,12 @@ peer_client *peer_client_new(const relay_config *cfg, char *err, size_t errlen)
     }
     pc->npools = cfg->link_count;
     return pc;
+}
+
+void peer_client_set_transport(peer_client *pc, peer_transport fn, void *ctx)
+{
+    pc->transport = fn;
+    pc->transport_ctx = ctx;
 }
 
 void peer_client_free(peer_client *pc)
@@ -160,6 +168,8 @@ int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *
         snprintf(out->error, sizeof out->error, "no such link");
         return -1;
     }
+    if (pc->transport)
+        return pc->transport(pc->transport_ctx, link, path, content_type, body, len, timeout_ms, out);
     peer_pool *pool = &pc->pools[link];
     CURL *c = take_handle(pc, pool);
     if (!c) {

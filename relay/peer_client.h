@@ -28,4 +28,11 @@ int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *
                     size_t len, long timeout_ms, peer_reply *out);
 void peer_reply_clear(peer_reply *r);
 
+/* Where requests go instead of HTTPS: fn answers each as peer_post_bytes
+ * would (its return value and *out). For tests that drive two relay nodes in
+ * one process and decide when each request arrives. */
+typedef int (*peer_transport)(void *ctx, size_t link, const char *path, const char *content_type, const void *body,
+                              size_t len, long timeout_ms, peer_reply *out);
+void peer_client_set_transport(peer_client *pc, peer_transport fn, void *ctx);
+
 #endif
