@@ -16,6 +16,11 @@ void log_set_level(enum log_level level)
     atomic_store(&current_level, (int)level);
 }
 
+int log_enabled(enum log_level level)
+{
+    return (int)level <= atomic_load_explicit(&current_level, memory_order_relaxed);
+}
+
 int log_level_from_name(const char *name, enum log_level *out)
 {
     for (int i = 0; i <= LOG_DEBUG; i++) {

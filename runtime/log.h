@@ -5,6 +5,8 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* 1 when lines of level are written now (to skip building costly ones). */
+int log_enabled(enum log_level level);
 int log_level_from_name(const char *name, enum log_level *out);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
