@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static json_t *load(const char *body, size_t len, etsi_problem *p)
 {
@@ -255,11 +256,59 @@ void kme_reserve_request_clear(kme_reserve_request *r)
 
 char *kme_resolve_request_to_json(const kme_resolve *r)
 {
-    json_t *ranges = json_array();
+    json_t *ranges = json_array(), *reservations = json_array();
     for (size_t i = 0; i < r->count; i++)
         json_array_append_new(ranges, json_pack("[I,I,I]", (json_int_t)r->ranges[i].seq,
                                                 (json_int_t)r->ranges[i].offset, (json_int_t)r->ranges[i].length));
-    return dump(json_pack("{s:o}", "ranges", ranges));
+    for (size_t i = 0; i < r->reservation_count; i++) {
+        const kme_resolve_reservation *v = &r->reservations[i];
+        json_array_append_new(reservations, json_pack("{s:s,s:I,s:I}", "key_ID", v->key_id, "expires",
+                                                      (json_int_t)v->expires, "ranges", (json_int_t)v->count));
+    }
+    return dump(json_pack("{s:o,s:o}", "ranges", ranges, "reservations", reservations));
+}
+
+/* The optional "reservations" of a request: they cover out->ranges in order. */
+static int get_reservations(json_t *list, kme_resolve *out, etsi_problem *p)
+{
+    if (!list)
+        return 0;
+    if (!json_is_array(list) || json_array_size(list) > out->count) {
+        etsi_problem_set(p, "malformed request", "'reservations' must be an array of at most one per range");
+        return -1;
+    }
+    out->reservations = calloc(json_array_size(list) ? json_array_size(list) : 1, sizeof *out->reservations);
+    if (!out->reservations)
+        return -1;
+    size_t i, next = 0;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        kme_resolve_reservation *v = &out->reservations[i];
+        uint64_t count, expires;
+        if (!json_is_object(e) || get_uuid(e, "key_ID", v->key_id, p) < 0 ||
+            get_u64(json_object_get(e, "expires"), INT64_MAX, &expires) ||
+            get_u64(json_object_get(e, "ranges"), out->count - next, &count) || count == 0) {
+            etsi_problem_set(p, "malformed request",
+                             "reservations[%zu] must have a key_ID, its expires and its number of ranges", i);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->reservations[j].key_id, v->key_id) == 0) {
+                etsi_problem_set(p, "malformed request", "reservations[%zu] names a key_ID twice", i);
+                return -1;
+            }
+        v->expires = (int64_t)expires;
+        v->first = next;
+        v->count = count;
+        next += count;
+        out->reservation_count++;
+    }
+    if (next != out->count) {
+        etsi_problem_set(p, "malformed request", "'reservations' must cover every range, in order");
+        return -1;
+    }
+    return 0;
 }
 
 int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out, etsi_problem *p)
@@ -294,7 +343,7 @@ int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out
         r->length = (uint32_t)length;
         out->count++;
     }
-    rc = 0;
+    rc = get_reservations(json_object_get(root, "reservations"), out, p);
 done:
     json_decref(root);
     if (rc < 0)
@@ -304,10 +353,13 @@ done:
 
 char *kme_resolve_response_to_json(const kme_resolve *r)
 {
-    json_t *used = json_array();
+    json_t *used = json_array(), *withdrawn = json_array();
     for (size_t i = 0; i < r->count; i++)
         json_array_append_new(used, json_boolean(r->used[i]));
-    return dump(json_pack("{s:o}", "used", used));
+    for (size_t i = 0; i < r->reservation_count; i++)
+        if (r->reservations[i].withdrawn)
+            json_array_append_new(withdrawn, json_string(r->reservations[i].key_id));
+    return dump(json_pack("{s:o,s:o}", "used", used, "withdrawn", withdrawn));
 }
 
 int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *inout, etsi_problem *p)
@@ -315,8 +367,11 @@ int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *in
     json_t *root = load(body, len, p);
     if (!root)
         return -1;
-    json_t *used = json_object_get(root, "used");
+    json_t *used = json_object_get(root, "used"), *withdrawn = json_object_get(root, "withdrawn");
     int rc = -1;
+    inout->final = 0;
+    for (size_t i = 0; i < inout->reservation_count; i++)
+        inout->reservations[i].withdrawn = 0;
     if (!json_is_array(used) || json_array_size(used) != inout->count) {
         etsi_problem_set(p, "malformed response", "'used' must have one boolean per range");
         goto done;
@@ -329,8 +384,30 @@ int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *in
         }
         inout->used[i] = json_is_true(v);
     }
+    if (withdrawn && !json_is_array(withdrawn)) {
+        etsi_problem_set(p, "malformed response", "'withdrawn' must be an array of key_IDs");
+        goto done;
+    }
+    size_t i;
+    json_t *w;
+    json_array_foreach(withdrawn, i, w)
+    {
+        const char *id = json_string_value(w);
+        size_t j = 0;
+        while (id && j < inout->reservation_count && strcasecmp(inout->reservations[j].key_id, id) != 0)
+            j++;
+        if (!id || j == inout->reservation_count) {
+            etsi_problem_set(p, "malformed response", "withdrawn[%zu] is not a reservation asked about", i);
+            goto done;
+        }
+        inout->reservations[j].withdrawn = 1;
+    }
+    inout->final = withdrawn != NULL;
     rc = 0;
 done:
+    if (rc < 0)
+        for (size_t j = 0; j < inout->reservation_count; j++)
+            inout->reservations[j].withdrawn = 0;
     json_decref(root);
     return rc;
 }
@@ -339,9 +416,11 @@ void kme_resolve_clear(kme_resolve *r)
 {
     free(r->ranges);
     free(r->used);
+    free(r->reservations);
     r->ranges = NULL;
     r->used = NULL;
-    r->count = 0;
+    r->reservations = NULL;
+    r->count = r->reservation_count = 0;
 }
 
 /* ---- claimed ---------------------------------------------------------------- */

@@ -54,12 +54,30 @@ typedef struct {
     kme_range *ranges;
 } kme_reserve_request;
 
-/* POST /kme/v1/resolve: which of these ranges of blocks the caller owns has
- * the callee recorded as used? (Settles reservations whose answer was lost.) */
+/* POST /kme/v1/resolve: settles reservations whose answer was lost. The
+ * caller names each (its first key_ID and its expiry) with its slice of the
+ * ranges; the callee answers, from inside its writer, which ranges it has
+ * recorded as used, and withdraws every named reservation it has not
+ * recorded: it refuses it for good should it still arrive.
+ * Request {"ranges": [[seq, offset, length]...], "reservations": [{"key_ID",
+ * "expires", "ranges": count}...]} (the reservations cover the ranges in
+ * order); response {"used": [bool...], "withdrawn": [key_ID...]}. A request
+ * without "reservations" (an older caller) is answered every range used, and
+ * an answer without "withdrawn" (an older callee) withdraws nothing. */
+typedef struct {
+    char key_id[UUID_STR_LEN + 1];
+    int64_t expires;
+    size_t first, count; /* slice of kme_resolve.ranges */
+    uint8_t withdrawn;   /* response */
+} kme_resolve_reservation;
+
 typedef struct {
     size_t count;
     kme_range *ranges;
-    uint8_t *used; /* response */
+    uint8_t *used;            /* response */
+    size_t reservation_count; /* 0: the caller did not name its reservations */
+    kme_resolve_reservation *reservations;
+    int final; /* response: the callee said what it withdrew */
 } kme_resolve;
 
 char *kme_resolve_request_to_json(const kme_resolve *r);

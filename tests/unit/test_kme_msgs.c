@@ -158,6 +158,80 @@ END_TEST
 
 #define BASE CONFIG_BASE
 
+START_TEST(resolve_round_trip_and_checks)
+{
+    etsi_problem p;
+    kme_range ranges[3] = {{2, 48, 32}, {2, 80, 32}, {4, 48, 16}};
+    kme_resolve_reservation res[2] = {{"6899051d-1655-442f-885a-778f1004bcae", 1900000000, 0, 2, 0},
+                                      {"0f0c2ae6-3a31-4f43-9e4f-3c1bd2c1a0d2", 1900000001, 2, 1, 0}};
+    kme_resolve q = {3, ranges, NULL, 2, res, 0};
+    char *text = kme_resolve_request_to_json(&q);
+    ck_assert_ptr_nonnull(text);
+    kme_resolve in;
+    ck_assert_int_eq(kme_resolve_request_from_json(text, strlen(text), &in, &p), 0);
+    etsi_text_free(text);
+    ck_assert_uint_eq(in.count, 3);
+    ck_assert_uint_eq(in.reservation_count, 2);
+    ck_assert_str_eq(in.reservations[1].key_id, res[1].key_id);
+    ck_assert_int_eq(in.reservations[1].expires, 1900000001);
+    ck_assert_uint_eq(in.reservations[1].first, 2);
+    ck_assert_uint_eq(in.reservations[1].count, 1);
+    ck_assert_uint_eq(in.ranges[2].seq, 4);
+    /* The callee: the first recorded, the second withdrawn. */
+    in.used[0] = in.used[1] = 1;
+    in.reservations[1].withdrawn = 1;
+    text = kme_resolve_response_to_json(&in);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, "{\"used\":[true,true,false],\"withdrawn\":[\"0f0c2ae6-3a31-4f43-9e4f-3c1bd2c1a0d2\"]}");
+    uint8_t used[3];
+    q.used = used;
+    ck_assert_int_eq(kme_resolve_response_from_json(text, strlen(text), &q, &p), 0);
+    etsi_text_free(text);
+    ck_assert(q.final);
+    ck_assert(!res[0].withdrawn && res[1].withdrawn);
+    ck_assert(used[0] && used[1] && !used[2]);
+    kme_resolve_clear(&in);
+
+    /* An older callee names nothing withdrawn: the answer is not final. */
+    const char *old = "{\"used\":[false,false,false]}";
+    ck_assert_int_eq(kme_resolve_response_from_json(old, strlen(old), &q, &p), 0);
+    ck_assert(!q.final && !res[0].withdrawn && !res[1].withdrawn);
+    /* A withdrawal of a reservation not asked about is malformed. */
+    const char *stray = "{\"used\":[false,false,false],\"withdrawn\":[\"7e1d1f3e-8f77-4a55-a7a4-bb0b7c6b8a11\"]}";
+    ck_assert_int_eq(kme_resolve_response_from_json(stray, strlen(stray), &q, &p), -1);
+    ck_assert(!res[0].withdrawn && !res[1].withdrawn);
+
+    /* An older caller names no reservations. */
+    const char *plain = "{\"ranges\":[[2,48,32]]}";
+    ck_assert_int_eq(kme_resolve_request_from_json(plain, strlen(plain), &in, &p), 0);
+    ck_assert_uint_eq(in.reservation_count, 0);
+    kme_resolve_clear(&in);
+    const char *bad[] = {
+        "{\"ranges\":[]}",
+        "{\"ranges\":[[2,48,0]]}",
+        /* reservations must cover every range, in order, once each */
+        "{\"ranges\":[[2,48,32],[2,80,32]],\"reservations\":[{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\","
+        "\"expires\":1,\"ranges\":1}]}",
+        "{\"ranges\":[[2,48,32]],\"reservations\":[{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\","
+        "\"expires\":1,\"ranges\":2}]}",
+        "{\"ranges\":[[2,48,32],[2,80,32]],\"reservations\":[{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\","
+        "\"expires\":1,\"ranges\":1},{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\",\"expires\":1,\"ranges\":1}]"
+        "}",
+        "{\"ranges\":[[2,48,32]],\"reservations\":[{\"key_ID\":\"not-a-uuid\",\"expires\":1,\"ranges\":1}]}",
+        "{\"ranges\":[[2,48,32]],\"reservations\":[{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\","
+        "\"ranges\":1}]}",
+        "{\"ranges\":[[2,48,32]],\"reservations\":[{\"key_ID\":\"6899051d-1655-442f-885a-778f1004bcae\","
+        "\"expires\":1,\"ranges\":0}]}",
+        "{\"ranges\":[[2,48,32]],\"reservations\":{}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(kme_resolve_request_from_json(bad[i], strlen(bad[i]), &in, &p) == -1, "accepted: %s", bad[i]);
+        ck_assert_ptr_null(in.ranges);
+        ck_assert_ptr_null(in.reservations);
+    }
+}
+END_TEST
+
 START_TEST(config_loader)
 {
     kme_config c;
@@ -197,7 +271,12 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator();
-    const TTest *const checks[] = {
-        verify_round_trip, reserve_round_trip_and_checks, grant_round_trip, grant_rejections, config_loader, NULL};
+    const TTest *const checks[] = {verify_round_trip,
+                                   reserve_round_trip_and_checks,
+                                   grant_round_trip,
+                                   grant_rejections,
+                                   resolve_round_trip_and_checks,
+                                   config_loader,
+                                   NULL};
     return run_checks("kme_msgs_config", checks, 0, NULL, NULL);
 }
