@@ -93,24 +93,40 @@ static void stock_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
                                              (size_t)UUID_STR_LEN));
 }
 
-/* Reservations whose answer was lost: their ranges stay spent until settled. */
+/* Reservations whose answer was lost: their ranges stay spent until settled.
+ * A record is be64 expires then the ranges; one of the older layout (ranges
+ * alone) has no expires. */
 static void in_doubt_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
 {
     MDB_val k = *kv, v = *vv;
     const char *peer = k.mv_data;
-    size_t plen = strlen(peer) + 1;
+    size_t plen = strlen(peer) + 1, head = v.mv_size % sizeof(kme_range) == 8 ? 8 : 0;
     json_t *ranges = json_array();
-    for (size_t i = 0; i < v.mv_size / sizeof(kme_range); i++) {
+    for (size_t i = 0; i < (v.mv_size - head) / sizeof(kme_range); i++) {
         kme_range r; /* LMDB values are not aligned */
-        memcpy(&r, (const unsigned char *)v.mv_data + i * sizeof r, sizeof r);
+        memcpy(&r, (const unsigned char *)v.mv_data + head + i * sizeof r, sizeof r);
         json_array_append_new(ranges,
                               json_pack("[I,I,I]", (json_int_t)r.seq, (json_int_t)r.offset, (json_int_t)r.length));
     }
-    if (k.mv_size == plen + UUID_STR_LEN)
-        json_array_append_new(arr, json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen,
-                                             (size_t)UUID_STR_LEN, "ranges", ranges));
-    else
+    if (k.mv_size != plen + UUID_STR_LEN) {
         json_decref(ranges);
+        return;
+    }
+    json_t *e =
+        json_pack("{s:s,s:s%,s:o}", "peer", peer, "key_ID", peer + plen, (size_t)UUID_STR_LEN, "ranges", ranges);
+    if (e && head)
+        json_object_set_new(e, "expires", json_integer((json_int_t)store_get_be64(v.mv_data)));
+    json_array_append_new(arr, e);
+}
+
+/* The neighbours' reservations withdrawn here (resolve): refused should they arrive. */
+static void withdrawn_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
+{
+    const char *peer = kv->mv_data;
+    size_t plen = strlen(peer) + 1;
+    if (kv->mv_size == plen + UUID_STR_LEN && vv->mv_size == 8)
+        json_array_append_new(arr, json_pack("{s:s,s:s%,s:I}", "peer", peer, "key_ID", peer + plen,
+                                             (size_t)UUID_STR_LEN, "expires", (json_int_t)store_get_be64(vv->mv_data)));
 }
 
 int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
@@ -128,8 +144,9 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
     json_t *root =
-        json_pack("{s:s,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys", dump_db(txn, s.keys, key_row),
-                  "stock", dump_db(txn, s.stock, stock_row), "in_doubt", dump_db(txn, s.in_doubt, in_doubt_row));
+        json_pack("{s:s,s:o,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
+                  dump_db(txn, s.keys, key_row), "stock", dump_db(txn, s.stock, stock_row), "in_doubt",
+                  dump_db(txn, s.in_doubt, in_doubt_row), "withdrawn", dump_db(txn, s.withdrawn, withdrawn_row));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

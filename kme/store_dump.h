@@ -1,7 +1,8 @@
 /* Read-only JSON view of a KME's store for operators and tests: link blocks
- * (state, owner, used ranges), waiting keys (IDs, master, slaves) and the
- * link-key stock (IDs, master, slave). Never
- * key material. Safe while the daemon runs. */
+ * (state, owner, used ranges), waiting keys (IDs, master, slaves), the
+ * link-key stock (IDs, master, slave), reservations in doubt (their ranges)
+ * and the neighbours' reservations withdrawn here. Never key material. Safe
+ * while the daemon runs. */
 #ifndef KME_STORE_DUMP_H
 #define KME_STORE_DUMP_H
 

@@ -61,6 +61,13 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
     memset(&reply, 0, sizeof reply);
     int rc = -1;
     if (body) {
+        if (log_enabled(LOG_DEBUG)) {
+            size_t n;
+            kme_range *ranges = hop_ranges(m, &n);
+            if (ranges)
+                reserve_log_ranges(l, "relay", m->relay_id, ranges, n);
+            free(ranges);
+        }
         rc = peer_post_bytes(k->peers, l->index, "/kme/v1/relay", KME_RELAY_WIRE_TYPE, body, len,
                              (long)hops * k->cfg.peer_timeout_ms, &reply);
         OPENSSL_cleanse(body, len);
@@ -74,16 +81,20 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
         peer_reply_clear(&reply);
         return 0;
     }
-    /* Not confirmed. Never sent: the bytes go back. No answer: in doubt until
-     * the neighbour says. Refused: it may have taken them, so they stay spent. */
-    enum reserve_undo kind = rc < 0 ? (reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT) : RESERVE_UNDO_SPEND;
+    /* Not confirmed. Never sent: the bytes go back. Otherwise the ciphertext
+     * and the tag may be on the wire whatever the neighbour recorded (an
+     * answer lost, a refusal): pad and MAC key stay spent for good, as a
+     * second message under them would pad twice and tag twice. */
     if (rc < 0 && atomic_exchange(&l->peer_up, 0))
         router_links_changed(k);
-    size_t n;
-    kme_range *ranges = hop_ranges(m, &n);
-    if (!ranges || reserve_settle_ranges(k, l, ranges, n, m->relay_id, kind) != 0)
-        log_error("link %s: could not settle the ranges of relay %s; they stay spent", l->lb.peer_id, m->relay_id);
-    free(ranges);
+    if (rc < 0 && reply.not_sent) {
+        size_t n;
+        kme_range *ranges = hop_ranges(m, &n);
+        if (!ranges || reserve_release_ranges(k, l, ranges, n) != 0)
+            log_error("link %s: could not give back the ranges of relay %s; they stay spent", l->lb.peer_id,
+                      m->relay_id);
+        free(ranges);
+    }
     log_warn("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
              reply.error[0] ? reply.error : "refused");
     if (rc < 0)

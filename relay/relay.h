@@ -7,10 +7,12 @@
  * was sent and carves a new one for the next link in one commit, then passes
  * the message on and answers only once the next KME has; the destination
  * commits the keys for its slaves. So the origin learns of success only after
- * the keys are committed where the slaves fetch them. Link ranges of a
- * message that got no answer are in doubt until the neighbour says whether it
- * recorded them (relay/reserve.h); a message refused further on leaves the
- * ranges of every hop before spent at both its ends. */
+ * the keys are committed where the slaves fetch them. The link ranges of a
+ * message that may have left stay spent for good whatever the answer (none,
+ * a refusal, one refused further on): its ciphertext and tag may be on the
+ * wire, and a second message under the same pad and MAC key would give away
+ * the XOR of two key sets and allow a forgery. Only ranges of a message that
+ * provably never left return to the pool. */
 #ifndef RELAY_RELAY_H
 #define RELAY_RELAY_H
 

@@ -6,6 +6,7 @@
 #include "runtime/log.h"
 #include "relay/router.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +14,59 @@
 
 #define MAX_RANGES_PER_KEY 256
 
-enum { RESERVE_SHORT = 2, RESERVE_FAILED = 3, RESERVE_REPLAY = 4, RESERVE_INVALID = 5, RESERVE_REUSED = 6 };
+enum {
+    RESERVE_SHORT = 2,
+    RESERVE_FAILED = 3,
+    RESERVE_REPLAY = 4,
+    RESERVE_INVALID = 5,
+    RESERVE_REUSED = 6,
+    RESERVE_WITHDRAWN = 7, /* the owner asked about it (resolve) before it arrived */
+    RESERVE_LATE = 8,      /* its keys expired more than RESERVE_LATE_S ago */
+};
+
+/* What becomes of link ranges a neighbour did not confirm. */
+enum reserve_undo {
+    UNDO_RELEASE, /* it provably recorded nothing and never will: the ranges return to the pool */
+    UNDO_SPEND,   /* it may have recorded them and will never say: they stay spent */
+    UNDO_DOUBT,   /* its answer was lost: spent until it settles them (reserve_resolve_once) */
+};
+
+/* An in-doubt record: be64 expires of the reservation, then its ranges.
+ * Records of an older layout (the ranges alone, a multiple of
+ * sizeof(kme_range) bytes; they may be relay messages) are never asked
+ * about: their bytes stay spent. */
+#define DOUBT_HEAD 8
+
+/* The key of a reservation in in_doubt and withdrawn: peer KME ID | 0 | key_ID. */
+static size_t id_key(unsigned char *buf, const char *peer_id, const char *key_id)
+{
+    size_t n = strlen(peer_id) + 1;
+    memcpy(buf, peer_id, n);
+    memcpy(buf + n, key_id, UUID_STR_LEN);
+    return n + UUID_STR_LEN;
+}
+#define ID_KEY_MAX (ETSI_ID_MAX + 1 + UUID_STR_LEN)
+
+void reserve_log_ranges(const relay_link *l, const char *kind, const char *id, const kme_range *ranges, size_t n)
+{
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    char line[640], token[64];
+    size_t len = 0;
+    line[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(token, sizeof token, " %" PRIu64 ":%" PRIu32 "+%" PRIu32, ranges[i].seq, ranges[i].offset,
+                         ranges[i].length);
+        if (len + (size_t)w >= sizeof line) {
+            log_debug("link %s: sent %s %s ranges%s", l->lb.peer_id, kind, id, line);
+            len = 0;
+        }
+        memcpy(line + len, token, (size_t)w + 1);
+        len += (size_t)w;
+    }
+    if (len || n == 0)
+        log_debug("link %s: sent %s %s ranges%s", l->lb.peer_id, kind, id, line);
+}
 
 /* ---- owner side --------------------------------------------------------------- */
 
@@ -53,46 +106,48 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
 
 typedef struct {
     relay_link *l;
-    const kme_reserve_request *msg; /* its local key records go too (may be NULL) */
-    const kme_range *ranges;
-    size_t nranges;
-    const char *doubt_id;
+    const kme_reserve_request *msg; /* its ranges; its local key records go too */
     enum reserve_undo kind;
 } undo_arg;
-
-static size_t doubt_key(unsigned char *buf, const char *peer_id, const char *key_id)
-{
-    size_t n = strlen(peer_id) + 1;
-    memcpy(buf, peer_id, n);
-    memcpy(buf + n, key_id, UUID_STR_LEN);
-    return n + UUID_STR_LEN;
-}
 
 /* Undoes what the neighbour did not confirm; local records always go. */
 static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     undo_arg *a = arg;
-    for (size_t i = 0; a->msg && i < a->msg->key_count; i++)
-        if (kr_delete(s, txn, a->msg->keys[i].key_id) != KR_OK)
+    const kme_reserve_request *m = a->msg;
+    for (size_t i = 0; i < m->key_count; i++)
+        if (kr_delete(s, txn, m->keys[i].key_id) != KR_OK)
             return -1;
-    if (a->kind == RESERVE_UNDO_RELEASE)
-        return lb_release(s, txn, &a->l->lb, a->ranges, a->nranges) != LB_OK ? -1 : 0;
-    if (a->kind == RESERVE_UNDO_DOUBT) {
-        unsigned char kb[ETSI_ID_MAX + 1 + UUID_STR_LEN];
-        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->doubt_id), kb},
-                v = {a->nranges * sizeof(kme_range), (void *)a->ranges};
-        return mdb_put(txn, s->in_doubt, &k, &v, 0) ? -1 : 0;
+    if (a->kind == UNDO_RELEASE)
+        return lb_release(s, txn, &a->l->lb, m->ranges, m->range_count) != LB_OK ? -1 : 0;
+    if (a->kind == UNDO_DOUBT) {
+        unsigned char kb[ID_KEY_MAX];
+        MDB_val k = {id_key(kb, a->l->lb.peer_id, m->keys[0].key_id), kb},
+                v = {DOUBT_HEAD + m->range_count * sizeof(kme_range), NULL};
+        if (mdb_put(txn, s->in_doubt, &k, &v, MDB_RESERVE))
+            return -1;
+        store_put_be64(v.mv_data, (uint64_t)m->expires);
+        memcpy((unsigned char *)v.mv_data + DOUBT_HEAD, m->ranges, m->range_count * sizeof(kme_range));
     }
     return 0;
 }
 
-int reserve_settle_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
-                          enum reserve_undo kind)
+typedef struct {
+    relay_link *l;
+    const kme_range *ranges;
+    size_t n;
+} release_arg;
+
+static int release_op(kme_store *s, MDB_txn *txn, void *arg)
 {
-    if (kind == RESERVE_UNDO_SPEND)
-        return 0;
-    undo_arg u = {l, NULL, ranges, n, doubt_id, kind};
-    return store_commit(k->store, undo_op, &u);
+    release_arg *a = arg;
+    return lb_release(s, txn, &a->l->lb, a->ranges, a->n) != LB_OK ? -1 : 0;
+}
+
+int reserve_release_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n)
+{
+    release_arg a = {l, ranges, n};
+    return store_commit(k->store, release_op, &a);
 }
 
 static int prepare(const reserve_request *r, etsi_key_container *out, kme_reserve_request *msg)
@@ -147,6 +202,8 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
     }
 
     char *body = kme_reserve_request_to_json(&msg);
+    if (body)
+        reserve_log_ranges(l, "reservation", msg.keys[0].key_id, msg.ranges, msg.range_count);
     peer_reply reply;
     rc = body ? peer_post(k->peers, l->index, "/kme/v1/reserve", body, k->cfg.peer_timeout_ms, &reply) : -1;
     etsi_text_free(body);
@@ -160,11 +217,11 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
     /* The neighbour did not take the keys. A refusal (400, 503) or a request
      * that never left means it recorded nothing; a lost answer is settled
      * later (reserve_resolve_once); anything else leaves the bytes spent. */
-    undo_arg u = {l, &msg, msg.ranges, msg.range_count, msg.keys[0].key_id, RESERVE_UNDO_SPEND};
+    undo_arg u = {l, &msg, UNDO_SPEND};
     if (rc < 0)
-        u.kind = reply.not_sent ? RESERVE_UNDO_RELEASE : RESERVE_UNDO_DOUBT;
+        u.kind = reply.not_sent ? UNDO_RELEASE : UNDO_DOUBT;
     else if (reply.http_status == 503 || reply.http_status == 400)
-        u.kind = RESERVE_UNDO_RELEASE;
+        u.kind = UNDO_RELEASE;
     static const char *const outcome[] = {"released", "bytes spent", "in doubt until the neighbour answers"};
     if (store_commit(k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
@@ -212,6 +269,18 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
     MDB_val k0 = {UUID_STR_LEN, (void *)m->keys[0].key_id}, v0;
     if (mdb_get(txn, s->keys, &k0, &v0) == 0)
         return RESERVE_REPLAY; /* the same message again: already committed */
+    /* Asked about before it arrived: the owner was told it is not recorded
+     * here and may have reused its bytes. Past RESERVE_LATE_S after its
+     * expiry that withdrawal may be gone, and the age refuses it instead. */
+    unsigned char wk[ID_KEY_MAX];
+    MDB_val kw = {id_key(wk, a->l->lb.peer_id, m->keys[0].key_id), wk}, vw;
+    int wrc = mdb_get(txn, s->withdrawn, &kw, &vw);
+    if (wrc == 0)
+        return RESERVE_WITHDRAWN;
+    if (wrc != MDB_NOTFOUND)
+        return RESERVE_FAILED;
+    if (m->expires < (int64_t)time(NULL) - RESERVE_LATE_S)
+        return RESERVE_LATE;
     unsigned char *buf = malloc(key_bytes);
     if (!buf)
         return RESERVE_FAILED;
@@ -262,9 +331,24 @@ void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_
     int rc = store_commit(k->store, take_op, &a);
     switch (rc) {
     case 0:
+        log_debug("link %s: reservation %s recorded", lc->peer_id, msg.keys[0].key_id);
+        /* fall through */
     case RESERVE_REPLAY:
         resp->status = 200;
         resp->body = etsi_error_to_json("committed", NULL);
+        break;
+    case RESERVE_WITHDRAWN:
+        log_info("link %s: reservation %s arrived after the neighbour withdrew it (resolve); refused", lc->peer_id,
+                 msg.keys[0].key_id);
+        http_error(resp, 503, "reservation withdrawn",
+                   "KME %s asked about it before it arrived and was told it is not recorded; nothing was committed",
+                   lc->peer_id);
+        break;
+    case RESERVE_LATE:
+        log_info("link %s: reservation %s arrived over %d s after its keys expired; refused", lc->peer_id,
+                 msg.keys[0].key_id, RESERVE_LATE_S);
+        http_error(resp, 503, "reservation too late", "its keys expired more than %d s ago; nothing was committed",
+                   RESERVE_LATE_S);
         break;
     case RESERVE_INVALID:
         http_error(resp, 503, "link blocks not usable here", "a range is not in a block verified and owned by %s",
@@ -286,11 +370,16 @@ done:
 #define RESOLVE_BATCH 64
 
 typedef struct {
+    char key_id[UUID_STR_LEN + 1];
+    int asked; /* else a record of the older layout: not asked about, its bytes stay spent */
+} doubt_entry;
+
+typedef struct {
     relay_link *l;
     size_t entries;
-    char key_ids[RESOLVE_BATCH][UUID_STR_LEN + 1];
-    size_t first[RESOLVE_BATCH], count[RESOLVE_BATCH];
-    kme_resolve q;
+    doubt_entry e[RESOLVE_BATCH];
+    kme_resolve q; /* the reservations asked about, in the order of the asked entries */
+    size_t withdrawn;
     long released;
 } resolve_arg;
 
@@ -299,7 +388,8 @@ static int collect_doubts(kme_store *s, relay_link *l, resolve_arg *a)
 {
     MDB_txn *txn;
     MDB_cursor *c;
-    if (store_read_begin(s, &txn))
+    a->q.reservations = calloc(RESOLVE_BATCH, sizeof *a->q.reservations);
+    if (!a->q.reservations || store_read_begin(s, &txn))
         return -1;
     if (mdb_cursor_open(txn, s->in_doubt, &c)) {
         mdb_txn_abort(txn);
@@ -309,17 +399,28 @@ static int collect_doubts(kme_store *s, relay_link *l, resolve_arg *a)
     MDB_val k = {plen, l->lb.peer_id}, v;
     int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && a->entries < RESOLVE_BATCH && k.mv_size == plen + UUID_STR_LEN &&
-           memcmp(k.mv_data, l->lb.peer_id, plen) == 0 && total + v.mv_size / sizeof(kme_range) <= KME_MAX_RANGES) {
-        kme_range *grown = realloc(a->q.ranges, (total + v.mv_size / sizeof(kme_range)) * sizeof(kme_range));
-        if (!grown)
+           memcmp(k.mv_data, l->lb.peer_id, plen) == 0) {
+        doubt_entry *e = &a->e[a->entries];
+        memcpy(e->key_id, (char *)k.mv_data + plen, UUID_STR_LEN);
+        e->key_id[UUID_STR_LEN] = '\0';
+        e->asked = v.mv_size > DOUBT_HEAD && (v.mv_size - DOUBT_HEAD) % sizeof(kme_range) == 0 &&
+                   v.mv_size % sizeof(kme_range) != 0;
+        size_t n = e->asked ? (v.mv_size - DOUBT_HEAD) / sizeof(kme_range) : 0;
+        if (total + n > KME_MAX_RANGES)
             break;
-        a->q.ranges = grown;
-        memcpy(a->q.ranges + total, v.mv_data, v.mv_size);
-        memcpy(a->key_ids[a->entries], (char *)k.mv_data + plen, UUID_STR_LEN);
-        a->key_ids[a->entries][UUID_STR_LEN] = '\0';
-        a->first[a->entries] = total;
-        a->count[a->entries] = v.mv_size / sizeof(kme_range);
-        total += a->count[a->entries];
+        if (e->asked) {
+            kme_range *grown = realloc(a->q.ranges, (total + n) * sizeof(kme_range));
+            if (!grown)
+                break;
+            a->q.ranges = grown;
+            memcpy(a->q.ranges + total, (unsigned char *)v.mv_data + DOUBT_HEAD, n * sizeof(kme_range));
+            kme_resolve_reservation *r = &a->q.reservations[a->q.reservation_count++];
+            memcpy(r->key_id, e->key_id, sizeof r->key_id);
+            r->expires = (int64_t)store_get_be64(v.mv_data);
+            r->first = total;
+            r->count = n;
+            total += n;
+        }
         a->entries++;
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }
@@ -330,22 +431,30 @@ static int collect_doubts(kme_store *s, relay_link *l, resolve_arg *a)
     return a->q.used ? 0 : -1;
 }
 
+/* Settles the collected entries with the neighbour's answer in a->q: only
+ * the reservations it withdrew give their ranges back. */
 static int settle_doubts_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     resolve_arg *a = arg;
+    a->withdrawn = 0;
     a->released = 0;
-    for (size_t e = 0; e < a->entries; e++) {
-        for (size_t i = a->first[e]; i < a->first[e] + a->count[e]; i++) {
-            if (a->q.used[i])
-                continue;
-            if (lb_release(s, txn, &a->l->lb, &a->q.ranges[i], 1) != LB_OK)
+    for (size_t e = 0, asked = 0; e < a->entries; e++) {
+        const kme_resolve_reservation *r = a->e[e].asked ? &a->q.reservations[asked++] : NULL;
+        unsigned char kb[ID_KEY_MAX];
+        MDB_val k = {id_key(kb, a->l->lb.peer_id, a->e[e].key_id), kb}, v;
+        int rc = mdb_get(txn, s->in_doubt, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue; /* settled already: never release twice */
+        if (rc)
+            return -1;
+        if (r && a->q.final && r->withdrawn) {
+            if (lb_release(s, txn, &a->l->lb, a->q.ranges + r->first, r->count) != LB_OK)
                 return -1;
-            a->released += a->q.ranges[i].length;
+            for (size_t i = r->first; i < r->first + r->count; i++)
+                a->released += a->q.ranges[i].length;
+            a->withdrawn++;
         }
-        unsigned char kb[ETSI_ID_MAX + 1 + UUID_STR_LEN];
-        MDB_val k = {doubt_key(kb, a->l->lb.peer_id, a->key_ids[e]), kb};
-        int rc = mdb_del(txn, s->in_doubt, &k, NULL);
-        if (rc && rc != MDB_NOTFOUND)
+        if (mdb_del(txn, s->in_doubt, &k, NULL))
             return -1;
     }
     return 0;
@@ -362,22 +471,89 @@ int reserve_resolve_once(relay_node *k, relay_link *l)
         settled = a->entries == 0 ? 0 : -1;
         goto done;
     }
-    char *body = kme_resolve_request_to_json(&a->q);
-    peer_reply reply;
-    int rc = body ? peer_post(k->peers, l->index, "/kme/v1/resolve", body, k->cfg.peer_timeout_ms, &reply) : -1;
-    etsi_text_free(body);
-    etsi_problem p;
-    if (rc == 0 && reply.http_status == 200 && kme_resolve_response_from_json(reply.body, reply.len, &a->q, &p) == 0 &&
-        store_commit(k->store, settle_doubts_op, a) == 0) {
-        settled = (int)a->entries;
-        log_info("link %s: settled %zu reservations whose answer was lost; %ld bytes back in the pool", l->lb.peer_id,
-                 a->entries, a->released);
+    int answered = a->q.reservation_count == 0; /* only records of the older layout: nothing to ask */
+    if (!answered) {
+        char *body = kme_resolve_request_to_json(&a->q);
+        peer_reply reply;
+        int rc = body ? peer_post(k->peers, l->index, "/kme/v1/resolve", body, k->cfg.peer_timeout_ms, &reply) : -1;
+        etsi_text_free(body);
+        etsi_problem p;
+        answered = rc == 0 && reply.http_status == 200 &&
+                   kme_resolve_response_from_json(reply.body, reply.len, &a->q, &p) == 0;
+        if (body)
+            peer_reply_clear(&reply);
     }
-    peer_reply_clear(&reply);
+    if (answered && store_commit(k->store, settle_doubts_op, a) == 0) {
+        settled = (int)a->entries;
+        log_info("link %s: settled %zu reservations whose answer was lost: %zu withdrawn by the neighbour (%ld "
+                 "bytes back in the pool), the others recorded there or past asking (their bytes stay spent)",
+                 l->lb.peer_id, a->entries, a->withdrawn, a->released);
+    }
 done:
     kme_resolve_clear(&a->q);
     free(a);
     return settled;
+}
+
+typedef struct {
+    relay_link *l;
+    kme_resolve *q;
+    int64_t now;
+    size_t withdrawn;
+} answer_arg;
+
+/* Forgets withdrawals whose reservation would now be refused as too late anyway. */
+static int purge_withdrawn(kme_store *s, MDB_txn *txn, const char *peer_id, int64_t now)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, s->withdrawn, &c))
+        return -1;
+    size_t plen = strlen(peer_id) + 1;
+    MDB_val k = {plen, (void *)peer_id}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == plen + UUID_STR_LEN && memcmp(k.mv_data, peer_id, plen) == 0) {
+        if (v.mv_size == 8 && (int64_t)store_get_be64(v.mv_data) < now - RESERVE_LATE_S && mdb_cursor_del(c, 0)) {
+            rc = -1;
+            break;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+/* In the writer, so after every reservation queued before it: each named
+ * reservation is recorded here (a range of it used) or withdrawn for good. */
+static int answer_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    answer_arg *a = arg;
+    kme_resolve *q = a->q;
+    a->withdrawn = 0;
+    if (purge_withdrawn(s, txn, a->l->lb.peer_id, a->now) < 0)
+        return -1;
+    for (size_t r = 0; r < q->reservation_count; r++) {
+        kme_resolve_reservation *v = &q->reservations[r];
+        int recorded = 0;
+        for (size_t i = v->first; i < v->first + v->count; i++) {
+            lb_meta m;
+            int rc = lb_get_meta(s, txn, a->l->lb.peer_id, q->ranges[i].seq, &m);
+            if (rc != 0 && rc != MDB_NOTFOUND)
+                return -1;
+            q->used[i] =
+                rc == 0 && lb_extents_overlap(&m, q->ranges[i].offset, q->ranges[i].offset + q->ranges[i].length);
+            recorded |= q->used[i];
+        }
+        v->withdrawn = !recorded;
+        if (recorded)
+            continue;
+        unsigned char kb[ID_KEY_MAX], vb[8];
+        store_put_be64(vb, (uint64_t)v->expires);
+        MDB_val k = {id_key(kb, a->l->lb.peer_id, v->key_id), kb}, val = {sizeof vb, vb};
+        if (mdb_put(txn, s->withdrawn, &k, &val, 0))
+            return -1;
+        a->withdrawn++;
+    }
+    return 0;
 }
 
 void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
@@ -388,18 +564,23 @@ void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *re
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
-    MDB_txn *txn;
-    if (store_read_begin(k->store, &txn)) {
-        http_error(resp, 503, "key store failure", NULL);
-        kme_resolve_clear(&q);
-        return;
+    if (q.reservation_count == 0) {
+        /* A caller that does not name its reservations cannot be told which
+         * are withdrawn, and would take back whatever is answered unused:
+         * every range is answered used (it keeps them spent). */
+        memset(q.used, 1, q.count);
+    } else {
+        answer_arg a = {l, &q, (int64_t)time(NULL), 0};
+        if (store_commit(k->store, answer_op, &a) != 0) {
+            http_error(resp, 503, "key store failure", "the answer could not be committed");
+            kme_resolve_clear(&q);
+            return;
+        }
+        if (a.withdrawn)
+            log_info("link %s: withdrew %zu of %zu reservations asked about (not recorded here; refused should they "
+                     "arrive)",
+                     l->lb.peer_id, a.withdrawn, q.reservation_count);
     }
-    for (size_t i = 0; i < q.count; i++) {
-        lb_meta m;
-        q.used[i] = lb_get_meta(k->store, txn, l->lb.peer_id, q.ranges[i].seq, &m) == 0 &&
-                    lb_extents_overlap(&m, q.ranges[i].offset, q.ranges[i].offset + q.ranges[i].length);
-    }
-    mdb_txn_abort(txn);
     resp->status = 200;
     resp->body = kme_resolve_response_to_json(&q);
     kme_resolve_clear(&q);

@@ -28,24 +28,29 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
 /* KME port: POST /kme/v1/reserve from neighbour on link l. */
 void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
-/* A reservation whose answer was lost keeps its ranges spent until the
- * neighbour says which it recorded: one round of asking (worker thread).
+/* A reservation whose answer was lost keeps its ranges spent ("in doubt")
+ * until the neighbour settles it; one round of asking (worker thread). The
+ * neighbour answers from inside its writer, so after every reservation it
+ * had queued, and withdraws each one it has not recorded: should that still
+ * arrive (from its socket, its worker pool), it is refused. So the answer is
+ * final, and the ranges of withdrawn reservations alone return to the pool.
  * Returns reservations settled, or -1. */
 int reserve_resolve_once(relay_node *k, relay_link *l);
-/* KME port: POST /kme/v1/resolve from neighbour on link l (read only). */
+/* KME port: POST /kme/v1/resolve from neighbour on link l (commits its withdrawals). */
 void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
-/* What becomes of link ranges a neighbour did not confirm. */
-enum reserve_undo {
-    RESERVE_UNDO_RELEASE, /* it provably recorded nothing: the ranges return to the pool */
-    RESERVE_UNDO_SPEND,   /* it may have recorded them and will never say: they stay spent */
-    RESERVE_UNDO_DOUBT,   /* its answer was lost: spent until it says which it recorded */
-};
-/* Settles ranges this KME carved on link l and sent in a message the
- * neighbour did not confirm; doubt_id (a UUID) names them while in doubt
- * (reserve_resolve_once asks about them). 0, or -1. */
-int reserve_settle_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n, const char *doubt_id,
-                          enum reserve_undo kind);
+/* A reservation arriving more than this long after its keys expired is
+ * refused, so a withdrawal is kept only until then. */
+#define RESERVE_LATE_S 3600
+
+/* Gives ranges this KME carved on link l back to the pool: for a message
+ * that provably never left (the neighbour client's not_sent). 0, or -1. */
+int reserve_release_ranges(relay_node *k, relay_link *l, const kme_range *ranges, size_t n);
+
+/* Debug log of the link ranges a message carries as it leaves ("link P:
+ * sent KIND ID ranges SEQ:OFFSET+LENGTH..."; a long list on several lines).
+ * Never key bytes. */
+void reserve_log_ranges(const relay_link *l, const char *kind, const char *id, const kme_range *ranges, size_t n);
 
 /* Keys of size_bits the owner could carve for the neighbour right now. */
 long reserve_available_keys(relay_node *k, relay_link *l, long size_bits);

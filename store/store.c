@@ -75,6 +75,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
         (rc = mdb_dbi_open(txn, "block_data", MDB_CREATE, &s->block_data)) ||
         (rc = mdb_dbi_open(txn, "stock", MDB_CREATE, &s->stock)) ||
         (rc = mdb_dbi_open(txn, "in_doubt", MDB_CREATE, &s->in_doubt)) ||
+        (rc = mdb_dbi_open(txn, "withdrawn", MDB_CREATE, &s->withdrawn)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)))
         goto fail;
     if ((rc = check_identity(s, txn, kme_id, err, errlen)))

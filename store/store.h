@@ -19,7 +19,9 @@ typedef struct kme_store {
     MDB_dbi block_meta; /* peer KME ID | 0 | be64 seq -> block state (store/link_blocks.h) */
     MDB_dbi block_data; /* same key -> the block's key bytes */
     MDB_dbi stock;      /* peer | master | slave | be32 size | be64 created_ms | key_ID -> key bytes */
-    MDB_dbi in_doubt;   /* peer | 0 | key_ID of a reservation whose answer was lost -> its ranges */
+    MDB_dbi in_doubt;   /* peer | 0 | key_ID of a reservation whose answer was lost -> be64 expires | its ranges */
+    MDB_dbi withdrawn;  /* peer | 0 | key_ID of the peer's reservation it asked about before it arrived
+                            (relay/reserve.h) -> be64 expires; refused should it arrive */
     MDB_dbi meta;       /* name -> value: identity and counters */
     /* group commit */
     pthread_t writer;
