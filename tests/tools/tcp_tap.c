@@ -10,10 +10,14 @@
  *       nothing. It follows the encryptor frames of each direction
  *       (encryptor/frame.h); SIGUSR1 arms one flip: the middle body byte of
  *       the next DATA frame sent client to target is XORed with 0x01 and a
- *       line "flipped conn N at byte B (DATA seq S)" is printed. Prints
- *       "ready" once it listens. SIGTERM or SIGINT ends it at once, closing
- *       every connection: to the two ends this looks like the network
- *       between them failing.
+ *       line "flipped conn N at byte B (DATA seq S)" is printed. SIGUSR2
+ *       holds every connection open at that moment: what its client sends
+ *       is read and kept, not passed on (nor anything back), until the
+ *       next SIGUSR2 passes it on, a half-close after it; connections
+ *       opened meanwhile flow as usual. Each SIGUSR2 prints "held N" or
+ *       "released N" (connections). Prints "ready" once it listens.
+ *       SIGTERM or SIGINT ends it at once, closing every connection: to the
+ *       two ends this looks like the network between them failing.
  *   tcp_tap frames CAPTURE [BODIES]
  *       Parses a capture as a sequence of frames; prints
  *       "frames F keys K open O data D fin X body_bytes B partial P" and
@@ -158,17 +162,20 @@ typedef struct {
 typedef struct {
     int used;
     unsigned id;
+    int held;         /* SIGUSR2: nothing passes until released */
     direction dir[2]; /* 0: client to target (up), 1: target to client (down) */
 } conn_pair;
 
 static conn_pair pairs[MAX_PAIRS];
-static volatile sig_atomic_t stop_requested, flip_requested;
+static volatile sig_atomic_t stop_requested, flip_requested, hold_toggled;
 static unsigned next_id;
 
 static void on_signal(int sig)
 {
     if (sig == SIGUSR1)
         flip_requested = 1;
+    else if (sig == SIGUSR2)
+        hold_toggled = 1;
     else
         stop_requested = 1;
 }
@@ -262,6 +269,8 @@ static int pump(conn_pair *p, int which, short src_events, short dst_events)
     direction *d = &p->dir[which];
     if (d->len == 0 && !d->eof && (src_events & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = recv(d->src, d->buf, sizeof d->buf, MSG_DONTWAIT);
+        if (n < 0 && errno != EINTR && errno != EAGAIN && p->held)
+            n = 0; /* the client gave up: what was read still goes on once released */
         if (n < 0 && errno != EINTR && errno != EAGAIN)
             return -1;
         if (n == 0)
@@ -274,7 +283,7 @@ static int pump(conn_pair *p, int which, short src_events, short dst_events)
                 fprintf(stderr, "tcp_tap: cannot record: %s\n", strerror(errno));
         }
     }
-    if (d->len > 0 && (dst_events & (POLLOUT | POLLERR | POLLHUP))) {
+    if (d->len > 0 && !p->held && (dst_events & (POLLOUT | POLLERR | POLLHUP))) {
         ssize_t n = send(d->dst, d->buf + d->off, d->len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno != EINTR && errno != EAGAIN)
             return -1;
@@ -283,7 +292,7 @@ static int pump(conn_pair *p, int which, short src_events, short dst_events)
             d->len -= (size_t)n;
         }
     }
-    if (d->eof && d->len == 0 && !d->done) {
+    if (d->eof && d->len == 0 && !d->done && !p->held) {
         shutdown(d->dst, SHUT_WR);
         d->done = 1;
     }
@@ -304,10 +313,12 @@ static int cmd_forward(int argc, char **argv)
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
     sigaddset(&blocked, SIGUSR1);
+    sigaddset(&blocked, SIGUSR2);
     sigprocmask(SIG_BLOCK, &blocked, &during_wait);
     sigdelset(&during_wait, SIGTERM);
     sigdelset(&during_wait, SIGINT);
     sigdelset(&during_wait, SIGUSR1);
+    sigdelset(&during_wait, SIGUSR2);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -315,6 +326,7 @@ static int cmd_forward(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -332,7 +344,20 @@ static int cmd_forward(int argc, char **argv)
 
     static struct pollfd fds[1 + 4 * MAX_PAIRS];
     static int owner[1 + 4 * MAX_PAIRS];
+    int holding = 0;
     while (!stop_requested) {
+        if (hold_toggled) {
+            hold_toggled = 0;
+            holding = !holding;
+            int count = 0;
+            for (int i = 0; i < MAX_PAIRS; i++)
+                if (pairs[i].used && pairs[i].held != holding) {
+                    pairs[i].held = holding;
+                    count++;
+                }
+            printf("%s %d\n", holding ? "held" : "released", count);
+            fflush(stdout);
+        }
         size_t n = 0;
         fds[n].fd = ls;
         fds[n].events = POLLIN;
@@ -342,10 +367,11 @@ static int cmd_forward(int argc, char **argv)
                 continue;
             for (int d = 0; d < 2; d++) {
                 direction *dr = &pairs[i].dir[d];
-                fds[n].fd = dr->src;
+                int held = pairs[i].held;
+                fds[n].fd = held && d == 1 ? -1 : dr->src;
                 fds[n].events = dr->len == 0 && !dr->eof ? POLLIN : 0;
                 owner[n++] = i;
-                fds[n].fd = dr->dst;
+                fds[n].fd = held ? -1 : dr->dst;
                 fds[n].events = dr->len > 0 ? POLLOUT : 0;
                 owner[n++] = i;
             }
