@@ -11,6 +11,18 @@
 #  (c) No link key yet: before qkd-sim runs, a request for the remote slave
 #      is refused with 503 saying 0 keys are available, status counts 0; once
 #      qkd-sim runs, the same request succeeds.
+#  (d) B stalls: SIGSTOP of KME_B during a burst of enc_keys for SAE_B (peer
+#      timeout 1 s), SIGCONT a few timeouts later. Reservations whose answer
+#      was lost are settled once B is back; then no message carried bytes of
+#      link key that an earlier one had used (every message's ranges are in
+#      the debug logs), B refused no reservation for reused bytes, both
+#      dumps agree, and every key SAE_A got is fetched at B with its bytes.
+#  (e) Answers overtaken: A reaches B through tcp_tap, which holds the
+#      connections open at one moment (their requests reach B only when
+#      released) while new ones flow. Reservations held there time out, A
+#      asks B about them (resolve) and B withdraws them; A carves their bytes
+#      again; then the held requests reach B, which refuses them. The checks
+#      of (d) hold.
 # shellcheck disable=SC2034 # T_SUITE is read by lib.sh
 T_SUITE='link'
 # shellcheck source=../lib.sh
@@ -23,8 +35,16 @@ NET_BIN=$T_BIN
 NET_SAE_BASE=6300
 NET_KME_BASE=6400
 W=$(mktemp -d "$T_OUT/link.XXXX")
-trap net_stop EXIT
-t_require_programs kme qkd-sim
+TAP_PORT=6410
+tap_stop() {
+    local pid
+    pid=$(cat "$W/tap.pid" 2>/dev/null) || return 0
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "$W/tap.pid"
+}
+trap 'net_stop; tap_stop' EXIT
+t_require_programs kme qkd-sim tcp_tap
 
 SITE_DIRS=()
 
@@ -163,6 +183,123 @@ t_check "once qkd-sim runs, enc_keys for SAE_B succeeds" wait_for 20 enc_ok SAE_
 dec_keys SAE_B SAE_A "$W/c.keys" "$W/c.fetched"
 t_eq "SAE_B fetches it with the same bytes" "$(sort "$W/c.keys")" "$(sort "$W/c.fetched")"
 net_stop
+
+echo "== (d) B stalls (SIGSTOP) during a burst"
+NET_RATE=2000000
+NET_STOCK=0 # every request reserves at B
+NET_PEER_TIMEOUT_MS=1000
+NET_LOG_LEVEL=debug
+net_init "$W/d" "A B" "A-B" || { t_fail "net_init (d)" "see $W"; t_summary; exit 1; }
+SITE_DIRS+=("$NET_DIR")
+sim_start A-B
+kme_start A
+kme_start B
+t_check "KME_A starts" kme_wait A 30
+t_check "KME_B starts" kme_wait B 30
+t_check "link key for 500 keys at A within 30 s" wait_for 30 stock_at_least SAE_A SAE_B 500
+# burst_start P / burst_stop P: 6 clients ask for keys for SAE_B without a
+# pause until stopped; the keys in $W/P.keys.N, one HTTP status per request
+# in $W/P.codes; burst_stop prints how many were answered 200 and refused.
+burst_client() { # P N
+    : >"$W/$1.keys.$2"
+    : >"$W/$1.codes.$2"
+    while [ ! -e "$W/$1.stop" ]; do
+        enc_keys SAE_A SAE_B 4 256 "$W/$1.keys.$2"
+        echo "$CODE" >>"$W/$1.codes.$2"
+    done
+}
+burst_start() {
+    local i
+    BURST=()
+    for i in 1 2 3 4 5 6; do
+        burst_client "$1" "$i" &
+        BURST+=($!)
+    done
+}
+burst_stop() {
+    touch "$W/$1.stop"
+    wait "${BURST[@]}"
+    cat "$W/$1".codes.* >"$W/$1.codes"
+    echo "  (burst: $(grep -c '^200$' "$W/$1.codes") requests answered 200, $(grep -vc '^200$' "$W/$1.codes") refused)"
+}
+# burst_checks P WHAT: after a burst with answers lost, at the stopped sites
+# A and B: what was in doubt is settled, the released bytes are carved
+# again, every key is delivered, the dumps agree, and no message carried
+# bytes of link key an earlier one had used.
+burst_checks() {
+    local p=$1 what=$2 ok i
+    t_check "$what: A held reservations in doubt (their answer lost)" \
+        grep -q "in doubt until the neighbour answers" "$NET_DIR/A/kme.log"
+    t_check "$what: every reservation A held in doubt is settled within 20 s" wait_for 20 no_doubt
+    grep -h "settled .* reservations whose answer was lost" "$NET_DIR/A/kme.log" | sed 's/^[^ ]* [^ ]* */  (A: /; s/$/)/'
+    : >"$W/$p.after"
+    ok=0
+    for i in $(seq 1 20); do enc_keys SAE_A SAE_B 4 256 "$W/$p.after" && ok=$((ok + 1)); done
+    t_eq "$what: then 20 requests for SAE_B succeed (bytes given back are carved again)" 20 "$ok"
+    cat "$W/$p".keys.* "$W/$p.after" >"$W/$p.all"
+    : >"$W/$p.fetched"
+    fetch_all SAE_B SAE_A "$W/$p.all" "$W/$p.fetched" "$W/$p.fail"
+    t_eq "$what: every key SAE_A got is fetched at B with the same bytes" \
+        "$(sort "$W/$p.all")" "$(sort "$W/$p.fetched")"
+    net_stop
+    dump A "$W/$p.A"
+    dump B "$W/$p.B"
+    compare_dumps A B "$W/$p.A" "$W/$p.B" >"$W/$p.violations"
+    t_eq "$what: both ends agree on every block (dumps)" 0 "$(wc -l <"$W/$p.violations")"
+    [ -s "$W/$p.violations" ] && head -3 "$W/$p.violations" | sed 's/^/    /'
+    t_check "$what: the messages' ranges are in the debug log" \
+        grep -q ": sent reservation .* ranges [0-9]" "$NET_DIR/A/kme.log"
+    reused_ranges A B >"$W/$p.reused"
+    t_eq "$what: no message carried bytes of link key an earlier message had used" 0 "$(wc -l <"$W/$p.reused")"
+    [ -s "$W/$p.reused" ] && head -3 "$W/$p.reused" | sed 's/^/    /'
+    t_eq "$what: B refused no reservation for reused link key bytes" 0 \
+        "$(grep -c "refused a reservation that reuses link key bytes" "$NET_DIR/B/kme.log")"
+}
+burst_start d
+sleep 2
+kill -STOP "$(kme_pid B)"
+sleep 3.5 # the peer timeout, three times over
+kill -CONT "$(kme_pid B)"
+sleep 3
+burst_stop d
+t_check "some requests of the burst were refused while B was stopped" grep -qv '^200$' "$W/d.codes"
+burst_checks d "B stalled"
+
+echo "== (e) answers overtaken"
+net_init "$W/e" "A B" "A-B" || { t_fail "net_init (e)" "see $W"; t_summary; exit 1; }
+SITE_DIRS+=("$NET_DIR")
+jq --arg u "https://localhost:$TAP_PORT" '.links |= map(.url = $u)' "$NET_DIR/A/kme.json" >"$W/e.json" &&
+    mv "$W/e.json" "$NET_DIR/A/kme.json"
+"$T_BIN/tcp_tap" forward "$TAP_PORT" "$(net_kme_port B)" - >"$W/tap.out" 2>>"$W/tap.err" &
+echo $! >"$W/tap.pid"
+t_check "the tap between A and B listens" wait_for 10 grep -q '^ready' "$W/tap.out"
+sim_start A-B
+kme_start A
+kme_start B
+t_check "KME_A starts" kme_wait A 30
+t_check "KME_B starts" kme_wait B 30
+t_check "link key for 500 keys at A within 30 s" wait_for 30 stock_at_least SAE_A SAE_B 500
+burst_start e
+sleep 2
+kill -USR2 "$(cat "$W/tap.pid")"
+t_check "the tap holds the connections A had open" wait_for 5 grep -Eq '^held [1-9]' "$W/tap.out"
+# A asks about what got no answer once B answers on new connections.
+asked() { grep -q "settled .* reservations whose answer was lost" "$NET_DIR/A/kme.log" && no_doubt; }
+t_check "A settles the reservations held on the wire within 30 s, without them" wait_for 30 asked
+sleep 2 # the burst carves the bytes given back
+kill -USR2 "$(cat "$W/tap.pid")"
+t_check "the tap lets the held requests through" wait_for 5 grep -q '^released' "$W/tap.out"
+t_check "A was told some were withdrawn" grep -Eq "settled .*: [1-9][0-9]* withdrawn by the neighbour" \
+    "$NET_DIR/A/kme.log"
+t_check "B refuses the held reservations it withdrew, once they arrive (10 s)" \
+    wait_for 10 grep -q "arrived after the neighbour withdrew it" "$NET_DIR/B/kme.log"
+sleep 1
+burst_stop e
+burst_checks e "answers overtaken"
+tap_stop
+NET_STOCK=4096
+NET_PEER_TIMEOUT_MS=
+NET_LOG_LEVEL=
 
 echo "== sanitizers"
 for d in "${SITE_DIRS[@]}"; do

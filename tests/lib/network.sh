@@ -25,6 +25,8 @@ NET_EXTRA_SAES=${NET_EXTRA_SAES:-}     # more SAEs: "SAE_X2@X SAE_Y9@Y"
 NET_STOCK=${NET_STOCK:-4096}           # link keys reserved ahead of demand per pair; 0: none
 NET_ADMIN_BASE=${NET_ADMIN_BASE:-}     # admin listener (metrics, health, status page) on NET_ADMIN_BASE+i; empty: none
 NET_AUDIT=${NET_AUDIT:-}               # 1: each site keeps an audit log in $NET_DIR/SITE/audit.log
+NET_PEER_TIMEOUT_MS=${NET_PEER_TIMEOUT_MS:-} # one inter-KME request, ms; empty: the KME's default
+NET_LOG_LEVEL=${NET_LOG_LEVEL:-}       # the KMEs' log_level (debug logs the link ranges of each message); empty: info
 
 net_site_index() { # SITE -> 1-based index
     local i=1 s
@@ -85,11 +87,13 @@ net_write_config() { # SITE
     done
     local admin=""
     [ -n "$NET_ADMIN_BASE" ] && admin="\"admin_listen\": \"127.0.0.1:$(net_admin_port "$s")\","
-    local audit=""
-    [ "$NET_AUDIT" = 1 ] && audit="\"audit_log\": \"$NET_DIR/$s/audit.log\","
+    local extra=""
+    [ "$NET_AUDIT" = 1 ] && extra="\"audit_log\": \"$NET_DIR/$s/audit.log\","
+    [ -n "$NET_PEER_TIMEOUT_MS" ] && extra="$extra\"peer_timeout_ms\": $NET_PEER_TIMEOUT_MS,"
+    [ -n "$NET_LOG_LEVEL" ] && extra="$extra\"log_level\": \"$NET_LOG_LEVEL\","
     cat >"$NET_DIR/$s/kme.json" <<JSON
 {
-  "kme_id": "KME_$s",$admin$audit
+  "kme_id": "KME_$s",$admin$extra
   "data_dir": "$NET_DIR/$s/data",
   "sae_listen": "127.0.0.1:$(net_sae_port "$s")",
   "kme_listen": "127.0.0.1:$(net_kme_port "$s")",

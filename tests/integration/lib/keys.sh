@@ -106,6 +106,15 @@ compare_dumps() {
         -f "$T_LIB_DIR/compare_dumps.jq"
 }
 
+# reused_ranges SITE...: what reused_ranges.awk finds in the sites' debug
+# logs (no output when no message carried bytes of link key that an earlier
+# message had used).
+reused_ranges() {
+    local s logs=()
+    for s in "$@"; do logs+=("$NET_DIR/$s/kme.log"); done
+    awk -f "$T_LIB_DIR/reused_ranges.awk" pass=1 "${logs[@]}" pass=2 "${logs[@]}"
+}
+
 # kme_term SITE [SECONDS]: SIGTERM to the site's kme (a child of this shell);
 # returns its exit status (137 when it had to be killed after SECONDS).
 kme_term() {
