@@ -265,13 +265,19 @@ char *kme_resolve_request_to_json(const kme_resolve *r)
         json_array_append_new(reservations, json_pack("{s:s,s:I,s:I}", "key_ID", v->key_id, "expires",
                                                       (json_int_t)v->expires, "ranges", (json_int_t)v->count));
     }
-    return dump(json_pack("{s:o,s:o}", "ranges", ranges, "reservations", reservations));
+    json_t *root = json_pack("{s:o}", "ranges", ranges);
+    if (r->reservation_count)
+        json_object_set_new(root, "reservations", reservations);
+    else
+        json_decref(reservations);
+    return dump(root);
 }
 
-/* The optional "reservations" of a request: they cover out->ranges in order. */
+/* The optional "reservations" of a request: they cover out->ranges in order
+ * (none named when absent or empty). */
 static int get_reservations(json_t *list, kme_resolve *out, etsi_problem *p)
 {
-    if (!list)
+    if (!list || (json_is_array(list) && json_array_size(list) == 0))
         return 0;
     if (!json_is_array(list) || json_array_size(list) > out->count) {
         etsi_problem_set(p, "malformed request", "'reservations' must be an array of at most one per range");

@@ -62,7 +62,7 @@ typedef struct {
  * Request {"ranges": [[seq, offset, length]...], "reservations": [{"key_ID",
  * "expires", "ranges": count}...]} (the reservations cover the ranges in
  * order); response {"used": [bool...], "withdrawn": [key_ID...]}. A request
- * without "reservations" (an older caller) is answered every range used, and
+ * naming none (an older caller) is answered every range used, and
  * an answer without "withdrawn" (an older callee) withdraws nothing. */
 typedef struct {
     char key_id[UUID_STR_LEN + 1];

@@ -201,11 +201,18 @@ START_TEST(resolve_round_trip_and_checks)
     ck_assert_int_eq(kme_resolve_response_from_json(stray, strlen(stray), &q, &p), -1);
     ck_assert(!res[0].withdrawn && !res[1].withdrawn);
 
-    /* An older caller names no reservations. */
-    const char *plain = "{\"ranges\":[[2,48,32]]}";
-    ck_assert_int_eq(kme_resolve_request_from_json(plain, strlen(plain), &in, &p), 0);
-    ck_assert_uint_eq(in.reservation_count, 0);
-    kme_resolve_clear(&in);
+    /* An older caller names no reservations (or an empty list). */
+    const char *plain[] = {"{\"ranges\":[[2,48,32]]}", "{\"ranges\":[[2,48,32]],\"reservations\":[]}"};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_int_eq(kme_resolve_request_from_json(plain[i], strlen(plain[i]), &in, &p), 0);
+        ck_assert_uint_eq(in.reservation_count, 0);
+        kme_resolve_clear(&in);
+    }
+    q.reservation_count = 0;
+    text = kme_resolve_request_to_json(&q);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, "{\"ranges\":[[2,48,32],[2,80,32],[4,48,16]]}");
+    etsi_text_free(text);
     const char *bad[] = {
         "{\"ranges\":[]}",
         "{\"ranges\":[[2,48,0]]}",
