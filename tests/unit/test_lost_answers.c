@@ -634,14 +634,9 @@ END_TEST
 int main(void)
 {
     json_use_wiping_allocator();
-    Suite *s = suite_create("lost_answers");
-    TCase *tc = tcase_create("lost_answers");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, reservations_that_arrive_after_resolve_never_share_bytes);
-    tcase_add_test(tc, a_relay_whose_answer_was_lost_keeps_its_pad_spent);
-    tcase_add_test(tc, resolve_waits_for_a_reservation_queued_in_the_writer);
-    tcase_add_test(tc, an_in_doubt_record_of_the_older_layout_stays_spent);
-    tcase_add_test(tc, withdrawals_are_kept_until_age_refuses_the_reservation);
-    suite_add_tcase(s, tc);
-    return run_suite(s);
+    const TTest *const checks[] = {
+        reservations_that_arrive_after_resolve_never_share_bytes, a_relay_whose_answer_was_lost_keeps_its_pad_spent,
+        resolve_waits_for_a_reservation_queued_in_the_writer,     an_in_doubt_record_of_the_older_layout_stays_spent,
+        withdrawals_are_kept_until_age_refuses_the_reservation,   NULL};
+    return run_checks("lost_answers", checks, 60, NULL, NULL);
 }
