@@ -5,7 +5,7 @@
  * else, then removes the pad with its copy of the link key.
  *
  * The sender carves pad and MAC key with lb_allocate; the receiver reads its
- * copies with hop_read_ranges (read only) and marks them used with
+ * copies with link_mac_read (read only) and marks them used with
  * lb_take_peer_ranges only once the tag has verified, so a forged or
  * damaged message spends no link key at the receiver. hop_seal_from_link and
  * hop_open_from_link do exactly that inside the caller's write transaction;
@@ -18,19 +18,21 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "api/kme_relay.h"
+#include "relay/link_mac.h"
 #include "store/link_blocks.h"
 
-#define HOP_MAC_KEY_BYTES KME_RELAY_MAC_KEY_BYTES /* 32 */
-#define HOP_TAG_BYTES KME_RELAY_TAG_BYTES         /* 16 */
+#define HOP_MAC_KEY_BYTES KME_RELAY_MAC_KEY_BYTES /* 32, LINK_MAC_KEY_BYTES */
+#define HOP_TAG_BYTES KME_RELAY_TAG_BYTES         /* 16, LINK_MAC_TAG_BYTES */
 
+/* The results of relay/link_mac.h. */
 enum {
-    HOP_OK = 0,
-    HOP_BAD_TAG = 1,   /* the tag does not authenticate the message: nothing else was done */
-    HOP_MALFORMED = 2, /* the message breaks a rule of kme_relay_check, or a length does not match */
-    HOP_INVALID = 3,   /* a range is not in a verified block the sending end owns */
-    HOP_REUSED = 4,    /* a range overlaps link key already used */
-    HOP_SHORT = 5,     /* sender: not enough owned link key */
-    HOP_FAILED = 6,    /* storage or crypto library failure */
+    HOP_OK = LM_OK,
+    HOP_BAD_TAG = LM_BAD_TAG,     /* the tag does not authenticate the message: nothing else was done */
+    HOP_MALFORMED = LM_MALFORMED, /* the message breaks a rule of kme_relay_check, or a length does not match */
+    HOP_INVALID = LM_INVALID,     /* a range is not in a verified block the sending end owns */
+    HOP_REUSED = LM_REUSED,       /* a range overlaps link key already used */
+    HOP_SHORT = LM_SHORT,         /* sender: not enough owned link key */
+    HOP_FAILED = LM_FAILED,       /* storage or crypto library failure */
 };
 
 /* The MAC input: a canonical encoding of every field but the tag, in a fixed
@@ -58,15 +60,6 @@ int hop_seal(kme_relay_msg *msg, const unsigned char *keys_plain, const unsigned
 int hop_open(const kme_relay_msg *msg, const unsigned char *pad, size_t pad_len,
              const unsigned char mac_key[HOP_MAC_KEY_BYTES], unsigned char *out_keys);
 
-/* Receiver, read only (a read transaction will do): copies the bytes of
- * ranges, in order, to out without marking them used. Every range must lie
- * in a verified block owned by the peer of link, within the block, not
- * overlap bytes already used there nor another of the ranges.
- * Returns LB_OK, LB_INVALID, LB_REUSED or LB_DB like lb_take_peer_ranges;
- * on failure out is wiped. */
-int hop_read_ranges(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_range *ranges, size_t n,
-                    unsigned char *out);
-
 /* Sender, inside the caller's write transaction: carves the MAC key and the
  * pad from blocks owned on link (lb_allocate), records their ranges in msg
  * (pad ranges at most msg->pad_cap, MAC-key ranges at most msg->mac_key_cap)
@@ -83,7 +76,7 @@ int hop_check_from_link(kme_store *s, MDB_txn *txn, const lb_link *link, const k
                         unsigned char *out_keys, size_t keys_len);
 
 /* Receiver, inside the caller's write transaction: reads the MAC key and pad
- * (hop_read_ranges), opens the message and, only when the tag verified,
+ * (link_mac_read), opens the message and, only when the tag verified,
  * marks both sets of ranges used (lb_take_peer_ranges). keys_len must be
  * kme_relay_payload_bytes(msg). On any failure out_keys is untouched and the
  * caller aborts the transaction; a message that fails before its tag

@@ -814,14 +814,14 @@ typedef struct {
 static int do_read(kme_store *s, MDB_txn *t, void *a)
 {
     read_arg *x = a;
-    x->rc = hop_read_ranges(s, t, &lb_, x->r, x->n, x->out);
+    x->rc = link_mac_read(s, t, &lb_, x->r, x->n, x->out);
     return 0; /* commit whatever the call did: it must have done nothing */
 }
 static int read_ro(const lb_range *r, size_t n, unsigned char *out)
 {
     MDB_txn *t;
     ck_assert_int_eq(store_read_begin(&sb, &t), 0);
-    int rc = hop_read_ranges(&sb, t, &lb_, r, n, out);
+    int rc = link_mac_read(&sb, t, &lb_, r, n, out);
     mdb_txn_abort(t);
     return rc;
 }
