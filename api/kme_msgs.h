@@ -1,6 +1,9 @@
 /* Inter-KME messages under /kme/v1/ (api/kme.yaml): the key-caching
- * verification of link blocks and the reservation of link key for a slave at
- * the peer. One encode/decode of each, shared by both ends. */
+ * verification of link blocks, the reservation of link key for a slave at
+ * the peer, the settling of reservations whose answer was lost, claims of
+ * stock keys and grants of link blocks, with the one-time MAC each carries
+ * (kme_auth) and the tag of their answers. One encode/decode of each, shared
+ * by both ends. */
 #ifndef API_KME_MSGS_H
 #define API_KME_MSGS_H
 
@@ -12,6 +15,8 @@
 #define KME_MAX_BLOCKS_PER_VERIFY 1024
 #define KME_MAX_SLAVES 65
 #define KME_MAX_RANGES 65536
+#define KME_MAC_KEY_BYTES 32 /* one-time Poly1305 key */
+#define KME_MAC_MAX_RANGES 8 /* ranges one MAC key spans at most */
 
 enum kme_verdict { KME_MATCH = 0, KME_MISMATCH = 1, KME_MISSING = 2 };
 
@@ -20,13 +25,29 @@ typedef struct {
     uint32_t offset, length;
 } kme_range;
 
-/* POST /kme/v1/verify */
+/* The one-time MAC of a request (relay/msg_auth.h): the ranges of the MAC
+ * key, link key the sender owns on the link (JSON "mac_key", exactly
+ * KME_MAC_KEY_BYTES bytes), the ranges of the key the answer is to be tagged
+ * with (JSON "answer_key", likewise; absent when the answer is not tagged),
+ * and the tag (JSON "tag", 32 hex digits). key_count 0: the request carries
+ * no MAC (only a verify request may). */
+typedef struct {
+    size_t key_count;
+    kme_range key[KME_MAC_MAX_RANGES];
+    size_t answer_count;
+    kme_range answer[KME_MAC_MAX_RANGES];
+    uint8_t tag[KME_TAG_BYTES];
+} kme_auth;
+
+/* POST /kme/v1/verify. The MAC is optional: an end that owns no link key
+ * yet has none to make it with. */
 typedef struct {
     char txn_id[UUID_STR_LEN + 1];
     long timeout_ms;
     size_t count;
     uint64_t seqs[KME_MAX_BLOCKS_PER_VERIFY];
     uint8_t tags[KME_MAX_BLOCKS_PER_VERIFY][KME_TAG_BYTES];
+    kme_auth auth;
 } kme_verify_request;
 
 typedef struct {
@@ -34,7 +55,22 @@ typedef struct {
     size_t count;
     uint64_t seqs[KME_MAX_BLOCKS_PER_VERIFY];
     uint8_t verdicts[KME_MAX_BLOCKS_PER_VERIFY];
+    int has_tag; /* JSON "tag": the answer to a request with a MAC */
+    uint8_t tag[KME_TAG_BYTES];
 } kme_verify_response;
+
+/* The answer of reserve and claimed, and every refusal: the ETSI error body
+ * {"message", "details"} with "tag" when the answer is tagged. */
+typedef struct {
+    char message[128];
+    int has_tag;
+    uint8_t tag[KME_TAG_BYTES];
+} kme_ack;
+/* Reads message and tag of an answer body (-1 when it has no message). */
+int kme_ack_from_json(const char *body, size_t len, kme_ack *out);
+/* The JSON object body with "tag" set (a new malloc'ed text; free it with
+ * etsi_text_free); NULL when body is not a JSON object or out of memory. */
+char *kme_ack_with_tag(const char *body, const uint8_t tag[KME_TAG_BYTES]);
 
 /* POST /kme/v1/reserve */
 typedef struct {
@@ -52,6 +88,7 @@ typedef struct {
     kme_reserved_key *keys;
     size_t range_count;
     kme_range *ranges;
+    kme_auth auth; /* required, with answer_key */
 } kme_reserve_request;
 
 /* POST /kme/v1/resolve: settles reservations whose answer was lost. The
@@ -60,10 +97,11 @@ typedef struct {
  * recorded as used, and withdraws every named reservation it has not
  * recorded: it refuses it for good should it still arrive.
  * Request {"ranges": [[seq, offset, length]...], "reservations": [{"key_ID",
- * "expires", "ranges": count}...]} (the reservations cover the ranges in
- * order); response {"used": [bool...], "withdrawn": [key_ID...]}. A request
- * naming none (an older caller) is answered every range used, and
- * an answer without "withdrawn" (an older callee) withdraws nothing. */
+ * "expires", "ranges": count}...], MAC} (the reservations cover the ranges in
+ * order; the MAC is required, with answer_key); response {"used": [bool...],
+ * "withdrawn": [key_ID...], "tag"}. A request naming none (an older caller)
+ * is answered every range used, and an answer without "withdrawn" (an older
+ * callee) withdraws nothing. */
 typedef struct {
     char key_id[UUID_STR_LEN + 1];
     int64_t expires;
@@ -74,10 +112,13 @@ typedef struct {
 typedef struct {
     size_t count;
     kme_range *ranges;
-    uint8_t *used;            /* response */
     size_t reservation_count; /* 0: the caller did not name its reservations */
     kme_resolve_reservation *reservations;
-    int final; /* response: the callee said what it withdrew */
+    kme_auth auth;
+    uint8_t *used; /* response */
+    int final;     /* response: the callee said what it withdrew */
+    int has_tag;   /* response */
+    uint8_t tag[KME_TAG_BYTES];
 } kme_resolve;
 
 char *kme_resolve_request_to_json(const kme_resolve *r);
@@ -89,24 +130,31 @@ void kme_resolve_clear(kme_resolve *r);
 /* POST /kme/v1/claimed: stock keys handed to their master at these times;
  * the KME holding them (dest; empty: the callee) lets each expire
  * key_ttl_seconds after. A callee that is not dest passes it on along its
- * route. JSON: {"claims": [[key_ID, unix s]...], "dest": KME_ID (optional)}. */
+ * route, with a MAC of its own. JSON: {"claims": [[key_ID, unix s]...],
+ * "dest": KME_ID (optional), "mac_key", "tag"}: the MAC is required, without
+ * answer_key (the answer is an untagged kme_ack). */
 typedef struct {
     char dest[ETSI_ID_MAX + 1];
     size_t count;
     char (*key_ids)[UUID_STR_LEN + 1];
     int64_t *at;
+    kme_auth auth;
 } kme_claimed;
 char *kme_claimed_to_json(const kme_claimed *c);
 int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_problem *p);
 void kme_claimed_clear(kme_claimed *c);
 
 /* POST /kme/v1/grant: the caller gives the callee whole blocks of their link
- * that it owned, unused (request {"seqs": [seq...]}, 1 to KME_MAX_RANGES
- * distinct); the callee answers which it took ({"accepted": [seq...]}, a
- * subset of the request). */
+ * that it owned, unused (request {"seqs": [seq...], "mac_key", "answer_key",
+ * "tag"}, 1 to KME_MAX_RANGES distinct seqs, the MAC required); the callee
+ * answers which it took ({"accepted": [seq...], "tag"}, a subset of the
+ * request). */
 typedef struct {
     size_t count;
     uint64_t *seqs;
+    kme_auth auth; /* request */
+    int has_tag;   /* response */
+    uint8_t tag[KME_TAG_BYTES];
 } kme_grant;
 char *kme_grant_request_to_json(const kme_grant *g);
 int kme_grant_request_from_json(const char *body, size_t len, kme_grant *out, etsi_problem *p);

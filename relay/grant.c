@@ -3,6 +3,7 @@
  * POST /kme/v1/grant (see grant.h). The block states are link_blocks.c's. */
 #include "relay/grant.h"
 #include "api/kme_msgs.h"
+#include "relay/msg_auth.h"
 #include "relay/router.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
@@ -100,14 +101,42 @@ static void mark_accepted(grant_batch *b, const kme_grant *acc)
                 b->accepted[j] = 1;
 }
 
-/* Sends the grant; fills b->accepted from the answer. 0, or -1 when no
- * usable answer came (the blocks stay pending). */
+typedef struct {
+    lb_link *link;
+    kme_grant *req;
+    auth_answer_key *answer;
+} seal_arg;
+
+static int seal_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    seal_arg *a = arg;
+    return auth_seal_from_link(s, txn, a->link, AUTH_GRANT, a->req, a->answer);
+}
+
+/* Sends the grant under a MAC of link key this end owns; fills b->accepted
+ * from the answer. 0, or -1 when no usable answer came (the blocks stay
+ * pending): an answer whose tag does not verify is none, for a forged
+ * refusal would give the blocks two owners. */
 static int post_grant(relay_node *k, relay_link *l, grant_batch *b)
 {
-    kme_grant req = {b->count, b->seqs}, acc = {0, NULL};
-    char *body = kme_grant_request_to_json(&req);
-    if (!body)
+    kme_grant req, acc;
+    auth_answer_key answer;
+    memset(&req, 0, sizeof req);
+    memset(&acc, 0, sizeof acc);
+    memset(&answer, 0, sizeof answer);
+    req.count = b->count;
+    req.seqs = b->seqs;
+    seal_arg sa = {&l->lb, &req, &answer};
+    if (store_commit(k->store, seal_op, &sa) != 0) {
+        log_warn("link %s: no link key for the MAC of a grant of %zu blocks; they stay pending", l->lb.peer_id,
+                 b->count);
         return -1;
+    }
+    char *body = kme_grant_request_to_json(&req);
+    if (!body) {
+        auth_answer_key_wipe(&answer);
+        return -1;
+    }
     peer_reply reply;
     etsi_problem p = {{0}, {0}};
     int rc = peer_post(k->peers, l->index, "/kme/v1/grant", body, k->cfg.peer_timeout_ms, &reply);
@@ -123,12 +152,17 @@ static int post_grant(relay_node *k, relay_link *l, grant_batch *b)
     } else if (kme_grant_response_from_json(reply.body, reply.len, &req, &acc, &p) < 0) {
         rc = -1;
         log_warn("link %s: bad grant answer (%s: %s); the blocks stay pending", l->lb.peer_id, p.message, p.detail);
+    } else if (!auth_answer_ok(&answer, 200, "", &acc, acc.has_tag, acc.tag)) {
+        rc = -1;
+        log_warn("link %s: the answer to a grant of %zu blocks is not authentic; they stay pending", l->lb.peer_id,
+                 b->count);
     } else {
         atomic_store(&l->peer_up, 1);
         mark_accepted(b, &acc);
     }
     peer_reply_clear(&reply);
     kme_grant_clear(&acc);
+    auth_answer_key_wipe(&answer);
     return rc;
 }
 
@@ -190,26 +224,35 @@ typedef struct {
     const kme_grant *req;
     uint8_t *accepted;
     uint64_t taken_bytes;
+    int auth_rc; /* of taking the request's MAC keys */
 } accept_arg;
+
+#define ACCEPT_AUTH_FAILED (-2)
 
 static int accept_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     accept_arg *a = arg;
     a->taken_bytes = 0;
+    a->auth_rc = auth_take(s, txn, a->link, AUTH_GRANT, a->req);
+    if (a->auth_rc != LM_OK)
+        return ACCEPT_AUTH_FAILED;
     return lb_grant_accept(s, txn, a->link, a->req->seqs, a->req->count, a->accepted, &a->taken_bytes);
 }
 
-/* The answer: the seqs of req marked in accepted. */
-static char *answer(const kme_grant *req, const uint8_t *accepted, size_t *n)
+/* The answer: the seqs of req marked in accepted, tagged with the answer key. */
+static char *answer(const kme_grant *req, const uint8_t *accepted, const auth_answer_key *key, size_t *n)
 {
-    kme_grant acc = {0, calloc(req->count, sizeof(uint64_t))};
+    kme_grant acc;
+    memset(&acc, 0, sizeof acc);
+    acc.seqs = calloc(req->count, sizeof(uint64_t));
     if (!acc.seqs)
         return NULL;
     for (size_t i = 0; i < req->count; i++)
         if (accepted[i])
             acc.seqs[acc.count++] = req->seqs[i];
     *n = acc.count;
-    char *text = kme_grant_response_to_json(&acc);
+    acc.has_tag = auth_answer_tag(key, 200, "", &acc, acc.tag) == 0;
+    char *text = acc.has_tag ? kme_grant_response_to_json(&acc) : NULL;
     kme_grant_clear(&acc);
     return text;
 }
@@ -218,22 +261,33 @@ void grant_handle(relay_node *k, relay_link *l, const http_request *req, http_re
 {
     kme_grant g;
     etsi_problem p;
+    auth_answer_key key;
+    memset(&key, 0, sizeof key);
     if (kme_grant_request_from_json(req->body, req->body_len, &g, &p) < 0) {
         http_error(resp, strcmp(p.message, "out of memory") == 0 ? 503 : 400, p.message, "%s", p.detail);
         return;
     }
-    accept_arg a = {&l->lb, &g, calloc(g.count, 1), 0};
+    /* The tag before anything else; nothing changes for a bad one. */
+    int arc = auth_check(k->store, &l->lb, AUTH_GRANT, &g, &key);
+    if (arc != LM_OK) {
+        auth_check_error(resp, arc, AUTH_GRANT, l->lb.peer_id);
+        kme_grant_clear(&g);
+        return;
+    }
+    accept_arg a = {&l->lb, &g, calloc(g.count, 1), 0, LM_OK};
     size_t taken = 0;
     int rc = a.accepted ? store_commit(k->store, accept_op, &a) : LB_DB;
     if (!a.accepted) {
         http_error(resp, 503, "out of memory", NULL);
+    } else if (rc == ACCEPT_AUTH_FAILED) {
+        auth_check_error(resp, a.auth_rc, AUTH_GRANT, l->lb.peer_id);
     } else if (rc == LB_LATER) {
         /* Not refused: a refusal is final, and a copy of this request
          * delayed until the blocks are verified here must not take them. */
         http_error(resp, 503, "blocks not verified here yet", "ask again once the verification has settled");
     } else if (rc != 0) {
         http_error(resp, 503, "key store failure", "the grant could not be committed");
-    } else if (!(resp->body = answer(&g, a.accepted, &taken))) {
+    } else if (!(resp->body = answer(&g, a.accepted, &key, &taken))) {
         http_error(resp, 503, "out of memory", "the grant was committed; ask again for the answer");
     } else {
         resp->status = 200;
@@ -241,6 +295,7 @@ void grant_handle(relay_node *k, relay_link *l, const http_request *req, http_re
         log_info("link %s: the neighbour granted %zu blocks; %zu owned here now (%llu bytes new)", l->lb.peer_id,
                  g.count, taken, (unsigned long long)a.taken_bytes);
     }
+    auth_answer_key_wipe(&key);
     free(a.accepted);
     kme_grant_clear(&g);
 }

@@ -1,5 +1,6 @@
 /* Link-key stock ahead of demand: load, take, refill and ageing (see key_stock.h). */
 #include "relay/key_stock.h"
+#include "relay/msg_auth.h"
 #include "relay/relay.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
@@ -406,9 +407,28 @@ void stock_note_claims(relay_dest *l, const etsi_key_container *keys)
     pthread_mutex_unlock(&l->stock_lock);
 }
 
+typedef struct {
+    relay_link *in; /* the link a claim came in on (NULL: made here) */
+    const kme_claimed *in_msg;
+    relay_link *out;
+    kme_claimed *out_msg; /* sealed with link key of out */
+} claim_seal_arg;
+
+/* Takes the MAC keys of the claims that came in (when they did) and seals
+ * them on the next link, in one commit. */
+static int claim_seal_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    claim_seal_arg *a = arg;
+    int rc = a->in ? auth_take(s, txn, &a->in->lb, AUTH_CLAIMED, a->in_msg) : LM_OK;
+    if (rc == LM_OK)
+        rc = auth_seal_from_link(s, txn, &a->out->lb, AUTH_CLAIMED, a->out_msg, NULL);
+    return rc;
+}
+
 int stock_send_claims(relay_node *k, relay_dest *l)
 {
-    kme_claimed c = {"", 0, NULL, NULL};
+    kme_claimed c;
+    memset(&c, 0, sizeof c);
     relay_link *via = l->link;
     if (!via) {
         via = router_next_hop(k, l->id, NULL);
@@ -434,6 +454,14 @@ int stock_send_claims(relay_node *k, relay_dest *l)
         kme_claimed_clear(&c);
         return 0;
     }
+    /* A MAC from link key owned on the first link; the answer carries no
+     * tag: a forged one can only make this end tell the claims again, or not
+     * at all (the keys then expire later, as untold claims do). */
+    claim_seal_arg sa = {NULL, NULL, via, &c};
+    if (store_commit(k->store, claim_seal_op, &sa) != 0) {
+        kme_claimed_clear(&c);
+        return -1;
+    }
     char *body = kme_claimed_to_json(&c);
     peer_reply reply;
     int rc = body ? peer_post(k->peers, via->index, "/kme/v1/claimed", body, k->cfg.peer_timeout_ms, &reply) : -1;
@@ -452,6 +480,7 @@ int stock_send_claims(relay_node *k, relay_dest *l)
 }
 
 typedef struct {
+    relay_link *in;
     const kme_claimed *c;
     long ttl;
 } claimed_arg;
@@ -459,6 +488,8 @@ typedef struct {
 static int claimed_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     claimed_arg *a = arg;
+    if (auth_take(s, txn, &a->in->lb, AUTH_CLAIMED, a->c) != LM_OK)
+        return -1;
     for (size_t i = 0; i < a->c->count; i++) {
         int rc = kr_shorten_expiry(s, txn, a->c->key_ids[i], a->c->at[i] + a->ttl);
         if (rc != KR_OK && rc != KR_UNKNOWN) /* fetched already: nothing to do */
@@ -467,7 +498,37 @@ static int claimed_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-void stock_claimed_handle(relay_node *k, const http_request *req, http_response *resp)
+/* Claims for a KME further on: their MAC is taken and a new one made on the
+ * next link in one commit, then they are passed on. */
+static void pass_claims_on(relay_node *k, relay_link *from, const kme_claimed *c, http_response *resp)
+{
+    relay_link *via = router_next_hop(k, c->dest, NULL);
+    if (!via || via == from) {
+        http_error(resp, 503, "no route", "%s has no route to %s", k->cfg.kme_id, c->dest);
+        return;
+    }
+    kme_claimed out = *c; /* the same claims (shared arrays), a MAC of its own */
+    claim_seal_arg sa = {from, c, via, &out};
+    if (store_commit(k->store, claim_seal_op, &sa) != 0) {
+        http_error(resp, 503, "key store failure", "the claims could not be passed on");
+        return;
+    }
+    char *body = kme_claimed_to_json(&out);
+    peer_reply reply;
+    memset(&reply, 0, sizeof reply);
+    if (!body) {
+        http_error(resp, 503, "out of memory", NULL);
+    } else if (peer_post(k->peers, via->index, "/kme/v1/claimed", body, k->cfg.peer_timeout_ms, &reply) < 0) {
+        http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", via->lb.peer_id, reply.error);
+    } else {
+        resp->status = reply.http_status == 200 ? 200 : 503;
+        resp->body = etsi_error_to_json(reply.http_status == 200 ? "committed" : "not recorded further on", NULL);
+    }
+    etsi_text_free(body);
+    peer_reply_clear(&reply);
+}
+
+void stock_claimed_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp)
 {
     kme_claimed c;
     etsi_problem p;
@@ -475,30 +536,20 @@ void stock_claimed_handle(relay_node *k, const http_request *req, http_response 
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
-    if (c.dest[0] && strcmp(c.dest, k->cfg.kme_id) != 0) {
-        /* Stock relayed from further away: pass the claims on. */
-        relay_link *via = router_next_hop(k, c.dest, NULL);
-        peer_reply reply;
-        if (!via) {
-            http_error(resp, 503, "no route", "%s has no route to %s", k->cfg.kme_id, c.dest);
-        } else if (peer_post(k->peers, via->index, "/kme/v1/claimed", req->body, k->cfg.peer_timeout_ms, &reply) < 0) {
-            http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", via->lb.peer_id,
-                       reply.error);
-            peer_reply_clear(&reply);
-        } else {
-            resp->status = reply.http_status == 200 ? 200 : 503;
-            resp->body = etsi_error_to_json(reply.http_status == 200 ? "committed" : "not recorded further on", NULL);
-            peer_reply_clear(&reply);
-        }
-        kme_claimed_clear(&c);
-        return;
-    }
-    claimed_arg a = {&c, k->cfg.key_ttl_seconds};
-    if (store_commit(k->store, claimed_op, &a) != 0) {
-        http_error(resp, 503, "key store failure", "the claims could not be recorded");
+    /* The tag before anything else; nothing changes for a bad one. */
+    int arc = auth_check(k->store, &from->lb, AUTH_CLAIMED, &c, NULL);
+    if (arc != LM_OK) {
+        auth_check_error(resp, arc, AUTH_CLAIMED, from->lb.peer_id);
+    } else if (c.dest[0] && strcmp(c.dest, k->cfg.kme_id) != 0) {
+        pass_claims_on(k, from, &c, resp); /* stock relayed from further away */
     } else {
-        resp->status = 200;
-        resp->body = etsi_error_to_json("committed", NULL);
+        claimed_arg a = {from, &c, k->cfg.key_ttl_seconds};
+        if (store_commit(k->store, claimed_op, &a) != 0) {
+            http_error(resp, 503, "key store failure", "the claims could not be recorded");
+        } else {
+            resp->status = 200;
+            resp->body = etsi_error_to_json("committed", NULL);
+        }
     }
     kme_claimed_clear(&c);
 }

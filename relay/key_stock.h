@@ -48,10 +48,12 @@ int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
 
 /* Records that these stock keys were handed to their master now. */
 void stock_note_claims(relay_dest *l, const etsi_key_container *keys);
-/* Tells the dest about handed-out stock keys (worker thread). */
+/* Tells the dest about handed-out stock keys (worker thread), under a MAC of
+ * link key owned on the first link of the way (relay/msg_auth.h). */
 int stock_send_claims(relay_node *k, relay_dest *l);
-/* KME port: POST /kme/v1/claimed. */
-void stock_claimed_handle(relay_node *k, const http_request *req, http_response *resp);
+/* KME port: POST /kme/v1/claimed from the neighbour on link from: the tag is
+ * checked first; the claims are recorded here, or passed on under a new MAC. */
+void stock_claimed_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp);
 
 long stock_count(relay_dest *l, const char *master, const char *slave, long size_bits);
 

@@ -1,10 +1,12 @@
-/* Routes and authenticates inter-KME requests (verify, reserve, resolve,
- * claimed, relay, advert, grant); answers the verification side of the
- * key-caching protocol. */
+/* Routes inter-KME requests (verify, reserve, resolve, claimed, relay,
+ * advert, grant) from the neighbour their TLS client certificate names;
+ * answers the verification side of the key-caching protocol. Each handler
+ * checks its message's own tag or signature before acting. */
 #include "relay/kme_port.h"
 #include "api/kme_msgs.h"
 #include "relay/grant.h"
 #include "relay/key_stock.h"
+#include "relay/msg_auth.h"
 #include "relay/relay.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
@@ -20,11 +22,27 @@ typedef struct {
     size_t discarded; /* blocks this answer discarded for differing tags */
 } respond_arg;
 
+/* Whether a block whose tags differ may be discarded here on the word of an
+ * untagged request: only while the neighbour, as far as this end knows,
+ * owns too little link key to tag one. Otherwise such a request (anyone with
+ * its TLS key could send it) verifies what matches and discards nothing. */
+static int untagged_may_discard(kme_store *s, MDB_txn *txn, const relay_link *l)
+{
+    lb_stock st;
+    return lb_get_stock(s, txn, &l->lb, &st) == 0 && st.peer_free < 2 * KME_MAC_KEY_BYTES;
+}
+
 static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     respond_arg *a = arg;
     a->resp->count = 0;
     a->discarded = 0;
+    int tagged = a->req->auth.key_count > 0;
+    /* A tagged request's MAC keys go in the commit of its verdicts (the tag
+     * was checked already, in a read transaction). */
+    if (tagged && auth_take(s, txn, &a->l->lb, AUTH_VERIFY, a->req) != LM_OK)
+        return -1;
+    int may_discard = tagged || untagged_may_discard(s, txn, a->l);
     for (size_t i = 0; i < a->req->count; i++) {
         enum lb_verdict v;
         lb_meta m;
@@ -32,9 +50,9 @@ static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
         if (rc != 0 && rc != MDB_NOTFOUND)
             return -1;
         int open = rc == 0 && (m.state == LB_UNVERIFIED || m.state == LB_LOCKED); /* else settled already */
-        if (lb_respond_verify(s, txn, &a->l->lb, a->req->seqs[i], a->req->tags[i], &v) != LB_OK)
+        if (lb_respond_verify(s, txn, &a->l->lb, a->req->seqs[i], a->req->tags[i], may_discard, &v) != LB_OK)
             return -1;
-        if (v == LB_MISMATCH && open) {
+        if (v == LB_MISMATCH && open && may_discard) {
             a->discarded++;
             log_warn("link %s: block %llu differs between the two ends; discarded", a->l->lb.peer_id,
                      (unsigned long long)a->req->seqs[i]);
@@ -45,15 +63,20 @@ static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
-static void handle_verify(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
+void kme_port_verify(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_verify_request *vr = calloc(1, sizeof *vr);
     kme_verify_response *out = calloc(1, sizeof *out);
+    auth_answer_key answer;
     etsi_problem p;
+    int arc = LM_OK;
+    memset(&answer, 0, sizeof answer);
     if (!vr || !out) {
         http_error(resp, 503, "out of memory", NULL);
     } else if (kme_verify_request_from_json(req->body, req->body_len, vr, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
+    } else if (vr->auth.key_count && (arc = auth_check(k->store, &l->lb, AUTH_VERIFY, vr, &answer)) != LM_OK) {
+        auth_check_error(resp, arc, AUTH_VERIFY, l->lb.peer_id); /* the tag first: nothing changed */
     } else {
         memcpy(out->txn_id, vr->txn_id, sizeof out->txn_id);
         respond_arg a = {l, vr, out, 0};
@@ -62,10 +85,13 @@ static void handle_verify(relay_node *k, relay_link *l, const http_request *req,
         } else {
             k->hooks.verify_failed(k->hooks.ctx, l, a.discarded);
             atomic_store(&l->peer_up, 1);
+            /* The verdicts of a tagged request are tagged with its answer key. */
+            out->has_tag = answer.set && auth_answer_tag(&answer, 200, "", out, out->tag) == 0;
             resp->status = 200;
             resp->body = kme_verify_response_to_json(out);
         }
     }
+    auth_answer_key_wipe(&answer);
     free(vr);
     free(out);
 }
@@ -84,7 +110,7 @@ static void port_job(void *arg)
 {
     port_work *w = arg;
     if (w->op == PORT_VERIFY)
-        handle_verify(w->k, w->l, &w->req, &w->resp);
+        kme_port_verify(w->k, w->l, &w->req, &w->resp);
     else if (w->op == PORT_RESERVE)
         reserve_handle(w->k, w->l, &w->req, &w->resp);
     else if (w->op == PORT_RESOLVE)
@@ -96,7 +122,7 @@ static void port_job(void *arg)
     else if (w->op == PORT_GRANT)
         grant_handle(w->k, w->l, &w->req, &w->resp);
     else
-        stock_claimed_handle(w->k, &w->req, &w->resp);
+        stock_claimed_handle(w->k, w->l, &w->req, &w->resp);
 }
 
 static void port_finish(void *arg, http_response *resp)

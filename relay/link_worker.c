@@ -4,6 +4,7 @@
 #include "relay/link_worker.h"
 #include "relay/grant.h"
 #include "relay/key_stock.h"
+#include "relay/msg_auth.h"
 #include "relay/reserve.h"
 #include "api/kme_msgs.h"
 #include "runtime/clock.h"
@@ -147,52 +148,59 @@ int link_ingest_once(relay_node *k, relay_link *l)
 
 /* ---- verification (initiator) ------------------------------------------------ */
 
-typedef struct {
+struct link_verify_txn {
     relay_link *link;
     uint64_t txn_hash;
     int64_t now, deadline;
-    kme_verify_request *req;
-    const kme_verify_response *resp;
+    kme_verify_request req;
+    kme_verify_response resp;
     int settled;
-    size_t discarded; /* blocks this transaction discarded for differing tags */
-} verify_arg;
+    size_t discarded;       /* blocks this transaction discarded for differing tags */
+    auth_answer_key answer; /* the key the verdicts are tagged with (set when the request is tagged) */
+};
 
+/* Locks the blocks and tags the request with link key this end owns; an end
+ * that owns none yet (a new link) sends it untagged: its block tags alone
+ * then decide what is verified. */
 static int lock_op(kme_store *s, MDB_txn *txn, void *arg)
 {
-    verify_arg *a = arg;
-    int n = lb_lock_for_verify(s, txn, &a->link->lb, a->txn_hash, a->now, a->deadline, VERIFY_BATCH, a->req->seqs,
-                               a->req->tags);
+    link_verify_txn *a = arg;
+    int n = lb_lock_for_verify(s, txn, &a->link->lb, a->txn_hash, a->now, a->deadline, VERIFY_BATCH, a->req.seqs,
+                               a->req.tags);
     if (n < 0)
         return -1;
-    a->req->count = (size_t)n;
-    return 0;
+    a->req.count = (size_t)n;
+    if (n == 0)
+        return 0;
+    int arc = auth_seal_from_link(s, txn, &a->link->lb, AUTH_VERIFY, &a->req, &a->answer);
+    return arc == LM_OK || arc == LM_SHORT ? 0 : -1;
 }
 
 static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
 {
-    verify_arg *a = arg;
+    link_verify_txn *a = arg;
     a->settled = 0;
     a->discarded = 0;
-    for (size_t i = 0; i < a->resp->count; i++) {
+    for (size_t i = 0; i < a->resp.count; i++) {
         /* Only blocks that were part of this transaction. */
         int ours = 0;
-        for (size_t j = 0; j < a->req->count && !ours; j++)
-            ours = a->req->seqs[j] == a->resp->seqs[i];
+        for (size_t j = 0; j < a->req.count && !ours; j++)
+            ours = a->req.seqs[j] == a->resp.seqs[i];
         if (!ours)
             continue;
         lb_meta m;
-        if (lb_get_meta(s, txn, a->link->lb.peer_id, a->resp->seqs[i], &m) != 0)
+        if (lb_get_meta(s, txn, a->link->lb.peer_id, a->resp.seqs[i], &m) != 0)
             return -1;
         int open = m.state == LB_LOCKED && m.txn_hash == a->txn_hash; /* else settled already */
-        if (lb_apply_verdict(s, txn, &a->link->lb, a->resp->seqs[i], a->txn_hash,
-                             (enum lb_verdict)a->resp->verdicts[i]) != LB_OK)
+        if (lb_apply_verdict(s, txn, &a->link->lb, a->resp.seqs[i], a->txn_hash,
+                             (enum lb_verdict)a->resp.verdicts[i]) != LB_OK)
             return -1;
-        if (a->resp->verdicts[i] == KME_MISMATCH && open) {
+        if (a->resp.verdicts[i] == KME_MISMATCH && open) {
             a->discarded++;
             log_warn("link %s: block %llu differs between the two ends; discarded", a->link->lb.peer_id,
-                     (unsigned long long)a->resp->seqs[i]);
+                     (unsigned long long)a->resp.seqs[i]);
         }
-        if (a->resp->verdicts[i] != KME_MISSING)
+        if (a->resp.verdicts[i] != KME_MISSING)
             a->settled++;
     }
     return 0;
@@ -206,50 +214,85 @@ static uint64_t hash_txn_id(const char *id)
     return h ? h : 1;
 }
 
+link_verify_txn *link_verify_begin(relay_node *k, relay_link *l, int *rc)
+{
+    link_verify_txn *t = calloc(1, sizeof *t);
+    *rc = -1;
+    if (!t)
+        return NULL;
+    uuid_generate(t->req.txn_id);
+    t->req.timeout_ms = k->cfg.verify_timeout_ms;
+    t->link = l;
+    t->txn_hash = hash_txn_id(t->req.txn_id);
+    t->now = clock_wall_ms();
+    t->deadline = t->now + k->cfg.verify_timeout_ms;
+    if (store_commit(k->store, lock_op, t) == 0)
+        *rc = 0;
+    if (*rc < 0 || t->req.count == 0) {
+        link_verify_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+char *link_verify_request_text(const link_verify_txn *t, size_t *blocks)
+{
+    *blocks = t->req.count;
+    return kme_verify_request_to_json(&t->req);
+}
+
+int link_verify_finish(relay_node *k, link_verify_txn *t, const char *body, size_t len)
+{
+    relay_link *l = t->link;
+    etsi_problem p;
+    if (kme_verify_response_from_json(body, len, &t->resp, &p) < 0 || strcmp(t->resp.txn_id, t->req.txn_id)) {
+        log_warn("link %s: bad verification answer: %s", l->lb.peer_id, p.message);
+        return -1;
+    }
+    /* The verdicts on a tagged request count only with the answer key's tag. */
+    if (t->answer.set && !auth_answer_ok(&t->answer, 200, "", &t->resp, t->resp.has_tag, t->resp.tag)) {
+        log_warn("link %s: the verdicts on %zu blocks are not authentic; they stay locked until the timeout and "
+                 "are retried",
+                 l->lb.peer_id, t->req.count);
+        return -1;
+    }
+    if (store_commit(k->store, apply_op, t) != 0)
+        return -1;
+    k->hooks.verify_failed(k->hooks.ctx, l, t->discarded);
+    return t->settled;
+}
+
+void link_verify_free(link_verify_txn *t)
+{
+    if (!t)
+        return;
+    auth_answer_key_wipe(&t->answer);
+    free(t);
+}
+
 int link_verify_once(relay_node *k, relay_link *l)
 {
-    kme_verify_request *req = calloc(1, sizeof *req);
-    kme_verify_response *resp = calloc(1, sizeof *resp);
-    int result = -1;
-    if (!req || !resp)
-        goto done;
-    uuid_generate(req->txn_id);
-    req->timeout_ms = k->cfg.verify_timeout_ms;
-    verify_arg a = {l, hash_txn_id(req->txn_id), clock_wall_ms(), 0, req, resp, 0, 0};
-    a.deadline = a.now + k->cfg.verify_timeout_ms;
-    int rc = store_commit(k->store, lock_op, &a);
-    if (rc != 0)
-        goto done;
-    if (req->count == 0) {
-        result = 0; /* nothing to verify */
-        goto done;
-    }
-    char *body = kme_verify_request_to_json(req);
+    int rc;
+    size_t blocks = 0;
+    link_verify_txn *t = link_verify_begin(k, l, &rc);
+    if (!t)
+        return rc; /* 0: nothing to verify */
+    char *body = link_verify_request_text(t, &blocks);
     peer_reply reply;
+    memset(&reply, 0, sizeof reply);
     rc = body ? peer_post(k->peers, l->index, "/kme/v1/verify", body, k->cfg.verify_timeout_ms, &reply) : -1;
     etsi_text_free(body);
+    int result = -1;
     if (rc < 0 || reply.http_status != 200) {
         atomic_store(&l->peer_up, rc == 0);
         log_warn("link %s: verification of %zu blocks failed (%s); they stay locked until the timeout and are retried",
-                 l->lb.peer_id, req->count, rc < 0 ? reply.error : "peer refused");
-        peer_reply_clear(&reply);
-        goto done;
-    }
-    atomic_store(&l->peer_up, 1);
-    etsi_problem p;
-    if (kme_verify_response_from_json(reply.body, reply.len, resp, &p) < 0 || strcmp(resp->txn_id, req->txn_id)) {
-        log_warn("link %s: bad verification answer: %s", l->lb.peer_id, p.message);
-        peer_reply_clear(&reply);
-        goto done;
+                 l->lb.peer_id, blocks, rc < 0 ? reply.error : "peer refused");
+    } else {
+        atomic_store(&l->peer_up, 1);
+        result = link_verify_finish(k, t, reply.body, reply.len);
     }
     peer_reply_clear(&reply);
-    if (store_commit(k->store, apply_op, &a) == 0) {
-        result = a.settled;
-        k->hooks.verify_failed(k->hooks.ctx, l, a.discarded);
-    }
-done:
-    free(req);
-    free(resp);
+    link_verify_free(t);
     return result;
 }
 

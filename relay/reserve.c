@@ -4,6 +4,7 @@
 #include "api/kme_msgs.h"
 #include "store/key_records.h"
 #include "runtime/log.h"
+#include "relay/msg_auth.h"
 #include "relay/router.h"
 
 #include <inttypes.h>
@@ -17,7 +18,6 @@
 enum {
     RESERVE_SHORT = 2,
     RESERVE_FAILED = 3,
-    RESERVE_REPLAY = 4,
     RESERVE_INVALID = 5,
     RESERVE_REUSED = 6,
     RESERVE_WITHDRAWN = 7, /* the owner asked about it (resolve) before it arrived */
@@ -75,6 +75,7 @@ typedef struct {
     const reserve_request *r;
     etsi_key_container *out;
     kme_reserve_request *msg;
+    auth_answer_key *answer; /* the key the neighbour tags its answer with */
 } alloc_arg;
 
 static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -101,13 +102,16 @@ static int alloc_op(kme_store *s, MDB_txn *txn, void *arg)
                 return RESERVE_FAILED;
         }
     }
-    return 0;
+    /* The message is complete: its MAC, from link key this end owns. */
+    int arc = auth_seal_from_link(s, txn, &a->l->lb, AUTH_RESERVE, a->msg, a->answer);
+    return arc == LM_OK ? 0 : arc == LM_SHORT ? RESERVE_SHORT : RESERVE_FAILED;
 }
 
 typedef struct {
     relay_link *l;
     const kme_reserve_request *msg; /* its ranges; its local key records go too */
     enum reserve_undo kind;
+    const kme_auth *mac; /* released too (the message never left); NULL: its MAC keys stay spent */
 } undo_arg;
 
 /* Undoes what the neighbour did not confirm; local records always go. */
@@ -118,8 +122,12 @@ static int undo_op(kme_store *s, MDB_txn *txn, void *arg)
     for (size_t i = 0; i < m->key_count; i++)
         if (kr_delete(s, txn, m->keys[i].key_id) != KR_OK)
             return -1;
-    if (a->kind == UNDO_RELEASE)
+    if (a->kind == UNDO_RELEASE) {
+        if (a->mac && (lb_release(s, txn, &a->l->lb, a->mac->key, a->mac->key_count) != LB_OK ||
+                       lb_release(s, txn, &a->l->lb, a->mac->answer, a->mac->answer_count) != LB_OK))
+            return -1;
         return lb_release(s, txn, &a->l->lb, m->ranges, m->range_count) != LB_OK ? -1 : 0;
+    }
     if (a->kind == UNDO_DOUBT) {
         unsigned char kb[ID_KEY_MAX];
         MDB_val k = {id_key(kb, a->l->lb.peer_id, m->keys[0].key_id), kb},
@@ -175,7 +183,9 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
                       http_response *resp)
 {
     kme_reserve_request msg;
+    auth_answer_key answer;
     memset(&msg, 0, sizeof msg);
+    memset(&answer, 0, sizeof answer);
     snprintf(msg.master, sizeof msg.master, "%s", r->master);
     for (size_t i = 0; i < r->peer_count; i++)
         snprintf(msg.slaves[msg.slave_count++], ETSI_ID_MAX + 1, "%s", r->peer_slaves[i]);
@@ -186,7 +196,7 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
         http_error(resp, 503, "out of memory", NULL);
         goto fail;
     }
-    alloc_arg a = {l, r, out, &msg};
+    alloc_arg a = {l, r, out, &msg, &answer};
     int rc = store_commit(k->store, alloc_op, &a);
     if (rc == RESERVE_SHORT) {
         /* Counted after the refused attempt, which changed nothing. */
@@ -207,36 +217,49 @@ int reserve_link_keys(relay_node *k, relay_link *l, const reserve_request *r, et
     peer_reply reply;
     rc = body ? peer_post(k->peers, l->index, "/kme/v1/reserve", body, k->cfg.peer_timeout_ms, &reply) : -1;
     etsi_text_free(body);
-    if (rc == 0 && reply.http_status == 200) {
+    /* Only an answer tagged with the answer key is the neighbour's. */
+    int authentic = rc == 0 && auth_reply_ok(&answer, &reply);
+    if (authentic && reply.http_status == 200) {
         atomic_store(&l->peer_up, 1);
         peer_reply_clear(&reply);
         kme_reserve_request_clear(&msg);
+        auth_answer_key_wipe(&answer);
         return 0;
     }
     atomic_store(&l->peer_up, rc == 0);
     /* The neighbour did not take the keys. A refusal (400, 503) or a request
-     * that never left means it recorded nothing; a lost answer is settled
-     * later (reserve_resolve_once); anything else leaves the bytes spent. */
-    undo_arg u = {l, &msg, UNDO_SPEND};
-    if (rc < 0)
+     * that never left means it recorded nothing; a lost answer, or one that
+     * is not authentic, is settled later (reserve_resolve_once); anything
+     * else leaves the bytes spent. The MAC keys stay spent unless the
+     * request never left. */
+    undo_arg u = {l, &msg, UNDO_SPEND, NULL};
+    if (rc < 0) {
         u.kind = reply.not_sent ? UNDO_RELEASE : UNDO_DOUBT;
-    else if (reply.http_status == 503 || reply.http_status == 400)
+        u.mac = reply.not_sent ? &msg.auth : NULL;
+    } else if (!authentic) {
+        u.kind = UNDO_DOUBT;
+    } else if (reply.http_status == 503 || reply.http_status == 400) {
         u.kind = UNDO_RELEASE;
+    }
     static const char *const outcome[] = {"released", "bytes spent", "in doubt until the neighbour answers"};
     if (store_commit(k->store, undo_op, &u) != 0)
         log_error("link %s: could not undo a reservation; its bytes stay spent", l->lb.peer_id);
-    log_warn("link %s: reservation of %ld keys refused (%s); %s", l->lb.peer_id, r->number,
+    log_warn("link %s: reservation of %ld keys refused (%s%s); %s", l->lb.peer_id, r->number,
              rc < 0           ? reply.error
              : reply.error[0] ? reply.error
                               : "error",
-             outcome[u.kind]);
+             rc == 0 && !authentic ? ", answer not authentic" : "", outcome[u.kind]);
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s could not be reached: %s", l->lb.peer_id, reply.error);
+    else if (!authentic)
+        http_error(resp, 503, "peer KME answer not authentic", "KME %s answered %ld without a valid tag: %s",
+                   l->lb.peer_id, reply.http_status, reply.error);
     else
         http_error(resp, 503, "peer KME refused the keys", "KME %s answered %ld: %s", l->lb.peer_id, reply.http_status,
                    reply.error);
     peer_reply_clear(&reply);
 fail:
+    auth_answer_key_wipe(&answer);
     etsi_key_container_clear(out);
     kme_reserve_request_clear(&msg);
     return -1;
@@ -248,7 +271,10 @@ long reserve_available_keys(relay_node *k, relay_link *l, long size_bits)
     lb_stock st;
     if (store_read_begin(k->store, &txn))
         return 0;
-    long n = lb_get_stock(k->store, txn, &l->lb, &st) == 0 ? (long)(st.owned_free / ((uint64_t)size_bits / 8)) : 0;
+    /* Less the MAC keys of the message that would carry them. */
+    long n = lb_get_stock(k->store, txn, &l->lb, &st) == 0 && st.owned_free > RESERVE_MAC_BYTES
+                 ? (long)((st.owned_free - RESERVE_MAC_BYTES) / ((uint64_t)size_bits / 8))
+                 : 0;
     mdb_txn_abort(txn);
     return n;
 }
@@ -266,9 +292,6 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
     take_arg *a = arg;
     const kme_reserve_request *m = a->msg;
     size_t key_bytes = (size_t)m->size_bits / 8;
-    MDB_val k0 = {UUID_STR_LEN, (void *)m->keys[0].key_id}, v0;
-    if (mdb_get(txn, s->keys, &k0, &v0) == 0)
-        return RESERVE_REPLAY; /* the same message again: already committed */
     /* Asked about before it arrived: the owner was told it is not recorded
      * here and may have reused its bytes. Past RESERVE_LATE_S after its
      * expiry that withdrawal may be gone, and the age refuses it instead. */
@@ -281,6 +304,11 @@ static int take_op(kme_store *s, MDB_txn *txn, void *arg)
         return RESERVE_FAILED;
     if (m->expires < (int64_t)time(NULL) - RESERVE_LATE_S)
         return RESERVE_LATE;
+    /* Its MAC keys next (checked already, in a read transaction): the same
+     * message again finds them used. */
+    int arc = auth_take(s, txn, &a->l->lb, AUTH_RESERVE, m);
+    if (arc != LM_OK)
+        return arc == LM_INVALID ? RESERVE_INVALID : arc == LM_REUSED ? RESERVE_REUSED : RESERVE_FAILED;
     unsigned char *buf = malloc(key_bytes);
     if (!buf)
         return RESERVE_FAILED;
@@ -311,32 +339,40 @@ void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_
 {
     kme_reserve_request msg;
     etsi_problem p;
+    auth_answer_key answer;
+    memset(&answer, 0, sizeof answer);
     const relay_link_config *lc = &k->cfg.links[l->index];
     if (kme_reserve_request_from_json(req->body, req->body_len, relay_limits(k).max_key_per_request, &msg, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
+    /* The tag before anything else; nothing is spent for a bad one. */
+    int arc = auth_check(k->store, &l->lb, AUTH_RESERVE, &msg, &answer);
+    if (arc != LM_OK) {
+        auth_check_error(resp, arc, AUTH_RESERVE, lc->peer_id);
+        goto done;
+    }
     for (size_t i = 0; i < msg.slave_count; i++) {
         if (!relay_hosts_sae(k, msg.slaves[i])) {
             http_error(resp, 400, "unknown slave SAE", "SAE %s is not hosted by %s", msg.slaves[i], k->cfg.kme_id);
-            goto done;
+            goto refused;
         }
     }
     /* The neighbour vouches for its own SAEs until its advert arrives. */
     if (router_kme_hosts(k, lc->peer_id, msg.master) == 0) {
         http_error(resp, 400, "unknown master SAE", "SAE %s is not hosted by %s", msg.master, lc->peer_id);
-        goto done;
+        goto refused;
     }
     take_arg a = {k, l, &msg};
     int rc = store_commit(k->store, take_op, &a);
     switch (rc) {
     case 0:
         log_debug("link %s: reservation %s recorded", lc->peer_id, msg.keys[0].key_id);
-        /* fall through */
-    case RESERVE_REPLAY:
         resp->status = 200;
         resp->body = etsi_error_to_json("committed", NULL);
-        break;
+        if (auth_tag_response(&answer, resp) < 0)
+            log_error("link %s: could not tag the answer to a reservation", lc->peer_id);
+        goto done;
     case RESERVE_WITHDRAWN:
         log_info("link %s: reservation %s arrived after the neighbour withdrew it (resolve); refused", lc->peer_id,
                  msg.keys[0].key_id);
@@ -361,7 +397,13 @@ void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_
     default:
         http_error(resp, 503, "key store failure", "the keys could not be committed");
     }
+refused:
+    /* Authentic, refused all the same: the refusal is tagged, its MAC keys
+     * spent (nothing else is). */
+    if (auth_refuse(k->store, &l->lb, AUTH_RESERVE, &msg, &answer, resp) < 0)
+        log_warn("link %s: a refused reservation's answer goes untagged", lc->peer_id);
 done:
+    auth_answer_key_wipe(&answer);
     kme_reserve_request_clear(&msg);
 }
 
@@ -380,6 +422,7 @@ typedef struct {
     doubt_entry e[RESOLVE_BATCH];
     kme_resolve q; /* the reservations asked about, in the order of the asked entries */
     size_t withdrawn;
+    auth_answer_key answer; /* the key the neighbour tags its answer with */
     long released;
 } resolve_arg;
 
@@ -460,6 +503,12 @@ static int settle_doubts_op(kme_store *s, MDB_txn *txn, void *arg)
     return 0;
 }
 
+static int seal_resolve_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    resolve_arg *a = arg;
+    return auth_seal_from_link(s, txn, &a->l->lb, AUTH_RESOLVE, &a->q, &a->answer) == LM_OK ? 0 : -1;
+}
+
 int reserve_resolve_once(relay_node *k, relay_link *l)
 {
     resolve_arg *a = calloc(1, sizeof *a);
@@ -472,14 +521,24 @@ int reserve_resolve_once(relay_node *k, relay_link *l)
         goto done;
     }
     int answered = a->q.reservation_count == 0; /* only records of the older layout: nothing to ask */
+    /* A MAC from link key this end owns; the answer is acted on only when
+     * its tag verifies, for a forged "withdrawn" would let bytes be used twice. */
     if (!answered) {
+        if (store_commit(k->store, seal_resolve_op, a) != 0)
+            goto done;
         char *body = kme_resolve_request_to_json(&a->q);
         peer_reply reply;
+        memset(&reply, 0, sizeof reply);
         int rc = body ? peer_post(k->peers, l->index, "/kme/v1/resolve", body, k->cfg.peer_timeout_ms, &reply) : -1;
         etsi_text_free(body);
         etsi_problem p;
         answered = rc == 0 && reply.http_status == 200 &&
                    kme_resolve_response_from_json(reply.body, reply.len, &a->q, &p) == 0;
+        if (answered && !auth_answer_ok(&a->answer, 200, "", &a->q, a->q.has_tag, a->q.tag)) {
+            log_warn("link %s: the answer about %zu reservations in doubt is not authentic; they stay in doubt",
+                     l->lb.peer_id, a->entries);
+            answered = 0;
+        }
         if (body)
             peer_reply_clear(&reply);
     }
@@ -490,6 +549,7 @@ int reserve_resolve_once(relay_node *k, relay_link *l)
                  l->lb.peer_id, a->entries, a->withdrawn, a->released);
     }
 done:
+    auth_answer_key_wipe(&a->answer);
     kme_resolve_clear(&a->q);
     free(a);
     return settled;
@@ -522,15 +582,26 @@ static int purge_withdrawn(kme_store *s, MDB_txn *txn, const char *peer_id, int6
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
-/* In the writer, so after every reservation queued before it: each named
- * reservation is recorded here (a range of it used) or withdrawn for good. */
+/* In the writer, so after every reservation queued before it: takes the
+ * request's MAC keys, and each named reservation is recorded here (a range of
+ * it used) or withdrawn for good. An LM_* result. */
 static int answer_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     answer_arg *a = arg;
     kme_resolve *q = a->q;
     a->withdrawn = 0;
+    int arc = auth_take(s, txn, &a->l->lb, AUTH_RESOLVE, q);
+    if (arc != LM_OK)
+        return arc;
+    if (q->reservation_count == 0) {
+        /* A caller that does not name its reservations cannot be told which
+         * are withdrawn, and would take back whatever is answered unused:
+         * every range is answered used (it keeps them spent). */
+        memset(q->used, 1, q->count);
+        return LM_OK;
+    }
     if (purge_withdrawn(s, txn, a->l->lb.peer_id, a->now) < 0)
-        return -1;
+        return LM_FAILED;
     for (size_t r = 0; r < q->reservation_count; r++) {
         kme_resolve_reservation *v = &q->reservations[r];
         int recorded = 0;
@@ -538,7 +609,7 @@ static int answer_op(kme_store *s, MDB_txn *txn, void *arg)
             lb_meta m;
             int rc = lb_get_meta(s, txn, a->l->lb.peer_id, q->ranges[i].seq, &m);
             if (rc != 0 && rc != MDB_NOTFOUND)
-                return -1;
+                return LM_FAILED;
             q->used[i] =
                 rc == 0 && lb_extents_overlap(&m, q->ranges[i].offset, q->ranges[i].offset + q->ranges[i].length);
             recorded |= q->used[i];
@@ -550,38 +621,37 @@ static int answer_op(kme_store *s, MDB_txn *txn, void *arg)
         store_put_be64(vb, (uint64_t)v->expires);
         MDB_val k = {id_key(kb, a->l->lb.peer_id, v->key_id), kb}, val = {sizeof vb, vb};
         if (mdb_put(txn, s->withdrawn, &k, &val, 0))
-            return -1;
+            return LM_FAILED;
         a->withdrawn++;
     }
-    return 0;
+    return LM_OK;
 }
 
 void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     kme_resolve q;
     etsi_problem p;
+    auth_answer_key answer;
+    memset(&answer, 0, sizeof answer);
     if (kme_resolve_request_from_json(req->body, req->body_len, &q, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
-    if (q.reservation_count == 0) {
-        /* A caller that does not name its reservations cannot be told which
-         * are withdrawn, and would take back whatever is answered unused:
-         * every range is answered used (it keeps them spent). */
-        memset(q.used, 1, q.count);
+    answer_arg a = {l, &q, (int64_t)time(NULL), 0};
+    int arc = auth_check(k->store, &l->lb, AUTH_RESOLVE, &q, &answer);
+    if (arc != LM_OK) {
+        auth_check_error(resp, arc, AUTH_RESOLVE, l->lb.peer_id);
+    } else if ((arc = store_commit(k->store, answer_op, &a)) != LM_OK) {
+        auth_check_error(resp, arc, AUTH_RESOLVE, l->lb.peer_id);
     } else {
-        answer_arg a = {l, &q, (int64_t)time(NULL), 0};
-        if (store_commit(k->store, answer_op, &a) != 0) {
-            http_error(resp, 503, "key store failure", "the answer could not be committed");
-            kme_resolve_clear(&q);
-            return;
-        }
         if (a.withdrawn)
             log_info("link %s: withdrew %zu of %zu reservations asked about (not recorded here; refused should they "
                      "arrive)",
                      l->lb.peer_id, a.withdrawn, q.reservation_count);
+        q.has_tag = auth_answer_tag(&answer, 200, "", &q, q.tag) == 0;
+        resp->status = 200;
+        resp->body = kme_resolve_response_to_json(&q);
     }
-    resp->status = 200;
-    resp->body = kme_resolve_response_to_json(&q);
+    auth_answer_key_wipe(&answer);
     kme_resolve_clear(&q);
 }

@@ -1,10 +1,13 @@
 /* Reservation of link key for a slave at the neighbour (docs/ARCHITECTURE.md, life of a
  * key, step 4): the owner carves keys from blocks it owns, commits, tells the
- * neighbour {key_IDs, ranges, master, slaves}; the neighbour checks and
- * commits the same bytes for its slaves before the owner answers its SAE. */
+ * neighbour {key_IDs, ranges, master, slaves} under a one-time MAC from the
+ * same link (relay/msg_auth.h); the neighbour checks the tag, then commits
+ * the same bytes for its slaves before the owner answers its SAE, which it
+ * does only on the neighbour's tagged answer. */
 #ifndef RELAY_RESERVE_H
 #define RELAY_RESERVE_H
 
+#include "api/kme_msgs.h"
 #include "relay/node.h"
 #include "runtime/http_server.h"
 
@@ -36,7 +39,8 @@ void reserve_handle(relay_node *k, relay_link *l, const http_request *req, http_
  * final, and the ranges of withdrawn reservations alone return to the pool.
  * Returns reservations settled, or -1. */
 int reserve_resolve_once(relay_node *k, relay_link *l);
-/* KME port: POST /kme/v1/resolve from neighbour on link l (commits its withdrawals). */
+/* KME port: POST /kme/v1/resolve from neighbour on link l (checks its MAC,
+ * commits its withdrawals and takes its MAC keys). */
 void reserve_resolve_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp);
 
 /* A reservation arriving more than this long after its keys expired is
@@ -51,6 +55,9 @@ int reserve_release_ranges(relay_node *k, relay_link *l, const kme_range *ranges
  * sent KIND ID ranges SEQ:OFFSET+LENGTH..."; a long list on several lines).
  * Never key bytes. */
 void reserve_log_ranges(const relay_link *l, const char *kind, const char *id, const kme_range *ranges, size_t n);
+
+/* Link key a reservation spends besides its keys: its MAC key and answer key. */
+#define RESERVE_MAC_BYTES (2 * KME_MAC_KEY_BYTES)
 
 /* Keys of size_bits the owner could carve for the neighbour right now. */
 long reserve_available_keys(relay_node *k, relay_link *l, long size_bits);

@@ -556,6 +556,8 @@ int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae)
         return relay_hosts_sae(k, sae);
     struct router *r = k->router;
     int hosts = -1;
+    if (!r)
+        return hosts; /* no routing yet: nothing learned */
     pthread_mutex_lock(&r->lock);
     const kme_advert *a = routing_db_find(&r->db, kme_id);
     if (a) {

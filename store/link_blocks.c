@@ -339,7 +339,7 @@ int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint6
 }
 
 int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const uint8_t tag[LB_TAG_BYTES],
-                      enum lb_verdict *out)
+                      int may_discard, enum lb_verdict *out)
 {
     lb_meta m;
     int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
@@ -356,6 +356,8 @@ int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, cons
         return LB_OK;
     }
     *out = match ? LB_MATCH : LB_MISMATCH;
+    if (!match && !may_discard)
+        return LB_OK;
     return settle(s, txn, l, seq, &m, match);
 }
 

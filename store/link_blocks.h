@@ -82,9 +82,11 @@ int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash
                        size_t max, uint64_t *seqs, uint8_t (*tags)[LB_TAG_BYTES]);
 /* Initiator: applies the peer's verdict for one block of transaction txn_hash. */
 int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v);
-/* Responder: compares the peer's tag with ours and settles the block. */
+/* Responder: compares the peer's tag with ours and settles the block: a
+ * match verifies it; a mismatch discards it when may_discard is set, and
+ * otherwise leaves it as it is (answered LB_MISMATCH all the same). */
 int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const uint8_t tag[LB_TAG_BYTES],
-                      enum lb_verdict *out);
+                      int may_discard, enum lb_verdict *out);
 /* Discards unverified blocks older than max_age_ms whose peer never had them. */
 int lb_discard_stale(kme_store *s, MDB_txn *txn, const lb_link *l, int64_t now_ms, int64_t max_age_ms);
 

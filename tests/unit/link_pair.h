@@ -133,7 +133,7 @@ static inline int do_respond(kme_store *s, MDB_txn *t, void *a)
 {
     verify_state *v = a;
     for (int i = 0; i < v->n; i++)
-        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], &v->verdicts[i]))
+        if (lb_respond_verify(s, t, &lb_, v->seqs[i], v->tags[i], 1, &v->verdicts[i]))
             return 1;
     return 0;
 }

@@ -1,12 +1,14 @@
 /* Unit tests of the grant message (relay/grant, the lb_grant_* functions of
  * store/link_blocks) on the two real stores of one link: the policy, which
  * blocks are given, ownership after accept and refusal, retries, the pending
- * mark in meta records and across restarts, and the KME port handler. */
+ * mark in meta records and across restarts, and the KME port handler (with
+ * the grant's MAC). */
 #include <check.h>
 #include "tests/unit/unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include "relay/grant.h"
+#include "relay/msg_auth.h"
 #include "tests/unit/link_pair.h"
 #include "runtime/json_wipe.h"
 
@@ -429,11 +431,23 @@ static int handle(relay_node *k, const char *body, char **answer)
     return resp.status;
 }
 
+typedef struct {
+    kme_grant *g;
+    auth_answer_key *key;
+} seal_arg;
+
+static int do_seal(kme_store *s, MDB_txn *t, void *a)
+{
+    seal_arg *x = a;
+    return auth_seal_from_link(s, t, &la, AUTH_GRANT, x->g, x->key);
+}
+
 START_TEST(handler_takes_grants_and_refuses_bad_ones)
 {
     char err[256], *answer;
-    link_with_blocks(4);
-    grant_batch *b = start(&sa, &la, UINT64_MAX); /* A gives 2 and 4 */
+    link_with_blocks(6);
+    grant_batch *b = start(&sa, &la, 2 * FREE); /* A gives 2 and 4, keeps 6 for the MAC */
+    ck_assert_uint_eq(b->count, 2);
     /* B's handler on B's store. */
     relay_node *k = calloc(1, sizeof *k);
     ck_assert_ptr_nonnull(k);
@@ -442,32 +456,44 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
     store_close(&sb);
     ck_assert_int_eq(store_open(k->store, dir_b, 64, "KME_B", err, sizeof err), 0);
     lb_link_init(&k->links[0].lb, "KME_B", "KME_A");
-    const char *bad[] = {"{\"seqs\":[]}", "{\"seqs\":[2,2]}", "{\"seqs\":[-2]}", "nonsense", ""};
+    const char *bad[] = {"{\"seqs\":[]}", "{\"seqs\":[2,2]}", "{\"seqs\":[-2]}", "{\"seqs\":[2]}", "nonsense", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_int_eq(handle(k, bad[i], &answer), 400);
         ck_assert_ptr_nonnull(strstr(answer, "\"message\""));
         free(answer);
     }
     ck_assert_int_eq(pair_meta(k->store, "KME_A", 2).owner, LB_OWNER_PEER); /* nothing changed */
-    ck_assert_int_eq(handle(k, "{\"seqs\":[2,3,4,77]}", &answer), 200);
-    ck_assert_str_eq(answer, "{\"accepted\":[2,3,4]}"); /* 3 is B's already, 77 unknown */
     uint64_t sent[4] = {2, 3, 4, 77};
-    kme_grant req = {4, sent}, acc;
+    kme_grant req, acc;
+    auth_answer_key key;
+    memset(&req, 0, sizeof req);
+    req.count = 4;
+    req.seqs = sent;
+    seal_arg sa_ = {&req, &key};
+    ck_assert_int_eq(store_commit(&sa, do_seal, &sa_), 0);
+    char *body = kme_grant_request_to_json(&req);
+    ck_assert_int_eq(handle(k, body, &answer), 200);
+    etsi_text_free(body);
     etsi_problem p;
     ck_assert_int_eq(kme_grant_response_from_json(answer, strlen(answer), &req, &acc, &p), 0);
-    ck_assert_uint_eq(acc.count, 3);
+    ck_assert_uint_eq(acc.count, 3); /* 3 is B's already, 77 unknown */
+    ck_assert_uint_eq(acc.seqs[0], 2);
+    ck_assert_uint_eq(acc.seqs[1], 3);
+    ck_assert_uint_eq(acc.seqs[2], 4);
+    ck_assert(auth_answer_ok(&key, 200, "", &acc, acc.has_tag, acc.tag));
     for (size_t i = 0; i < acc.count; i++)
         for (size_t j = 0; j < b->count; j++)
             if (b->seqs[j] == acc.seqs[i])
                 b->accepted[j] = 1;
     kme_grant_clear(&acc);
+    auth_answer_key_wipe(&key);
     free(answer);
     settle(&sa, b);
     /* The grantor's round does nothing while the neighbour is down. */
     ck_assert_int_eq(grant_once(k, &k->links[0]), 0);
     store_close(k->store);
     ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
-    assert_mirrored(4);
+    assert_mirrored(6);
     free(k);
     free(b);
     close_stores();

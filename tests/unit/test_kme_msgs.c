@@ -10,6 +10,29 @@
 #include "tests/unit/config_file.h"
 #include "runtime/json_wipe.h"
 
+/* A MAC key in two ranges and, when with_answer, an answer key in one. */
+static void fill_auth(kme_auth *a, int with_answer)
+{
+    memset(a, 0, sizeof *a);
+    a->key[0] = (kme_range){6, 48, 20};
+    a->key[1] = (kme_range){8, 48, 12};
+    a->key_count = 2;
+    if (with_answer) {
+        a->answer[0] = (kme_range){8, 60, 32};
+        a->answer_count = 1;
+    }
+    memset(a->tag, 0x5c, KME_TAG_BYTES);
+}
+
+static void assert_same_auth(const kme_auth *a, const kme_auth *b)
+{
+    ck_assert_uint_eq(a->key_count, b->key_count);
+    ck_assert_uint_eq(a->answer_count, b->answer_count);
+    ck_assert_mem_eq(a->key, b->key, a->key_count * sizeof *a->key);
+    ck_assert_mem_eq(a->answer, b->answer, a->answer_count * sizeof *a->answer);
+    ck_assert_mem_eq(a->tag, b->tag, KME_TAG_BYTES);
+}
+
 START_TEST(verify_round_trip)
 {
     static kme_verify_request r, back;
@@ -25,6 +48,14 @@ START_TEST(verify_round_trip)
     ck_assert_uint_eq(back.count, 2);
     ck_assert_uint_eq(back.seqs[1], 1ULL << 40);
     ck_assert_mem_eq(back.tags[1], r.tags[1], KME_TAG_BYTES);
+    ck_assert_uint_eq(back.auth.key_count, 0); /* untagged: a new link */
+    ck_assert_ptr_null(strstr(t, "\"mac_key\""));
+    etsi_text_free(t);
+    /* Tagged, with an answer key. */
+    fill_auth(&r.auth, 1);
+    t = kme_verify_request_to_json(&r);
+    ck_assert_int_eq(kme_verify_request_from_json(t, strlen(t), &back, &p), 0);
+    assert_same_auth(&back.auth, &r.auth);
     etsi_text_free(t);
     static kme_verify_response v, vb;
     strcpy(v.txn_id, r.txn_id);
@@ -36,7 +67,28 @@ START_TEST(verify_round_trip)
     ck_assert_int_eq(kme_verify_response_from_json(t, strlen(t), &vb, &p), 0);
     ck_assert_uint_eq(vb.verdicts[1], KME_MISMATCH);
     ck_assert_uint_eq(vb.verdicts[2], KME_MISSING);
+    ck_assert_int_eq(vb.has_tag, 0);
     etsi_text_free(t);
+    v.has_tag = 1;
+    memset(v.tag, 0x3e, KME_TAG_BYTES);
+    t = kme_verify_response_to_json(&v);
+    ck_assert_int_eq(kme_verify_response_from_json(t, strlen(t), &vb, &p), 0);
+    ck_assert_int_eq(vb.has_tag, 1);
+    ck_assert_mem_eq(vb.tag, v.tag, KME_TAG_BYTES);
+    etsi_text_free(t);
+    /* A MAC half there, or not of 32 bytes, is refused. */
+    const char *half[] = {
+        "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[],"
+        "\"tag\":\"00000000000000000000000000000000\"}",
+        "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[],"
+        "\"mac_key\":[[2,48,32]],\"answer_key\":[[2,80,32]]}",
+        "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[],"
+        "\"mac_key\":[[2,48,31]],\"answer_key\":[[2,80,32]],\"tag\":\"00000000000000000000000000000000\"}",
+        "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[],"
+        "\"mac_key\":[[2,48,32]],\"tag\":\"00000000000000000000000000000000\"}",
+    };
+    for (size_t i = 0; i < sizeof half / sizeof half[0]; i++)
+        ck_assert_msg(kme_verify_request_from_json(half[i], strlen(half[i]), &back, &p) == -1, "accepted %s", half[i]);
     const char *bad = "{\"txn_id\":\"x\",\"timeout_ms\":1,\"blocks\":[]}";
     ck_assert_int_eq(kme_verify_request_from_json(bad, strlen(bad), &back, &p), -1);
     bad = "{\"txn_id\":\"6899051d-1655-442f-885a-778f1004bcae\",\"timeout_ms\":1,\"blocks\":[{\"seq\":1,\"tag\":\"zz\"}"
@@ -61,8 +113,10 @@ START_TEST(reserve_round_trip_and_checks)
     r.key_count = 1;
     r.ranges = ranges;
     r.range_count = 2;
+    fill_auth(&r.auth, 1);
     char *t = kme_reserve_request_to_json(&r);
     ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 10, &back, &p), 0);
+    assert_same_auth(&back.auth, &r.auth);
     ck_assert_uint_eq(back.key_count, 1);
     ck_assert_uint_eq(back.range_count, 2);
     ck_assert_uint_eq(back.ranges[1].seq, 4);
@@ -79,23 +133,41 @@ START_TEST(reserve_round_trip_and_checks)
     t = kme_reserve_request_to_json(&r);
     ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 0, &back, &p), -1); /* over max keys */
     etsi_text_free(t);
+    /* Without its MAC, or without the answer key, a reservation is refused. */
+    r.auth.answer_count = 0;
+    t = kme_reserve_request_to_json(&r);
+    ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 10, &back, &p), -1);
+    etsi_text_free(t);
+    r.auth.key_count = 0;
+    t = kme_reserve_request_to_json(&r);
+    ck_assert_int_eq(kme_reserve_request_from_json(t, strlen(t), 10, &back, &p), -1);
+    etsi_text_free(t);
 }
 END_TEST
 
 START_TEST(grant_round_trip)
 {
     uint64_t seqs[3] = {4, 0, 1ULL << 40};
-    kme_grant g = {3, seqs}, back, acc;
+    kme_grant g, back, acc;
     etsi_problem p;
+    memset(&g, 0, sizeof g);
+    g.count = 3;
+    g.seqs = seqs;
+    fill_auth(&g.auth, 1);
     char *t = kme_grant_request_to_json(&g);
     ck_assert_int_eq(kme_grant_request_from_json(t, strlen(t), &back, &p), 0);
     ck_assert_uint_eq(back.count, 3);
     ck_assert_mem_eq(back.seqs, seqs, sizeof seqs);
+    assert_same_auth(&back.auth, &g.auth);
     kme_grant_clear(&back);
     etsi_text_free(t);
-    /* The answer: any subset, the empty one too. */
+    /* The answer: any subset, the empty one too; its tag when there is one. */
     uint64_t some[2] = {1ULL << 40, 4};
-    kme_grant sub = {2, some}, none = {0, NULL};
+    kme_grant sub, none;
+    memset(&sub, 0, sizeof sub);
+    memset(&none, 0, sizeof none);
+    sub.count = 2;
+    sub.seqs = some;
     t = kme_grant_response_to_json(&sub);
     ck_assert_int_eq(kme_grant_response_from_json(t, strlen(t), &g, &acc, &p), 0);
     ck_assert_uint_eq(acc.count, 2);
@@ -107,7 +179,68 @@ START_TEST(grant_round_trip)
     ck_assert_str_eq(t, "{\"accepted\":[]}");
     ck_assert_int_eq(kme_grant_response_from_json(t, strlen(t), &g, &acc, &p), 0);
     ck_assert_uint_eq(acc.count, 0);
+    ck_assert_int_eq(acc.has_tag, 0);
     kme_grant_clear(&acc);
+    etsi_text_free(t);
+    none.has_tag = 1;
+    memset(none.tag, 0xa1, KME_TAG_BYTES);
+    t = kme_grant_response_to_json(&none);
+    ck_assert_int_eq(kme_grant_response_from_json(t, strlen(t), &g, &acc, &p), 0);
+    ck_assert_int_eq(acc.has_tag, 1);
+    ck_assert_mem_eq(acc.tag, none.tag, KME_TAG_BYTES);
+    kme_grant_clear(&acc);
+    etsi_text_free(t);
+    /* A request without its MAC is refused. */
+    const char *bare = "{\"seqs\":[1]}";
+    ck_assert_int_eq(kme_grant_request_from_json(bare, strlen(bare), &back, &p), -1);
+    ck_assert_ptr_null(back.seqs);
+}
+END_TEST
+
+START_TEST(acks_and_claims)
+{
+    /* An ack or refusal body with a tag added, read back. */
+    uint8_t tag[KME_TAG_BYTES];
+    memset(tag, 0x77, sizeof tag);
+    char *body = etsi_error_to_json("unknown slave SAE", "SAE X is not hosted here");
+    char *tagged = kme_ack_with_tag(body, tag);
+    kme_ack ack;
+    ck_assert_int_eq(kme_ack_from_json(body, strlen(body), &ack), 0);
+    ck_assert_str_eq(ack.message, "unknown slave SAE");
+    ck_assert_int_eq(ack.has_tag, 0);
+    ck_assert_int_eq(kme_ack_from_json(tagged, strlen(tagged), &ack), 0);
+    ck_assert_int_eq(ack.has_tag, 1);
+    ck_assert_mem_eq(ack.tag, tag, KME_TAG_BYTES);
+    ck_assert_ptr_nonnull(strstr(tagged, "\"details\""));
+    ck_assert_ptr_null(kme_ack_with_tag("[1]", tag));
+    ck_assert_int_eq(kme_ack_from_json("{\"details\":[]}", 14, &ack), -1);
+    etsi_text_free(body);
+    etsi_text_free(tagged);
+    /* Claims: the MAC is required, without an answer key. */
+    char ids[1][UUID_STR_LEN + 1] = {"6899051d-1655-442f-885a-778f1004bcae"};
+    int64_t at[1] = {1700000000};
+    kme_claimed c, back;
+    etsi_problem p;
+    memset(&c, 0, sizeof c);
+    c.count = 1;
+    c.key_ids = ids;
+    c.at = at;
+    strcpy(c.dest, "KME_C");
+    fill_auth(&c.auth, 0);
+    char *t = kme_claimed_to_json(&c);
+    ck_assert_int_eq(kme_claimed_from_json(t, strlen(t), &back, &p), 0);
+    ck_assert_str_eq(back.dest, "KME_C");
+    ck_assert_int_eq(back.at[0], 1700000000);
+    assert_same_auth(&back.auth, &c.auth);
+    kme_claimed_clear(&back);
+    etsi_text_free(t);
+    fill_auth(&c.auth, 1);
+    t = kme_claimed_to_json(&c);
+    ck_assert_int_eq(kme_claimed_from_json(t, strlen(t), &back, &p), -1);
+    etsi_text_free(t);
+    c.auth.key_count = 0;
+    t = kme_claimed_to_json(&c);
+    ck_assert_int_eq(kme_claimed_from_json(t, strlen(t), &back, &p), -1);
     etsi_text_free(t);
 }
 END_TEST
@@ -143,7 +276,10 @@ START_TEST(grant_rejections)
     free(big);
     /* Answers naming a seq not granted, twice, or more than granted. */
     uint64_t seqs[2] = {2, 4};
-    kme_grant g = {2, seqs};
+    kme_grant g;
+    memset(&g, 0, sizeof g);
+    g.count = 2;
+    g.seqs = seqs;
     const char *bad_answers[] = {
         "{\"accepted\":[6]}",   "{\"accepted\":[2,2]}", "{\"accepted\":[2,4,6]}",
         "{\"accepted\":\"2\"}", "{\"seqs\":[2]}",
@@ -283,6 +419,7 @@ int main(void)
                                    grant_round_trip,
                                    grant_rejections,
                                    resolve_round_trip_and_checks,
+                                   acks_and_claims,
                                    config_loader,
                                    NULL};
     return run_checks("kme_msgs_config", checks, 0, NULL, NULL);
