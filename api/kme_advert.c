@@ -27,8 +27,13 @@ char *kme_advert_to_json(const kme_advert *a)
         json_array_append_new(links, link_to_json(&a->links[i]));
     for (size_t i = 0; i < a->sae_count && i < KME_ADVERT_MAX_SAES; i++)
         json_array_append_new(saes, json_string(a->saes[i]));
-    return dump(json_pack("{s:s,s:I,s:I,s:o,s:o}", "origin", a->origin, "seq", (json_int_t)a->seq, "age_ms",
-                          (json_int_t)a->age_ms, "links", links, "saes", saes));
+    json_t *root = json_pack("{s:s,s:I,s:I,s:o,s:o}", "origin", a->origin, "seq", (json_int_t)a->seq, "age_ms",
+                             (json_int_t)a->age_ms, "links", links, "saes", saes);
+    if (root && a->cert[0])
+        json_object_set_new(root, "cert", json_string(a->cert));
+    if (root && a->sig[0])
+        json_object_set_new(root, "sig", json_string(a->sig));
+    return dump(root);
 }
 
 /* ---- decode ----------------------------------------------------------------- */
@@ -115,6 +120,29 @@ static int header_from_json(json_t *root, kme_advert *out, etsi_problem *p)
     return 0;
 }
 
+/* A required base64 member of at most max characters. */
+static int get_base64(json_t *root, const char *name, char *out, size_t max)
+{
+    json_t *v = json_object_get(root, name);
+    const char *s = json_string_value(v);
+    size_t n = s ? strlen(s) : 0;
+    if (!s || n == 0 || n > max || n != json_string_length(v) || n % 4 ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n)
+        return -1;
+    memcpy(out, s, n + 1);
+    return 0;
+}
+
+static int signature_from_json(json_t *root, kme_advert *out, etsi_problem *p)
+{
+    if (get_base64(root, "cert", out->cert, KME_ADVERT_CERT_MAX) < 0 ||
+        get_base64(root, "sig", out->sig, KME_ADVERT_SIG_MAX) < 0) {
+        etsi_problem_set(p, MALFORMED, "an advert needs its origin's certificate 'cert' and signature 'sig' (base64)");
+        return -1;
+    }
+    return 0;
+}
+
 int kme_advert_from_json(const char *body, size_t len, kme_advert *out, etsi_problem *p)
 {
     memset(out, 0, sizeof *out);
@@ -127,7 +155,8 @@ int kme_advert_from_json(const char *body, size_t len, kme_advert *out, etsi_pro
     }
     int rc = -1;
     if (header_from_json(root, out, p) == 0 && links_from_json(json_object_get(root, "links"), out, p) == 0 &&
-        saes_from_json(json_object_get(root, "saes"), out, p) == 0 && kme_advert_validate(out, p) == 0)
+        saes_from_json(json_object_get(root, "saes"), out, p) == 0 && kme_advert_validate(out, p) == 0 &&
+        signature_from_json(root, out, p) == 0)
         rc = 0;
     json_decref(root);
     if (rc < 0)

@@ -5,7 +5,12 @@
  *
  * {"origin": KME_ID, "seq": n, "age_ms": n,
  *  "links": [{"peer": KME_ID, "up": bool, "stock_bytes": n, "rate_bps": n}],
- *  "saes": [SAE_ID, ...]}
+ *  "saes": [SAE_ID, ...], "cert": base64, "sig": base64}
+ *
+ * Signed by its origin (relay/advert_sign.h): "cert" is the origin's KME
+ * certificate (DER, base64), "sig" its signature over a canonical encoding of
+ * every member but age_ms, cert and sig. Both are required here; the
+ * receiving KME checks them.
  *
  * Integers are non-negative and at most INT64_MAX (the range of a JSON
  * integer here). Members not named above are ignored, so a later version may
@@ -19,6 +24,8 @@
 
 #define KME_ADVERT_MAX_LINKS 64
 #define KME_ADVERT_MAX_SAES 256
+#define KME_ADVERT_CERT_MAX 6000 /* base64 characters of the certificate at most */
+#define KME_ADVERT_SIG_MAX 1400  /* base64 characters of the signature at most */
 
 typedef struct {
     char peer[ETSI_ID_MAX + 1];
@@ -35,6 +42,8 @@ typedef struct {
     kme_advert_link links[KME_ADVERT_MAX_LINKS];
     size_t sae_count;
     char saes[KME_ADVERT_MAX_SAES][ETSI_ID_MAX + 1];
+    char cert[KME_ADVERT_CERT_MAX + 1]; /* "" until signed */
+    char sig[KME_ADVERT_SIG_MAX + 1];
 } kme_advert;
 
 /* Malloc'ed JSON text (free with etsi_text_free); NULL when out of memory. */

@@ -49,6 +49,7 @@ int kme_wire_relay(kme_context *k, char *err, size_t errlen)
                          hook_limits,
                          kme_metrics_relay,
                          kme_metrics_link_stock,
-                         kme_metrics_verify_failed};
+                         kme_metrics_verify_failed,
+                         kme_metrics_sae_conflicts};
     return relay_node_init(&k->net, &rc, &k->store, &hooks, err, errlen);
 }

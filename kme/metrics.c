@@ -172,6 +172,14 @@ void kme_metrics_verify_failed(void *ctx, const relay_link *l, size_t blocks)
         atomic_fetch_add(&links[l->index].verify_failures, blocks);
 }
 
+static atomic_size_t sae_conflicts;
+
+void kme_metrics_sae_conflicts(void *ctx, size_t count)
+{
+    (void)ctx;
+    atomic_store(&sae_conflicts, count);
+}
+
 void kme_metrics_relay(void *ctx, const relay_event *e)
 {
     (void)ctx;
@@ -344,6 +352,10 @@ char *kme_metrics_text(kme_context *k, size_t *len)
              k->cfg.kme_id, NULL);
     write_requests(f);
     write_store(f, k);
+    prom_family(f, "qkd_kme_sae_conflicts", "gauge",
+                "SAEs claimed by more than one KME in the adverts this KME holds (an alarm: the claims of a KME "
+                "other than the one first learned are refused).");
+    prom_u64(f, "qkd_kme_sae_conflicts", (uint64_t)atomic_load(&sae_conflicts), NULL);
     pthread_mutex_lock(&lock);
     write_links(f, k);
     write_delivered(f);

@@ -36,4 +36,8 @@ void kme_metrics_link_stock(void *ctx, const relay_link *l, const lb_stock *st);
  * differed (committed). */
 void kme_metrics_verify_failed(void *ctx, const relay_link *l, size_t blocks);
 
+/* saes SAEs are claimed by more than one KME in the routes last computed
+ * (the alarm qkd_kme_sae_conflicts). */
+void kme_metrics_sae_conflicts(void *ctx, size_t saes);
+
 #endif

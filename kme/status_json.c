@@ -39,7 +39,7 @@ typedef struct {
     size_t nends, ends_cap;
     site_row *sites;
     size_t nsites, sites_cap;
-    json_t *routes, *directory;
+    json_t *routes, *directory, *conflicts;
     int failed;
 } snapshot;
 
@@ -114,6 +114,35 @@ static json_t *route_json(const routing_route *r)
                      "cost", (json_int_t)r->cost, "path", path);
 }
 
+static int id_cmp(const void *x, const void *y)
+{
+    return strcmp(json_string_value(*(json_t *const *)x), json_string_value(*(json_t *const *)y));
+}
+
+/* One row per SAE claimed by more than one KME: every claimant, and the one
+ * kept (null: none). */
+static void add_conflicts(snapshot *s, const routing_table *table)
+{
+    const routing_conflict *c = table->conflicts;
+    for (size_t i = 0; i < table->conflict_count;) {
+        size_t j = i;
+        json_t *ids[ROUTING_MAX_KMES + 1];
+        size_t n = 0;
+        if (c[i].kept[0])
+            ids[n++] = json_string(c[i].kept);
+        for (; j < table->conflict_count && strcmp(c[j].sae, c[i].sae) == 0; j++)
+            if (n < ROUTING_MAX_KMES + 1)
+                ids[n++] = json_string(c[j].dropped);
+        qsort(ids, n, sizeof *ids, id_cmp);
+        json_t *kmes = json_array();
+        for (size_t m = 0; m < n; m++)
+            json_array_append_new(kmes, ids[m]);
+        json_array_append_new(s->conflicts, json_pack("{s:s,s:o,s:o}", "sae", c[i].sae, "kmes", kmes, "kept",
+                                                      c[i].kept[0] ? json_string(c[i].kept) : json_null()));
+        i = j;
+    }
+}
+
 static void take_snapshot(void *ctx, const routing_db *db, const routing_table *table)
 {
     snapshot *s = ctx;
@@ -138,6 +167,7 @@ static void take_snapshot(void *ctx, const routing_db *db, const routing_table *
         json_array_append_new(s->routes, route_json(&table->routes[i]));
     for (size_t i = 0; i < table->sae_count; i++)
         json_object_set_new(s->directory, table->saes[i].sae, json_string(table->saes[i].kme));
+    add_conflicts(s, table);
 }
 
 /* ---- this KME's own links, live ------------------------------------------------- */
@@ -309,18 +339,20 @@ char *status_json_text(kme_context *k, size_t *len)
     snapshot s = {.self = k->cfg.kme_id, .now_ms = clock_wall_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
     s.routes = json_array();
     s.directory = json_object();
+    s.conflicts = json_array();
     local_end *local = calloc(KME_MAX_LINKS, sizeof *local);
     char *text = NULL;
-    if (s.routes && s.directory && local) {
+    if (s.routes && s.directory && s.conflicts && local) {
         router_inspect(&k->net, take_snapshot, &s);
         read_local_ends(k, s.now_ms, local);
     }
     json_t *root = NULL;
     if (!s.failed && local) {
-        root = json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:o}", "self", k->cfg.kme_id, "generated_at",
-                         utc_time(s.now_ms), "generated_ms", (json_int_t)s.now_ms, "low_stock_bytes",
-                         (json_int_t)s.low_stock_bytes, "sites", sites_json(&s), "links", links_json(k, &s, local),
-                         "routes", s.routes, "directory", s.directory, "relays", relays_json(k));
+        root =
+            json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:O,s:o}", "self", k->cfg.kme_id, "generated_at",
+                      utc_time(s.now_ms), "generated_ms", (json_int_t)s.now_ms, "low_stock_bytes",
+                      (json_int_t)s.low_stock_bytes, "sites", sites_json(&s), "links", links_json(k, &s, local),
+                      "routes", s.routes, "directory", s.directory, "conflicts", s.conflicts, "relays", relays_json(k));
     }
     size_t n = root ? json_dumpb(root, NULL, 0, JSON_COMPACT) : 0;
     if (n && (text = malloc(n + 1))) {
@@ -331,6 +363,7 @@ char *status_json_text(kme_context *k, size_t *len)
     json_decref(root);
     json_decref(s.routes);
     json_decref(s.directory);
+    json_decref(s.conflicts);
     for (size_t i = 0; i < s.nsites; i++)
         json_decref(s.sites[i].saes);
     free(s.sites);

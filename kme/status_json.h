@@ -13,12 +13,16 @@
  *                       "stock_bytes", "rate_bps", "ingested_bytes" (live only)}]}],
  *  "routes": [{"dest", "next_hop", "hops", "cost", "path"}],
  *  "directory": {SAE: KME},
+ *  "conflicts": [{"sae", "kmes" (every KME claiming it), "kept" (the one its
+ *                 directory entry keeps, first learned; null: none)}],
  *  "relays": [{"at", "at_ms", "dest", "via", "keys", "bytes", "seconds", "ok"}]}
  *
  * A link is up when both ends say so; its stock is what the two ends own,
  * its rate the higher of their ingest rates; state "dry" when it has no
  * stock, "low" when an end owns less than low_stock_bytes. Sites are sorted
- * by ID, links by their ends, routes by destination, relays newest first. */
+ * by ID, links by their ends, routes by destination, conflicts by SAE (an
+ * SAE claimed by more than one KME is an alarm, also counted by the metric
+ * qkd_kme_sae_conflicts), relays newest first. */
 #ifndef KME_STATUS_JSON_H
 #define KME_STATUS_JSON_H
 

@@ -50,6 +50,9 @@ typedef struct {
     void (*relayed)(void *ctx, const relay_event *e);
     void (*link_stock)(void *ctx, const relay_link *l, const lb_stock *st);
     void (*verify_failed)(void *ctx, const relay_link *l, size_t blocks);
+    /* The routes were computed: saes SAEs are claimed by more than one KME
+     * (relay/routing.h, routing_conflict). May be NULL. */
+    void (*sae_conflicts)(void *ctx, size_t saes);
 } relay_hooks;
 
 /* A stock key handed to its master at a time (unix seconds). */

@@ -1,6 +1,7 @@
 /* Runs key routing for this KME: own advert, flooding, liveness, routes and
  * directory, their record in the store (see router.h). */
 #include "relay/router.h"
+#include "relay/advert_sign.h"
 #include "relay/routing.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
@@ -38,7 +39,10 @@ struct router {
     routing_sae *known; /* last known site of every SAE ever learned, sorted by SAE */
     size_t nknown;
     int known_changed;
-    char *recorded; /* the JSON last written to the store */
+    routing_conflict *conflicts; /* of the routes last computed, as logged */
+    size_t nconflicts;
+    advert_signer *signer; /* signs the own advert, checks the others' */
+    char *recorded;        /* the JSON last written to the store */
     pthread_t thread;
     int started;
 };
@@ -71,13 +75,87 @@ static void know(struct router *r, const char *sae, const char *kme)
     r->known_changed = 1;
 }
 
+/* The claimants of the conflict over sae in c (n entries, sorted by SAE)
+ * and what became of it, for the log. */
+static void describe_conflict(const routing_conflict *c, size_t n, const char *sae, char *out, size_t len)
+{
+    size_t at = 0;
+    const char *kept = "";
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c[i].sae, sae) != 0)
+            continue;
+        kept = c[i].kept;
+        at += (size_t)snprintf(out + at, at < len ? len - at : 0, "%s%s", at ? " and " : "", c[i].dropped);
+    }
+    if (kept[0])
+        snprintf(out + (at < len ? at : len), at < len ? len - at : 0,
+                 "; %s keeps it (its host first learned), the other claim is refused", kept);
+    else
+        snprintf(out + (at < len ? at : len), at < len ? len - at : 0, "; no claim is used");
+}
+
+static int has_conflict(const routing_conflict *c, size_t n, const routing_conflict *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(c[i].sae, x->sae) == 0 && strcmp(c[i].kept, x->kept) == 0 && strcmp(c[i].dropped, x->dropped) == 0)
+            return 1;
+    return 0;
+}
+
+/* Distinct SAEs among n conflicts (sorted by SAE). */
+static size_t conflict_saes(const routing_conflict *c, size_t n)
+{
+    size_t saes = 0;
+    for (size_t i = 0; i < n; i++)
+        saes += i == 0 || strcmp(c[i].sae, c[i - 1].sae) != 0;
+    return saes;
+}
+
+/* Raises the alarm for conflicts that are new since the routes were last
+ * computed (a log line naming the SAE and the KMEs that claim it, and the
+ * daemon's count) and notes those that ended. Under r->lock. */
+static void note_conflicts(relay_node *k, struct router *r)
+{
+    const routing_conflict *now = r->table.conflicts;
+    size_t n = r->table.conflict_count;
+    char text[512];
+    for (size_t i = 0; i < n; i++) {
+        if (has_conflict(r->conflicts, r->nconflicts, &now[i]) || (i > 0 && strcmp(now[i].sae, now[i - 1].sae) == 0))
+            continue;
+        char claimants[400];
+        describe_conflict(now, n, now[i].sae, claimants, sizeof claimants);
+        snprintf(text, sizeof text, "%s%s%s", now[i].kept, now[i].kept[0] ? " and " : "", claimants);
+        log_warn("routing: SAE %s is claimed by more than one KME: %s", now[i].sae, text);
+    }
+    for (size_t i = 0; i < r->nconflicts; i++) {
+        int still = 0;
+        for (size_t j = 0; j < n && !still; j++)
+            still = strcmp(now[j].sae, r->conflicts[i].sae) == 0;
+        if (!still && (i == 0 || strcmp(r->conflicts[i].sae, r->conflicts[i - 1].sae) != 0))
+            log_info("routing: SAE %s is claimed by one KME again", r->conflicts[i].sae);
+    }
+    routing_conflict *copy = n ? malloc(n * sizeof *copy) : NULL;
+    if (n && !copy)
+        return; /* told again next time */
+    if (n)
+        memcpy(copy, now, n * sizeof *copy);
+    free(r->conflicts);
+    r->conflicts = copy;
+    r->nconflicts = n;
+    if (k->hooks.sae_conflicts)
+        k->hooks.sae_conflicts(k->hooks.ctx, conflict_saes(now, n));
+}
+
 static void recompute(relay_node *k, struct router *r)
 {
     routing_table_clear(&r->table);
-    if (routing_compute(&r->db, k->cfg.kme_id, &r->table) != 0)
+    /* Where each SAE was first learned settles a conflict over it. */
+    if (routing_compute_prior(&r->db, k->cfg.kme_id, r->known, r->nknown, &r->table) != 0)
         log_error("routing: could not compute the routes");
     for (size_t i = 0; i < r->table.sae_count; i++)
         know(r, r->table.saes[i].sae, r->table.saes[i].kme);
+    note_conflicts(k, r);
 }
 
 /* Under r->lock. */
@@ -173,6 +251,8 @@ static void refresh_own(relay_node *k, struct router *r, kme_advert *a)
     r->seq = r->seq + 1 > (uint64_t)now ? r->seq + 1 : (uint64_t)now;
     a->seq = r->seq;
     a->age_ms = 0;
+    if (advert_sign(r->signer, a) < 0)
+        log_error("routing: could not sign the own advert; the neighbours will refuse it");
     if (routing_db_accept(&r->db, a, now) != ROUTING_NEW)
         log_error("routing: own advert refused");
     r->last_new_ms = now;
@@ -407,8 +487,15 @@ static void *router_main(void *arg)
 int router_init(relay_node *k)
 {
     struct router *r = calloc(1, sizeof *r);
+    char err[512];
     if (!r)
         return -1;
+    r->signer = advert_signer_new(k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca, k->cfg.kme_id, err, sizeof err);
+    if (!r->signer) {
+        log_error("routing: %s", err);
+        free(r);
+        return -1;
+    }
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     routing_db_init(&r->db, NULL);
@@ -444,6 +531,8 @@ void router_stop(relay_node *k)
     routing_db_clear(&r->db);
     etsi_text_free(r->recorded);
     free(r->known);
+    free(r->conflicts);
+    advert_signer_free(r->signer);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->wake);
     free(r);
@@ -469,6 +558,20 @@ void router_advert_handle(relay_node *k, relay_link *from, const http_request *r
     }
     if (kme_advert_from_json(req->body, req->body_len, a, &p) < 0) {
         http_error(resp, 400, p.message, "%s", p.detail);
+        free(a);
+        return;
+    }
+    /* Its origin's signature before anything else (an advert already held,
+     * signature and all, was checked when it came first). A refused advert
+     * is neither stored nor passed on. */
+    pthread_mutex_lock(&r->lock);
+    const kme_advert *held = routing_db_find(&r->db, a->origin);
+    int checked = held && advert_same_signed(held, a);
+    pthread_mutex_unlock(&r->lock);
+    char why[200];
+    if (!checked && advert_verify(r->signer, a, why, sizeof why) < 0) {
+        log_warn("routing: refused an advert from %s for origin %s: %s", from->lb.peer_id, a->origin, why);
+        http_error(resp, 400, "advert not authentic", "advert for origin %s: %s", a->origin, why);
         free(a);
         return;
     }
@@ -565,6 +668,10 @@ int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae)
         for (size_t i = 0; i < a->sae_count && !hosts; i++)
             hosts = strcmp(a->saes[i], sae) == 0;
     }
+    /* A claim the directory refused (another KME hosts that SAE) is not believed. */
+    for (size_t i = 0; i < r->table.conflict_count && hosts == 1; i++)
+        if (strcmp(r->table.conflicts[i].sae, sae) == 0 && strcmp(r->table.conflicts[i].dropped, kme_id) == 0)
+            hosts = 0;
     pthread_mutex_unlock(&r->lock);
     return hosts;
 }

@@ -28,7 +28,9 @@ int router_start(relay_node *k);
 /* Joins the thread (after k->stopping is set) and frees the state. */
 void router_stop(relay_node *k);
 
-/* KME port: POST /kme/v1/advert from the neighbour on link from. */
+/* KME port: POST /kme/v1/advert from the neighbour on link from: refused
+ * (400, neither stored nor passed on) unless signed by its origin
+ * (relay/advert_sign.h). */
 void router_advert_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp);
 
 /* Where sae is hosted: 1 here, 2 at another KME (its ID copied to kme_out;
@@ -40,8 +42,9 @@ int router_locate_sae(relay_node *k, const char *sae, char kme_out[ETSI_ID_MAX +
  * NULL), or NULL when there is no route. */
 relay_link *router_next_hop(relay_node *k, const char *dest, unsigned *hops);
 
-/* 1 when KME kme_id hosts sae by its own advert (this KME: by its config),
- * 0 when it does not, -1 when no advert of kme_id is held (not learned yet). */
+/* 1 when KME kme_id hosts sae by its own advert (this KME: by its config)
+ * and no conflict refused that claim (routing_conflict), 0 when it does not,
+ * -1 when no advert of kme_id is held (not learned yet). */
 int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae);
 
 /* The stock KME kme_id advertises on its link to peer: 0, or -1 if unknown. */

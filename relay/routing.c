@@ -2,6 +2,7 @@
  * application directory (see routing.h). */
 #include "relay/routing.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,57 +266,108 @@ static int claim_cmp(const void *x, const void *y)
     return c ? c : strcmp(a->kme, b->kme);
 }
 
-/* Every (SAE, KME) claim of the KMEs reachable from the root, sorted. */
-static routing_sae *collect_claims(const routing_db *db, const spt *t, size_t *count)
+/* Every (SAE, KME) claim of the KMEs whose adverts db holds, sorted; *reach
+ * (as many) says whether the claiming KME is reachable from the root. */
+static routing_sae *collect_claims(const routing_db *db, const spt *t, size_t *count, uint8_t **reach)
 {
     size_t total = 0;
     for (size_t v = 0; v < db->count; v++)
-        if (t->done[v])
-            total += db->entries[v]->advert.sae_count;
+        total += db->entries[v]->advert.sae_count;
     routing_sae *claims = calloc(total ? total : 1, sizeof *claims);
     if (!claims)
         return NULL;
     size_t n = 0;
     for (size_t v = 0; v < db->count; v++) {
         const kme_advert *a = &db->entries[v]->advert;
-        for (size_t i = 0; t->done[v] && i < a->sae_count; i++, n++) {
+        for (size_t i = 0; i < a->sae_count; i++, n++) {
             memcpy(claims[n].sae, a->saes[i], sizeof claims[n].sae);
             memcpy(claims[n].kme, a->origin, sizeof claims[n].kme);
         }
     }
     qsort(claims, n, sizeof *claims, claim_cmp);
+    *reach = calloc(n ? n : 1, 1);
+    if (!*reach) {
+        free(claims);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int found;
+        size_t v = db_search(db, claims[i].kme, &found);
+        (*reach)[i] = found && t->done[v];
+    }
     *count = n;
     return claims;
 }
 
-static int fill_directory(const routing_db *db, const spt *t, routing_table *table)
+static int prior_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const routing_sae *)elem)->sae);
+}
+
+/* The KME prior names for sae, or NULL. */
+static const char *prior_of(const routing_sae *prior, size_t nprior, const char *sae)
+{
+    const routing_sae *e = nprior ? bsearch(sae, prior, nprior, sizeof *prior, prior_cmp) : NULL;
+    return e ? e->kme : NULL;
+}
+
+/* The directory: an SAE claimed by one KME is placed there when that KME is
+ * reachable. An SAE claimed by several is a conflict: only the KME prior
+ * places it at (the first learned) keeps it; with none, no claim is used. */
+static int fill_directory(const routing_db *db, const spt *t, const routing_sae *prior, size_t nprior,
+                          routing_table *table)
 {
     size_t n;
-    routing_sae *claims = collect_claims(db, t, &n);
+    uint8_t *reach = NULL;
+    routing_sae *claims = collect_claims(db, t, &n, &reach);
     if (!claims)
         return -1;
     table->conflicts = calloc(n ? n : 1, sizeof *table->conflicts);
     if (!table->conflicts) {
         free(claims);
+        free(reach);
         return -1;
     }
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (kept && strcmp(claims[kept - 1].sae, claims[i].sae) == 0) {
-            routing_conflict *c = &table->conflicts[table->conflict_count++];
-            memcpy(c->sae, claims[i].sae, sizeof c->sae);
-            memcpy(c->kept, claims[kept - 1].kme, sizeof c->kept);
-            memcpy(c->dropped, claims[i].kme, sizeof c->dropped);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(claims[j].sae, claims[i].sae) == 0)
+            j++;
+        size_t keep = SIZE_MAX;
+        if (j - i == 1) {
+            keep = i;
         } else {
-            claims[kept++] = claims[i];
+            const char *first = prior_of(prior, nprior, claims[i].sae);
+            for (size_t c = i; c < j && first && keep == SIZE_MAX; c++)
+                if (strcmp(claims[c].kme, first) == 0)
+                    keep = c;
+            for (size_t c = i; c < j; c++) {
+                if (c == keep)
+                    continue;
+                routing_conflict *cf = &table->conflicts[table->conflict_count++];
+                memcpy(cf->sae, claims[c].sae, sizeof cf->sae);
+                if (keep != SIZE_MAX)
+                    memcpy(cf->kept, claims[keep].kme, sizeof cf->kept);
+                memcpy(cf->dropped, claims[c].kme, sizeof cf->dropped);
+            }
         }
+        if (keep != SIZE_MAX && reach[keep])
+            claims[kept++] = claims[keep];
+        i = j;
     }
+    free(reach);
     table->saes = claims;
     table->sae_count = kept;
     return 0;
 }
 
 int routing_compute(const routing_db *db, const char *self_id, routing_table *table)
+{
+    return routing_compute_prior(db, self_id, NULL, 0, table);
+}
+
+int routing_compute_prior(const routing_db *db, const char *self_id, const routing_sae *prior, size_t nprior,
+                          routing_table *table)
 {
     memset(table, 0, sizeof *table);
     if (!self_id || !etsi_id_is_valid(self_id))
@@ -329,7 +381,7 @@ int routing_compute(const routing_db *db, const char *self_id, routing_table *ta
     if (!t)
         return -1;
     dijkstra(db, (uint32_t)root, t);
-    int rc = fill_routes(db, t, (uint32_t)root, table) < 0 || fill_directory(db, t, table) < 0 ? -1 : 0;
+    int rc = fill_routes(db, t, (uint32_t)root, table) < 0 || fill_directory(db, t, prior, nprior, table) < 0 ? -1 : 0;
     free(t);
     if (rc < 0)
         routing_table_clear(table);
@@ -402,7 +454,8 @@ char *routing_table_to_json(const routing_table *table)
     for (size_t i = 0; i < table->conflict_count; i++) {
         const routing_conflict *c = &table->conflicts[i];
         json_array_append_new(conflicts,
-                              json_pack("{s:s,s:s,s:s}", "sae", c->sae, "kept", c->kept, "dropped", c->dropped));
+                              json_pack("{s:s,s:o,s:s}", "sae", c->sae, "kept",
+                                        c->kept[0] ? json_string(c->kept) : json_null(), "dropped", c->dropped));
     }
     json_t *root = json_pack("{s:s,s:o,s:o,s:o}", "self", table->self_id, "routes", routes, "directory", directory,
                              "conflicts", conflicts);

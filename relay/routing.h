@@ -107,7 +107,11 @@ typedef struct {
     char kme[ETSI_ID_MAX + 1];
 } routing_sae;
 
-/* An SAE claimed by two KMEs: kept is the smaller KME ID. */
+/* An SAE claimed by two KMEs or more: one entry per claim not used. kept
+ * is the KME first learned as its host when it is among the claimants
+ * (routing_compute_prior), "" when no claim is used. Never resolved by the
+ * order of the KME IDs: one KME cannot take over another's SAE by claiming
+ * it. */
 typedef struct {
     char sae[ETSI_ID_MAX + 1];
     char kept[ETSI_ID_MAX + 1];
@@ -126,9 +130,16 @@ typedef struct {
 
 /* Dijkstra from self_id over db. Overwrites *table (clear a filled one
  * first); the table is empty while db holds no advert of self. The directory
- * takes the SAEs of self and of the KMEs reachable from it. 0, or -1 (out of
- * memory or invalid self_id) with *table empty. */
+ * takes the SAEs of self and of the KMEs reachable from it that no other KME
+ * whose advert db holds claims too; an SAE claimed by several is a conflict
+ * and none of the claims is used. 0, or -1 (out of memory or invalid
+ * self_id) with *table empty. */
 int routing_compute(const routing_db *db, const char *self_id, routing_table *table);
+/* The same where prior (nprior entries sorted by SAE; may be NULL) says
+ * where each SAE was first learned: of the claims of a conflict, the one of
+ * that KME is kept. */
+int routing_compute_prior(const routing_db *db, const char *self_id, const routing_sae *prior, size_t nprior,
+                          routing_table *table);
 void routing_table_clear(routing_table *table);
 
 /* The route to dest_kme, or NULL (self, unknown or unreachable). */
@@ -139,8 +150,9 @@ const char *routing_next_hop(const routing_table *table, const char *dest_kme);
 const char *routing_locate_sae(const routing_table *table, const char *sae);
 
 /* Operator view: {"self", "routes": [{"dest", "next_hop", "cost", "hops",
- * "path"}], "directory": {SAE: KME}, "conflicts": [{"sae", "kept",
- * "dropped"}]}. Malloc'ed JSON text (free with etsi_text_free), or NULL. */
+ * "path"}], "directory": {SAE: KME}, "conflicts": [{"sae", "kept" (null
+ * when no claim is kept), "dropped"}]}. Malloc'ed JSON text (free with
+ * etsi_text_free), or NULL. */
 char *routing_table_to_json(const routing_table *table);
 
 #endif

@@ -187,20 +187,24 @@ START_TEST(advert_round_trip)
     a.sae_count = 2;
     strcpy(a.saes[0], "SAE_A");
     strcpy(a.saes[1], "SAE_A2");
+    strcpy(a.cert, "MIIBCDEF");
+    strcpy(a.sig, "MEUCIQ==");
     char *t = kme_advert_to_json(&a);
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(kme_advert_from_json(t, strlen(t), &back, &p), 0);
     etsi_text_free(t);
     ck_assert_mem_eq(&back, &a, sizeof a);
 
-    const char *extra = "{\"origin\":\"KME_Z\",\"seq\":0,\"age_ms\":0,\"links\":[],\"saes\":[],\"future\":{}}";
+    const char *extra = "{\"origin\":\"KME_Z\",\"seq\":0,\"age_ms\":0,\"links\":[],\"saes\":[],\"future\":{},"
+                        "\"cert\":\"QUJD\",\"sig\":\"QUJD\"}";
     ck_assert_int_eq(kme_advert_from_json(extra, strlen(extra), &back, &p), 0);
     ck_assert_str_eq(back.origin, "KME_Z");
     ck_assert_uint_eq(back.link_count + back.sae_count, 0);
 }
 END_TEST
 
-#define HEAD "\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0"
+#define SIGNED "\"cert\":\"QUJD\",\"sig\":\"QUJD\""
+#define HEAD "\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0," SIGNED
 #define LINK(peer) "{\"peer\":\"" peer "\",\"up\":true,\"stock_bytes\":1,\"rate_bps\":1}"
 
 /* An advert with count links (links != 0) or count SAEs. */
@@ -255,6 +259,13 @@ START_TEST(advert_rejections)
         "{" HEAD ",\"links\":[],\"saes\":[\""
         "0123456789012345678901234567890123456789012345678901234567890123X"
         "\"]}",
+        /* unsigned, or the signature or certificate not base64 */
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"links\":[],\"saes\":[]}",
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"cert\":\"QUJD\",\"links\":[],\"saes\":[]}",
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"sig\":\"QUJD\",\"links\":[],\"saes\":[]}",
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"cert\":\"QUJD\",\"sig\":\"QU*D\",\"links\":[],\"saes\":[]}",
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"cert\":\"\",\"sig\":\"QUJD\",\"links\":[],\"saes\":[]}",
+        "{\"origin\":\"KME_A\",\"seq\":1,\"age_ms\":0,\"cert\":\"QUJD\",\"sig\":7,\"links\":[],\"saes\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&p, 0, sizeof p);
@@ -569,19 +580,73 @@ START_TEST(directory_conflicts)
         bump(t, ABCDE[i]);
     flood(t, 1000);
     compute_all(t);
+    /* Nothing learned before: no claim is used, whatever the IDs' order. */
     for (size_t i = 0; i < t->n; i++) {
         const routing_table *tb = &t->table[i];
-        ck_assert_str_eq(routing_locate_sae(tb, "SAE_X"), "KME_B");
+        ck_assert_ptr_null(routing_locate_sae(tb, "SAE_X"));
         ck_assert_str_eq(routing_locate_sae(tb, "SAE_D2"), "KME_D");
-        ck_assert_uint_eq(tb->sae_count, 7);
-        ck_assert_uint_eq(tb->conflict_count, 2);
-        ck_assert_str_eq(tb->conflicts[0].sae, "SAE_X");
-        ck_assert_str_eq(tb->conflicts[0].kept, "KME_B");
-        ck_assert_str_eq(tb->conflicts[0].dropped, "KME_C");
-        ck_assert_str_eq(tb->conflicts[1].dropped, "KME_E");
+        ck_assert_uint_eq(tb->sae_count, 6);
+        ck_assert_uint_eq(tb->conflict_count, 3);
+        for (size_t c = 0; c < 3; c++) {
+            ck_assert_str_eq(tb->conflicts[c].sae, "SAE_X");
+            ck_assert_str_eq(tb->conflicts[c].kept, "");
+        }
+        ck_assert_str_eq(tb->conflicts[0].dropped, "KME_B");
+        ck_assert_str_eq(tb->conflicts[1].dropped, "KME_C");
+        ck_assert_str_eq(tb->conflicts[2].dropped, "KME_E");
     }
     /* self's own SAEs are in the directory too */
     ck_assert_str_eq(routing_locate_sae(&t->table[0], "SAE_A"), "KME_A");
+    net_free(t);
+}
+END_TEST
+
+/* Compute at node i with prior (the directory as first learned). */
+static void compute_with(net *t, size_t i, const routing_sae *prior, size_t n)
+{
+    routing_table_clear(&t->table[i]);
+    ck_assert_int_eq(routing_compute_prior(&t->db[i], t->adv[i].origin, prior, n, &t->table[i]), 0);
+}
+
+START_TEST(later_claim_moves_no_sae)
+{
+    /* D hosts SAE_D; then KME_B, whose ID sorts first, claims it too. */
+    net *t = mesh();
+    for (size_t i = 0; i < t->n; i++)
+        bump(t, ABCDE[i]);
+    flood(t, 1000);
+    size_t a = idx(t, "KME_A");
+    compute_with(t, a, NULL, 0);
+    ck_assert_str_eq(routing_locate_sae(&t->table[a], "SAE_D"), "KME_D");
+    ck_assert_uint_eq(t->table[a].conflict_count, 0);
+    /* What A learned so far, as its router keeps it. */
+    size_t nprior = t->table[a].sae_count;
+    routing_sae *prior = malloc(nprior * sizeof *prior);
+    ck_assert_ptr_nonnull(prior);
+    memcpy(prior, t->table[a].saes, nprior * sizeof *prior);
+    add_sae(t, "KME_B", "SAE_D");
+    bump(t, "KME_B");
+    flood(t, 2000);
+    compute_with(t, a, prior, nprior);
+    ck_assert_str_eq(routing_locate_sae(&t->table[a], "SAE_D"), "KME_D"); /* not KME_B */
+    ck_assert_uint_eq(t->table[a].conflict_count, 1);
+    ck_assert_str_eq(t->table[a].conflicts[0].sae, "SAE_D");
+    ck_assert_str_eq(t->table[a].conflicts[0].kept, "KME_D");
+    ck_assert_str_eq(t->table[a].conflicts[0].dropped, "KME_B");
+    /* The routes to both KMEs are as before. */
+    ck_assert_str_eq(routing_next_hop(&t->table[a], "KME_D"), "KME_C");
+    /* Where nothing was learned before (B itself here), no claim is used. */
+    size_t b = idx(t, "KME_B");
+    compute_with(t, b, NULL, 0);
+    ck_assert_ptr_null(routing_locate_sae(&t->table[b], "SAE_D"));
+    /* Once B drops the claim, the conflict ends. */
+    t->adv[b].sae_count--;
+    bump(t, "KME_B");
+    flood(t, 3000);
+    compute_with(t, a, prior, nprior);
+    ck_assert_uint_eq(t->table[a].conflict_count, 0);
+    ck_assert_str_eq(routing_locate_sae(&t->table[a], "SAE_D"), "KME_D");
+    free(prior);
     net_free(t);
 }
 END_TEST
@@ -610,9 +675,11 @@ START_TEST(operator_view)
     ck_assert_int_eq(json_integer_value(json_object_get(c, "cost")), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(c, "hops")), 2);
     ck_assert_str_eq(json_string_value(json_array_get(json_object_get(c, "path"), 1)), "KME_A");
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "directory"), "SAE_B")), "KME_B");
-    json_t *conflict = json_array_get(json_object_get(root, "conflicts"), 0);
+    /* SAE_B claimed by B and C with nothing learned before: in no directory. */
+    ck_assert_ptr_null(json_object_get(json_object_get(root, "directory"), "SAE_B"));
+    json_t *conflict = json_array_get(json_object_get(root, "conflicts"), 1);
     ck_assert_str_eq(json_string_value(json_object_get(conflict, "dropped")), "KME_C");
+    ck_assert(json_is_null(json_object_get(conflict, "kept")));
     json_decref(root);
 
     routing_table empty;
@@ -640,6 +707,7 @@ int main(void)
     add_check(s, one_way_links_unused, 30);
     add_check(s, no_own_advert_no_routes, 30);
     add_check(s, directory_conflicts, 30);
+    add_check(s, later_claim_moves_no_sae, 30);
     add_check(s, operator_view, 30);
     return run_suite(s);
 }
