@@ -6,7 +6,8 @@
 # relayed when asked for and the relays counted are the test's own.
 #  (0) prom_check refuses malformed expositions (so its passes mean something).
 #  (1) Every KME's /metrics parses strictly and has a HELP and TYPE line for
-#      each family; it is served as text/plain version 0.0.4. /healthz and
+#      each family (no SAE claimed twice); it is served as text/plain
+#      version 0.0.4. /healthz and
 #      /readyz answer 200 while the KMEs serve; an unknown path 404.
 #  (2) Links: each end reports its link up, owned and peer stock present and
 #      no more than what it ingested; ingest counters grow while qkd-sim runs
@@ -133,7 +134,7 @@ KME_FAMILIES="qkd_kme_up:gauge qkd_kme_requests_total:counter qkd_kme_waiting_ke
     qkd_kme_link_ingest_rate_bytes_per_second:gauge qkd_kme_link_verify_failures_total:counter
     qkd_kme_delivered_keys_total:counter qkd_kme_delivered_bits_total:counter qkd_kme_relays_total:counter
     qkd_kme_relayed_keys_total:counter qkd_kme_relayed_bytes_total:counter
-    qkd_kme_relay_latency_seconds:histogram"
+    qkd_kme_relay_latency_seconds:histogram qkd_kme_sae_conflicts:gauge"
 # families_missing NAME LIST: the families of LIST without HELP and TYPE lines
 families_missing() {
     local f
@@ -146,6 +147,7 @@ for s in A B C; do
     [ -s "$W/start.$s.err" ] && echo "    $(cat "$W/start.$s.err")"
     t_eq "KME_$s: every family has its HELP and TYPE" "" "$(families_missing "start.$s" "$KME_FAMILIES")"
     t_eq "KME_$s: qkd_kme_up{kme=\"KME_$s\"} is 1" 1 "$(val "start.$s" "qkd_kme_up{kme=\"KME_$s\"}")"
+    t_eq "KME_$s: qkd_kme_sae_conflicts is 0 (no SAE claimed by two KMEs)" 0 "$(val "start.$s" qkd_kme_sae_conflicts)"
     t_eq "KME_$s: /healthz 200" 200 "$(code "$(admin_url "$s" /healthz)")"
     t_eq "KME_$s: /readyz 200 while it serves" 200 "$(code "$(admin_url "$s" /readyz)")"
 done

@@ -19,6 +19,11 @@
 #      forged message that is also wrong otherwise (hop limit, slave, master,
 #      destination) is still refused as not authentic. Structurally bad
 #      messages get 400 with the ETSI error body.
+#  (3b) The other inter-KME messages forged the same way, as KME_B without
+#      its link key: a reserve (with a made-up tag, and in the untagged form
+#      of before), a resolve, claims, a grant and a tagged verify are refused
+#      400 and spend no link byte at the hub; the grant moves no block; an
+#      untagged verify with made-up block tags changes nothing.
 #  (4) Wrong neighbour: KME_C's certificate at KME_B's KME port (not a
 #      neighbour) gets 401 for relay and advert; an SAE certificate there gets
 #      401 too; each with the ETSI error body.
@@ -26,6 +31,14 @@
 #      with slaves SAE_C, SAE_D and SAE_A; each fetches every key once at its
 #      own KME with the master's bytes; a second fetch is refused; SAE_C
 #      cannot fetch a key meant for SAE_D only. Status: max_SAE_ID_count >= 8.
+#  (5b) Adverts on the four-site star: an advert signed with KME_B's key
+#      (checked: a stale one of its own is taken) but for origin KME_C, and
+#      an unsigned one, are refused at the hub and go no further (D keeps its
+#      route to KME_C). KME_B reloaded to host SAE_D as well: the hub raises
+#      the conflict (metric qkd_kme_sae_conflicts 1, status.json, a log line
+#      naming SAE_D, KME_D and KME_B), SAE_D stays at KME_D for every KME
+#      (though KME_B's ID sorts first), keys from SAE_C reach SAE_D there;
+#      the alarm ends when B drops the claim.
 #  (6) No sanitizer report and no key material (base64 or hex) in any log.
 # shellcheck disable=SC2034 # T_SUITE and the NET_* settings are read by the sourced files
 T_SUITE=star
@@ -195,7 +208,7 @@ before=$(hub_state)
 dump A "$W/forge.A"
 # A block KME_B owns on A-B, verified, with room after its last used byte.
 PADLEN=64   # 2 keys of 256 bits
-blk=$(jq -c --argjson need $((PADLEN + 32 + 64)) '[.links.KME_B[] | select(.owner == "peer" and .state == "verified")
+blk=$(jq -c --argjson need 320 '[.links.KME_B[] | select(.owner == "peer" and .state == "verified")
         | {seq, start: ([48, (.used[][1])] | max), size} | select(.size - .start >= $need)] | last' "$W/forge.A")
 t_match "the hub holds a verified block of KME_B's with free bytes" '^\{"seq":[0-9]+' "$blk"
 seq=$(jq -r .seq <<<"$blk")
@@ -320,6 +333,53 @@ t_check "dumps of A and B at one moment of their link" dump_pair A B "$W/forged.
 compare_dumps A B "$W/forged.A" "$W/forged.B" >"$W/forged.violations"
 t_eq "both ends of A-B still agree on every block (dumps)" 0 "$(wc -l <"$W/forged.violations")"
 
+# ---------------------------------------------------------------------------------
+echo "== (3b) forged reserve, resolve, claimed, grant and verify at the hub"
+K5=$(uuid)
+K6=$(uuid)
+# forge_msg FILE JQ: a message built by JQ; $seq and $off name free bytes of
+# the block above (the relays used [off, off + 112)), $tag a made-up tag.
+forge_msg() {
+    jq -n -c --argjson seq "$seq" --argjson off "$off" --arg tag "$tag" --argjson exp "$expires" \
+        --arg k5 "$K5" --arg k6 "$K6" --argjson free "${free_blk:-0}" "$2" >"$1"
+}
+MAC='mac_key: [[$seq, ($off + 160), 32]], answer_key: [[$seq, ($off + 200), 32]], tag: $tag'
+# An unused block KME_B owns on A-B (a grant could give it to the hub).
+free_blk=$(jq -r '[.links.KME_B[] | select(.owner == "peer" and .state == "verified" and .used == [[0, 48]]) | .seq]
+        | first // 0' "$W/forge.A")
+forge_msg "$W/o.reserve" "{master: \"SAE_B\", slaves: [\"SAE_A\"], size: 256, expires: \$exp,
+        keys: [{key_ID: \$k5, ranges: [[\$seq, (\$off + 120), 32]]}], $MAC}"
+forge_msg "$W/o.reserve.bare" '{master: "SAE_B", slaves: ["SAE_A"], size: 256, expires: $exp,
+        keys: [{key_ID: $k5, ranges: [[$seq, ($off + 120), 32]]}]}'
+forge_msg "$W/o.resolve" "{ranges: [[\$seq, (\$off + 120), 32]], $MAC}"
+forge_msg "$W/o.claimed" '{claims: [[$k6, 1000]], mac_key: [[$seq, ($off + 160), 32]], tag: $tag}'
+forge_msg "$W/o.grant" "{seqs: [if \$free > 0 then \$free else \$seq end], $MAC}"
+forge_msg "$W/o.verify" "{txn_id: \$k6, timeout_ms: 1000, blocks: [{seq: \$seq, tag: \$tag}], $MAC}"
+forge_msg "$W/o.verify.bare" '{txn_id: $k6, timeout_ms: 1000, blocks: [{seq: $seq, tag: $tag}]}'
+owner_of() { dump A "$W/own.A" && jq -r --argjson s "$1" '.links.KME_B[] | select(.seq == $s) | .owner' "$W/own.A"; }
+free_owner=$( [ "$free_blk" -gt 0 ] && owner_of "$free_blk")
+for m in reserve:"reserve" resolve:"resolve" claimed:"claimed" grant:"grant" verify:"verify"; do
+    f=${m%%:*}
+    kme_post KME_B A "/kme/v1/$f" "$W/o.$f"
+    t_eq "forged $f as KME_B (made-up tag): 400 \"request not authentic\"" "400 request not authentic" \
+        "$CODE $(printf '%s' "$BODY" | jq -r .message 2>/dev/null)"
+    t_check "forged $f: ETSI error body" is_etsi_error "$BODY"
+    t_eq "forged $f: the hub's links spent nothing" "$before" "$(hub_state)"
+done
+kme_post KME_B A /kme/v1/reserve "$W/o.reserve.bare"
+t_eq "a reserve without its MAC (the form of before) as KME_B: 400" 400 "$CODE"
+t_eq "a reserve without its MAC: the hub's links spent nothing" "$before" "$(hub_state)"
+if [ "$free_blk" -gt 0 ]; then
+    t_eq "the forged grant moved no block (block $free_blk stays KME_B's)" "$free_owner" "$(owner_of "$free_blk")"
+fi
+kme_post KME_B A /kme/v1/verify "$W/o.verify.bare"
+t_eq "an untagged verify with a made-up block tag: answered (200), a mismatch" "200 mismatch" \
+    "$CODE $(printf '%s' "$BODY" | jq -r '.results[0].result' 2>/dev/null)"
+t_eq "an untagged verify: the hub's links are unchanged" "$before" "$(hub_state)"
+for s in A B C; do
+    t_eq "no forged key_ID of (3b) in KME_$s's store" "" "$(store_mentions $s "$K5" "$K6")"
+done
+
 # The links still carry keys afterwards.
 sim_start A-B
 sim_start A-C
@@ -353,6 +413,7 @@ net_stop
 
 # ---------------------------------------------------------------------------------
 echo "== (5) multicast on a four-site star"
+NET_ADMIN_BASE=6750 # metrics and status.json for (5b)
 if ! { net_init "$W/star4" "A B C D" "A-B A-C A-D" && net_start; }; then
     t_fail "network" "the four-site star did not start; see $W/star4"
     t_summary
@@ -403,6 +464,73 @@ n=$(printf '%s' "$BODY" | jq -r '.max_SAE_ID_count // 0' 2>/dev/null)
 t_check "status: max_SAE_ID_count is at least 8 (got ${n:-none})" test "${n:-0}" -ge 8
 t_eq "status SAE_B->SAE_D names target KME_D" KME_D \
     "$(sae_curl SAE_B /api/v1/keys/SAE_D/status | jq -r .target_KME_ID 2>/dev/null)"
+
+# ---------------------------------------------------------------------------------
+echo "== (5b) adverts: signed by their origin; an SAE claimed by two KMEs"
+C=$NET_DIR/certs # kme_post's certificates: this network's
+# The canonical bytes an advert with no link and one SAE is signed over
+# (relay/advert_sign.h): length-prefixed strings, big-endian integers.
+u32() {
+    # shellcheck disable=SC2059
+    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)))"
+}
+u64() { u32 $(($1 >> 32)); u32 $(($1 & 0xffffffff)); }
+lstr() { u32 ${#1}; printf '%s' "$1"; }
+# signed_advert AS ORIGIN SEQ SAE FILE: that advert, signed with AS's KME key, carrying AS's certificate
+signed_advert() {
+    { lstr qkd-kme-advert-v1; lstr "$2"; u64 "$3"; u32 0; u32 1; lstr "$4"; } >"$W/canon.bin"
+    openssl dgst -sha256 -sign "$C/$1.kme.key" -out "$W/canon.sig" "$W/canon.bin" &&
+        jq -n -c --arg o "$2" --argjson seq "$3" --arg sae "$4" --arg sig "$(base64 -w0 "$W/canon.sig")" \
+            --arg cert "$(openssl x509 -in "$C/$1.kme.pem" -outform DER | base64 -w0)" \
+            '{origin: $o, seq: $seq, age_ms: 0, links: [], saes: [$sae], cert: $cert, sig: $sig}' >"$5"
+}
+signed_advert KME_B KME_B 1 SAE_B "$W/adv.own"
+kme_post KME_B A /kme/v1/advert "$W/adv.own"
+t_eq "control: an old advert of KME_B's own, signed that way, is checked and taken as stale" "200 stale" \
+    "$CODE $(printf '%s' "$BODY" | jq -r .message 2>/dev/null)"
+signed_advert KME_B KME_C $(($(date +%s%3N) + 1000000000)) SAE_B "$W/adv.forged"
+kme_post KME_B A /kme/v1/advert "$W/adv.forged"
+t_eq "an advert signed by KME_B for origin KME_C (no links, newest seq): 400 \"advert not authentic\"" \
+    "400 advert not authentic" "$CODE $(printf '%s' "$BODY" | jq -r .message 2>/dev/null)"
+jq -c 'del(.cert, .sig)' "$W/adv.forged" >"$W/adv.unsigned"
+kme_post KME_B A /kme/v1/advert "$W/adv.unsigned"
+t_eq "the same advert unsigned: 400" 400 "$CODE"
+t_check "the hub logs the refusal naming KME_B and KME_C" \
+    grep -q "refused an advert from KME_B for origin KME_C" "$NET_DIR/A/kme.log"
+sleep 2
+route_c() { "$NET_BIN/kme" --config "$NET_DIR/$1/kme.json" --routes 2>/dev/null | jq -r '.routes[] | select(.dest == "KME_C") | .next_hop'; }
+t_eq "the hub still routes to KME_C directly" KME_C "$(route_c A)"
+t_eq "nothing was passed on: D still routes to KME_C via the hub" KME_A "$(route_c D)"
+
+metric() { curl -s --max-time 5 "http://127.0.0.1:$(net_admin_port "$1")/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
+conflicts_at() { [ "$(metric "$1" qkd_kme_sae_conflicts)" = "$2" ]; }
+t_eq "no SAE is claimed twice yet (metric at the hub)" 0 "$(metric A qkd_kme_sae_conflicts)"
+cp "$NET_DIR/B/kme.json" "$W/kme.B.orig"
+jq '.saes += ["SAE_D"]' "$W/kme.B.orig" >"$NET_DIR/B/kme.json"
+kill -HUP "$(kme_pid B)"
+t_check "KME_B reloaded to host SAE_D too: the hub raises the alarm (qkd_kme_sae_conflicts 1) within 15 s" \
+    wait_for 15 conflicts_at A 1
+t_check "and so does C" wait_for 15 conflicts_at C 1
+curl -s --max-time 5 "http://127.0.0.1:$(net_admin_port A)/status.json" -o "$W/status4.A"
+t_eq "the hub's status.json lists the conflict: SAE_D, claimed by KME_B and KME_D, KME_D kept" \
+    '[{"sae":"SAE_D","kmes":["KME_B","KME_D"],"kept":"KME_D"}]' "$(jq -c .conflicts "$W/status4.A")"
+t_eq "its directory keeps SAE_D at KME_D" KME_D "$(jq -r .directory.SAE_D "$W/status4.A")"
+t_check "the hub logs the conflict naming SAE_D, KME_D and KME_B" \
+    grep -q "SAE SAE_D is claimed by more than one KME: KME_D and KME_B" "$NET_DIR/A/kme.log"
+t_eq "C's directory keeps SAE_D at KME_D (KME_B's ID sorts first)" KME_D \
+    "$("$NET_BIN/kme" --config "$NET_DIR/C/kme.json" --routes 2>/dev/null | jq -r .directory.SAE_D)"
+t_eq "status SAE_C->SAE_D still names target KME_D" KME_D \
+    "$(sae_curl SAE_C /api/v1/keys/SAE_D/status | jq -r .target_KME_ID 2>/dev/null)"
+: >"$W/cf.keys"
+enc_keys SAE_C SAE_D 2 256 "$W/cf.keys"
+t_eq "SAE_C gets 2 keys for SAE_D" "200 2" "$CODE $(grep -c . "$W/cf.keys")"
+cat "$W/cf.keys" >>"$DELIVERED"
+: >"$W/cf.got"
+dec_keys SAE_D SAE_C "$W/cf.keys" "$W/cf.got"
+t_eq "SAE_D fetches them at KME_D with the master's bytes" "$(sort "$W/cf.keys")" "$(sort "$W/cf.got")"
+cp "$W/kme.B.orig" "$NET_DIR/B/kme.json"
+kill -HUP "$(kme_pid B)"
+t_check "B drops the claim: the alarm ends at the hub within 15 s" wait_for 15 conflicts_at A 0
 net_stop
 
 # ---------------------------------------------------------------------------------
