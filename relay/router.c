@@ -90,7 +90,7 @@ static void describe_conflict(const routing_conflict *c, size_t n, const char *s
     }
     if (kept[0])
         snprintf(out + (at < len ? at : len), at < len ? len - at : 0,
-                 "; %s keeps it (its host first learned), the other claim is refused", kept);
+                 "; %s keeps it (its host first learned), any other claim is refused", kept);
     else
         snprintf(out + (at < len ? at : len), at < len ? len - at : 0, "; no claim is used");
 }
@@ -120,8 +120,11 @@ static void note_conflicts(relay_node *k, struct router *r)
     const routing_conflict *now = r->table.conflicts;
     size_t n = r->table.conflict_count;
     char text[512];
-    for (size_t i = 0; i < n; i++) {
-        if (has_conflict(r->conflicts, r->nconflicts, &now[i]) || (i > 0 && strcmp(now[i].sae, now[i - 1].sae) == 0))
+    for (size_t i = 0, j; i < n; i = j) {
+        int changed = 0;
+        for (j = i; j < n && strcmp(now[j].sae, now[i].sae) == 0; j++)
+            changed |= !has_conflict(r->conflicts, r->nconflicts, &now[j]);
+        if (!changed)
             continue;
         char claimants[400];
         describe_conflict(now, n, now[i].sae, claimants, sizeof claimants);
