@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "api/kme_advert.h"
+#include "tests/unit/test_pki.h"
+#include "relay/advert_sign.h"
 #include "relay/node.h"
 #include "relay/router.h"
 #include "store/key_records.h"
@@ -128,9 +130,17 @@ static inline void node_config(relay_config *c, const char *id, const char *cons
 {
     memset(c, 0, sizeof *c);
     snprintf(c->kme_id, sizeof c->kme_id, "%s", id);
-    snprintf(c->kme_cert, sizeof c->kme_cert, "/nonexistent/cert.pem");
-    snprintf(c->kme_key, sizeof c->kme_key, "/nonexistent/key.pem");
-    snprintf(c->kme_ca, sizeof c->kme_ca, "/nonexistent/ca.pem");
+    /* Adverts are signed with the KME certificate's key: real ones. */
+    if (!test_pki_dir[0]) {
+        test_pki_make();
+        atexit(test_pki_remove_at_exit);
+    }
+    char name[ETSI_ID_MAX + 8];
+    snprintf(name, sizeof name, "%s.pem", id);
+    snprintf(c->kme_cert, sizeof c->kme_cert, "%s", test_pki_path(name));
+    snprintf(name, sizeof name, "%s.key", id);
+    snprintf(c->kme_key, sizeof c->kme_key, "%s", test_pki_path(name));
+    snprintf(c->kme_ca, sizeof c->kme_ca, "%s", test_pki_path("ca.pem"));
     for (; peers && *peers; peers++) {
         relay_link_config *l = &c->links[c->link_count++];
         snprintf(l->peer_id, sizeof l->peer_id, "%s", *peers);
@@ -154,8 +164,8 @@ static inline relay_node *node_open(const relay_config *c, kme_store *store, tes
     ck_assert_ptr_nonnull(n);
     for (size_t i = 0; i < c->link_count; i++)
         atomic_store(&n->links[i].peer_up, links_up);
-    relay_hooks hooks = {site,         site_hosts_sae,  site_hosted_saes,  site_limits,
-                         site_relayed, site_link_stock, site_verify_failed};
+    relay_hooks hooks = {site,         site_hosts_sae,  site_hosted_saes,   site_limits,
+                         site_relayed, site_link_stock, site_verify_failed, NULL};
     char err[256] = "";
     ck_assert_msg(relay_node_init(n, c, store, &hooks, err, sizeof err) == 0, "relay_node_init: %s", err);
     return n;
@@ -183,7 +193,8 @@ static inline http_request request_of(const char *method, const char *path, cons
     return r;
 }
 
-/* Hands n the advert of origin as received on link from: seq, links up to
+/* Hands n the advert of origin (KME_A..KME_D, signed with its test key) as
+ * received on link from: seq, links up to
  * each of peers (NULL-terminated) with stock bytes each, saes hosted there
  * (NULL-terminated). Returns the status answered (its body freed). */
 static inline int advert_to(relay_node *n, size_t from, const char *origin, uint64_t seq, const char *const *peers,
@@ -201,6 +212,15 @@ static inline int advert_to(relay_node *n, size_t from, const char *origin, uint
     }
     for (; saes && *saes; saes++)
         snprintf(a->saes[a->sae_count++], ETSI_ID_MAX + 1, "%s", *saes);
+    /* Signed by the origin with its test certificate's key. */
+    char cert[ETSI_ID_MAX + 8], key[ETSI_ID_MAX + 8], err[256] = "";
+    snprintf(cert, sizeof cert, "%s.pem", origin);
+    snprintf(key, sizeof key, "%s.key", origin);
+    advert_signer *signer =
+        advert_signer_new(test_pki_path(cert), test_pki_path(key), test_pki_path("ca.pem"), origin, err, sizeof err);
+    ck_assert_msg(signer != NULL, "advert_signer_new: %s", err);
+    ck_assert_int_eq(advert_sign(signer, a), 0);
+    advert_signer_free(signer);
     char *json = kme_advert_to_json(a);
     ck_assert_ptr_nonnull(json);
     http_request req = request_of("POST", "/kme/v1/advert", json, strlen(json), "application/json");

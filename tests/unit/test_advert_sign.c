@@ -17,106 +17,15 @@
 #include "relay/advert_sign.h"
 #include "relay/router.h"
 #include "runtime/json_wipe.h"
-
-static char dir[64];
-
-/* ---- a KME CA and its certificates ------------------------------------------------ */
-
-static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, int ca)
-{
-    static long serial = 1;
-    X509 *x = X509_new();
-    ck_assert_ptr_nonnull(x);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-    if (ca) {
-        X509V3_CTX ctx;
-        X509V3_set_ctx_nodb(&ctx);
-        X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-        X509_EXTENSION *bc = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-        X509_EXTENSION *ku = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-        X509_add_ext(x, bc, -1);
-        X509_add_ext(x, ku, -1);
-        X509_EXTENSION_free(bc);
-        X509_EXTENSION_free(ku);
-    }
-    ck_assert_int_gt(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()), 0);
-    return x;
-}
-
-static void write_pem(const char *name, X509 *cert, EVP_PKEY *key)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    if (cert)
-        ck_assert_int_eq(PEM_write_X509(f, cert), 1);
-    else
-        ck_assert_int_eq(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
-}
-
-static const char *path_of(const char *name)
-{
-    static char paths[8][128];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, 128, "%s/%s", dir, name);
-    return p;
-}
-
-/* In dir: ca.pem; KME_A, KME_B, KME_C .pem/.key of that CA; KME_C.rogue.pem/.key of another. */
-static void make_pki(void)
-{
-    strcpy(dir, "/tmp/advertpki.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *rogue_key = EVP_EC_gen("P-256");
-    X509 *ca = make_cert("KME CA", ca_key, NULL, NULL, 1), *rogue = make_cert("KME CA", rogue_key, NULL, NULL, 1);
-    write_pem("ca.pem", ca, NULL);
-    const char *ids[] = {"KME_A", "KME_B", "KME_C"};
-    for (int i = 0; i < 3; i++) {
-        char name[32];
-        EVP_PKEY *key = EVP_EC_gen("P-256");
-        X509 *cert = make_cert(ids[i], key, ca, ca_key, 0);
-        snprintf(name, sizeof name, "%s.pem", ids[i]);
-        write_pem(name, cert, NULL);
-        snprintf(name, sizeof name, "%s.key", ids[i]);
-        write_pem(name, NULL, key);
-        X509_free(cert);
-        EVP_PKEY_free(key);
-    }
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = make_cert("KME_C", key, rogue, rogue_key, 0);
-    write_pem("KME_C.rogue.pem", cert, NULL);
-    write_pem("KME_C.rogue.key", NULL, key);
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    X509_free(ca);
-    X509_free(rogue);
-    EVP_PKEY_free(ca_key);
-    EVP_PKEY_free(rogue_key);
-}
-
-static void remove_pki(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+#include "tests/unit/test_pki.h"
 
 static advert_signer *signer_of(const char *id, const char *variant)
 {
     char cert[64], key[64], err[256];
     snprintf(cert, sizeof cert, "%s%s.pem", id, variant);
     snprintf(key, sizeof key, "%s%s.key", id, variant);
-    advert_signer *s = advert_signer_new(path_of(cert), path_of(key), path_of("ca.pem"), id, err, sizeof err);
+    advert_signer *s =
+        advert_signer_new(test_pki_path(cert), test_pki_path(key), test_pki_path("ca.pem"), id, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
     return s;
 }
@@ -138,7 +47,7 @@ static void advert_of(kme_advert *a, const char *origin, uint64_t seq, const cha
 
 START_TEST(signed_adverts_check_and_altered_ones_do_not)
 {
-    make_pki();
+    test_pki_make();
     advert_signer *b = signer_of("KME_B", ""), *c = signer_of("KME_C", "");
     static kme_advert a, back;
     char why[200];
@@ -176,14 +85,14 @@ START_TEST(signed_adverts_check_and_altered_ones_do_not)
     ck_assert_ptr_nonnull(strstr(why, "does not name the origin KME_C"));
     /* KME_C's name on a certificate of another CA. */
     char err[256];
-    ck_assert_ptr_null(advert_signer_new(path_of("KME_C.rogue.pem"), path_of("KME_C.rogue.key"), path_of("ca.pem"),
-                                         "KME_C", err, sizeof err));
+    ck_assert_ptr_null(advert_signer_new(test_pki_path("KME_C.rogue.pem"), test_pki_path("KME_C.rogue.key"),
+                                         test_pki_path("ca.pem"), "KME_C", err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "does not chain"));
     advert_of(&a, "KME_C", 9, "KME_A", "SAE_B");
     ck_assert_int_eq(advert_sign(c, &a), 0);
     ck_assert_int_eq(advert_verify(b, &a, why, sizeof why), 0);
     /* Swap in the rogue certificate: it does not chain to the KME CA. */
-    FILE *f = fopen(path_of("KME_C.rogue.pem"), "r");
+    FILE *f = fopen(test_pki_path("KME_C.rogue.pem"), "r");
     X509 *rc = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     unsigned char *der = NULL;
@@ -196,13 +105,13 @@ START_TEST(signed_adverts_check_and_altered_ones_do_not)
     OPENSSL_free(der);
     X509_free(rc);
     /* A key that is not the certificate's, or a certificate of another KME, is refused at start. */
-    ck_assert_ptr_null(
-        advert_signer_new(path_of("KME_B.pem"), path_of("KME_C.key"), path_of("ca.pem"), "KME_B", err, sizeof err));
-    ck_assert_ptr_null(
-        advert_signer_new(path_of("KME_B.pem"), path_of("KME_B.key"), path_of("ca.pem"), "KME_C", err, sizeof err));
+    ck_assert_ptr_null(advert_signer_new(test_pki_path("KME_B.pem"), test_pki_path("KME_C.key"),
+                                         test_pki_path("ca.pem"), "KME_B", err, sizeof err));
+    ck_assert_ptr_null(advert_signer_new(test_pki_path("KME_B.pem"), test_pki_path("KME_B.key"),
+                                         test_pki_path("ca.pem"), "KME_C", err, sizeof err));
     advert_signer_free(b);
     advert_signer_free(c);
-    remove_pki();
+    test_pki_remove();
 }
 END_TEST
 
@@ -273,7 +182,7 @@ static void look(void *ctx, const routing_db *db, const routing_table *table)
 
 START_TEST(router_refuses_a_forged_origin_and_keeps_a_claimed_sae)
 {
-    make_pki();
+    test_pki_make();
     char sdir[] = "/tmp/advertstore.XXXXXX", err[256], *answer;
     ck_assert_ptr_nonnull(mkdtemp(sdir));
     static kme_store store;
@@ -282,9 +191,9 @@ START_TEST(router_refuses_a_forged_origin_and_keeps_a_claimed_sae)
     ck_assert_ptr_nonnull(k);
     k->store = &store;
     strcpy(k->cfg.kme_id, "KME_A");
-    snprintf(k->cfg.kme_cert, sizeof k->cfg.kme_cert, "%s", path_of("KME_A.pem"));
-    snprintf(k->cfg.kme_key, sizeof k->cfg.kme_key, "%s", path_of("KME_A.key"));
-    snprintf(k->cfg.kme_ca, sizeof k->cfg.kme_ca, "%s", path_of("ca.pem"));
+    snprintf(k->cfg.kme_cert, sizeof k->cfg.kme_cert, "%s", test_pki_path("KME_A.pem"));
+    snprintf(k->cfg.kme_key, sizeof k->cfg.kme_key, "%s", test_pki_path("KME_A.key"));
+    snprintf(k->cfg.kme_ca, sizeof k->cfg.kme_ca, "%s", test_pki_path("ca.pem"));
     const char *peers[] = {"KME_B", "KME_C"};
     for (size_t i = 0; i < 2; i++) {
         snprintf(k->cfg.links[i].peer_id, sizeof k->cfg.links[i].peer_id, "%s", peers[i]);
@@ -360,7 +269,7 @@ START_TEST(router_refuses_a_forged_origin_and_keeps_a_claimed_sae)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", sdir);
     ck_assert_int_eq(system(cmd), 0);
-    remove_pki();
+    test_pki_remove();
 }
 END_TEST
 

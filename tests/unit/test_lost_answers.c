@@ -14,6 +14,7 @@
  * or withdrawn by a resolve) used nothing, and its bytes may come back. */
 #include <check.h>
 #include "tests/unit/unit_main.h"
+#include "tests/unit/test_pki.h"
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
@@ -264,6 +265,17 @@ static relay_node *node_new(kme_store *s, side *me)
     relay_config cfg;
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.kme_id, sizeof cfg.kme_id, "%s", me->id);
+    /* Adverts are signed with the KME certificate's key: the test PKI's. */
+    if (!test_pki_dir[0]) {
+        test_pki_make();
+        atexit(test_pki_remove_at_exit);
+    }
+    char name[ETSI_ID_MAX + 8];
+    snprintf(name, sizeof name, "%s.pem", me->id);
+    snprintf(cfg.kme_cert, sizeof cfg.kme_cert, "%s", test_pki_path(name));
+    snprintf(name, sizeof name, "%s.key", me->id);
+    snprintf(cfg.kme_key, sizeof cfg.kme_key, "%s", test_pki_path(name));
+    snprintf(cfg.kme_ca, sizeof cfg.kme_ca, "%s", test_pki_path("ca.pem"));
     snprintf(cfg.links[0].peer_id, sizeof cfg.links[0].peer_id, "%s", me->peer->id);
     snprintf(cfg.links[0].url, sizeof cfg.links[0].url, "https://%s.invalid", me->peer->id);
     snprintf(cfg.links[0].key_dir, sizeof cfg.links[0].key_dir, "/nonexistent");
@@ -273,7 +285,7 @@ static relay_node *node_new(kme_store *s, side *me)
     cfg.verify_timeout_ms = 1000;
     cfg.link_stock_max_bytes = 1L << 30;
     cfg.stock_max_age_s = 600;
-    relay_hooks h = {me, hook_hosts, hook_hosted, hook_limits, hook_relayed, hook_link_stock, hook_verify_failed};
+    relay_hooks h = {me, hook_hosts, hook_hosted, hook_limits, hook_relayed, hook_link_stock, hook_verify_failed, NULL};
     char err[256];
     ck_assert_int_eq(relay_node_init(n, &cfg, s, &h, err, sizeof err), 0);
     peer_client_set_transport(n->peers, transport, me);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "relay/grant.h"
 #include "relay/key_stock.h"
 #include "relay/kme_port.h"
@@ -378,6 +379,10 @@ START_TEST(resolve_answer_counts_only_when_tagged)
     q.count = cv.n;
     q.ranges = cv.r;
     q.used = calloc(cv.n, 1);
+    kme_resolve_reservation named = {"", (int64_t)time(NULL) + 600, 0, cv.n, 0};
+    ck_assert_int_eq(uuid_generate(named.key_id), 0);
+    q.reservation_count = 1;
+    q.reservations = &named;
     doubt.kind = AUTH_RESOLVE;
     doubt.msg = &q;
     doubt.answer = &key;
@@ -392,16 +397,20 @@ START_TEST(resolve_answer_counts_only_when_tagged)
     free(answer);
     snap(&sb, "KME_A", NBLOCKS, &after);
     assert_same(&before, &after);
-    /* Authentic: B answers "unused", tagged; A may release the bytes. */
+    /* Authentic: B answers "unused" and withdraws it, tagged; A may release the bytes. */
     ck_assert_int_eq(post(b, reserve_resolve_handle, json, &answer), 200);
     etsi_problem p;
     ck_assert_int_eq(kme_resolve_response_from_json(answer, strlen(answer), &q, &p), 0);
     ck_assert_int_eq(q.used[0], 0);
+    ck_assert(q.final && named.withdrawn);
     ck_assert(auth_answer_ok(&key, 200, "", &q, q.has_tag, q.tag));
-    /* The answer altered to "used" (or untagged) does not count. */
+    /* The answer altered to "used" or "not withdrawn" (or untagged) does not count. */
     q.used[0] = 1;
     ck_assert(!auth_answer_ok(&key, 200, "", &q, q.has_tag, q.tag));
     q.used[0] = 0;
+    named.withdrawn = 0;
+    ck_assert(!auth_answer_ok(&key, 200, "", &q, q.has_tag, q.tag));
+    named.withdrawn = 1;
     ck_assert(!auth_answer_ok(&key, 200, "", &q, 0, q.tag));
     free(answer);
     etsi_text_free(json);

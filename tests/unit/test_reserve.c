@@ -14,6 +14,7 @@
 #include <time.h>
 #include <openssl/crypto.h>
 #include "api/kme_msgs.h"
+#include "relay/msg_auth.h"
 #include "relay/reserve.h"
 #include "runtime/json_wipe.h"
 #include "tests/unit/link_pair.h"
@@ -84,6 +85,15 @@ static void carve_key(kme_reserve_request *r, unsigned char *key)
     r->range_count += c.nranges;
 }
 
+static int seal_op(kme_store *s, MDB_txn *t, void *arg)
+{
+    auth_answer_key answer;
+    memset(&answer, 0, sizeof answer);
+    int rc = auth_seal_from_link(s, t, &la, AUTH_RESERVE, arg, &answer);
+    auth_answer_key_wipe(&answer);
+    return rc == LM_OK ? 0 : -1;
+}
+
 /* A reservation of nkeys keys of 256 bits that A carved for master and
  * slave (the bytes into keys). Free with kme_reserve_request_clear. */
 static void reservation(kme_reserve_request *r, const char *master, const char *slave, size_t nkeys,
@@ -100,6 +110,8 @@ static void reservation(kme_reserve_request *r, const char *master, const char *
     ck_assert_ptr_nonnull(r->ranges);
     for (size_t i = 0; i < nkeys; i++)
         carve_key(r, keys + i * KEY_BYTES);
+    /* Its MAC, from link key A owns, as reserve_link_keys makes it. */
+    ck_assert_int_eq(store_commit(&sa, seal_op, r), 0);
 }
 
 /* reserve_handle at B for body. */
@@ -141,17 +153,20 @@ START_TEST(available_keys_follow_owned_verified_key)
     ck_assert_int_eq(v.n, 6);
     /* A owns blocks 2, 4 and 6, each less its verification bytes. */
     ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, 3 * FREE_PER_BLOCK);
-    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 8), 3 * FREE_PER_BLOCK);
-    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 256), 3 * FREE_PER_BLOCK / 32);
-    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 8192), 3 * FREE_PER_BLOCK / 1024);
+    /* Less the MAC keys of the message that would carry them. */
+    const long usable = 3 * FREE_PER_BLOCK - RESERVE_MAC_BYTES;
+    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 8), usable);
+    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 256), usable / 32);
+    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 8192), usable / 1024);
     /* B's blocks are B's to carve. */
-    ck_assert_int_eq(reserve_available_keys(nb, &nb->links[0], 8), 3 * FREE_PER_BLOCK);
+    ck_assert_int_eq(reserve_available_keys(nb, &nb->links[0], 8), usable);
     /* What A carves is no longer available. */
     kme_reserve_request r;
     unsigned char keys[10 * KEY_BYTES];
     reservation(&r, "SAE_A", "SAE_B", 10, keys);
-    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 256), (3 * FREE_PER_BLOCK - 10 * KEY_BYTES) / 32);
-    ck_assert_int_eq(reserve_available_keys(nb, &nb->links[0], 8), 3 * FREE_PER_BLOCK);
+    ck_assert_int_eq(reserve_available_keys(na, &na->links[0], 256),
+                     (usable - 10 * KEY_BYTES - RESERVE_MAC_BYTES) / 32);
+    ck_assert_int_eq(reserve_available_keys(nb, &nb->links[0], 8), usable);
     kme_reserve_request_clear(&r);
     nodes_done();
 }
@@ -168,12 +183,12 @@ START_TEST(reservation_committed_at_the_neighbour)
     ck_assert_int_eq(records_in(&sb), 3);
     /* B recorded the ranges A carved: both ends agree on what is spent. */
     ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, pair_stock(&sa, &la).owned_free);
-    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, 3 * FREE_PER_BLOCK - sizeof keys);
-    /* The same message again (its answer was lost): answered, nothing more done. */
+    ck_assert_uint_eq(pair_stock(&sb, &lb_).peer_free, 3 * FREE_PER_BLOCK - sizeof keys - RESERVE_MAC_BYTES);
+    /* The same message again (a replay): its MAC keys are spent, nothing more done. */
     char before[4096], after[4096];
     pair_extents(&sb, "KME_A", before, sizeof before);
     resp = send_reservation(&r);
-    expect_error(&resp, 200, "committed");
+    expect_error(&resp, 409, NULL);
     pair_extents(&sb, "KME_A", after, sizeof after);
     ck_assert_str_eq(after, before);
     ck_assert_int_eq(records_in(&sb), 3);
@@ -202,8 +217,45 @@ END_TEST
 #define RES(master, slaves, size, expires, keys)                                                                       \
     "{\"master\":" master ",\"slaves\":" slaves ",\"size\":" size ",\"expires\":" expires ",\"keys\":" keys "}"
 #define KEYS1(id, ranges) "[{\"key_ID\":" id ",\"ranges\":" ranges "}]"
-/* One key of 256 bits in block 2 (A's), unused at B. */
-#define GOOD RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,100,32]]"))
+/* One key of 256 bits in block 2 (A's), unused at B, beyond where A carves
+ * the MAC keys of the messages below. */
+#define GOOD RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,800,32]]"))
+
+/* body with the members of a MAC that does not authenticate it (ranges A
+ * owns, a tag of its own), so a body refused is refused for its other
+ * members; a body that is no object is returned as it is. Free with free(). */
+static char *with_forged_mac(const char *body)
+{
+    json_t *root = json_loads(body, JSON_DECODE_ANY, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return strdup(body);
+    }
+    json_object_set_new(root, "mac_key", json_pack("[[I,I,I]]", (json_int_t)4, (json_int_t)600, (json_int_t)32));
+    json_object_set_new(root, "answer_key", json_pack("[[I,I,I]]", (json_int_t)4, (json_int_t)700, (json_int_t)32));
+    json_object_set_new(root, "tag", json_string("5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c"));
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    char *out = strdup(text);
+    etsi_text_free(text);
+    return out;
+}
+
+/* body as A would send it: its MAC from link key A owns. */
+static char *sealed(const char *body)
+{
+    char *forged = with_forged_mac(body);
+    kme_reserve_request r;
+    etsi_problem p;
+    ck_assert_msg(kme_reserve_request_from_json(forged, strlen(forged), 1024, &r, &p) == 0, "%s", p.detail);
+    free(forged);
+    ck_assert_int_eq(store_commit(&sa, seal_op, &r), 0);
+    char *json = kme_reserve_request_to_json(&r);
+    kme_reserve_request_clear(&r);
+    char *out = strdup(json);
+    etsi_text_free(json);
+    return out;
+}
 
 START_TEST(malformed_bodies_change_nothing)
 {
@@ -235,15 +287,27 @@ START_TEST(malformed_bodies_change_nothing)
     char before[4096], after[4096];
     pair_extents(&sb, "KME_A", before, sizeof before);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        http_response resp = reserve_at_b(bad[i]);
+        char *body = with_forged_mac(bad[i]);
+        http_response resp = reserve_at_b(body);
+        free(body);
         ck_assert_msg(resp.status == 400, "body %zu: %d %s", i, resp.status, resp.body);
+        ck_assert_msg(!strstr(resp.body, "not authentic"), "body %zu refused for its MAC: %s", i, resp.body);
         expect_error(&resp, 400, NULL);
         pair_extents(&sb, "KME_A", after, sizeof after);
         ck_assert_msg(strcmp(after, before) == 0, "body %zu changed the link", i);
         ck_assert_int_eq(records_in(&sb), 0);
     }
-    /* The body they were made from is taken. */
-    http_response resp = reserve_at_b(GOOD);
+    /* The body they were made from: refused under a MAC that does not
+     * authenticate it, taken under A's. */
+    char *body = with_forged_mac(GOOD);
+    http_response resp = reserve_at_b(body);
+    free(body);
+    expect_error(&resp, 400, "request not authentic");
+    pair_extents(&sb, "KME_A", after, sizeof after);
+    ck_assert_str_eq(after, before);
+    body = sealed(GOOD);
+    resp = reserve_at_b(body);
+    free(body);
     expect_error(&resp, 200, "committed");
     ck_assert_int_eq(records_in(&sb), 1);
     pair_extents(&sb, "KME_A", after, sizeof after);
@@ -260,29 +324,32 @@ START_TEST(refused_reservations_change_nothing)
         int status;
         const char *message;
     } cases[] = {
-        {RES("\"SAE_A\"", "[\"SAE_Z\"]", "256", "1900000000", KEYS1(ID1, "[[2,100,32]]")), 400, "unknown slave SAE"},
-        {RES("\"SAE_Q\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,100,32]]")), 400, "unknown master SAE"},
+        {RES("\"SAE_A\"", "[\"SAE_Z\"]", "256", "1900000000", KEYS1(ID1, "[[2,800,32]]")), 400, "unknown slave SAE"},
+        {RES("\"SAE_Q\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,800,32]]")), 400, "unknown master SAE"},
         /* block 1 is B's own */
-        {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[1,100,32]]")), 503,
+        {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[1,800,32]]")), 503,
          "link blocks not usable here"},
         /* no block 9 */
-        {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[9,100,32]]")), 503,
+        {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[9,800,32]]")), 503,
          "link blocks not usable here"},
         /* the block's verification bytes */
         {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,0,32]]")), 409, "link key reused"},
         /* the second key reuses the first's bytes: the first is not kept either */
         {RES("\"SAE_A\"", "[\"SAE_B\"]", "256", "1900000000",
-             "[{\"key_ID\":" ID1 ",\"ranges\":[[2,100,32]]},{\"key_ID\":" ID2 ",\"ranges\":[[2,116,32]]}]"),
+             "[{\"key_ID\":" ID1 ",\"ranges\":[[2,800,32]]},{\"key_ID\":" ID2 ",\"ranges\":[[2,816,32]]}]"),
          409, "link key reused"},
     };
-    char before[4096], after[4096];
-    pair_extents(&sb, "KME_A", before, sizeof before);
+    /* Authentic, refused all the same: the refusal spends its MAC keys at B
+     * (so that it can be tagged), nothing else. */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        http_response resp = reserve_at_b(cases[i].body);
+        uint64_t free_before = pair_stock(&sb, &lb_).peer_free;
+        char *body = sealed(cases[i].body);
+        http_response resp = reserve_at_b(body);
+        free(body);
         ck_assert_msg(resp.status == cases[i].status, "case %zu: %d %s", i, resp.status, resp.body);
         expect_error(&resp, cases[i].status, cases[i].message);
-        pair_extents(&sb, "KME_A", after, sizeof after);
-        ck_assert_msg(strcmp(after, before) == 0, "case %zu changed the link", i);
+        ck_assert_msg(pair_stock(&sb, &lb_).peer_free == free_before - RESERVE_MAC_BYTES,
+                      "case %zu changed the link beyond its MAC keys", i);
         ck_assert_int_eq(records_in(&sb), 0);
     }
     nodes_done();
@@ -300,7 +367,9 @@ START_TEST(master_vouched_for_until_the_advert)
     site_init(&site_b, b_saes);
     node_config(&c, "KME_B", to_a);
     nb = node_open(&c, &sb, &site_b, 1);
-    http_response resp = reserve_at_b(RES("\"SAE_Q\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,100,32]]")));
+    char *body = sealed(RES("\"SAE_Q\"", "[\"SAE_B\"]", "256", "1900000000", KEYS1(ID1, "[[2,800,32]]")));
+    http_response resp = reserve_at_b(body);
+    free(body);
     expect_error(&resp, 200, "committed");
     ck_assert_int_eq(records_in(&sb), 1);
     node_close(nb);
@@ -361,7 +430,7 @@ START_TEST(link_keys_refused_take_nothing)
     char reason[512];
     error_reason(&resp, reason, sizeof reason);
     char want[128];
-    snprintf(want, sizeof want, "%d keys of 256 bits are available", 3 * FREE_PER_BLOCK / 32 + 5);
+    snprintf(want, sizeof want, "%d keys of 256 bits are available", (3 * FREE_PER_BLOCK - RESERVE_MAC_BYTES) / 32 + 5);
     ck_assert_msg(strstr(reason, want) && strstr(reason, "105 were requested"), "%s", reason);
     expect_error(&resp, 503, "not enough key material");
     ck_assert_uint_eq(out.count, 0);
