@@ -1,6 +1,8 @@
 # One build for every program, library and test of the key delivery network.
 # `make` builds optimised binaries into build/release; `make test` builds an
-# ASan/UBSan variant into build/asan and runs every suite against it.
+# ASan/UBSan variant into build/asan and runs every suite against it; `make
+# fuzz` builds the libFuzzer harnesses of tests/fuzz with clang into
+# build/fuzz and runs each for FUZZ_SECONDS.
 
 MODE    ?= release
 BUILD   := build/$(MODE)
@@ -13,6 +15,14 @@ LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 ifeq ($(MODE),asan)
   CFLAGS_MODE := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS_MODE := -fsanitize=address,undefined
+else ifeq ($(MODE),fuzz)
+  # The sources again, with clang: coverage for libFuzzer, ASan and UBSan.
+  ifeq ($(origin CC),default)
+    CC := clang
+  endif
+  CFLAGS_MODE := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                 -fno-sanitize-recover=undefined
   LDFLAGS_MODE := -fsanitize=address,undefined
 else
   CFLAGS_MODE := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
@@ -49,7 +59,7 @@ ENC_OBJS   := $(call obj,$(filter-out encryptor/main.c,$(ENC_SRC)))
 PROGRAMS := $(BIN)/kme $(BIN)/qkd-sim $(BIN)/sae-client $(BIN)/encryptor
 # Helpers of the test suites: one program per tests/tools/*.c, next to the others.
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/%,$(TOOLS_SRC))
-.PHONY: all deps test unit integration conformance bench run clean
+.PHONY: all deps test unit integration conformance bench run clean fuzz fuzz-bins
 all: $(PROGRAMS) $(TOOL_BINS)
 
 $(OBJ)/%.o: %.c
@@ -97,6 +107,52 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BIN)/bench/%,$(BENCH_SRC))
 $(BIN)/bench/%: $(call obj,tests/bench/%.c) $(call obj,encryptor/otp.c encryptor/frame.c) $(LIBSAE) $(LIBRUNTIME) $(LIBAPI)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# libFuzzer harnesses: one program per tests/fuzz/fuzz_NAME.c, linked with
+# the api layer and the modules it names in FUZZ_DEPS_NAME. Built in
+# MODE=fuzz only (build/fuzz/bin/fuzz_NAME); `make fuzz-bins` from any mode.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_ALL := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_NAMES ?= $(FUZZ_ALL)
+FUZZ_SECONDS ?= 60
+FUZZ_DEPS_etsi_request := runtime/json_wipe.c
+FUZZ_DEPS_etsi_response := runtime/json_wipe.c
+FUZZ_DEPS_kme_msgs := runtime/json_wipe.c
+FUZZ_DEPS_kme_relay_json := runtime/json_wipe.c
+FUZZ_DEPS_kme_relay_wire := runtime/json_wipe.c
+FUZZ_DEPS_kme_advert := runtime/json_wipe.c
+FUZZ_DEPS_kme_config := kme/config.c runtime/log.c runtime/json_wipe.c
+FUZZ_DEPS_encryptor_config := encryptor/config.c encryptor/original_dst.c runtime/json_wipe.c
+FUZZ_DEPS_encryptor_frame := encryptor/frame.c
+FUZZ_DEPS_encryptor_stream := encryptor/stream_rx.c encryptor/frame.c encryptor/keyring.c encryptor/otp.c \
+                              encryptor/gcm.c runtime/otp_xor.c
+FUZZ_DEPS_qkd_sim_state :=
+
+ifeq ($(MODE),fuzz)
+fuzz-bins: $(patsubst %,$(BIN)/fuzz_%,$(FUZZ_ALL))
+.SECONDARY: $(call obj,$(FUZZ_SRC))
+.SECONDEXPANSION:
+$(BIN)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $$(call obj,$$(FUZZ_DEPS_$$*)) $(LIBAPI)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS) -lm
+else
+fuzz-bins:
+	$(MAKE) MODE=fuzz fuzz-bins
+endif
+
+# Runs each harness of FUZZ_NAMES (default: all) for FUZZ_SECONDS on
+# build/fuzz/corpus/NAME, a copy of tests/fuzz/corpus/NAME that keeps what
+# the fuzzer adds; crashes go to build/fuzz/artifacts. FUZZ_FLAGS: more
+# libFuzzer options.
+fuzz: deps
+	$(MAKE) MODE=fuzz fuzz-bins
+	@failed=""; for n in $(FUZZ_NAMES); do \
+	    c=build/fuzz/corpus/$$n; mkdir -p $$c build/fuzz/artifacts; cp tests/fuzz/corpus/$$n/* $$c/; \
+	    echo "== fuzz_$$n: $(FUZZ_SECONDS) s on $$c"; \
+	    build/fuzz/bin/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/artifacts/$$n- $(FUZZ_FLAGS) $$c || failed="$$failed $$n"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in build/fuzz/artifacts)"; exit 1; fi
 
 deps:
 	@sh docker/install-deps.sh
