@@ -121,8 +121,8 @@ FUZZ_DEPS_kme_msgs := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_json := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_wire := runtime/json_wipe.c
 FUZZ_DEPS_kme_advert := runtime/json_wipe.c
-FUZZ_DEPS_kme_config := kme/config.c runtime/log.c runtime/json_wipe.c
-FUZZ_DEPS_encryptor_config := encryptor/config.c encryptor/original_dst.c runtime/json_wipe.c
+FUZZ_DEPS_kme_config := kme/config.c runtime/log.c runtime/json_wipe.c runtime/json_settings.c
+FUZZ_DEPS_encryptor_config := encryptor/config.c encryptor/original_dst.c runtime/json_wipe.c runtime/json_settings.c
 FUZZ_DEPS_encryptor_frame := encryptor/frame.c
 FUZZ_DEPS_encryptor_stream := encryptor/stream_rx.c encryptor/frame.c encryptor/keyring.c encryptor/otp.c \
                               encryptor/gcm.c runtime/otp_xor.c

@@ -106,7 +106,15 @@ static void resolve_response(const char *body, size_t len)
 {
     kme_range ranges[3] = {{1, 0, 32}, {1, 32, 32}, {7, 0, 64}};
     uint8_t used[3] = {0};
-    kme_resolve r = {3, ranges, used};
+    kme_resolve_reservation named[2] = {{"6899051d-1655-442f-885a-778f1004bcae", 1900000000, 0, 2, 0},
+                                        {"0f0c2ae6-3a31-4f43-9e4f-3c1bd2c1a0d2", 1900000001, 2, 1, 0}};
+    kme_resolve r;
+    memset(&r, 0, sizeof r);
+    r.count = 3;
+    r.ranges = ranges;
+    r.used = used;
+    r.reservation_count = 2;
+    r.reservations = named;
     etsi_problem p;
     kme_resolve_response_from_json(body, len, &r, &p);
 }
@@ -151,7 +159,10 @@ static void grant_request(const char *body, size_t len)
 static void grant_response(const char *body, size_t len)
 {
     uint64_t seqs[] = {1, 2, 3, 5, 8};
-    kme_grant request = {5, seqs}, accepted;
+    kme_grant request, accepted;
+    memset(&request, 0, sizeof request);
+    request.count = 5;
+    request.seqs = seqs;
     etsi_problem p;
     if (kme_grant_response_from_json(body, len, &request, &accepted, &p) == 0)
         kme_grant_clear(&accepted);
