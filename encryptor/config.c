@@ -38,20 +38,24 @@ static int get_endpoint(json_t *root, const char *name, enc_endpoint *ep, int re
 
 static int parse_kme(json_t *root, enc_config *c, char *err, size_t errlen)
 {
-    static const char *const known[] = {"url", "cert", "key", "ca", NULL};
+    static const char *const known[] = {"url", "kme_id", "cert", "key", "ca", NULL};
     json_t *kme = json_object_get(root, "kme");
     if (!kme)
         return json_settings_fail(err, errlen, "missing setting 'kme'");
     if (!json_is_object(kme))
-        return json_settings_fail(err, errlen, "setting 'kme' must be an object {\"url\", \"cert\", \"key\", \"ca\"}");
+        return json_settings_fail(err, errlen,
+                                  "setting 'kme' must be an object {\"url\", \"kme_id\", \"cert\", \"key\", \"ca\"}");
     if (json_settings_only(kme, "kme.", known, err, errlen) < 0 ||
         json_setting_string(kme, "url", c->kme_url, sizeof c->kme_url, 1, err, errlen) < 0 ||
+        json_setting_string(kme, "kme_id", c->kme_id, sizeof c->kme_id, 0, err, errlen) < 0 ||
         get_file(kme, "cert", c->kme_cert, sizeof c->kme_cert, 1, err, errlen) < 0 ||
         get_file(kme, "key", c->kme_key, sizeof c->kme_key, 0, err, errlen) < 0 ||
         get_file(kme, "ca", c->kme_ca, sizeof c->kme_ca, 0, err, errlen) < 0)
         return -1;
     if (strncasecmp(c->kme_url, "https://", 8) != 0 || !c->kme_url[8])
         return json_settings_fail(err, errlen, "setting 'kme.url' must be https://HOST:PORT");
+    if (c->kme_id[0] && !etsi_id_is_valid(c->kme_id))
+        return json_settings_fail(err, errlen, "setting 'kme.kme_id' is not a valid KME ID");
     return 0;
 }
 

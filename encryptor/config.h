@@ -26,8 +26,9 @@ typedef struct {
     char peer_sae[ETSI_ID_MAX + 1];
     char kme_url[512];
     char kme_cert[ENC_PATH_MAX];
-    char kme_key[ENC_PATH_MAX]; /* empty: taken from cert */
-    char kme_ca[ENC_PATH_MAX];  /* empty: system store */
+    char kme_key[ENC_PATH_MAX];   /* empty: taken from cert */
+    char kme_ca[ENC_PATH_MAX];    /* empty: system store */
+    char kme_id[ETSI_ID_MAX + 1]; /* the KME expected (its certificate's CN); empty: not pinned */
     int transparent;
     struct sockaddr_storage allowed[ENC_MAX_ALLOWED];
     size_t allowed_count;

@@ -171,6 +171,7 @@ pad_in *pad_in_start(const enc_config *cfg, char *err, size_t errlen)
                             .cert = cfg->kme_cert,
                             .key = cfg->kme_key[0] ? cfg->kme_key : NULL,
                             .ca = cfg->kme_ca[0] ? cfg->kme_ca : NULL,
+                            .kme_id = cfg->kme_id[0] ? cfg->kme_id : NULL,
                             .timeout_ms = 5000};
     if (!(p->client = sae_client_new(&sc, err, errlen))) {
         pad_in_stop(p);

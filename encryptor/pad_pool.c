@@ -191,7 +191,8 @@ pad_pool *pad_pool_start_with(const enc_config *cfg, pad_fetch_fn fetch, void *a
         sae_client_config sc = {.kme_url = cfg->kme_url,
                                 .cert = cfg->kme_cert,
                                 .key = cfg->kme_key[0] ? cfg->kme_key : NULL,
-                                .ca = cfg->kme_ca[0] ? cfg->kme_ca : NULL};
+                                .ca = cfg->kme_ca[0] ? cfg->kme_ca : NULL,
+                                .kme_id = cfg->kme_id[0] ? cfg->kme_id : NULL};
         if (!(p->client = sae_client_new(&sc, err, errlen))) {
             pad_pool_stop(p);
             return NULL;

@@ -46,7 +46,9 @@ static int parse_tls(json_t *root, kme_config *c, char *err, size_t errlen)
         json_setting_string(sae, "client_ca", c->sae_client_ca, sizeof c->sae_client_ca, 1, err, errlen) < 0 ||
         json_setting_string(kme, "cert", c->kme_cert, sizeof c->kme_cert, 1, err, errlen) < 0 ||
         json_setting_string(kme, "key", c->kme_key, sizeof c->kme_key, 1, err, errlen) < 0 ||
-        json_setting_string(kme, "ca", c->kme_ca, sizeof c->kme_ca, 1, err, errlen) < 0)
+        json_setting_string(kme, "ca", c->kme_ca, sizeof c->kme_ca, 1, err, errlen) < 0 ||
+        json_setting_string(sae, "client_crl", c->sae_client_crl, sizeof c->sae_client_crl, 0, err, errlen) < 0 ||
+        json_setting_string(kme, "crl", c->kme_crl, sizeof c->kme_crl, 0, err, errlen) < 0)
         return -1;
     return 0;
 }

@@ -31,7 +31,8 @@ typedef struct {
     net_endpoint admin_listen; /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];
     char kme_cert[1024], kme_key[1024], kme_ca[1024];
-    _Atomic(kme_live_config *) live; /* SAEs and limits: read with the accessors below */
+    char sae_client_crl[1024], kme_crl[1024]; /* revocation lists; "": none; re-read on reload */
+    _Atomic(kme_live_config *) live;          /* SAEs and limits: read with the accessors below */
     relay_link_config links[KME_MAX_LINKS];
     size_t link_count;
     long key_ttl_seconds;              /* unfetched keys are erased after this */

@@ -19,8 +19,10 @@ typedef struct kme_context {
     kme_store store;
     relay_node net;           /* links, stock, routing and the neighbours (relay/node.h) */
     struct admin_http *admin; /* the admin listener (kme/admin.h), or NULL */
-    atomic_int serving;       /* both listeners are up and the KME is not stopping */
-    stop_signal stop;         /* raised once the daemon stops */
+    http_server *sae_port;    /* the listeners, while they run (their CRLs are reloaded) */
+    http_server *kme_port;
+    atomic_int serving; /* both listeners are up and the KME is not stopping */
+    stop_signal stop;   /* raised once the daemon stops */
 } kme_context;
 
 /* Sets up the relay node over the open store from the configuration, with

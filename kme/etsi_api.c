@@ -287,9 +287,10 @@ void etsi_api_handle(void *ctx, const http_request *req, http_response *resp)
 {
     kme_context *k = ctx;
     if (req->auth != HTTP_AUTH_OK) {
-        http_error(resp, 401, "unauthorized",
-                   req->auth == HTTP_AUTH_NO_CERT ? "a client certificate is required"
-                                                  : "the client certificate is not trusted");
+        const char *why = req->auth_reason                 ? req->auth_reason
+                          : req->auth == HTTP_AUTH_NO_CERT ? "a client certificate is required"
+                                                           : "the client certificate is not trusted";
+        http_error(resp, 401, "unauthorized", "%s", why);
         return;
     }
     if (!kme_config_hosts_sae(&k->cfg, req->client_cn)) {

@@ -133,34 +133,36 @@ static int run(kme_context *k, const char *config_path)
     /* Two pools, so requests from SAEs waiting on a neighbour never hold up the
      * neighbours' requests to this KME. */
     worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
-    http_server_options so = {&k->cfg.sae_listen,
-                              k->cfg.sae_cert,
-                              k->cfg.sae_key,
-                              k->cfg.sae_client_ca,
-                              k->cfg.connection_limit,
-                              k->cfg.connection_timeout_s,
-                              ETSI_BODY_MAX,
-                              sae_port_gated,
-                              k,
-                              "SAE port",
-                              EVENT_THREADS,
-                              workers,
-                              kme_metrics_sae_answer,
-                              k->cfg.connection_limit_per_address};
-    http_server_options ko = {&k->cfg.kme_listen,
-                              k->cfg.kme_cert,
-                              k->cfg.kme_key,
-                              k->cfg.kme_ca,
-                              k->cfg.connection_limit,
-                              k->cfg.connection_timeout_s,
-                              KME_PORT_BODY_MAX,
-                              kme_port_gated,
-                              &k->net,
-                              "KME port",
-                              EVENT_THREADS,
-                              port_workers,
-                              kme_metrics_kme_answer,
-                              k->cfg.connection_limit_per_address};
+    http_server_options so = {.listen = &k->cfg.sae_listen,
+                              .cert_file = k->cfg.sae_cert,
+                              .key_file = k->cfg.sae_key,
+                              .client_ca_file = k->cfg.sae_client_ca,
+                              .crl_file = k->cfg.sae_client_crl,
+                              .connection_limit = k->cfg.connection_limit,
+                              .connection_timeout_s = k->cfg.connection_timeout_s,
+                              .body_max = ETSI_BODY_MAX,
+                              .handler = sae_port_gated,
+                              .ctx = k,
+                              .name = "SAE port",
+                              .event_threads = EVENT_THREADS,
+                              .workers = workers,
+                              .on_answer = kme_metrics_sae_answer,
+                              .connection_limit_per_address = k->cfg.connection_limit_per_address};
+    http_server_options ko = {.listen = &k->cfg.kme_listen,
+                              .cert_file = k->cfg.kme_cert,
+                              .key_file = k->cfg.kme_key,
+                              .client_ca_file = k->cfg.kme_ca,
+                              .crl_file = k->cfg.kme_crl,
+                              .connection_limit = k->cfg.connection_limit,
+                              .connection_timeout_s = k->cfg.connection_timeout_s,
+                              .body_max = KME_PORT_BODY_MAX,
+                              .handler = kme_port_gated,
+                              .ctx = &k->net,
+                              .name = "KME port",
+                              .event_threads = EVENT_THREADS,
+                              .workers = port_workers,
+                              .on_answer = kme_metrics_kme_answer,
+                              .connection_limit_per_address = k->cfg.connection_limit_per_address};
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */
     int wired = kme_wire_relay(k, err, sizeof err) == 0;
@@ -172,6 +174,7 @@ static int run(kme_context *k, const char *config_path)
         log_error("%s", err);
         goto stop;
     }
+    k->kme_port = kme;
     if (relay_node_start_routing(&k->net, err, sizeof err) < 0) {
         log_error("%s", err);
         goto stop;
@@ -180,6 +183,7 @@ static int run(kme_context *k, const char *config_path)
         log_error("%s", err);
         goto stop;
     }
+    k->sae_port = sae;
     if (relay_node_start_links(&k->net, err, sizeof err) < 0) {
         log_error("%s", err);
         goto stop;
@@ -209,8 +213,10 @@ stop:
     /* Then the API listeners: in-flight requests finish and commit; new ones (also
      * on kept-alive connections) are refused meanwhile. */
     handler_gate_close(&sae_gate);
+    k->sae_port = NULL;
     http_server_stop(sae);
     handler_gate_close(&kme_gate);
+    k->kme_port = NULL;
     http_server_stop(kme);
     worker_pool_stop(workers);
     worker_pool_stop(port_workers);

@@ -48,8 +48,45 @@ static void add_missing(summary *s, const char *label, const kme_live_config *a,
         add(s, "; ");
 }
 
+/* The CRLs read anew for both listeners. */
+typedef struct {
+    http_crl *sae, *kme;
+} crls;
+
+static void crls_free(crls *c)
+{
+    http_crl_free(c->sae);
+    http_crl_free(c->kme);
+    c->sae = c->kme = NULL;
+}
+
+/* Reads the CRL files next names (re-read even when unchanged, which is how
+ * a new revocation takes effect); 0, or -1 with err. */
+static int crls_load(kme_context *k, const kme_config *next, crls *out, char *err, size_t errlen)
+{
+    out->sae = out->kme = NULL;
+    if (k->sae_port && !(out->sae = http_crl_load(k->sae_port, next->sae_client_crl, err, errlen)))
+        return -1;
+    if (k->kme_port && !(out->kme = http_crl_load(k->kme_port, next->kme_crl, err, errlen))) {
+        crls_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+static void describe_crl(summary *s, const char *what, const char *path, const http_crl *c)
+{
+    if (!c)
+        return;
+    if (path[0])
+        add(s, "%s CRL %s: %u revoked%s; ", what, path, http_crl_revoked(c),
+            http_crl_stale(c) ? " (past its nextUpdate: issue a fresh one)" : "");
+    else
+        add(s, "%s: no CRL; ", what);
+}
+
 /* What the reload changes, for the log. */
-static void describe(summary *s, const kme_config *cur, const kme_config *next)
+static void describe(summary *s, const kme_config *cur, const kme_config *next, const crls *c)
 {
     const kme_live_config *a = kme_config_live(cur), *b = kme_config_live(next);
     add_missing(s, "SAEs added: ", b, a);
@@ -62,6 +99,8 @@ static void describe(summary *s, const kme_config *cur, const kme_config *next)
         add(s, "audit log %s %s; ", next->audit_log, strcmp(cur->audit_log, next->audit_log) ? "opened" : "reopened");
     else if (cur->audit_log[0])
         add(s, "audit log closed; ");
+    describe_crl(s, "SAE port", next->sae_client_crl, c->sae);
+    describe_crl(s, "KME port", next->kme_crl, c->kme);
     if (s->len == 0)
         add(s, "nothing changed; ");
     s->text[s->len >= 2 ? s->len - 2 : 0] = '\0'; /* the last "; " */
@@ -81,16 +120,25 @@ void kme_reload(kme_context *k, const char *config_path)
         return;
     }
     const char *fixed = kme_config_fixed_change(&k->cfg, next);
+    crls c = {NULL, NULL};
     if (fixed) {
         log_error("reload refused: setting '%s' cannot change while the KME runs (restart it for that); serving on "
                   "with the configuration in force",
                   fixed);
-    } else if (audit_open(next->audit_log, err, sizeof err) < 0) {
+    } else if (crls_load(k, next, &c, err, sizeof err) < 0 || audit_open(next->audit_log, err, sizeof err) < 0) {
         log_error("reload refused: %s; serving on with the configuration in force", err);
+        crls_free(&c);
     } else {
         /* Nothing below can fail. */
         summary s = {"", 0};
-        describe(&s, &k->cfg, next);
+        describe(&s, &k->cfg, next, &c);
+        if (c.sae)
+            http_server_use_crl(k->sae_port, c.sae);
+        if (c.kme)
+            http_server_use_crl(k->kme_port, c.kme);
+        /* Read by this thread only. */
+        memcpy(k->cfg.sae_client_crl, next->sae_client_crl, sizeof k->cfg.sae_client_crl);
+        memcpy(k->cfg.kme_crl, next->kme_crl, sizeof k->cfg.kme_crl);
         kme_config_publish_live(&k->cfg, next);
         enum log_level level;
         if (log_level_from_name(next->log_level, &level) == 0)

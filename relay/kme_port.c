@@ -138,7 +138,9 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
     int link = req->auth == HTTP_AUTH_OK ? relay_link_index(k, req->client_cn) : -1;
     if (link < 0) {
         log_warn("KME port: refused a client that is not a configured neighbour (%s)",
-                 req->auth == HTTP_AUTH_OK ? req->client_cn : "no trusted certificate");
+                 req->auth == HTTP_AUTH_OK ? req->client_cn
+                 : req->auth_reason        ? req->auth_reason
+                                           : "no trusted certificate");
         http_error(resp, 401, "unauthorized", "only a configured neighbour KME may call this API");
         return;
     }

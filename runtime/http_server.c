@@ -1,10 +1,12 @@
 /* The HTTPS listener over libmicrohttpd/GnuTLS: TLS policy, client certificate
- * identity (cached per connection), bounded request bodies, wiped responses. */
+ * identity (cached per connection, checked again after a CRL change), the
+ * revocation list, bounded request bodies, wiped responses. */
 #include "runtime/http_server.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
 #include "runtime/stop_signal.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -26,7 +28,17 @@
  * the store closes): only an answer that comes later is not sent. */
 #define STOP_WAIT_MS 15000
 
-#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* TLS 1.3 (every suite AEAD), and TLS 1.2 with ECDHE key exchange and AEAD
+ * ciphers only: no CBC, no static RSA or DHE key exchange. */
+#define TLS_PRIORITIES                                                                                                 \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:"             \
+    "-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+
+/* The CRLs in force: replaced whole, read under crl_lock. */
+typedef struct {
+    gnutls_x509_crl_t *list;
+    unsigned int count;
+} crl_set;
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -34,6 +46,11 @@ struct http_server {
     void *ctx;
     size_t body_max;
     char *cert_pem, *key_pem, *ca_pem;
+    gnutls_x509_crt_t *cas; /* the client CA certificates: they sign the CRLs */
+    unsigned int ca_count;
+    pthread_mutex_t crl_lock;
+    crl_set crls;
+    atomic_uint crl_gen; /* changes with every new CRL set */
     char name[32];
     worker_pool *workers;
     http_answer_hook on_answer;
@@ -48,11 +65,13 @@ struct http_server {
     atomic_ullong cut; /* connections cut at their deadline */
 };
 
-/* Per connection: the client identity, verified once, and since when the
- * connection has been receiving its current request. */
+/* Per connection: the client identity, verified once per CRL set, and since
+ * when the connection has been receiving its current request. */
 typedef struct conn_state {
     int checked;
+    unsigned int crl_gen; /* the CRL set it was checked against */
     enum http_client_auth auth;
+    const char *reason;
     char cn[ETSI_ID_MAX + 1];
     struct MHD_Connection *conn;
     atomic_llong receiving_since_ms; /* monotonic; 0 while the request is handled */
@@ -95,10 +114,53 @@ static char *read_file(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-static void verify_client(struct MHD_Connection *conn, conn_state *cs)
+/* Why a verified leaf is not one end-entity client identity, or NULL when it
+ * is one: then its CN is in cn. */
+static const char *leaf_problem(gnutls_x509_crt_t crt, char *cn, size_t cn_size)
+{
+    unsigned int critical = 0, ca = 0, usage = 0;
+    int pathlen = -1;
+    int rc = gnutls_x509_crt_get_basic_constraints(crt, &critical, &ca, &pathlen);
+    if (rc != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE && (rc < 0 || ca))
+        return "the client certificate is a CA certificate";
+    rc = gnutls_x509_crt_get_key_usage(crt, &usage, &critical);
+    if (rc != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE &&
+        (rc < 0 || (usage & (GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN)) ||
+         !(usage & GNUTLS_KEY_DIGITAL_SIGNATURE)))
+        return "the client certificate's key usage is not that of a client";
+    int purposes = 0, client = 0;
+    for (unsigned int i = 0;; i++) {
+        char oid[128];
+        size_t oid_len = sizeof oid;
+        rc = gnutls_x509_crt_get_key_purpose_oid(crt, i, oid, &oid_len, NULL);
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0)
+            return "the client certificate's extended key usage cannot be read";
+        purposes++;
+        client |= strcmp(oid, GNUTLS_KP_TLS_WWW_CLIENT) == 0;
+    }
+    if (purposes && !client)
+        return "the client certificate is not for client authentication";
+    size_t len = cn_size;
+    if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &len) != 0 || len >= cn_size - 1 ||
+        strlen(cn) != len || len == 0)
+        return "the client certificate's subject does not name one identity";
+    char second[ETSI_ID_MAX + 2];
+    size_t second_len = sizeof second;
+    rc = gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, 0, second, &second_len);
+    if (rc != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+        return "the client certificate's subject holds more than one CN";
+    return NULL;
+}
+
+static void verify_client(http_server *s, struct MHD_Connection *conn, conn_state *cs)
 {
     cs->checked = 1;
+    cs->crl_gen = atomic_load(&s->crl_gen);
     cs->auth = HTTP_AUTH_NO_CERT;
+    cs->reason = "a client certificate is required";
+    cs->cn[0] = '\0';
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (!ci || !ci->tls_session)
         return;
@@ -108,6 +170,7 @@ static void verify_client(struct MHD_Connection *conn, conn_state *cs)
     if (!chain || n == 0)
         return;
     cs->auth = HTTP_AUTH_UNTRUSTED;
+    cs->reason = "the client certificate is not trusted";
     unsigned int status = 0;
     gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
     if (gnutls_certificate_verify_peers(tls, &purpose, 1, &status) != 0 || status != 0)
@@ -115,15 +178,111 @@ static void verify_client(struct MHD_Connection *conn, conn_state *cs)
     gnutls_x509_crt_t crt;
     if (gnutls_x509_crt_init(&crt) != 0)
         return;
-    char cn[ETSI_ID_MAX + 2];
-    size_t cn_len = sizeof cn;
-    if (gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) == 0 &&
-        gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &cn_len) == 0 &&
-        cn_len <= ETSI_ID_MAX && strlen(cn) == cn_len) {
-        memcpy(cs->cn, cn, cn_len + 1);
-        cs->auth = HTTP_AUTH_OK;
+    char cn[ETSI_ID_MAX + 2] = "";
+    const char *problem = "the client certificate cannot be read";
+    if (gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) == 0)
+        problem = leaf_problem(crt, cn, sizeof cn);
+    if (problem) {
+        cs->auth = HTTP_AUTH_REFUSED;
+        cs->reason = problem;
+        log_warn("%s: refused a client: %s", s->name, problem);
+    } else {
+        pthread_mutex_lock(&s->crl_lock);
+        int revoked = s->crls.count ? gnutls_x509_crt_check_revocation(crt, s->crls.list, s->crls.count) : 0;
+        pthread_mutex_unlock(&s->crl_lock);
+        if (revoked != 0) {
+            cs->auth = HTTP_AUTH_REVOKED;
+            cs->reason = "the client certificate is revoked";
+            log_warn("%s: refused the revoked certificate of %s", s->name, cn);
+        } else {
+            memcpy(cs->cn, cn, strlen(cn) + 1);
+            cs->auth = HTTP_AUTH_OK;
+            cs->reason = NULL;
+        }
     }
     gnutls_x509_crt_deinit(crt);
+}
+
+static void crl_set_free(crl_set *c)
+{
+    for (unsigned int i = 0; i < c->count; i++)
+        gnutls_x509_crl_deinit(c->list[i]);
+    gnutls_free(c->list);
+    c->list = NULL;
+    c->count = 0;
+}
+
+struct http_crl {
+    crl_set set;
+    unsigned int revoked;
+    int stale;
+};
+
+http_crl *http_crl_load(const http_server *s, const char *crl_file, char *err, size_t errlen)
+{
+    http_crl *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!crl_file || !crl_file[0])
+        return c;
+    char *pem = read_file(crl_file, err, errlen);
+    if (!pem) {
+        free(c);
+        return NULL;
+    }
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned int)strlen(pem)};
+    int rc = gnutls_x509_crl_list_import2(&c->set.list, &c->set.count, &d, GNUTLS_X509_FMT_PEM, 0);
+    free(pem);
+    if (rc < 0 || c->set.count == 0) {
+        snprintf(err, errlen, "%s: %s holds no CRL in PEM form", s->name, crl_file);
+        http_crl_free(c);
+        return NULL;
+    }
+    for (unsigned int i = 0; i < c->set.count; i++) {
+        unsigned int status = 0;
+        if (gnutls_x509_crl_verify(c->set.list[i], s->cas, s->ca_count, 0, &status) < 0 ||
+            (status & ~(unsigned int)GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED) != 0) {
+            snprintf(err, errlen, "%s: CRL %u of %s is not signed by the client CA", s->name, i + 1, crl_file);
+            http_crl_free(c);
+            return NULL;
+        }
+        c->stale |= (status & GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED) != 0;
+        int n = gnutls_x509_crl_get_crt_count(c->set.list[i]);
+        c->revoked += n > 0 ? (unsigned int)n : 0;
+    }
+    return c;
+}
+
+unsigned int http_crl_revoked(const http_crl *c)
+{
+    return c->revoked;
+}
+
+int http_crl_stale(const http_crl *c)
+{
+    return c->stale;
+}
+
+void http_crl_free(http_crl *c)
+{
+    if (!c)
+        return;
+    crl_set_free(&c->set);
+    free(c);
+}
+
+void http_server_use_crl(http_server *s, http_crl *c)
+{
+    crl_set next = c->set;
+    free(c);
+    pthread_mutex_lock(&s->crl_lock);
+    crl_set old = s->crls;
+    s->crls = next;
+    atomic_fetch_add(&s->crl_gen, 1);
+    pthread_mutex_unlock(&s->crl_lock);
+    crl_set_free(&old);
 }
 
 /* Connections are listed from their opening (before the TLS handshake) to
@@ -231,11 +390,17 @@ static enum MHD_Result handle(http_server *s, struct MHD_Connection *conn, const
                               request_state *rs, conn_state *cs)
 {
     atomic_store(&cs->receiving_since_ms, 0);
-    http_request req = {conn,    method,
-                        url,     cs->auth,
-                        "",      rs->body,
-                        rs->len, rs->too_large,
-                        rs,      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
+    http_request req = {conn,
+                        method,
+                        url,
+                        cs->auth,
+                        cs->reason,
+                        "",
+                        rs->body,
+                        rs->len,
+                        rs->too_large,
+                        rs,
+                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
     memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
     http_response resp = {0, NULL};
     s->handler(s->ctx, &req, &resp);
@@ -269,8 +434,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     conn_state fallback = {0};
     if (!cs)
         cs = &fallback;
-    if (!cs->checked)
-        verify_client(conn, cs);
+    if (!cs->checked || cs->crl_gen != atomic_load(&s->crl_gen))
+        verify_client(s, conn, cs);
     if (!rs) {
         rs = calloc(1, sizeof *rs);
         if (!rs)
@@ -359,10 +524,23 @@ http_server *http_server_start(const http_server_options *o, char *err, size_t e
     s->handler = o->handler;
     s->ctx = o->ctx;
     s->body_max = o->body_max;
+    pthread_mutex_init(&s->crl_lock, NULL);
     snprintf(s->name, sizeof s->name, "%s", o->name);
     if (!(s->cert_pem = read_file(o->cert_file, err, errlen)) || !(s->key_pem = read_file(o->key_file, err, errlen)) ||
         !(s->ca_pem = read_file(o->client_ca_file, err, errlen)))
         goto fail;
+    gnutls_datum_t ca = {(unsigned char *)s->ca_pem, (unsigned int)strlen(s->ca_pem)};
+    if (gnutls_x509_crt_list_import2(&s->cas, &s->ca_count, &ca, GNUTLS_X509_FMT_PEM, 0) < 0 || s->ca_count == 0) {
+        snprintf(err, errlen, "%s: %s holds no CA certificate in PEM form", o->name, o->client_ca_file);
+        goto fail;
+    }
+    http_crl *crl = http_crl_load(s, o->crl_file, err, errlen);
+    if (!crl)
+        goto fail;
+    if (http_crl_stale(crl))
+        log_warn("%s: the CRL %s is past its nextUpdate (its revocations apply; issue a fresh one)", o->name,
+                 o->crl_file);
+    http_server_use_crl(s, crl);
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)o->listen->port);
@@ -440,6 +618,11 @@ void http_server_stop(http_server *s)
     }
     free(s->cert_pem);
     free(s->ca_pem);
+    for (unsigned int i = 0; i < s->ca_count; i++)
+        gnutls_x509_crt_deinit(s->cas[i]);
+    gnutls_free(s->cas);
+    crl_set_free(&s->crls);
+    pthread_mutex_destroy(&s->crl_lock);
     free(s);
 }
 

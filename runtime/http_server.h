@@ -1,7 +1,13 @@
 /* An HTTPS listener (libmicrohttpd over GnuTLS) that authenticates clients by
- * certificate: TLS 1.2/1.3 only, client certificates verified against one CA
- * with the clientAuth purpose, the CN handed to the handler. Bodies are
- * bounded; responses that carry key material are wiped after sending.
+ * certificate. TLS 1.3, and TLS 1.2 with ECDHE key exchange and AEAD ciphers
+ * only (no CBC, no static RSA key exchange). A client certificate is
+ * accepted only when it verifies against the one client CA, is not revoked
+ * by the listener's CRL (optional, replaced while serving), and is an
+ * end-entity certificate for client authentication (not a CA; keyUsage, when
+ * present, with digitalSignature and without certificate or CRL signing;
+ * extendedKeyUsage, when present, naming clientAuth) whose subject holds
+ * exactly one CN: that CN is handed to the handler. Bodies are bounded;
+ * responses that carry key material are wiped after sending.
  *
  * What a client without a valid certificate costs is bounded (ARCHITECTURE.md,
  * I7): its request goes to the handler (which refuses it) as soon as its
@@ -29,13 +35,20 @@ typedef struct {
     int port;
 } net_endpoint;
 
-enum http_client_auth { HTTP_AUTH_OK = 0, HTTP_AUTH_NO_CERT = 1, HTTP_AUTH_UNTRUSTED = 2 };
+enum http_client_auth {
+    HTTP_AUTH_OK = 0,
+    HTTP_AUTH_NO_CERT = 1,   /* no client certificate */
+    HTTP_AUTH_UNTRUSTED = 2, /* it does not verify against the client CA, or has expired */
+    HTTP_AUTH_REFUSED = 3,   /* it verifies, but is not one end-entity client identity */
+    HTTP_AUTH_REVOKED = 4    /* it verifies, but the CRL revokes it */
+};
 
 typedef struct {
     void *connection; /* struct MHD_Connection */
     const char *method;
     const char *path;
     enum http_client_auth auth;
+    const char *auth_reason;         /* why auth is not OK, for the answer (static text) */
     char client_cn[ETSI_ID_MAX + 1]; /* verified certificate CN when auth is OK */
     const char *body;
     size_t body_len;
@@ -76,6 +89,7 @@ typedef void (*http_answer_hook)(void *ctx, const char *method, const char *path
 typedef struct {
     const net_endpoint *listen;
     const char *cert_file, *key_file, *client_ca_file;
+    const char *crl_file; /* CRLs of the client CA (PEM); NULL or "": none */
     long connection_limit, connection_timeout_s;
     size_t body_max;
     http_handler handler;
@@ -88,6 +102,22 @@ typedef struct {
 } http_server_options;
 
 http_server *http_server_start(const http_server_options *o, char *err, size_t errlen);
+/* A revocation list for a listener: the CRLs of one PEM file, each signed by
+ * the listener's client CA. Loaded first, then put in force, so that a
+ * caller replacing the lists of several listeners can refuse them all. */
+typedef struct http_crl http_crl;
+/* The CRLs in crl_file (NULL or "": an empty list), or NULL with err. */
+http_crl *http_crl_load(const http_server *s, const char *crl_file, char *err, size_t errlen);
+/* The number of certificates it revokes; whether a CRL is past its
+ * nextUpdate (its revocations apply all the same). */
+unsigned int http_crl_revoked(const http_crl *c);
+int http_crl_stale(const http_crl *c);
+void http_crl_free(http_crl *c);
+/* Puts c in force (the listener owns it then) and frees the list it
+ * replaces. Connections already open are checked again at their next
+ * request. Any thread. */
+void http_server_use_crl(http_server *s, http_crl *c);
+
 /* Stops listening, waits (up to 15 s) for the deferred requests to be answered,
  * then stops the listener; NULL is a no-op. */
 void http_server_stop(http_server *s);

@@ -22,6 +22,8 @@ static const char usage_text[] =
     "  --cert FILE        client certificate, PEM or .p12/.pfx (or SAE_CERT)\n"
     "  --key FILE         client private key, PEM (or SAE_KEY; default: in --cert)\n"
     "  --ca FILE          CA certificates that verify the KME (or SAE_CA)\n"
+    "  --kme-id ID        the KME expected: its certificate must name exactly this\n"
+    "                     KME ID, else nothing is sent (or SAE_KME_ID; recommended)\n"
     "                     A key or PKCS#12 password is read from SAE_KEY_PASSWORD.\n"
     "  --number N         get-key: number of keys (default 1)\n"
     "  --size BITS        get-key: key size in bits (default: the KME's)\n"
@@ -78,8 +80,8 @@ static sae_cli_action usage_error(char *err, size_t errlen, const char *fmt, ...
 }
 
 /* Options that take a value. */
-static const char *const value_options[] = {"kme",    "cert", "key",   "ca",     "output", "timeout",
-                                            "number", "size", "slave", "repeat", NULL};
+static const char *const value_options[] = {"kme",     "kme-id", "cert", "key",   "ca",     "output",
+                                            "timeout", "number", "size", "slave", "repeat", NULL};
 
 static int takes_value(const char *name, size_t len)
 {
@@ -100,6 +102,8 @@ static sae_cli_action set_option(sae_cli_opts *o, const char *name, const char *
 {
     if (strcmp(name, "kme") == 0)
         o->kme_url = value;
+    else if (strcmp(name, "kme-id") == 0)
+        o->kme_id = value;
     else if (strcmp(name, "cert") == 0)
         o->cert = value;
     else if (strcmp(name, "key") == 0)
@@ -259,6 +263,11 @@ static sae_cli_action check_options(sae_cli_opts *o, char *err, size_t errlen)
         return usage_error(err, errlen, "invalid KME URL '%s': expected https://host:port", o->kme_url);
     if (o->key && !o->cert)
         return usage_error(err, errlen, "a client key needs its certificate: use --cert FILE");
+    if (o->kme_id && !etsi_id_is_valid(o->kme_id))
+        return usage_error(err, errlen,
+                           "invalid --kme-id '%s': 1 to %d printable characters without '/', quotes "
+                           "or spaces",
+                           o->kme_id, ETSI_ID_MAX);
     return SAE_CLI_RUN;
 }
 
@@ -271,6 +280,7 @@ sae_cli_action sae_cli_parse(int argc, char **argv, const sae_cli_env *env, sae_
         out->cert = env->cert;
         out->key = env->key;
         out->ca = env->ca;
+        out->kme_id = env->kme_id && env->kme_id[0] ? env->kme_id : NULL;
     }
     out->repeat = 1;
     size_t cap = argc > 0 ? (size_t)argc : 1;

@@ -15,6 +15,7 @@ typedef struct {
     const char *cert;    /* SAE_CERT */
     const char *key;     /* SAE_KEY */
     const char *ca;      /* SAE_CA */
+    const char *kme_id;  /* SAE_KME_ID */
 } sae_cli_env;
 
 /* A parsed command line. Strings point into argv or the environment. */
@@ -22,10 +23,11 @@ typedef struct {
     sae_cli_command command;
     const char *sae_id; /* slave (status, get-key) or master (get-key-with-ids) */
     const char *kme_url, *cert, *key, *ca;
-    long timeout_ms; /* 0: library default */
-    long number;     /* 0: not given */
-    long size;       /* 0: not given */
-    char **slaves;   /* --slave values */
+    const char *kme_id; /* the KME ID pinned; NULL: not pinned */
+    long timeout_ms;    /* 0: library default */
+    long number;        /* 0: not given */
+    long size;          /* 0: not given */
+    char **slaves;      /* --slave values */
     size_t slave_count;
     char **key_ids; /* get-key-with-ids arguments */
     size_t key_id_count;

@@ -110,6 +110,7 @@ static int run(const sae_cli_opts *o)
         .cert = o->cert,
         .key = o->key,
         .ca = o->ca,
+        .kme_id = o->kme_id,
         .key_password = getenv("SAE_KEY_PASSWORD"),
         .timeout_ms = o->timeout_ms,
         .keep_response = o->output == SAE_OUT_JSON,
@@ -132,7 +133,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
     json_use_wiping_allocator();
 
-    sae_cli_env env = {getenv("SAE_KME_URL"), getenv("SAE_CERT"), getenv("SAE_KEY"), getenv("SAE_CA")};
+    sae_cli_env env = {getenv("SAE_KME_URL"), getenv("SAE_CERT"), getenv("SAE_KEY"), getenv("SAE_CA"),
+                       getenv("SAE_KME_ID")};
     sae_cli_opts opts;
     char err[512];
     int status = 0;

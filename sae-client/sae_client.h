@@ -17,6 +17,11 @@ typedef struct {
     const char *cert;         /* client certificate: PEM, or PKCS#12 when it ends in .p12/.pfx */
     const char *key;          /* PEM private key; NULL: taken from cert */
     const char *ca;           /* CA file that verifies the KME; NULL: system store */
+    const char *kme_id;       /* the KME expected (pinned): its server certificate's subject must hold
+                               * exactly one CN, this ID (and any urn:qkd:kme: URI in its
+                               * subjectAltName must name it), else the connection is refused with
+                               * SAE_ERR_TRANSPORT. NULL: any KME the CA vouches for under the
+                               * URL's host name (the host name is always checked) */
     const char *key_password; /* for an encrypted key or PKCS#12 file; may be NULL */
     long timeout_ms;          /* whole-request limit; 0: 10 s */
     int keep_response;        /* keep the last response body for sae_client_response() */

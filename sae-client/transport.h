@@ -15,8 +15,14 @@ typedef struct {
     struct curl_slist *post_headers;
     char errbuf[CURL_ERROR_SIZE];
     int too_large;
-    wipe_buf body; /* the last response body */
+    wipe_buf body;                /* the last response body */
+    char kme_id[ETSI_ID_MAX + 1]; /* the pinned KME ID; "": none */
+    char pin_problem[160];        /* why the last handshake failed the pin; "": it did not */
 } sae_transport;
+
+/* The URI subjectAltName prefix that names a KME in its certificates
+ * (certs/mkcerts.sh): urn:qkd:kme:<KME ID>. */
+#define SAE_KME_URI_PREFIX "urn:qkd:kme:"
 
 /* Configures TLS and the connection options once. 0, or -1 with err set. */
 int sae_transport_init(sae_transport *t, const sae_client_config *cfg, char *err, size_t errlen);

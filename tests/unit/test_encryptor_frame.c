@@ -267,6 +267,7 @@ START_TEST(config_defaults_and_values)
     ck_assert_int_eq(c.high_watermark_bytes, 64 * 8192);
     ck_assert_int_eq(c.transparent, 0);
     ck_assert_str_eq(c.log_level, "info");
+    ck_assert_str_eq(c.kme_id, "");
 
     ck_assert_msg(parse_with(USERS,
                              "\"transparent\": true, \"mode\": \"aes-256-gcm\", \"rotate_bytes\": 1048576, "
@@ -288,6 +289,20 @@ START_TEST(config_defaults_and_values)
                   "%s", err);
     ck_assert_uint_eq(c.allowed_count, 2);
     ck_assert_str_eq(c.connect.host, "");
+
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{" SERVER ", \"peer_sae\": \"SAE_B\", \"kme\": {\"url\": \"https://localhost:8443\", \"kme_id\": "
+             "\"KME_C\", \"cert\": \"%s\"}}",
+             cert_path);
+    ck_assert_msg(enc_config_parse(text, &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c.kme_id, "KME_C");
+    snprintf(text, sizeof text,
+             "{" SERVER ", \"peer_sae\": \"SAE_B\", \"kme\": {\"url\": \"https://localhost:8443\", \"kme_id\": "
+             "\"KME C\", \"cert\": \"%s\"}}",
+             cert_path);
+    ck_assert_int_lt(enc_config_parse(text, &c, err, sizeof err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "kme.kme_id"));
     unlink(cert_path);
 }
 END_TEST

@@ -17,7 +17,7 @@
 #define ID1 "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 #define ID2 "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 
-static const sae_cli_env test_env = {"https://127.0.0.1:8441", NULL, NULL, NULL};
+static const sae_cli_env test_env = {"https://127.0.0.1:8441", NULL, NULL, NULL, NULL};
 
 /* Parses a NULL-terminated argument list (argv[0] is added). */
 static sae_cli_action parse(sae_cli_opts *o, char *err, const char *first, ...)
@@ -97,7 +97,7 @@ END_TEST
 
 START_TEST(parse_environment)
 {
-    sae_cli_env env = {"https://env:1", "env.pem", "env.key", "env-ca.pem"};
+    sae_cli_env env = {"https://env:1", "env.pem", "env.key", "env-ca.pem", "KME_ENV"};
     char *argv[] = {"sae-client", "--cert", "cli.pem", "status", "SAE_B"};
     sae_cli_opts o;
     char err[256];
@@ -106,11 +106,33 @@ START_TEST(parse_environment)
     ck_assert_str_eq(o.cert, "cli.pem");
     ck_assert_str_eq(o.key, "env.key");
     ck_assert_str_eq(o.ca, "env-ca.pem");
+    ck_assert_str_eq(o.kme_id, "KME_ENV");
     sae_cli_opts_free(&o);
 
-    sae_cli_env none = {NULL, NULL, NULL, NULL};
+    sae_cli_env none = {NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(sae_cli_parse(5, argv, &none, &o, err, sizeof err), SAE_CLI_USAGE_ERROR);
     ck_assert_ptr_nonnull(strstr(err, "SAE_KME_URL"));
+    sae_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(parse_kme_id)
+{
+    sae_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(parse(&o, err, "status", "SAE_B", NULL), SAE_CLI_RUN);
+    ck_assert_ptr_null(o.kme_id);
+    sae_cli_opts_free(&o);
+    ck_assert_int_eq(parse(&o, err, "--kme-id", "KME_A", "status", "SAE_B", NULL), SAE_CLI_RUN);
+    ck_assert_str_eq(o.kme_id, "KME_A");
+    sae_cli_opts_free(&o);
+    ck_assert_int_eq(parse(&o, err, "status", "SAE_B", "--kme-id=KME_B", NULL), SAE_CLI_RUN);
+    ck_assert_str_eq(o.kme_id, "KME_B");
+    sae_cli_opts_free(&o);
+    ck_assert_int_eq(parse(&o, err, "--kme-id", "KME/A", "status", "SAE_B", NULL), SAE_CLI_USAGE_ERROR);
+    ck_assert_ptr_nonnull(strstr(err, "--kme-id 'KME/A'"));
+    sae_cli_opts_free(&o);
+    ck_assert_int_eq(parse(&o, err, "status", "SAE_B", "--kme-id", NULL), SAE_CLI_USAGE_ERROR);
     sae_cli_opts_free(&o);
 }
 END_TEST
@@ -278,6 +300,13 @@ START_TEST(library_new_refuses)
     sae_client_config missing = {.kme_url = "https://127.0.0.1:1", .cert = "/nonexistent/cert.pem"};
     ck_assert_ptr_null(sae_client_new(&missing, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "certificate"));
+    sae_client_config bad_pin = {.kme_url = "https://127.0.0.1:1", .kme_id = "KME A"};
+    ck_assert_ptr_null(sae_client_new(&bad_pin, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "invalid KME ID"));
+    sae_client_config pin = {.kme_url = "https://127.0.0.1:1", .kme_id = "KME_A"};
+    sae_client *c = sae_client_new(&pin, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    sae_client_free(c);
 }
 END_TEST
 
@@ -322,6 +351,7 @@ static Suite *sae_cli_suite(void)
     add_check(s, parse_options_anywhere, 0);
     add_check(s, parse_form, 0);
     add_check(s, parse_environment, 0);
+    add_check(s, parse_kme_id, 0);
     add_check(s, parse_help_version_terminator, 0);
     add_check(s, parse_usage_errors, 0);
     add_check(s, parse_count, 0);
