@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # certs/mkcerts.sh: owns the network's certificate tooling: the SAE CA and the
-# KME CA, each KME's SAE-port server certificate and KME-to-KME certificate,
-# and each SAE's client certificate (PEM and PKCS#12). Idempotent (existing
-# valid files are never rewritten, existing CAs never regenerated) and atomic
-# (everything is built in a temporary directory inside DIR and moved into
-# place only at the end).
+# KME CA (their keys apart, in DIR/private), each KME's SAE-port server
+# certificate and KME-to-KME certificate naming that KME's own site, each
+# SAE's client certificate (PEM and PKCS#12), revocation (--revoke, and a CRL
+# per CA), and bundles holding only what one daemon may read (--bundle).
+# Idempotent (existing valid files are never rewritten, existing CAs never
+# regenerated) and atomic (everything is built in a temporary directory inside
+# DIR and moved into place only at the end).
 set -euo pipefail
 umask 077
 
 PROG=${0##*/}
-USAGE="usage: $PROG --out DIR [--kme ID]... [--sae ID]... [--san NAME_OR_IP]... [--days N] [--p12-pass PASS]"
+USAGE="usage: $PROG --out DIR [--kme ID[:SAN,...]]... [--sae ID]... [--san NAME_OR_IP]... [--days N] [--p12-pass PASS] [--revoke ID]... [--bundle ID=DEST]..."
 CA_DAYS=3650
 MAX_DAYS=36500
 ID_RE='^[A-Za-z0-9._-]{1,64}$'
@@ -19,8 +21,12 @@ print_help() {
 $USAGE
 
 Creates (idempotently) the certificates of a QKD key management network in DIR:
-  sae-ca.pem, sae-ca.key       CA that signs SAE client certificates
-  kme-ca.pem, kme-ca.key       CA that signs every KME certificate
+  sae-ca.pem                   CA that signs SAE client certificates
+  kme-ca.pem                   CA that signs every KME certificate
+  private/sae-ca.key, private/kme-ca.key
+                               their keys (folder mode 0700), beside each CA's
+                               list of revoked certificates (private/*.index)
+  sae-ca.crl, kme-ca.crl       each CA's CRL (made again by a run that revokes)
   ca.pem                       copy of kme-ca.pem (what SAEs trust for KME servers)
   <KME>.server.pem/.key        KME server certificate for the SAE port (serverAuth)
   <KME>.kme.pem/.key           KME-to-KME certificate (serverAuth, clientAuth)
@@ -29,10 +35,18 @@ Creates (idempotently) the certificates of a QKD key management network in DIR:
 
 Options:
   --out DIR          output directory (required; created if missing)
-  --kme ID           KME identity (repeatable)
+  --kme ID[:SAN,...] KME identity (repeatable) with the names and addresses
+                     of its own site: its certificates name those alone (and
+                     localhost, 127.0.0.1, ::1), so that one KME's key cannot
+                     pass for another's host; clients also pin the KME ID
   --sae ID           SAE identity (repeatable)
-  --san NAME_OR_IP   extra subjectAltName for KME certificates (repeatable);
-                     localhost, 127.0.0.1 and ::1 are always included
+  --san NAME_OR_IP   subjectAltName for every KME certificate (repeatable);
+                     prefer --kme ID:SAN, which names one site only
+  --revoke ID        revoke the current certificates of ID (an SAE's, or a
+                     KME's two) in its CA's CRL; SIGHUP the KMEs to apply it
+  --bundle ID=DEST   copy into DEST what the daemon of ID may read and no
+                     more: its own keys and certificates, the CA certificates
+                     and the CRLs (never a CA key)
   --days N           validity of KME and SAE certificates (default 825; CAs 3650)
   --p12-pass PASS    password of the .p12 files (default: empty)
   --help             print this help
@@ -113,7 +127,10 @@ P12_PASS=""
 KMES=()
 SAES=()
 SAN_ARGS=()
+REVOKE=()
+BUNDLES=()
 declare -A SEEN_ID=()
+declare -A KME_SANS=()
 
 while (($#)); do
     opt=$1
@@ -123,11 +140,11 @@ while (($#)); do
         print_help
         exit 0
         ;;
-    --out=* | --kme=* | --sae=* | --san=* | --days=* | --p12-pass=*)
+    --out=* | --kme=* | --sae=* | --san=* | --days=* | --p12-pass=* | --revoke=* | --bundle=*)
         val=${opt#*=}
         opt=${opt%%=*}
         ;;
-    --out | --kme | --sae | --san | --days | --p12-pass)
+    --out | --kme | --sae | --san | --days | --p12-pass | --revoke | --bundle)
         (($#)) || usage_error "option $opt requires a value"
         val=$1
         if [[ $opt != --p12-pass && $val == --* ]]; then
@@ -145,7 +162,20 @@ while (($#)); do
         ;;
     --kme | --sae)
         kind=${opt#--}
+        sans=""
+        if [[ $kind == kme && $val == *:* ]]; then
+            sans=${val#*:}
+            val=${val%%:*}
+        fi
         [[ $val =~ $ID_RE ]] || usage_error "--$kind: invalid ID '$val' (must match $ID_RE)"
+        if [[ $kind == kme ]]; then
+            KME_SANS[$val]=""
+            IFS=, read -r -a names <<<"$sans"
+            for n in "${names[@]}"; do
+                entry=$(san_entry "$n") || usage_error "--kme $val: '$n' is neither an IP address nor a valid DNS name"
+                KME_SANS[$val]+="$entry "
+            done
+        fi
         if [[ -n ${SEEN_ID[$val]:-} ]]; then
             if [[ ${SEEN_ID[$val]} == "$kind" ]]; then
                 usage_error "--$kind: ID '$val' given twice"
@@ -168,11 +198,20 @@ while (($#)); do
         DAYS_SET=1
         ;;
     --p12-pass) P12_PASS=$val ;;
+    --revoke)
+        [[ $val =~ $ID_RE ]] || usage_error "--revoke: invalid ID '$val' (must match $ID_RE)"
+        REVOKE+=("$val")
+        ;;
+    --bundle)
+        [[ $val == *=?* && ${val%%=*} =~ $ID_RE ]] || usage_error "--bundle: '$val' is not ID=DEST"
+        BUNDLES+=("$val")
+        ;;
     esac
 done
 
 [[ -n $OUT ]] || usage_error "missing --out DIR"
-((${#KMES[@]} + ${#SAES[@]} > 0)) || usage_error "nothing to do: give at least one --kme or --sae"
+((${#KMES[@]} + ${#SAES[@]} + ${#REVOKE[@]} + ${#BUNDLES[@]} > 0)) ||
+    usage_error "nothing to do: give at least one --kme, --sae, --revoke or --bundle"
 
 # An SAE's files (<ID>.pem/.key/.p12) must not collide with CA files or with
 # a KME's files (<KME>.server.pem, <KME>.kme.pem).
@@ -187,10 +226,12 @@ for s in "${SAES[@]}"; do
     done
 done
 
-# Requested SANs of KME certificates: the fixed loopback names plus --san,
-# canonical, sorted, without duplicates.
-SANS_WANT=$(printf '%s\n' DNS:localhost IP:127.0.0.1 IP:0:0:0:0:0:0:0:1 "${SAN_ARGS[@]}" | LC_ALL=C sort -u)
-SAN_CONF=$(printf '%s\n' DNS:localhost IP:127.0.0.1 IP:0:0:0:0:0:0:0:1 "${SAN_ARGS[@]}" | awk '!seen[$0]++' | paste -sd, -)
+# Requested SANs of a KME's certificates: the fixed loopback names, its own
+# site's (--kme ID:SAN,...) and --san, canonical, sorted, without duplicates.
+# shellcheck disable=SC2086 # KME_SANS holds space-separated entries
+kme_sans() { printf '%s\n' DNS:localhost IP:127.0.0.1 IP:0:0:0:0:0:0:0:1 "${SAN_ARGS[@]}" ${KME_SANS[$1]:-}; }
+sans_want() { kme_sans "$1" | LC_ALL=C sort -u; }
+san_conf() { kme_sans "$1" | awk '!seen[$0]++' | paste -sd, -; }
 
 if [[ -e $OUT && ! -d $OUT ]]; then
     printf '%s: %s exists and is not a directory\n' "$PROG" "$OUT" >&2
@@ -287,7 +328,12 @@ key_matches() {
 # both exist and belong together; anything else is an error (a CA is never
 # regenerated over existing files).
 ca_state() {
-    local pem=$DIR/$1.pem key=$DIR/$1.key
+    local pem=$DIR/$1.pem key=$DIR/private/$1.key
+    # A CA key of the older layout (beside the certificates) moves to private/.
+    if [[ ! -e $key && -f $DIR/$1.key ]]; then
+        { mkdir -p -m 0700 -- "$DIR/private" && mv -- "$DIR/$1.key" "$key"; } || die "cannot move $DIR/$1.key to $key"
+        printf '%s: moved %s to %s\n' "$PROG" "$DIR/$1.key" "$key" >&2
+    fi
     if [[ ! -e $pem && ! -e $key ]]; then echo new; return; fi
     [[ -f $pem ]] || die "$key exists but $pem is missing; refusing to regenerate the CA (move both away to start over)"
     [[ -f $key ]] || die "$pem exists but $key is missing; refusing to regenerate the CA (move both away to start over)"
@@ -333,6 +379,30 @@ secure_mode() {
     fi
 }
 
+# bundle_all: each --bundle ID=DEST gets ID's own files, the CA
+# certificates and the CRLs (never a CA key), replacing what DEST held of them.
+bundle_all() {
+    local b id dest f files
+    for b in "${BUNDLES[@]}"; do
+        id=${b%%=*}
+        dest=${b#*=}
+        if [[ -f $DIR/$id.kme.pem ]]; then
+            files=("$id.server.pem" "$id.server.key" "$id.kme.pem" "$id.kme.key")
+        elif [[ -f $DIR/$id.pem ]]; then
+            files=("$id.pem" "$id.key" "$id.p12")
+        else
+            die "--bundle: no certificate of $id in $DIR"
+        fi
+        files+=(sae-ca.pem kme-ca.pem ca.pem sae-ca.crl kme-ca.crl)
+        mkdir -p -- "$dest" || die "cannot create $dest"
+        for f in "${files[@]}"; do
+            [[ -f $DIR/$f ]] || continue
+            { cp -p -- "$DIR/$f" "$dest/.$f.new" && mv -f -- "$dest/.$f.new" "$dest/$f"; } || die "cannot copy $f to $dest"
+        done
+        printf '%s: bundled %s into %s\n' "$PROG" "$id" "$dest"
+    done
+}
+
 # ----------------------------------------------------------------------- plan
 
 declare -A CA_NEW=()
@@ -348,7 +418,7 @@ LEAVES=()     # entries "BASE|CA|CN|PROFILE"
 P12S=()       # SAE IDs whose .p12 must be (re)written
 for k in "${KMES[@]}"; do
     for kind in server kme; do
-        if ! leaf_ok "$k.$kind" kme-ca "$k" "$SANS_WANT"; then LEAVES+=("$k.$kind|kme-ca|$k|v3_$kind"); fi
+        if ! leaf_ok "$k.$kind" kme-ca "$k" "$(sans_want "$k")"; then LEAVES+=("$k.$kind|kme-ca|$k|v3_$kind"); fi
     done
 done
 for s in "${SAES[@]}"; do
@@ -360,13 +430,26 @@ for s in "${SAES[@]}"; do
     fi
 done
 
-for ca in sae-ca kme-ca; do secure_mode "$DIR/$ca.key"; done
+for ca in sae-ca kme-ca; do secure_mode "$DIR/private/$ca.key"; done
 for k in "${KMES[@]}"; do secure_mode "$DIR/$k.server.key"; secure_mode "$DIR/$k.kme.key"; done
 for s in "${SAES[@]}"; do secure_mode "$DIR/$s.key"; secure_mode "$DIR/$s.p12"; done
 
-if ((${CA_NEW[sae-ca]} + ${CA_NEW[kme-ca]} + NEED_CA_COPY + ${#LEAVES[@]} + ${#P12S[@]} == 0)); then
+# CRLs: made with a new CA, when one is missing, does not verify or is within
+# 30 days of its next update, and whenever a certificate is revoked.
+crl_ok() {
+    local crl=$DIR/$1.crl next
+    [[ ${CA_NEW[$1]} == 0 && -f $crl ]] || return 1
+    openssl crl -in "$crl" -noout -CAfile "$DIR/$1.pem" >/dev/null 2>&1 || return 1
+    next=$(openssl crl -in "$crl" -noout -nextupdate 2>/dev/null | cut -d= -f2)
+    (($(date -u -d "$next" +%s) > $(date -u +%s) + 30 * 86400))
+}
+NEED_CRL=${#REVOKE[@]}
+for ca in sae-ca kme-ca; do crl_ok "$ca" || NEED_CRL=$((NEED_CRL + 1)); done
+
+if ((${CA_NEW[sae-ca]} + ${CA_NEW[kme-ca]} + NEED_CA_COPY + ${#LEAVES[@]} + ${#P12S[@]} + NEED_CRL == 0)); then
     DONE=1
     printf '%s: %s is up to date\n' "$PROG" "$DIR"
+    bundle_all
     exit 0
 fi
 
@@ -392,7 +475,9 @@ serial() {
 
 # ca_file NAME.pem|NAME.key: where that CA file is during the build.
 ca_file() {
-    if [[ ${CA_NEW[${1%.*}]} == 1 ]]; then printf '%s' "$TMP/$1"; else printf '%s' "$DIR/$1"; fi
+    local sub=""
+    [[ $1 == *.key ]] && sub=private/
+    if [[ ${CA_NEW[${1%.*}]} == 1 ]]; then printf '%s' "$TMP/$sub$1"; else printf '%s' "$DIR/$sub$1"; fi
 }
 
 newkey() {
@@ -408,20 +493,6 @@ distinguished_name = req_dn
 basicConstraints = critical, CA:TRUE, pathlen:0
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
-[v3_server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-subjectAltName = $SAN_CONF
-[v3_kme]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth, clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-subjectAltName = $SAN_CONF
 [v3_sae]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -429,16 +500,27 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 EOF
+# Each KME's profiles name its own site.
+for k in "${KMES[@]}"; do
+    for kind in server kme; do
+        eku=serverAuth
+        [[ $kind == kme ]] && eku="serverAuth, clientAuth"
+        printf '[v3_%s_%s]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n' "$kind" "$k"
+        printf 'extendedKeyUsage = %s\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n' "$eku"
+        printf 'subjectAltName = %s\n' "$(san_conf "$k")"
+    done
+done >>"$TMP/openssl.cnf"
 export OPENSSL_CONF=$TMP/openssl.cnf
+mkdir -m 0700 -- "$TMP/private" || die "cannot create $TMP/private"
 
 declare -A CA_SUBJ=([sae-ca]="/O=QKD Network/CN=QKD SAE CA" [kme-ca]="/O=QKD Network/CN=QKD KME CA")
 for ca in sae-ca kme-ca; do
     [[ ${CA_NEW[$ca]} == 1 ]] || continue
-    newkey "$ca"
-    ossl "creating $ca" req -new -x509 -key "$TMP/$ca.key" -subj "${CA_SUBJ[$ca]}" \
+    newkey "private/$ca"
+    ossl "creating $ca" req -new -x509 -key "$TMP/private/$ca.key" -subj "${CA_SUBJ[$ca]}" \
         -days "$CA_DAYS" -sha256 -set_serial "$(serial)" -config "$TMP/openssl.cnf" \
         -extensions v3_ca -out "$TMP/$ca.pem"
-    WRITE+=("$ca.key" "$ca.pem")
+    WRITE+=("private/$ca.key" "$ca.pem")
 done
 if ((NEED_CA_COPY)); then
     cp -- "$(ca_file kme-ca.pem)" "$TMP/ca.pem" || die "cannot copy kme-ca.pem"
@@ -447,6 +529,7 @@ fi
 
 for leaf in "${LEAVES[@]}"; do
     IFS='|' read -r base ca cn profile <<<"$leaf"
+    [[ $profile == v3_sae ]] || profile=${profile}_$cn
     newkey "$base"
     ossl "certificate request for $base" req -new -key "$TMP/$base.key" -subj "/CN=$cn" \
         -config "$TMP/openssl.cnf" -out "$TMP/$base.csr"
@@ -465,8 +548,56 @@ for s in "${P12S[@]}"; do
     WRITE+=("$s.p12")
 done
 
+# Revocations: each CA's index (the database of openssl ca) in private/, a
+# revoked certificate's line added once; then each CA's CRL.
+declare -A INDEX_CHANGED=()
+for ca in sae-ca kme-ca; do
+    if [[ -f $DIR/private/$ca.index ]]; then
+        cp -- "$DIR/private/$ca.index" "$TMP/private/$ca.index" || die "cannot copy $ca.index"
+    else
+        : >"$TMP/private/$ca.index"
+    fi
+done
+for id in "${REVOKE[@]}"; do
+    if [[ -f $DIR/$id.pem || -f $TMP/$id.pem ]]; then
+        ca=sae-ca
+        certs=("$id.pem")
+    elif [[ -f $DIR/$id.kme.pem || -f $TMP/$id.kme.pem ]]; then
+        ca=kme-ca
+        certs=("$id.server.pem" "$id.kme.pem")
+    else
+        die "--revoke: no certificate of $id in $DIR"
+    fi
+    for c in "${certs[@]}"; do
+        if [[ -f $TMP/$c ]]; then src=$TMP/$c; else src=$DIR/$c; fi
+        ser=$(openssl x509 -in "$src" -noout -serial | cut -d= -f2)
+        if awk -F'\t' -v s="$ser" '$4 == s { found = 1 } END { exit !found }' "$TMP/private/$ca.index"; then
+            continue
+        fi
+        end=$(date -u -d "$(openssl x509 -in "$src" -noout -enddate | cut -d= -f2)" +%y%m%d%H%M%SZ)
+        printf 'R\t%s\t%s\t%s\tunknown\t/CN=%s\n' "$end" "$(date -u +%y%m%d%H%M%SZ)" "$ser" "$id" \
+            >>"$TMP/private/$ca.index"
+        INDEX_CHANGED[$ca]=1
+        printf '%s: revoked %s (serial %s)\n' "$PROG" "$c" "$ser"
+    done
+done
+if ((NEED_CRL)); then
+    for ca in sae-ca kme-ca; do
+        printf '[ca]\ndefault_ca = this\n[this]\ndatabase = %s\ndefault_md = sha256\n' "$TMP/private/$ca.index" \
+            >"$TMP/private/$ca.cnf"
+        printf 'default_crl_days = 365\ncrl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n' \
+            >>"$TMP/private/$ca.cnf"
+        ossl "CRL of $ca" ca -gencrl -config "$TMP/private/$ca.cnf" -keyfile "$(ca_file "$ca.key")" \
+            -cert "$(ca_file "$ca.pem")" -out "$TMP/$ca.crl"
+        rm -f -- "$TMP/private/$ca.cnf" "$TMP/private/$ca.index.old" "$TMP/private/$ca.index.attr"*
+        WRITE+=("$ca.crl")
+        if [[ -n ${INDEX_CHANGED[$ca]:-} || ! -f $DIR/private/$ca.index ]]; then WRITE+=("private/$ca.index"); fi
+    done
+fi
+
 for f in "${WRITE[@]}"; do
     case $f in
+    *.crl) chmod 0644 -- "$TMP/$f" ;;
     *.pem) chmod 0644 -- "$TMP/$f" ;;
     *) chmod 0600 -- "$TMP/$f" ;;
     esac || die "cannot set the mode of $f"
@@ -476,9 +607,12 @@ done
 # ----------------------------------------------------------------- install
 
 MOVING=1
+if [[ ! -d $DIR/private ]]; then mkdir -m 0700 -- "$DIR/private" || die "cannot create $DIR/private"; fi
+chmod 0700 -- "$DIR/private" || die "cannot restrict $DIR/private"
 for f in "${WRITE[@]}"; do
     mv -f -- "$TMP/$f" "$DIR/$f" || die "cannot move $f into $DIR"
 done
 sync -- "$DIR" 2>/dev/null || true
 DONE=1
 for f in "${WRITE[@]}"; do printf '%s: wrote %s\n' "$PROG" "$DIR/$f"; done
+bundle_all

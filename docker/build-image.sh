@@ -86,6 +86,10 @@ done
     jq -r '.data_dir // empty, (.links[]?.key_dir | sub("/[^/]+$"; "")),
            (.sae_tls.cert, .kme.cert | strings | sub("/[^/]+$"; ""))' "${sites[@]}"
     echo /run/rtmp
+    # Where the certs service keeps the CAs and lays out each daemon's bundle
+    # (docker/compose.yaml).
+    echo /srv/qkd-ca
+    for f in "${sites[@]}"; do echo "/bundles/$(basename "$f" .json)"; done
 } | awk 'NR == 1 || !seen[$0]++' >"$DEST/usr/local/share/qkd/writable-dirs"
 
 # Each installed program runs (--version, or --help where there is none).

@@ -160,16 +160,11 @@ static int check_roles(json_t *root, enc_config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* The admin listener: numeric IPv4 or localhost (runtime/admin_http.h). */
+/* The admin listener: an IPv4 address or a host name (runtime/admin_http.h),
+ * resolved when it starts. */
 static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
 {
-    struct in_addr a;
-    if (get_endpoint(root, "admin_listen", &c->admin_listen, 0, err, errlen) < 0)
-        return -1;
-    if (c->admin_listen.host[0] && strcmp(c->admin_listen.host, "localhost") != 0 &&
-        inet_pton(AF_INET, c->admin_listen.host, &a) != 1)
-        return json_settings_fail(err, errlen, "setting 'admin_listen' must be IPV4:PORT or localhost:PORT");
-    return 0;
+    return get_endpoint(root, "admin_listen", &c->admin_listen, 0, err, errlen);
 }
 
 static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)

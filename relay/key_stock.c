@@ -45,6 +45,12 @@ static stock_pair *find_pair(relay_dest *l, const char *master, const char *slav
     }
     if (!create || l->stock_pairs >= STOCK_MAX_PAIRS)
         return NULL;
+    /* One master cannot take every pair of the dest (sizes are its choice). */
+    size_t of_master = 0;
+    for (size_t i = 0; i < l->stock_pairs; i++)
+        of_master += strcmp(l->stock[i].master, master) == 0;
+    if (of_master >= STOCK_MAX_PAIRS_PER_MASTER)
+        return NULL;
     stock_pair *p = &l->stock[l->stock_pairs++];
     memset(p, 0, sizeof *p);
     snprintf(p->master, sizeof p->master, "%s", master);
@@ -333,10 +339,25 @@ static long refill_pair(relay_node *k, relay_dest *l, const stock_pair *snap, lo
     return number;
 }
 
+/* Frees the place of every pair that holds no key and that nobody asked for
+ * within stock_max_age_s, so that pairs once asked for do not keep others
+ * out for good. */
+static void free_idle_pairs(relay_node *k, relay_dest *l, int64_t now)
+{
+    pthread_mutex_lock(&l->stock_lock);
+    for (size_t i = 0; i < l->stock_pairs; i++) {
+        stock_pair *p = &l->stock[i];
+        if (p->count == 0 && now - p->last_demand_ms > k->cfg.stock_max_age_s * 1000)
+            l->stock[i--] = l->stock[--l->stock_pairs];
+    }
+    pthread_mutex_unlock(&l->stock_lock);
+}
+
 long stock_refill_once(relay_node *k, relay_dest *l)
 {
     if (k->cfg.stock_max_keys <= 0)
         return 0;
+    free_idle_pairs(k, l, clock_wall_ms());
     relay_link *first = l->link ? l->link : router_next_hop(k, l->id, NULL);
     if (!first || (l->link && !atomic_load(&l->link->peer_up)))
         return 0;

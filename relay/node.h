@@ -23,6 +23,7 @@
 
 #define RELAY_MAX_DESTS 256 /* KMEs this one keeps key stock for */
 #define STOCK_MAX_PAIRS 64
+#define STOCK_MAX_PAIRS_PER_MASTER 8 /* of a dest's pairs, one master's at most */
 
 /* One relay request finished at its origin. */
 typedef struct {

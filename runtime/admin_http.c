@@ -3,6 +3,7 @@
 #include "runtime/admin_http.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -80,8 +81,17 @@ admin_http *admin_http_start(const char *host, int port, admin_handler handler, 
     addr.sin_port = htons((uint16_t)port);
     const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
     if (inet_pton(AF_INET, ip, &addr.sin_addr) != 1) {
-        snprintf(err, errlen, "admin listener: address %s must be an IPv4 address", host);
-        return NULL;
+        /* A host name: the address it names here (in a container, the
+         * container's own address under its service name). */
+        struct addrinfo hints = {0}, *res = NULL;
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) {
+            snprintf(err, errlen, "admin listener: %s is neither an IPv4 address nor a host name known here", host);
+            return NULL;
+        }
+        addr.sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        freeaddrinfo(res);
     }
     admin_http *a = calloc(1, sizeof *a);
     if (!a) {

@@ -13,6 +13,7 @@ NET_KME_BASE=7600
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
 NET_BIN=$T_BIN
+NET_EXTRA_SAES="SAE_R@A" # revoked below
 
 dir=$(mktemp -d "$T_OUT/auth.XXXX")
 W=$dir/test          # certificates and servers made by this suite
@@ -35,6 +36,7 @@ cleanup() {
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
     exec 3>&- 2>/dev/null
+    exec 4>&- 2>/dev/null
     [ -n "${NET_DIR:-}" ] && sim_stop A-Z
     net_stop
 }
@@ -84,12 +86,21 @@ issued_keys() {
     done
 }
 
-# issue NAME CN EXTENSIONS CA_BASE: key and certificate $W/NAME.{key,pem} signed by CA.
+# ca_key CA_BASE: the CA's key (mkcerts.sh keeps it in private/ beside the CA).
+ca_key() {
+    if [ -f "$(dirname "$1")/private/$(basename "$1").key" ]; then
+        echo "$(dirname "$1")/private/$(basename "$1").key"
+    else
+        echo "$1.key"
+    fi
+}
+# issue NAME CN EXTENSIONS CA_BASE [SUBJECT]: key and certificate $W/NAME.{key,pem}
+# signed by CA, for subject /CN=CN unless SUBJECT is given.
 issue() {
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "${5:-/CN=$2}" \
         -keyout "$W/$1.key" -out "$W/$1.csr" 2>/dev/null &&
         printf '%s\n' "$3" >"$W/$1.ext" &&
-        openssl x509 -req -in "$W/$1.csr" -CA "$4.pem" -CAkey "$4.key" -CAcreateserial \
+        openssl x509 -req -in "$W/$1.csr" -CA "$4.pem" -CAkey "$(ca_key "$4")" -CAcreateserial \
             -days 2 -extfile "$W/$1.ext" -out "$W/$1.pem" 2>/dev/null
 }
 # issue_expired NAME CN CA_BASE: a client certificate valid only in January 2020.
@@ -111,7 +122,7 @@ EOF
         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
             -keyout "$W/$1.key" -out "$W/$1.csr" 2>/dev/null &&
         printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$W/$1.ext" &&
-        openssl ca -batch -notext -config "$W/ca-db/ca.cnf" -cert "$3.pem" -keyfile "$3.key" \
+        openssl ca -batch -notext -config "$W/ca-db/ca.cnf" -cert "$3.pem" -keyfile "$(ca_key "$3")" \
             -startdate 20200101000000Z -enddate 20200102000000Z -extfile "$W/$1.ext" \
             -in "$W/$1.csr" -out "$W/$1.pem" >/dev/null 2>&1
 }
@@ -149,6 +160,11 @@ t_match "made an expired SAE_A certificate from the SAE CA" 'notAfter=Jan  2 00:
     "$(openssl x509 -in "$W/expired.pem" -noout -enddate 2>&1)"
 issue serveronly SAE_A $'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth' "$C/sae-ca"
 t_check "made a server-only SAE_A certificate from the SAE CA" openssl verify -CAfile "$C/sae-ca.pem" "$W/serveronly.pem"
+issue caclient SAE_A $'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,digitalSignature\nextendedKeyUsage=clientAuth' "$C/sae-ca"
+t_check "made a CA certificate for SAE_A from the SAE CA" openssl verify -CAfile "$C/sae-ca.pem" "$W/caclient.pem"
+issue twocn SAE_A "$CLIENT_EXT" "$C/sae-ca" "/CN=SAE_A/CN=SAE_A2"
+t_match "made a certificate whose subject holds two CNs" 'CN ?= ?SAE_A, CN ?= ?SAE_A2' \
+    "$(openssl x509 -in "$W/twocn.pem" -noout -subject 2>&1)"
 
 # ---- SAE port ------------------------------------------------------------------------
 
@@ -176,6 +192,12 @@ mapfile -t CRED < <(with "$C/KME_B.kme")
 refused_401 "KME_B's inter-KME certificate on the SAE port" "$ENC" "${CRED[@]}"
 mapfile -t CRED < <(with "$C/KME_A.server")
 refused_401 "KME_A's own server certificate as a client" "$ENC" "${CRED[@]}"
+mapfile -t CRED < <(with "$W/caclient")
+refused_401 "a CA certificate of the SAE CA named SAE_A" "$ENC" "${CRED[@]}"
+t_match "the CA certificate: the answer says why" 'not an end-entity|is a CA' "$BODY"
+mapfile -t CRED < <(with "$W/twocn")
+refused_401 "a certificate naming SAE_A and SAE_A2" "$ENC" "${CRED[@]}"
+t_match "two CNs: the answer says why" 'more than one CN' "$BODY"
 t_eq "no key issued to the refused callers" "$K0" "$(issued_keys)"
 
 echo "== SAE port: TLS versions"
@@ -276,6 +298,76 @@ if wait_for 15 got_post; then t_pass "control: with KME_B's certificate the fake
 fake_stop
 stop_pid "$A3_PID"
 sim_stop A-Z
+
+# ---- TLS from outside: suites ----------------------------------------------------------------
+
+echo "== TLS suites, seen by openssl s_client"
+# handshake PORT CERT_BASE ARGS...: 0 when s_client completes a handshake.
+handshake() {
+    local port=$1 base=$2
+    shift 2
+    openssl s_client -connect "localhost:$port" -CAfile "$C/ca.pem" -cert "$base.pem" -key "$base.key" \
+        -verify_return_error "$@" </dev/null >"$W/s_client.log" 2>&1 &&
+        grep -Eq '^New, TLSv1\.[23], Cipher is [A-Z]' "$W/s_client.log"
+}
+for port_name in "$((NET_SAE_BASE + 1)) SAE:$C/SAE_A" "$((NET_KME_BASE + 1)) KME:$C/KME_B.kme"; do
+    port=${port_name%% *}
+    name=${port_name#* }
+    base=${name#*:}
+    name=${name%%:*}
+    t_check "$name port: TLS 1.3" handshake "$port" "$base" -tls1_3
+    t_check "$name port: TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256" handshake "$port" "$base" -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256
+    t_check "$name port: TLS 1.2 ECDHE-ECDSA-CHACHA20-POLY1305" handshake "$port" "$base" -tls1_2 -cipher ECDHE-ECDSA-CHACHA20-POLY1305
+    for c in ECDHE-ECDSA-AES128-SHA ECDHE-ECDSA-AES256-SHA384 ECDHE-ECDSA-AES128-SHA256 AES128-GCM-SHA256 AES256-SHA \
+        DHE-RSA-AES128-GCM-SHA256; do
+        t_check_fails "$name port: TLS 1.2 $c refused" handshake "$port" "$base" -tls1_2 -cipher "$c"
+    done
+    t_check_fails "$name port: TLS 1.1 refused" handshake "$port" "$base" -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0'
+done
+
+# ---- revocation ---------------------------------------------------------------------------------
+
+echo "== revocation: the SAE CA's CRL, re-read on SIGHUP"
+status_of() { # SAE: the HTTP status KME_A answers SAE to a status request
+    curl -s -o /dev/null -w '%{http_code}' --cacert "$C/ca.pem" --cert "$C/$1.pem" --key "$C/$1.key" \
+        "$SAE_A_URL/api/v1/keys/SAE_B/status"
+}
+t_eq "SAE_R is served before its revocation" 200 "$(status_of SAE_R)"
+out=$("$T_ROOT/certs/mkcerts.sh" --out "$C" --revoke SAE_R 2>&1)
+t_match "mkcerts.sh --revoke SAE_R" 'revoked SAE_R.pem' "$out"
+t_eq "the CRL alone changes nothing until the KME reloads" 200 "$(status_of SAE_R)"
+kill -HUP "$(kme_pid A)"
+revoked_401() { [ "$(status_of SAE_R)" = 401 ]; }
+t_check "after SIGHUP SAE_R is refused (401)" wait_for 30 revoked_401
+req "$SAE_A_URL/api/v1/keys/SAE_B/status" --cert "$C/SAE_R.pem" --key "$C/SAE_R.key"
+t_match "the refusal says the certificate is revoked" 'revoked' "$BODY"
+t_eq "SAE_A is still served" 200 "$(status_of SAE_A)"
+t_match "KME_A logs the reload of the CRL" 'CRL|revocation' "$(grep -i 'reload\|crl' "$dir/A/kme.log" | tail -n 5)"
+
+# ---- the SAE pins its KME ----------------------------------------------------------------------
+
+echo "== sae-client --kme-id: the KME's certificate must name the KME expected"
+# Whoever holds KME_B's SAE-port key serves on localhost: the host name and the
+# CA both pass; only the pin tells it is not KME_A.
+PIN_PORT=7598
+mkfifo "$W/pin.in"
+openssl s_server -accept "$PIN_PORT" -www -cert "$C/KME_B.server.pem" -key "$C/KME_B.server.key" \
+    -CAfile "$C/sae-ca.pem" -Verify 1 <"$W/pin.in" >"$W/pin.log" 2>&1 &
+PIDS+=($!)
+exec 4<>"$W/pin.in"
+pin_up() { curl -s --max-time 2 --cacert "$C/ca.pem" --cert "$C/SAE_A.pem" --key "$C/SAE_A.key" -o /dev/null "https://localhost:$PIN_PORT/"; }
+t_check "control: KME_B's key serves TLS on localhost, trusted by the CA" wait_for 10 pin_up
+SC=("$T_BIN/sae-client" --cert "$C/SAE_A.pem" --key "$C/SAE_A.key" --ca "$C/ca.pem")
+out=$("${SC[@]}" --kme "https://localhost:$PIN_PORT" --kme-id KME_A status SAE_B 2>&1); rc=$?
+t_eq "pinned to KME_A, KME_B's certificate: transport error (exit 3)" 3 "$rc"
+t_match "pinned to KME_A, KME_B's certificate: says why" 'KME_B|KME_A' "$out"
+t_eq "nothing was sent to the impostor" 0 "$(grep -c 'GET /api' "$W/pin.log")"
+out=$("${SC[@]}" --kme "$SAE_A_URL" --kme-id KME_A status SAE_B 2>&1); rc=$?
+t_eq "pinned to KME_A at KME_A: served" 0 "$rc"
+t_match "pinned to KME_A at KME_A: the status" '"stored_key_count"' "$out"
+out=$("${SC[@]}" --kme "$SAE_A_URL" --kme-id KME_B status SAE_B 2>&1); rc=$?
+t_eq "pinned to KME_B at KME_A: refused (exit 3)" 3 "$rc"
+exec 4>&-
 
 # ---- health -------------------------------------------------------------------------------
 

@@ -16,9 +16,12 @@ trap cleanup EXIT
 
 # snapshot DIR: one line per file with mode, mtime (ns) and content hash.
 snapshot() {
-    (cd "$1" && shopt -s dotglob nullglob && for f in *; do
-        printf '%s %s %s\n' "$f" "$(stat -c '%a %.9Y' "$f")" \
-            "$(if [ -f "$f" ]; then sha256sum <"$f" | cut -c1-64; else echo dir; fi)"
+    (cd "$1" && shopt -s dotglob nullglob && for f in * private/*; do
+        if [ -d "$f" ]; then
+            printf '%s %s dir\n' "$f" "$(stat -c '%a' "$f")"
+        else
+            printf '%s %s %s\n' "$f" "$(stat -c '%a %.9Y' "$f")" "$(sha256sum <"$f" | cut -c1-64)"
+        fi
     done)
 }
 # ext CERT NAME: the extension's value on one line, "critical " first if so.
@@ -70,7 +73,7 @@ bad "--days 0" '--days' --out "$W/bad" --kme A --days 0
 bad "--days negative" '--days' --out "$W/bad" --kme A --days -5
 bad "--days not a number" '--days' --out "$W/bad" --kme A --days 1.5
 bad "--days word" '--days' --out "$W/bad" --kme A --days ten
-bad "no identity" 'at least one --kme or --sae' --out "$W/bad" --days 10
+bad "no identity" 'at least one --kme, --sae, --revoke or --bundle' --out "$W/bad" --days 10
 bad "bad --san" "--san" --out "$W/bad" --kme A --san 'a,b'
 bad "bad --san IPv4" "--san" --out "$W/bad" --kme A --san 300.1.2.3
 bad "reserved SAE ID" 'reserved' --out "$W/bad" --sae ca
@@ -82,7 +85,7 @@ out=$("$MK" --out "$D" --kme KME_A --kme KME_B --sae SAE_A --sae SAE_B \
     --san 192.0.2.7 --san kme-a.example.org --san 2001:db8::1 2>&1); rc=$?
 t_eq "first run exits 0" 0 "$rc"
 [ "$rc" -eq 0 ] || printf '%s\n' "$out"
-for f in sae-ca.pem sae-ca.key kme-ca.pem kme-ca.key ca.pem \
+for f in sae-ca.pem private/sae-ca.key kme-ca.pem private/kme-ca.key ca.pem sae-ca.crl kme-ca.crl \
     KME_A.server.pem KME_A.server.key KME_A.kme.pem KME_A.kme.key \
     KME_B.server.pem KME_B.server.key KME_B.kme.pem KME_B.kme.key \
     SAE_A.pem SAE_A.key SAE_A.p12 SAE_B.pem SAE_B.key SAE_B.p12; do
@@ -91,8 +94,10 @@ done
 t_eq "no temporary directory left" "" "$(find "$D" -name '.mkcerts*')"
 t_check "ca.pem is a copy of kme-ca.pem" cmp -s "$D/ca.pem" "$D/kme-ca.pem"
 
-modes=$(cd "$D" && stat -c '%a %n' ./*.key ./*.p12 | awk '$1 != 600')
-t_eq "keys and p12 are mode 0600" "" "$modes"
+modes=$(cd "$D" && stat -c '%a %n' ./*.key ./*.p12 private/* | awk '$1 != 600')
+t_eq "keys, p12 and the CA files in private/ are mode 0600" "" "$modes"
+t_eq "private/ is mode 0700" 700 "$(stat -c %a "$D/private")"
+t_eq "no CA key beside the certificates" "" "$(cd "$D" && ls sae-ca.key kme-ca.key 2>/dev/null)"
 modes=$(cd "$D" && stat -c '%a %n' ./*.pem | awk '$1 != 644')
 t_eq "certificates are mode 0644" "" "$modes"
 curves=$(cd "$D" && for k in ./*.key; do openssl pkey -in "$k" -noout -text | grep -c 'NIST CURVE: P-256'; done | sort -u)
@@ -233,11 +238,11 @@ t_eq "over-permissive key mode is restricted" 600 "$(stat -c %a "$D/SAE_A.key")"
 before=$(snapshot "$D")
 
 echo "== a CA is never regenerated"
-mv "$D/kme-ca.key" "$W/kme-ca.key.saved"
+mv "$D/private/kme-ca.key" "$W/kme-ca.key.saved"
 err=$("$MK" --out "$D" --kme KME_D 2>&1 >/dev/null); rc=$?
 t_check_fails "missing CA key: fails" test "$rc" -eq 0
 t_match "missing CA key: says why" 'refusing to regenerate' "$err"
-mv "$W/kme-ca.key.saved" "$D/kme-ca.key"
+mv "$W/kme-ca.key.saved" "$D/private/kme-ca.key"
 t_eq "missing CA key: nothing written" "$before" "$(snapshot "$D")"
 
 echo "== atomic failure"
@@ -259,6 +264,44 @@ t_check_fails "failing openssl in a new DIR: DIR removed again" test -e "$W/fres
 "$MK" --out "$D" --kme KME_D --sae SAE_D >/dev/null 2>&1; rc=$?
 t_eq "after the failure a normal run succeeds" 0 "$rc"
 t_check "KME_D issued by the same kme-ca" verifies "$D/kme-ca.pem" "$D/KME_D.server.pem"
+
+echo "== each KME's certificates name its own site"
+P=$W/site
+"$MK" --out "$P" --kme KME_A:kme-a,192.0.2.10 --kme KME_B:kme-b --sae SAE_A >/dev/null 2>&1
+t_eq "KME_A names kme-a and its address" "DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:kme-a, IP Address:192.0.2.10" \
+    "$(ext "$P/KME_A.server.pem" subjectAltName)"
+t_eq "KME_B's names hold no name of KME_A" "DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:kme-b" \
+    "$(ext "$P/KME_B.kme.pem" subjectAltName)"
+t_check_fails "KME_B's certificate does not pass for host kme-a" \
+    openssl verify -CAfile "$P/kme-ca.pem" -verify_hostname kme-a "$P/KME_B.server.pem"
+t_check "KME_A's passes for kme-a" openssl verify -CAfile "$P/kme-ca.pem" -verify_hostname kme-a "$P/KME_A.server.pem"
+t_match "a second run rewrites nothing" 'is up to date' "$("$MK" --out "$P" --kme KME_A:kme-a,192.0.2.10 --kme KME_B:kme-b --sae SAE_A 2>&1)"
+bad "--kme with a bad site name" "is neither an IP address nor a valid DNS name" --out "$W/bad" --kme 'KME_X:a b'
+
+echo "== revocation"
+t_check "SAE_A verifies against the empty CRL" \
+    openssl verify -crl_check -CAfile "$P/sae-ca.pem" -CRLfile "$P/sae-ca.crl" "$P/SAE_A.pem"
+out=$("$MK" --out "$P" --revoke SAE_A 2>&1); rc=$?
+t_eq "--revoke SAE_A exits 0" 0 "$rc"
+t_match "--revoke says which serial" "revoked SAE_A.pem \(serial [0-9A-F]+\)" "$out"
+t_check_fails "SAE_A no longer verifies with the CRL" \
+    openssl verify -crl_check -CAfile "$P/sae-ca.pem" -CRLfile "$P/sae-ca.crl" "$P/SAE_A.pem"
+"$MK" --out "$P" --revoke SAE_A >/dev/null 2>&1
+t_eq "revoking again lists it once" 1 "$(openssl crl -in "$P/sae-ca.crl" -noout -text | grep -c 'Serial Number')"
+"$MK" --out "$P" --revoke KME_B >/dev/null 2>&1
+t_eq "a KME's two certificates are revoked together" 2 "$(openssl crl -in "$P/kme-ca.crl" -noout -text | grep -c 'Serial Number')"
+err=$("$MK" --out "$P" --revoke SAE_Q 2>&1); rc=$?
+t_check_fails "--revoke of an unknown ID fails" test "$rc" -eq 0
+t_match "--revoke of an unknown ID says so" "no certificate of SAE_Q" "$err"
+
+echo "== bundles hold what one daemon may read"
+"$MK" --out "$P" --bundle KME_A="$W/bundle-a" --bundle SAE_A="$W/bundle-sae" >/dev/null 2>&1
+t_eq "KME_A's bundle" "KME_A.kme.key KME_A.kme.pem KME_A.server.key KME_A.server.pem ca.pem kme-ca.crl kme-ca.pem sae-ca.crl sae-ca.pem" \
+    "$(cd "$W/bundle-a" && ls | paste -sd' ' -)"
+t_eq "SAE_A's bundle" "SAE_A.key SAE_A.p12 SAE_A.pem ca.pem kme-ca.crl kme-ca.pem sae-ca.crl sae-ca.pem" \
+    "$(cd "$W/bundle-sae" && ls | paste -sd' ' -)"
+t_eq "no bundle holds a CA key" "" "$(find "$W/bundle-a" "$W/bundle-sae" -name '*ca.key')"
+t_eq "bundled keys keep mode 0600" "600" "$(stat -c %a "$W/bundle-a/KME_A.kme.key")"
 
 echo "== IDs with every allowed character"
 "$MK" --out "$D" --sae 'Sae-9_x.y' >/dev/null 2>&1; rc=$?

@@ -190,7 +190,8 @@ done
 "$PY" "$HELPER" volumes "$W/rendered-om.yaml" >"$W/volumes.txt"
 missing=$(sed 's/#.*//' "$IMG/usr/local/share/qkd/writable-dirs" 2>/dev/null | sort | comm -23 <(sort "$W/volumes.txt") - | xargs)
 t_eq "the image makes every named volume's mount point the user's (writable-dirs)" "" "$missing"
-t_match "...for the volumes of the star (kme data, links, certs)" '/etc/qkd/certs /var/lib/kme /var/lib/qkd/links/A-B' \
+t_match "...for the volumes of the star (CAs, bundles, kme data, links, certs)" \
+    '/bundles/kme-a.* /etc/qkd/certs /srv/qkd-ca /var/lib/kme /var/lib/qkd/links/A-B' \
     "$(xargs <"$W/volumes.txt")"
 
 # ------------------------------------------------------ (4) libraries, commands
@@ -288,7 +289,7 @@ done
 chmod 0755 "$W/vol" "$W/tmpfs" 2>/dev/null
 find "$W/tmpfs" -mindepth 1 -type d -exec chmod a+x {} + 2>/dev/null
 mkdir -p "$W/logs"
-CERTS=$W/vol/qkd-certs
+CERTS=$W/vol/qkd-ca # every certificate (the CA volume); each daemon reads only its bundle
 SVC_RC=()
 
 svc_index() { local i; for ((i = 0; i < SVC_COUNT; i++)); do [ "${SVC_NAME[$i]}" = "$1" ] && { echo $i; return 0; }; done; return 1; }

@@ -109,7 +109,7 @@ enc_config() {
   "role": "$2",
   "listen": "$5",
   "peer_sae": "$4",
-  "kme": {"url": "$(net_url "$3")", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
+  "kme": {"url": "$(net_url "$3")", "kme_id": "KME_$3", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
   "pad_key_bits": 65536, "pad_batch_keys": 4,
   "low_watermark_bytes": 32768, "high_watermark_bytes": 65536, "announce_keys": 2,
   "log_level": "info"${6:+,

@@ -250,6 +250,38 @@ static http_response claimed_at_a(const char *body)
     return resp;
 }
 
+START_TEST(pairs_are_shared_among_masters_and_freed_when_idle)
+{
+    stock_ready(100);
+    /* SAE_A asks for keys of 20 sizes: it gets at most its share of pairs. */
+    for (long i = 1; i <= 20; i++)
+        stock_note_demand(n, to_b, "SAE_A", "SAE_B", 64 * i, 1);
+    size_t of_a = 0;
+    for (size_t i = 0; i < to_b->stock_pairs; i++)
+        of_a += strcmp(to_b->stock[i].master, "SAE_A") == 0;
+    ck_assert_uint_eq(of_a, STOCK_MAX_PAIRS_PER_MASTER);
+    /* Another master still gets a pair. */
+    size_t before = to_b->stock_pairs;
+    stock_note_demand(n, to_b, "SAE_X", "SAE_B", 256, 1);
+    ck_assert_uint_eq(to_b->stock_pairs, before + 1);
+    /* Nobody asks any more: the empty pairs are freed, those holding keys kept. */
+    for (size_t i = 0; i < to_b->stock_pairs; i++)
+        to_b->stock[i].last_demand_ms -= 3600 * 1000;
+    stock_refill_once(n, to_b);
+    for (size_t i = 0; i < to_b->stock_pairs; i++)
+        ck_assert_int_gt(to_b->stock[i].count, 0);
+    ck_assert_int_eq(stock_count(to_b, "SAE_A", "SAE_B", 256), 5);
+    ck_assert_int_eq(stock_count(to_b, "SAE_A", "SAE_B2", 256), 2);
+    /* SAE_A may ask for new sizes again. */
+    stock_note_demand(n, to_b, "SAE_A", "SAE_B", 4096, 1);
+    int found = 0;
+    for (size_t i = 0; i < to_b->stock_pairs; i++)
+        found |= to_b->stock[i].size_bits == 4096;
+    ck_assert(found);
+    stock_done();
+}
+END_TEST
+
 START_TEST(claims_without_their_mac_change_nothing)
 {
     /* What authentic claims do is test_msg_auth's; here: claims that carry
@@ -302,6 +334,7 @@ int main(void)
                                    take_held_hands_out_the_oldest_once,
                                    take_short_of_the_count_takes_nothing,
                                    claims_without_their_mac_change_nothing,
+                                   pairs_are_shared_among_masters_and_freed_when_idle,
                                    NULL};
     return run_checks("key_stock", checks, 60, NULL, NULL);
 }

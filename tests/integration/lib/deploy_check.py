@@ -74,10 +74,11 @@ def site_file(root, container_path):
     return p if os.path.isfile(p) else None
 
 
-def health_port(svc):
+def health_target(svc):
+    """(host, port) the health check asks over HTTP, or (None, None)."""
     test = (svc.get("healthcheck") or {}).get("test") or []
-    m = re.search(r"127\.0\.0\.1[:/](\d+)", " ".join(test))
-    return int(m.group(1)) if m else None
+    m = re.search(r"http://([\w.-]+):(\d+)/", " ".join(test))
+    return (m.group(1), int(m.group(2))) if m else (None, None)
 
 
 def long_running(svc):
@@ -160,22 +161,40 @@ def check(rendered, rendered_profile, root):
             c.check("%s has a health check" % name,
                     bool(test) and test[0] in ("CMD", "CMD-SHELL") and not hc.get("disable"), hc)
 
-    # The one-shot certs service: every certificate into its named volume.
+    # The one-shot certs service: every certificate into the CA volume, and
+    # into each daemon's own volume what that daemon may read (--bundle).
     certs = services.get("certs", {})
     c.check("certs is a one-shot service", not long_running(certs))
     cmd = certs.get("command") or []
-    cert_mounts = mounts(certs, named)
-    c.check("certs writes into a named volume", len(cert_mounts) == 1 and not cert_mounts[0][2], cert_mounts)
+    cert_mounts = {t: src for src, t, ro in mounts(certs, named) if not ro}
     out = cmd[cmd.index("--out") + 1] if "--out" in cmd else None
-    c.check("certs writes where its volume is mounted", bool(cert_mounts) and out == cert_mounts[0][1], out)
-    kmes = [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--kme"]
+    ca_volume = cert_mounts.get(out)
+    c.check("certs writes its CAs into a named volume", ca_volume is not None, out)
+    kmes = [cmd[i + 1].split(":")[0] for i, a in enumerate(cmd[:-1]) if a == "--kme"]
     saes = [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--sae"]
-    sans = {cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--san"}
-    made = {"ca.pem", "sae-ca.pem", "kme-ca.pem"}
-    for k in kmes:
-        made |= {"%s.%s.%s" % (k, kind, ext) for kind in ("server", "kme") for ext in ("pem", "key")}
-    for s in saes:
-        made |= {"%s.pem" % s, "%s.key" % s, "%s.p12" % s}
+    c.check("certs names no SAN for every KME (each names its own site)", "--san" not in cmd)
+    sans = {}  # KME ID -> the names its certificates carry
+    for i, a in enumerate(cmd[:-1]):
+        if a == "--kme":
+            kid, _, names = cmd[i + 1].partition(":")
+            sans[kid] = set(filter(None, names.split(",")))
+    public = {"ca.pem", "sae-ca.pem", "kme-ca.pem", "sae-ca.crl", "kme-ca.crl"}
+    bundles = {}  # volume -> (ID, the files it holds)
+    for i, a in enumerate(cmd[:-1]):
+        if a != "--bundle":
+            continue
+        bid, _, dest = cmd[i + 1].partition("=")
+        vol = cert_mounts.get(dest)
+        c.check("certs bundles %s into a named volume (%s)" % (bid, dest), vol is not None and vol != ca_volume)
+        if bid in kmes:
+            own = {"%s.%s.%s" % (bid, kind, ext) for kind in ("server", "kme") for ext in ("pem", "key")}
+        else:
+            c.check("bundle %s is an SAE or a KME that certs makes" % bid, bid in saes)
+            own = {"%s.pem" % bid, "%s.key" % bid, "%s.p12" % bid}
+        bundles[vol] = (bid, own | public)
+    for name, svc in sorted(services.items()):
+        if name != "certs":
+            c.check("%s does not mount the CA volume" % name, ca_volume not in {x[0] for x in mounts(svc, named)})
 
     # Each service's site config, its files, volumes, ports and health check.
     data_volumes = {}
@@ -194,32 +213,48 @@ def check(rendered, rendered_profile, root):
             continue
         vols = mounts(svc, named)
         targets = {t: s for s, t, ro in vols}
-        files = [conf.get(k, {}).get(f) for k, fs in (("sae_tls", ("cert", "key", "client_ca")),
-                                                      ("kme_tls", ("cert", "key", "ca")),
+        files = [conf.get(k, {}).get(f) for k, fs in (("sae_tls", ("cert", "key", "client_ca", "client_crl")),
+                                                      ("kme_tls", ("cert", "key", "ca", "crl")),
                                                       ("kme", ("cert", "key", "ca"))) for f in fs]
         files = [f for f in files if f]
+        cert_vols = {targets.get(os.path.dirname(f)) for f in files}
+        c.check("%s reads its certificates from one certs volume" % name, len(cert_vols) == 1, cert_vols)
         for f in files:
-            d = os.path.dirname(f)
-            c.check("%s: %s comes from the certs volume" % (name, f),
-                    d == out and targets.get(d) == cert_mounts[0][0] and os.path.basename(f) in made,
-                    "not among the certificates the certs service makes, or volume not mounted")
-        listens = [conf.get(k) for k in ("sae_listen", "kme_listen", "admin_listen", "listen") if conf.get(k)]
+            vol = targets.get(os.path.dirname(f))
+            held = bundles.get(vol, (None, set()))[1]
+            c.check("%s: %s comes from its own bundle" % (name, f), os.path.basename(f) in held,
+                    "not in a bundle the certs service makes for this daemon, or volume not mounted")
+        if name in KME_SERVICES:
+            c.check("%s's bundle is its own" % name, bundles.get(vol, ("",))[0] == KME_SERVICES[name])
+        if conf.get("kme"):
+            c.check("%s's bundle is that of its SAE" % name,
+                    os.path.basename(conf["kme"].get("cert", "")) == "%s.pem" % bundles.get(vol, ("",))[0])
+            c.check("%s pins its KME (kme.kme_id)" % name, bool(conf["kme"].get("kme_id")))
+        if conf.get("sae_tls"):
+            c.check("%s reads a CRL on both listeners" % name,
+                    bool(conf["sae_tls"].get("client_crl")) and bool(conf.get("kme_tls", {}).get("crl")))
+        listens = [conf.get(k) for k in ("sae_listen", "kme_listen", "listen") if conf.get(k)]
         for l in listens:
             c.check("%s listens on every interface (%s)" % (name, l), l.startswith("0.0.0.0:"))
         admin = conf.get("admin_listen", "")
-        c.check("%s has an admin listener" % name, admin.startswith("0.0.0.0:"), admin)
+        c.check("%s's admin listener is on its own address (its service name)" % name,
+                admin.rsplit(":", 1)[0] == name, admin)
         c.check("%s's health check asks its admin listener" % name,
-                admin and health_port(svc) == int(admin.rsplit(":", 1)[1]), "port %s" % health_port(svc))
+                bool(admin) and health_target(svc) == (name, int(admin.rsplit(":", 1)[1])), health_target(svc))
+        listens.append(admin)
         ports = [p.get("target") if isinstance(p, dict) else str(p).split(":")[-1].split("/")[0]
                  for p in svc.get("ports", [])]
         for p in ports:
             c.check("%s publishes a port it listens on (%s)" % (name, p),
                     any(l.rsplit(":", 1)[1] == str(p) for l in listens))
         urls = [l.get("url", "") for l in conf.get("links", [])] + [conf.get("kme", {}).get("url", "")]
-        for u in filter(None, urls):
+        peers = [l.get("peer", "") for l in conf.get("links", [])] + [conf.get("kme", {}).get("kme_id", "")]
+        for u, peer in zip(urls, peers):
+            if not u:
+                continue
             host = re.sub(r"^https://([^:/]+).*$", r"\1", u)
             c.check("%s: %s names a service" % (name, u), host in services)
-            c.check("%s: the KME certificates carry the name %s" % (name, host), host in sans)
+            c.check("%s: %s's certificates carry the name %s" % (name, peer, host), host in sans.get(peer, set()))
         if name in KME_SERVICES:
             c.check("%s is %s" % (name, KME_SERVICES[name]), conf.get("kme_id") == KME_SERVICES[name])
             dd = conf.get("data_dir")
