@@ -22,7 +22,8 @@ struct pad_in {
     pthread_t thread;
     int started, stopping, failed;
     keyring ring;
-    uint32_t fetch_next; /* first index not fetched yet */
+    uint32_t fetch_next;  /* first index not fetched yet */
+    uint32_t fetch_limit; /* indexes below it may be fetched: 1 until the peer is trusted */
     uint64_t fetched;
     char error[512];
     char peer_sae[ETSI_ID_MAX + 1];
@@ -112,12 +113,13 @@ static void *fetcher_main(void *arg)
     char(*idbuf)[UUID_STR_LEN + 1] = calloc(FRAME_MAX_KEYS, sizeof *idbuf);
     pthread_mutex_lock(&p->lock);
     while (!p->stopping && !p->failed && idbuf) {
-        if (p->fetch_next >= p->ring.next) {
+        uint32_t avail = p->ring.next < p->fetch_limit ? p->ring.next : p->fetch_limit;
+        if (p->fetch_next >= avail) {
             timed_wait(p, 1000);
             continue;
         }
         uint32_t first = p->fetch_next;
-        size_t n = p->ring.next - first;
+        size_t n = avail - first;
         if (n > FRAME_MAX_KEYS)
             n = FRAME_MAX_KEYS;
         for (size_t i = 0; i < n; i++)
@@ -160,6 +162,7 @@ pad_in *pad_in_start(const enc_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     snprintf(p->peer_sae, sizeof p->peer_sae, "%s", cfg->peer_sae);
+    p->fetch_limit = 1;
     keyring_init(&p->ring);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -184,6 +187,14 @@ pad_in *pad_in_start(const enc_config *cfg, char *err, size_t errlen)
     }
     p->started = 1;
     return p;
+}
+
+void pad_in_trust(pad_in *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->fetch_limit = UINT32_MAX;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
 }
 
 int pad_in_announce(pad_in *p, const char (*ids)[FRAME_KEY_ID_BYTES + 1], size_t n)

@@ -2,7 +2,12 @@
  * frame arrives its key_IDs are queued here, and a fetcher thread with its
  * own SAE client gets them with GET_KEY_WITH_KEY_IDS (POST, several IDs at
  * once; master: the peer encryptor), ahead of the data frames that use them.
- * The KME hands each key_ID out once, so each is fetched once. */
+ * The KME hands each key_ID out once, so each is fetched once.
+ *
+ * KEYS frames are not sealed, so until a sealed frame of the direction has
+ * verified (pad_in_trust) only the first announced key is fetched: a peer
+ * that holds no key of the pair makes the receiver fetch one key at most,
+ * never the whole announcement, per connection. */
 #ifndef ENCRYPTOR_PAD_IN_H
 #define ENCRYPTOR_PAD_IN_H
 
@@ -20,6 +25,9 @@ pad_in *pad_in_start(const enc_config *cfg, char *err, size_t errlen);
 /* Queues n announced key_IDs; they get the next indexes. 0, or -1 when more
  * than RX_MAX_AHEAD keys would be held. */
 int pad_in_announce(pad_in *p, const char (*ids)[FRAME_KEY_ID_BYTES + 1], size_t n);
+/* A sealed frame of this direction verified: the peer holds the pair's keys,
+ * and every announced key may be fetched ahead of use. */
+void pad_in_trust(pad_in *p);
 /* Waits until the key at index is fetched; *out is a non-owning copy valid
  * until pad_in_release_before passes index. -1 when it was dropped, its fetch
  * failed, or *cancel became non-zero. */

@@ -273,7 +273,7 @@ static void receive_loop(conn *c, unsigned char *body, unsigned char *plain)
 {
     stream_rx rx;
     srx_init(&rx, (uint8_t)c->rt->cfg->mode);
-    int fd = atomic_load(&c->cipher_fd), opened = c->rt->cfg->role == ENC_ROLE_USERS;
+    int fd = atomic_load(&c->cipher_fd), opened = c->rt->cfg->role == ENC_ROLE_USERS, trusted = 0;
     unsigned char hdr[FRAME_HEADER_BYTES];
     if (!opened)
         set_receive_timeout(fd, OPEN_TIMEOUT_S);
@@ -346,6 +346,10 @@ static void receive_loop(conn *c, unsigned char *body, unsigned char *plain)
         if (rc != SRX_OK) {
             malformed(c, why);
             return;
+        }
+        if (!trusted) {
+            pad_in_trust(c->in); /* the peer holds the pair's keys */
+            trusted = 1;
         }
         pad_in_release_before(c->in, rx.cur);
         int was_opened = opened;

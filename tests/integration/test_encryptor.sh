@@ -421,6 +421,41 @@ if [ $tp_ok = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------
+echo "== (9) KEYS frames from a peer that holds no key"
+# Whoever reaches the server side's ciphertext port can announce key_IDs it
+# has seen (here: real ones, SAE_B's keys for SAE_C). Until a sealed frame
+# verifies, the server side fetches the first announced key only: the others
+# stay at the KME for the connection they were made for.
+SC_B=("$T_BIN/sae-client" --kme "$(net_url B)" --kme-id KME_B --cert "$NET_DIR/certs/SAE_B.pem"
+    --key "$NET_DIR/certs/SAE_B.key" --ca "$NET_DIR/certs/ca.pem")
+"${SC_B[@]}" get-key SAE_C --number 6 --output ids >"$W/stolen.ids" 2>"$W/stolen.err"
+t_eq "(9) SAE_B got 6 keys for SAE_C" 6 "$(grep -c . "$W/stolen.ids")"
+fetched_before=$(grep -c "fetched .* announced pads" "$W/server/encryptor.log")
+python3 - "$W/stolen.ids" "$W/keys-frame.bin" <<'PY'
+import struct, sys
+ids = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+body = "".join(ids).encode()
+# magic, type KEYS, mode one-time pad, reserved, seq 0, first index 0, offset 0, length
+head = b"QKE\x01" + struct.pack(">BBHQIII", 1, 1, 0, 0, 0, 0, len(body))
+open(sys.argv[2], "wb").write(head + body)
+PY
+# gone_at_c: how many of them KME_C no longer holds (fetched by SAE_C).
+gone_at_c() {
+    "$T_BIN/kme" --config "$NET_DIR/C/kme.json" --dump 2>/dev/null | jq -r '.keys[].key_ID' | sort >"$W/c.ids"
+    sort "$W/stolen.ids" | comm -23 - "$W/c.ids" | wc -l
+}
+t_eq "(9) KME_C holds the 6 keys for SAE_C" 0 "$(gone_at_c)"
+# The frame, on a connection held open while the server side acts on it.
+exec 5<>"/dev/tcp/127.0.0.1/$P_SERVER"
+cat "$W/keys-frame.bin" >&5
+some_gone() { [ "$(gone_at_c)" -gt 0 ]; }
+t_check "(9) the server side fetched an announced key" wait_for 30 some_gone
+t_check "(9) ...and then no more" wait_still 5 gone_at_c
+t_eq "(9) one key fetched of the 6 announced: 5 stay at the KME for the connection they were made for" 1 \
+    "$(gone_at_c)"
+exec 5>&-
+t_check "(9) the server side is still running" kill -0 "$SERVER_PID"
+
 echo "== (8) stop and logs"
 enc_stop "$USERS_PID" users
 enc_stop "$SERVER_PID" server
