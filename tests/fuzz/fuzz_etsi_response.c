@@ -6,18 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/etsi014.h"
-#include "runtime/json_wipe.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    json_use_wiping_allocator();
-    return 0;
-}
+#include "tests/fuzz/fuzz_json_init.h"
 
 static void container(const char *body, size_t len)
 {

@@ -5,18 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/kme_advert.h"
-#include "runtime/json_wipe.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    json_use_wiping_allocator();
-    return 0;
-}
+#include "tests/fuzz/fuzz_json_init.h"
 
 static int same(const kme_advert *a, const kme_advert *b)
 {

@@ -9,18 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/kme_msgs.h"
-#include "runtime/json_wipe.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    json_use_wiping_allocator();
-    return 0;
-}
+#include "tests/fuzz/fuzz_json_init.h"
 
 /* Aborts unless text (freed here) is not NULL. */
 static const char *need(char *text)

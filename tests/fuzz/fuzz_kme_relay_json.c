@@ -3,19 +3,8 @@
  * must pass the checks and come back the same through both forms. */
 #include <stdint.h>
 #include "api/kme_relay.h"
-#include "runtime/json_wipe.h"
+#include "tests/fuzz/fuzz_json_init.h"
 #include "tests/fuzz/relay_roundtrip.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    json_use_wiping_allocator();
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
