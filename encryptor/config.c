@@ -161,10 +161,14 @@ static int check_roles(json_t *root, enc_config *c, char *err, size_t errlen)
 }
 
 /* The admin listener: an IPv4 address or a host name (runtime/admin_http.h),
- * resolved when it starts. */
+ * resolved to IPv4 when it starts; no IPv6 address. */
 static int parse_admin(json_t *root, enc_config *c, char *err, size_t errlen)
 {
-    return get_endpoint(root, "admin_listen", &c->admin_listen, 0, err, errlen);
+    if (get_endpoint(root, "admin_listen", &c->admin_listen, 0, err, errlen) < 0)
+        return -1;
+    if (strchr(c->admin_listen.host, ':'))
+        return json_settings_fail(err, errlen, "setting 'admin_listen' must be IPV4:PORT or HOST:PORT (IPv4 only)");
+    return 0;
 }
 
 static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
