@@ -133,36 +133,34 @@ static int run(kme_context *k, const char *config_path)
     /* Two pools, so requests from SAEs waiting on a neighbour never hold up the
      * neighbours' requests to this KME. */
     worker_pool *workers = worker_pool_start(WORKER_THREADS), *port_workers = worker_pool_start(PORT_THREADS);
-    http_server_options so = {.listen = &k->cfg.sae_listen,
-                              .cert_file = k->cfg.sae_cert,
-                              .key_file = k->cfg.sae_key,
-                              .client_ca_file = k->cfg.sae_client_ca,
-                              .crl_file = k->cfg.sae_client_crl,
-                              .connection_limit = k->cfg.connection_limit,
+    /* What both listeners share, then what each has of its own. */
+    http_server_options so = {.connection_limit = k->cfg.connection_limit,
                               .connection_timeout_s = k->cfg.connection_timeout_s,
-                              .body_max = ETSI_BODY_MAX,
-                              .handler = sae_port_gated,
-                              .ctx = k,
-                              .name = "SAE port",
                               .event_threads = EVENT_THREADS,
-                              .workers = workers,
-                              .on_answer = kme_metrics_sae_answer,
-                              .connection_limit_per_address = k->cfg.connection_limit_per_address};
-    http_server_options ko = {.listen = &k->cfg.kme_listen,
-                              .cert_file = k->cfg.kme_cert,
-                              .key_file = k->cfg.kme_key,
-                              .client_ca_file = k->cfg.kme_ca,
-                              .crl_file = k->cfg.kme_crl,
-                              .connection_limit = k->cfg.connection_limit,
-                              .connection_timeout_s = k->cfg.connection_timeout_s,
-                              .body_max = KME_PORT_BODY_MAX,
-                              .handler = kme_port_gated,
-                              .ctx = &k->net,
-                              .name = "KME port",
-                              .event_threads = EVENT_THREADS,
-                              .workers = port_workers,
-                              .on_answer = kme_metrics_kme_answer,
-                              .connection_limit_per_address = k->cfg.connection_limit_per_address};
+                              .connection_limit_per_address = k->cfg.connection_limit_per_address},
+                        ko = so;
+    so.listen = &k->cfg.sae_listen;
+    so.cert_file = k->cfg.sae_cert;
+    so.key_file = k->cfg.sae_key;
+    so.client_ca_file = k->cfg.sae_client_ca;
+    so.crl_file = k->cfg.sae_client_crl;
+    so.body_max = ETSI_BODY_MAX;
+    so.handler = sae_port_gated;
+    so.ctx = k;
+    so.name = "SAE port";
+    so.workers = workers;
+    so.on_answer = kme_metrics_sae_answer;
+    ko.listen = &k->cfg.kme_listen;
+    ko.cert_file = k->cfg.kme_cert;
+    ko.key_file = k->cfg.kme_key;
+    ko.client_ca_file = k->cfg.kme_ca;
+    ko.crl_file = k->cfg.kme_crl;
+    ko.body_max = KME_PORT_BODY_MAX;
+    ko.handler = kme_port_gated;
+    ko.ctx = &k->net;
+    ko.name = "KME port";
+    ko.workers = port_workers;
+    ko.on_answer = kme_metrics_kme_answer;
     /* The KME port and the routes first, so the neighbours' adverts are
      * coming in by the time SAEs are served. */
     int wired = kme_wire_relay(k, err, sizeof err) == 0;

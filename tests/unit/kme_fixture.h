@@ -30,11 +30,7 @@ static inline kme_context *kme_open(const char *saes, const char *more)
              saes, url, more);
     ck_assert_msg(config_load_text(json, &k->cfg, err, sizeof err) == 0, "config: %s", err);
     /* The KME certificate signs adverts: KME_A's of the test PKI. */
-    relay_config rc;
-    node_config(&rc, "KME_A", NULL);
-    snprintf(k->cfg.kme_cert, sizeof k->cfg.kme_cert, "%s", rc.kme_cert);
-    snprintf(k->cfg.kme_key, sizeof k->cfg.kme_key, "%s", rc.kme_key);
-    snprintf(k->cfg.kme_ca, sizeof k->cfg.kme_ca, "%s", rc.kme_ca);
+    test_pki_kme_files("KME_A", k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca, sizeof k->cfg.kme_cert);
     stop_signal_init(&k->stop);
     temp_store_open(&k->store, kme_dir, k->cfg.kme_id);
     return k;

@@ -131,16 +131,7 @@ static inline void node_config(relay_config *c, const char *id, const char *cons
     memset(c, 0, sizeof *c);
     snprintf(c->kme_id, sizeof c->kme_id, "%s", id);
     /* Adverts are signed with the KME certificate's key: real ones. */
-    if (!test_pki_dir[0]) {
-        test_pki_make();
-        atexit(test_pki_remove_at_exit);
-    }
-    char name[ETSI_ID_MAX + 8];
-    snprintf(name, sizeof name, "%s.pem", id);
-    snprintf(c->kme_cert, sizeof c->kme_cert, "%s", test_pki_path(name));
-    snprintf(name, sizeof name, "%s.key", id);
-    snprintf(c->kme_key, sizeof c->kme_key, "%s", test_pki_path(name));
-    snprintf(c->kme_ca, sizeof c->kme_ca, "%s", test_pki_path("ca.pem"));
+    test_pki_kme_files(id, c->kme_cert, c->kme_key, c->kme_ca, sizeof c->kme_cert);
     for (; peers && *peers; peers++) {
         relay_link_config *l = &c->links[c->link_count++];
         snprintf(l->peer_id, sizeof l->peer_id, "%s", *peers);

@@ -266,16 +266,7 @@ static relay_node *node_new(kme_store *s, side *me)
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.kme_id, sizeof cfg.kme_id, "%s", me->id);
     /* Adverts are signed with the KME certificate's key: the test PKI's. */
-    if (!test_pki_dir[0]) {
-        test_pki_make();
-        atexit(test_pki_remove_at_exit);
-    }
-    char name[ETSI_ID_MAX + 8];
-    snprintf(name, sizeof name, "%s.pem", me->id);
-    snprintf(cfg.kme_cert, sizeof cfg.kme_cert, "%s", test_pki_path(name));
-    snprintf(name, sizeof name, "%s.key", me->id);
-    snprintf(cfg.kme_key, sizeof cfg.kme_key, "%s", test_pki_path(name));
-    snprintf(cfg.kme_ca, sizeof cfg.kme_ca, "%s", test_pki_path("ca.pem"));
+    test_pki_kme_files(me->id, cfg.kme_cert, cfg.kme_key, cfg.kme_ca, sizeof cfg.kme_cert);
     snprintf(cfg.links[0].peer_id, sizeof cfg.links[0].peer_id, "%s", me->peer->id);
     snprintf(cfg.links[0].url, sizeof cfg.links[0].url, "https://%s.invalid", me->peer->id);
     snprintf(cfg.links[0].key_dir, sizeof cfg.links[0].key_dir, "/nonexistent");

@@ -99,16 +99,8 @@ static inline void test_pki_make(void)
     EVP_PKEY_free(rogue_key);
 }
 
+/* Removes the directory (none made: nothing to do). */
 static inline void test_pki_remove(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", test_pki_dir);
-    ck_assert_int_eq(system(cmd), 0);
-    test_pki_dir[0] = '\0';
-}
-
-/* For atexit: the directory goes with the process that made it. */
-static inline void test_pki_remove_at_exit(void)
 {
     char cmd[128];
     if (!test_pki_dir[0])
@@ -116,6 +108,23 @@ static inline void test_pki_remove_at_exit(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", test_pki_dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", test_pki_dir);
+    test_pki_dir[0] = '\0';
+}
+
+/* The certificate, key and CA files of KME id, the PKI made on first use
+ * (and removed when the process that made it exits). */
+static inline void test_pki_kme_files(const char *id, char *cert, char *key, char *ca, size_t cap)
+{
+    if (!test_pki_dir[0]) {
+        test_pki_make();
+        atexit(test_pki_remove);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s.pem", id);
+    snprintf(cert, cap, "%s", test_pki_path(name));
+    snprintf(name, sizeof name, "%s.key", id);
+    snprintf(key, cap, "%s", test_pki_path(name));
+    snprintf(ca, cap, "%s", test_pki_path("ca.pem"));
 }
 
 #endif
