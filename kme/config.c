@@ -101,6 +101,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
                                  .max_sae_id_count = 8,
                                  .max_key_count = 100000};
     c->key_ttl_seconds = 3600;
+    c->fetch_retry_seconds = 120;
     c->peer_timeout_ms = 5000;
     c->verify_timeout_ms = 5000;
     c->link_stock_max_bytes = 256L * 1024 * 1024;
@@ -152,6 +153,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         parse_links(root, c, err, errlen) < 0)
         goto done;
     if (json_setting_long(root, "key_ttl_seconds", &c->key_ttl_seconds, 1, 10L * 365 * 86400, err, errlen) < 0 ||
+        json_setting_long(root, "fetch_retry_seconds", &c->fetch_retry_seconds, 0, 3600, err, errlen) < 0 ||
         json_setting_long(root, "peer_timeout_ms", &c->peer_timeout_ms, 100, 600000, err, errlen) < 0 ||
         json_setting_long(root, "verify_timeout_ms", &c->verify_timeout_ms, 100, 600000, err, errlen) < 0 ||
         json_setting_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
@@ -268,6 +270,7 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         long a, b;
     } longs[] = {
         {"key_ttl_seconds", a->key_ttl_seconds, b->key_ttl_seconds},
+        {"fetch_retry_seconds", a->fetch_retry_seconds, b->fetch_retry_seconds},
         {"peer_timeout_ms", a->peer_timeout_ms, b->peer_timeout_ms},
         {"verify_timeout_ms", a->verify_timeout_ms, b->verify_timeout_ms},
         {"link_stock_max_bytes", a->link_stock_max_bytes, b->link_stock_max_bytes},

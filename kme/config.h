@@ -36,6 +36,7 @@ typedef struct {
     relay_link_config links[KME_MAX_LINKS];
     size_t link_count;
     long key_ttl_seconds;              /* unfetched keys are erased after this */
+    long fetch_retry_seconds;          /* a slave may fetch a key again this long (lost answers); 0: once */
     long peer_timeout_ms;              /* one inter-KME request */
     long verify_timeout_ms;            /* a key-caching transaction */
     long link_stock_max_bytes;         /* ingest pauses above this much unused link key */

@@ -191,7 +191,7 @@ typedef struct {
     etsi_key_ids ids;
     etsi_key_container keys;
     char **key_slaves; /* the designated slaves of each key, for the audit log */
-    size_t bad;
+    size_t bad, retried;
     int rc;
     http_deferred *d;
 } dec_work;
@@ -214,7 +214,8 @@ static int fetch_op(kme_store *s, MDB_txn *txn, void *arg)
     for (size_t i = 0; w->key_slaves && i < w->ids.count; i++)
         if (kr_slaves(s, txn, w->ids.ids[i], &w->key_slaves[i]) == KR_DB)
             return KR_DB;
-    return kr_fetch(s, txn, w->master, w->slave, &w->ids, &w->keys, &w->bad);
+    return kr_fetch(s, txn, w->master, w->slave, &w->ids, w->k->cfg.fetch_retry_seconds, &w->keys, &w->bad,
+                    &w->retried);
 }
 
 static void fetch_done(void *arg, int result)
@@ -230,6 +231,9 @@ static void dec_finish(void *arg, http_response *resp)
     const char *id = w->ids.count ? w->ids.ids[w->bad] : "";
     switch (w->rc) {
     case KR_OK: /* committed */
+        if (w->retried)
+            log_info("%s fetched %zu of %zu keys again (a retry after a lost answer)", w->slave, w->retried,
+                     w->keys.count);
         audit_dec(w->k, w->master, w->slave, &w->keys, w->key_slaves);
         note_handed_out(w->k, w->slave, "slave", &w->keys);
         answer_keys(resp, &w->keys);
@@ -279,6 +283,17 @@ static void dec_keys(kme_context *k, const http_request *req, const char *caller
     w->k = k;
     snprintf(w->master, sizeof w->master, "%s", master);
     snprintf(w->slave, sizeof w->slave, "%s", caller);
+    /* A fetch the store refuses as it stands is refused here, from a read
+     * transaction: it never waits for, nor delays, the writer's batch. */
+    MDB_txn *rt;
+    if (store_read_begin(&k->store, &rt) == 0) {
+        w->rc = kr_check_fetch(&k->store, rt, w->master, w->slave, &w->ids, k->cfg.fetch_retry_seconds, &w->bad);
+        mdb_txn_abort(rt);
+        if (w->rc != KR_OK && w->rc != KR_DB) {
+            dec_finish(w, resp);
+            return;
+        }
+    }
     w->d = http_defer(req, dec_finish, w);
     store_commit_async(&k->store, fetch_op, w, fetch_done, w);
 }

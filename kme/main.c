@@ -40,6 +40,17 @@ static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
     return *n < 0 ? -1 : 0;
 }
 
+/* At start: the keys delivered before the stop get the whole retry window
+ * again, for slaves whose answers were lost with the stop. */
+static int restart_retry_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    const kme_context *k = arg;
+    long n = kr_restart_retry_window(s, txn, (int64_t)time(NULL), k->cfg.fetch_retry_seconds);
+    if (n > 0)
+        log_info("%ld delivered keys may be fetched again by their slaves for %ld s", n, k->cfg.fetch_retry_seconds);
+    return n < 0 ? -1 : 0;
+}
+
 static void *expiry_main(void *arg)
 {
     kme_context *k = arg;
@@ -49,7 +60,7 @@ static void *expiry_main(void *arg)
             if (store_commit(&k->store, expire_op, &n) != 0)
                 break;
             if (n > 0)
-                log_info("expired %d unfetched keys", n);
+                log_info("erased %d keys: expired unfetched, or delivered past the fetch retry window", n);
         } while (n == 64 && !stop_signal_raised(&k->stop));
     }
     return NULL;
@@ -184,6 +195,10 @@ static int run(kme_context *k, const char *config_path)
     k->sae_port = sae;
     if (relay_node_start_links(&k->net, err, sizeof err) < 0) {
         log_error("%s", err);
+        goto stop;
+    }
+    if (store_commit(&k->store, restart_retry_op, k) != 0) {
+        log_error("cannot read the delivered keys from the store");
         goto stop;
     }
     if (pthread_create(&expiry, NULL, expiry_main, k) != 0) {

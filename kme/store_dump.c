@@ -56,8 +56,10 @@ static json_t *dump_db(MDB_txn *txn, MDB_dbi dbi, dump_row row)
     return arr;
 }
 
-/* Waiting keys: IDs, master, slaves and who fetched; never the bytes. */
-static void key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
+/* One key record: ID, master, slaves and who fetched; never the bytes.
+ * Appended to arr when some slave has yet to fetch it (waiting), or when
+ * every slave has (delivered: held for the fetch retry window). */
+static void key_record_row(const MDB_val *kv, const MDB_val *vv, json_t *arr, int delivered)
 {
     MDB_val k = *kv, v = *vv;
     const unsigned char *p = v.mv_data;
@@ -70,15 +72,30 @@ static void key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
     json_t *slaves = json_array();
     const char *master = (const char *)p + o;
     o += (size_t)mlen;
-    int nslaves = p[o++];
+    int nslaves = p[o++], waiting = 0;
     for (int i = 0; i < nslaves && o + 2 <= v.mv_size; i++) {
         json_array_append_new(
             slaves, json_pack("{s:s%,s:b}", "id", (const char *)p + o + 2, (size_t)p[o + 1], "fetched", p[o]));
+        waiting += !p[o];
         o += 2 + p[o + 1];
+    }
+    if ((waiting == 0) != delivered) {
+        json_decref(slaves);
+        return;
     }
     json_array_append_new(arr, json_pack("{s:s%,s:s%,s:I,s:I,s:o}", "key_ID", (const char *)k.mv_data, k.mv_size,
                                          "master", master, (size_t)mlen, "size", (json_int_t)key_len * 8, "expires",
                                          (json_int_t)expires, "slaves", slaves));
+}
+
+static void waiting_key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
+{
+    key_record_row(kv, vv, arr, 0);
+}
+
+static void delivered_key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
+{
+    key_record_row(kv, vv, arr, 1);
 }
 
 /* Stock keys: IDs and designation only. */
@@ -144,9 +161,10 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->link_count; i++)
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
     json_t *root =
-        json_pack("{s:s,s:o,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
-                  dump_db(txn, s.keys, key_row), "stock", dump_db(txn, s.stock, stock_row), "in_doubt",
-                  dump_db(txn, s.in_doubt, in_doubt_row), "withdrawn", dump_db(txn, s.withdrawn, withdrawn_row));
+        json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
+                  dump_db(txn, s.keys, waiting_key_row), "delivered", dump_db(txn, s.keys, delivered_key_row), "stock",
+                  dump_db(txn, s.stock, stock_row), "in_doubt", dump_db(txn, s.in_doubt, in_doubt_row), "withdrawn",
+                  dump_db(txn, s.withdrawn, withdrawn_row));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

@@ -1,5 +1,6 @@
 /* Read-only JSON view of a KME's store for operators and tests: link blocks
- * (state, owner, used ranges), waiting keys (IDs, master, slaves), the
+ * (state, owner, used ranges), waiting keys (IDs, master, slaves), keys
+ * every slave fetched, held for the fetch retry window (delivered), the
  * link-key stock (IDs, master, slave), reservations in doubt (their ranges)
  * and the neighbours' reservations withdrawn here. Never key material. Safe
  * while the daemon runs. */

@@ -1,4 +1,4 @@
-/* Key records in LMDB: store, fetch-once by designated slaves, expiry (see key_records.h). */
+/* Key records in LMDB: store, fetch by designated slaves (with a retry window), expiry (see key_records.h). */
 #include "store/key_records.h"
 
 #include <stdlib.h>
@@ -122,13 +122,58 @@ static int erase(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires
     return rc;
 }
 
-int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
-             etsi_key_container *out, size_t *bad_index)
+/* The record's expiry moved to `expires` (earlier or later), with its index entry. */
+static int move_expiry(kme_store *s, MDB_txn *txn, const char *key_id, const MDB_val *v, const record_view *rv,
+                       int64_t expires, int set_fetched)
 {
-    memset(out, 0, sizeof *out);
+    MDB_val k = {UUID_STR_LEN, (void *)key_id};
+    unsigned char old_ek[8 + UUID_STR_LEN], new_ek[8 + UUID_STR_LEN];
+    expiry_key(old_ek, rv->expires, key_id);
+    expiry_key(new_ek, expires, key_id);
+    MDB_val ok = {sizeof old_ek, old_ek}, nk = {sizeof new_ek, new_ek}, empty = {0, NULL};
+    /* Rewrite in place: the record's expiry field follows its key length. */
+    unsigned char *copy = malloc(v->mv_size);
+    if (!copy)
+        return KR_DB;
+    memcpy(copy, v->mv_data, v->mv_size);
+    memcpy(copy + 4, &expires, 8);
+    if (set_fetched >= 0)
+        copy[rv->slave_off[set_fetched]] = 1;
+    MDB_val nv = {v->mv_size, copy};
+    int rc = mdb_put(txn, s->keys, &k, &nv, 0);
+    OPENSSL_cleanse(copy, nv.mv_size);
+    free(copy);
+    if (rc)
+        return KR_DB;
+    if (expires == rv->expires)
+        return KR_OK;
+    rc = mdb_del(txn, s->key_expiry, &ok, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return KR_DB;
+    return mdb_put(txn, s->key_expiry, &nk, &empty, 0) ? KR_DB : KR_OK;
+}
+
+static int fetched_by(const MDB_val *v, const record_view *rv, int slave)
+{
+    return ((const unsigned char *)v->mv_data)[rv->slave_off[slave]] != 0;
+}
+
+/* How many slaves other than `except` have not fetched the record yet. */
+static int waiting_slaves(const MDB_val *v, const record_view *rv, int except)
+{
+    int n = 0;
+    for (int j = 0; j < rv->slave_count; j++)
+        if (j != except && !fetched_by(v, rv, j))
+            n++;
+    return n;
+}
+
+int kr_check_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
+                   int64_t retry_seconds, size_t *bad_index)
+{
     int64_t now = (int64_t)time(NULL);
-    /* Pass 1: every ID must be deliverable to this slave, and unexpired
-     * (the expiry worker erases it later: until then it is refused here). */
+    /* Every ID must be deliverable to this slave, and unexpired (the expiry
+     * worker erases it later: until then it is refused here). */
     for (size_t i = 0; i < ids->count; i++) {
         MDB_val v;
         record_view rv;
@@ -143,15 +188,28 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
         int si = slave_index(v.mv_data, &rv, slave);
         if (si < 0)
             return KR_NOT_SLAVE;
-        if (((unsigned char *)v.mv_data)[rv.slave_off[si]])
+        if (fetched_by(&v, &rv, si) && retry_seconds <= 0)
             return KR_UNKNOWN; /* this slave fetched it already */
     }
+    return KR_OK;
+}
+
+int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
+             int64_t retry_seconds, etsi_key_container *out, size_t *bad_index, size_t *retried)
+{
+    memset(out, 0, sizeof *out);
+    *retried = 0;
+    int64_t now = (int64_t)time(NULL);
+    int rc = kr_check_fetch(s, txn, master, slave, ids, retry_seconds, bad_index);
+    if (rc != KR_OK)
+        return rc;
     out->keys = calloc(ids->count, sizeof *out->keys);
     if (!out->keys)
         return KR_DB;
-    /* Pass 2: copy, mark fetched, erase what no slave still needs. */
+    /* Pass 2: copy, mark fetched; a record no slave still needs is erased,
+     * or held for the retry window. */
     for (size_t i = 0; i < ids->count; i++) {
-        MDB_val k = {UUID_STR_LEN, ids->ids[i]}, v;
+        MDB_val v;
         record_view rv;
         if (get_record(s, txn, ids->ids[i], &v, &rv) != KR_OK)
             goto db_fail;
@@ -164,32 +222,65 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
         memcpy(key->key, (unsigned char *)v.mv_data + rv.key_off, rv.key_len);
         out->count++;
         int si = slave_index(v.mv_data, &rv, slave);
-        int remaining = 0;
-        for (int j = 0; j < rv.slave_count; j++)
-            if (j != si && !((unsigned char *)v.mv_data)[rv.slave_off[j]])
-                remaining++;
-        if (remaining == 0) {
-            if (erase(s, txn, ids->ids[i], rv.expires))
-                goto db_fail;
-        } else {
-            /* Rewrite the record with this slave's fetched flag set. */
-            unsigned char *copy = malloc(v.mv_size);
-            if (!copy)
-                goto db_fail;
-            memcpy(copy, v.mv_data, v.mv_size);
-            copy[rv.slave_off[si]] = 1;
-            MDB_val nv = {v.mv_size, copy};
-            int rc = mdb_put(txn, s->keys, &k, &nv, 0);
-            OPENSSL_cleanse(copy, nv.mv_size);
-            free(copy);
-            if (rc)
-                goto db_fail;
+        if (fetched_by(&v, &rv, si)) {
+            (*retried)++;
+            continue;
         }
+        if (waiting_slaves(&v, &rv, si) > 0)
+            rc = move_expiry(s, txn, ids->ids[i], &v, &rv, rv.expires, si);
+        else if (retry_seconds <= 0)
+            rc = erase(s, txn, ids->ids[i], rv.expires);
+        else
+            rc = move_expiry(s, txn, ids->ids[i], &v, &rv,
+                             now + retry_seconds < rv.expires ? now + retry_seconds : rv.expires, si);
+        if (rc)
+            goto db_fail;
     }
     return KR_OK;
 db_fail:
     etsi_key_container_clear(out);
     return KR_DB;
+}
+
+long kr_restart_retry_window(kme_store *s, MDB_txn *txn, int64_t now, int64_t retry_seconds)
+{
+    if (retry_seconds <= 0)
+        return 0;
+    /* Every record due before now + retry_seconds, collected first: the
+     * moves below rewrite the index the cursor walks. */
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t n = 0, cap = 0;
+    char(*due)[UUID_STR_LEN + 1] = NULL;
+    if (mdb_cursor_open(txn, s->key_expiry, &c))
+        return -1;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0 && (int64_t)store_get_be64(k.mv_data) < now + retry_seconds) {
+        if (n == cap) {
+            void *grown = realloc(due, (cap = cap ? cap * 2 : 64) * sizeof *due);
+            if (!grown) {
+                rc = -1;
+                break;
+            }
+            due = grown;
+        }
+        memcpy(due[n], (char *)k.mv_data + 8, UUID_STR_LEN);
+        due[n++][UUID_STR_LEN] = '\0';
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    long moved = rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    for (size_t i = 0; i < n && moved >= 0; i++) {
+        record_view rv;
+        if (get_record(s, txn, due[i], &v, &rv) != KR_OK || rv.slave_count == 0 || waiting_slaves(&v, &rv, -1) > 0)
+            continue;
+        if (move_expiry(s, txn, due[i], &v, &rv, now + retry_seconds, -1) != KR_OK)
+            moved = -1;
+        else
+            moved++;
+    }
+    free(due);
+    return moved;
 }
 
 int kr_slaves(kme_store *s, MDB_txn *txn, const char *key_id, char **out)
@@ -264,33 +355,12 @@ int kr_expire(kme_store *s, MDB_txn *txn, int64_t now, size_t max)
 
 int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires)
 {
-    MDB_val k = {UUID_STR_LEN, (void *)key_id}, v;
+    MDB_val v;
     record_view rv;
     int rc = get_record(s, txn, key_id, &v, &rv);
     if (rc != KR_OK)
         return rc;
-    if (expires >= rv.expires)
-        return KR_OK;
-    unsigned char old_ek[8 + UUID_STR_LEN], new_ek[8 + UUID_STR_LEN];
-    expiry_key(old_ek, rv.expires, key_id);
-    expiry_key(new_ek, expires, key_id);
-    MDB_val ok = {sizeof old_ek, old_ek}, nk = {sizeof new_ek, new_ek}, empty = {0, NULL};
-    /* Rewrite in place: the record's expiry field follows its key length. */
-    unsigned char *copy = malloc(v.mv_size);
-    if (!copy)
-        return KR_DB;
-    memcpy(copy, v.mv_data, v.mv_size);
-    memcpy(copy + 4, &expires, 8);
-    MDB_val nv = {v.mv_size, copy};
-    rc = mdb_put(txn, s->keys, &k, &nv, 0);
-    OPENSSL_cleanse(copy, nv.mv_size);
-    free(copy);
-    if (rc)
-        return KR_DB;
-    rc = mdb_del(txn, s->key_expiry, &ok, NULL);
-    if (rc && rc != MDB_NOTFOUND)
-        return KR_DB;
-    return mdb_put(txn, s->key_expiry, &nk, &empty, 0) ? KR_DB : KR_OK;
+    return expires >= rv.expires ? KR_OK : move_expiry(s, txn, key_id, &v, &rv, expires, -1);
 }
 
 long kr_count(kme_store *s, MDB_txn *txn)

@@ -1,6 +1,7 @@
 /* Delivered keys held for their slave SAEs: one record per key_ID with its
  * master, designated slaves (and which have fetched it), expiry and bytes.
- * A record is erased once every slave here has fetched it, or on expiry. */
+ * A record is erased on expiry, or once every slave here has fetched it and
+ * the fetch retry window has passed (at once when the window is 0). */
 #ifndef STORE_KEY_RECORDS_H
 #define STORE_KEY_RECORDS_H
 
@@ -37,10 +38,25 @@ void kr_fill(key_record *rec, const char *key_id, const char *master, const char
 
 /* dec_keys: checks every ID (all must be known, from master, for slave),
  * then copies the keys into out (allocated, caller clears) and marks them
- * fetched by slave, erasing records no slave still needs. On any failure
- * nothing changes and *bad_index names the offending ID. */
+ * fetched by slave. A slave may fetch a key it fetched already, and gets
+ * the same bytes, while the record is held: a record no slave still needs
+ * is kept retry_seconds more (for a slave whose answer was lost), or erased
+ * at once when retry_seconds is 0, which makes every fetch a first one.
+ * *retried counts the keys of out that slave had fetched before. On any
+ * failure nothing changes and *bad_index names the offending ID. */
 int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
-             etsi_key_container *out, size_t *bad_index);
+             int64_t retry_seconds, etsi_key_container *out, size_t *bad_index, size_t *retried);
+
+/* kr_fetch's checks alone, in any transaction (a read transaction refuses
+ * a fetch without queueing it for the writer): KR_OK when kr_fetch would
+ * deliver, else its refusal with *bad_index. */
+int kr_check_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, const etsi_key_ids *ids,
+                   int64_t retry_seconds, size_t *bad_index);
+
+/* At start: every record that all its slaves fetched gets retry_seconds
+ * from now before it is erased, so a slave whose answer was lost when the
+ * KME stopped can still ask again. Returns how many, or -1. */
+long kr_restart_retry_window(kme_store *s, MDB_txn *txn, int64_t now, int64_t retry_seconds);
 
 /* The designated slaves of key_id, separated by spaces, malloc'd into *out
  * (for the audit log). KR_OK, KR_UNKNOWN or KR_DB. */

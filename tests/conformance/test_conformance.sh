@@ -37,6 +37,9 @@ NET_BIN=$T_BIN
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
 NET_EXTRA_SAES="SAE_B2@B"
+# The variation "key_ID already delivered" expects a second fetch refused at
+# once: no fetch retry window (it is tested in tests/integration/test_expiry.sh).
+NET_FETCH_RETRY=0
 . "$T_ROOT/tests/lib/network.sh"
 
 rm -rf "$OUT"

@@ -14,6 +14,9 @@ NET_KME_BASE=7400
 NET_EXTRA_SAES="SAE_A2@A SAE_B2@B"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# Every key is handed out once, strictly: a second fetch is refused at once
+# (the default fetch retry window is tested in test_expiry.sh).
+NET_FETCH_RETRY=0
 NET_BIN=$T_BIN
 
 dir=$(mktemp -d "$T_OUT/errors.XXXX")

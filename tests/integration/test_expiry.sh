@@ -6,6 +6,9 @@
 # request or handed out from the stock A keeps ahead of demand; a key fetched
 # before the TTL is delivered; local (DRBG) keys at A expire the same way;
 # keys survive a restart of B before their TTL and still expire after it.
+# A slave whose answer was lost fetches the same key again within the fetch
+# retry window (fetch_retry_seconds = 30), which starts anew when its KME
+# restarts; after the window the key is gone and refused.
 # shellcheck disable=SC2034 # T_SUITE is read by lib.sh
 T_SUITE='expiry'
 # shellcheck source=../lib.sh
@@ -18,10 +21,19 @@ NET_BIN=$T_BIN
 NET_SAE_BASE=6500
 NET_KME_BASE=6600
 NET_KEY_TTL=30
+NET_FETCH_RETRY=30
 W=$(mktemp -d "$T_OUT/expiry.XXXX")
 trap net_stop EXIT
 t_require_programs kme qkd-sim
 
+# delivered SITE FILE: how many key_IDs of FILE the site's store holds as
+# delivered to every slave (kept for the fetch retry window).
+delivered() {
+    dump "$1" "$W/dump.$1" || { echo "dump failed"; return; }
+    jq -r '.delivered[].key_ID' "$W/dump.$1" | sort >"$W/delivered.$1"
+    awk '{ print $1 }' "$2" | sort | comm -12 - "$W/delivered.$1" | wc -l
+}
+none_delivered() { [ "$(delivered "$1" "$2")" = 0 ]; }
 # listed SITE FILE: how many key_IDs of FILE the site's store lists as waiting.
 listed() {
     dump "$1" "$W/dump.$1" || { echo "dump failed"; return; }
@@ -103,6 +115,34 @@ T2=$(now)
 t_eq "they came from A's stock" 2 "$(awk '{ print $1 }' "$W/k2" | sort | comm -12 - "$W/stock.before" | wc -l)"
 t_eq "B's store lists them" 2 "$(listed B "$W/k2")"
 
+echo "== a lost answer: the slave fetches the same key again"
+: >"$W/r1"
+t_check "SAE_A gets a key for SAE_B" enc_keys SAE_A SAE_B 1 256 "$W/r1"
+: >"$W/r1.first"
+dec_keys SAE_B SAE_A "$W/r1" "$W/r1.first"
+TR=$(now)
+t_eq "SAE_B fetches it" "$(cat "$W/r1")" "$(cat "$W/r1.first")"
+: >"$W/r1.again"
+dec_keys SAE_B SAE_A "$W/r1" "$W/r1.again"
+t_eq "SAE_B fetches it again within the window: HTTP 200, the same bytes" "200 $(cat "$W/r1")" \
+    "$CODE $(cat "$W/r1.again")"
+t_eq "B holds it as delivered, no longer as waiting" "1 0" "$(delivered B "$W/r1") $(listed B "$W/r1")"
+kme_stop B KILL
+# B stays down until the window has passed: the restart opens it again.
+sleep_until "$(after "$TR" $((NET_FETCH_RETRY + 1)))"
+kme_start B
+t_check "KME_B restarts" kme_wait B 30
+TS=$(now)
+: >"$W/r1.restart"
+dec_keys SAE_B SAE_A "$W/r1" "$W/r1.restart"
+t_eq "after B's restart SAE_B fetches it again: HTTP 200, the same bytes" "200 $(cat "$W/r1")" \
+    "$CODE $(cat "$W/r1.restart")"
+t_check "B logs the delivered keys it holds again for the window" \
+    grep -Eq '[0-9]+ delivered keys may be fetched again by their slaves for 30 s' "$NET_DIR/B/kme.log"
+sleep_until "$(after "$TS" $((NET_FETCH_RETRY + 1)))"
+t_check "past the window B no longer holds it" wait_for 10 none_delivered B "$W/r1"
+t_eq "past the window SAE_B's fetch of it is refused with 400" 1 "$(refused SAE_B SAE_A "$W/r1")"
+
 echo "== after the TTL"
 # past T + TTL + 1 s, the expiry worker erases the key by its next round.
 past_ttl() { after "$1" $((NET_KEY_TTL + 1)); }
@@ -118,7 +158,7 @@ t_eq "SAE_B's fetch of it is refused with 400" 1 "$(refused SAE_B SAE_A "$W/k3.r
 sleep_until "$(past_ttl "$T2")"
 t_check "B's store no longer lists the unfetched keys handed out from stock" wait_for 10 none_listed B "$W/k2"
 t_eq "SAE_B's fetch of each of them is refused with 400" 2 "$(refused SAE_B SAE_A "$W/k2")"
-t_check "B logs the expiry" grep -q 'expired [0-9]* unfetched keys' "$NET_DIR/B/kme.log"
+t_check "B logs the expiry" grep -q 'erased [0-9]* keys: expired unfetched' "$NET_DIR/B/kme.log"
 
 echo "== sanitizers"
 net_stop

@@ -5,6 +5,9 @@
 T_SUITE=flow
 . "$(dirname "$0")/../lib.sh"
 . "$T_ROOT/tests/lib/network.sh"
+# Every key is handed out once, strictly: a second fetch is refused at once
+# (the default fetch retry window is tested in test_expiry.sh).
+NET_FETCH_RETRY=0
 NET_BIN=$T_BIN
 NET_SAE_BASE=5100
 NET_KME_BASE=5200

@@ -38,6 +38,9 @@ T_SUITE=lifecycle
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# Every key is handed out once, strictly: a second fetch is refused at once
+# (the default fetch retry window is tested in test_expiry.sh).
+NET_FETCH_RETRY=0
 # shellcheck source=SCRIPTDIR/lib/keys.sh
 . "$T_ROOT/tests/integration/lib/keys.sh"
 export LC_ALL=C

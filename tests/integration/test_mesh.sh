@@ -24,6 +24,9 @@ T_SUITE=mesh
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# Every key is handed out once, strictly: a second fetch is refused at once
+# (the default fetch retry window is tested in test_expiry.sh).
+NET_FETCH_RETRY=0
 # shellcheck source=lib/keys.sh
 . "$T_ROOT/tests/integration/lib/keys.sh"
 NET_BIN=$T_BIN

@@ -27,6 +27,7 @@ NET_ADMIN_BASE=${NET_ADMIN_BASE:-}     # admin listener (metrics, health, status
 NET_AUDIT=${NET_AUDIT:-}               # 1: each site keeps an audit log in $NET_DIR/SITE/audit.log
 NET_PEER_TIMEOUT_MS=${NET_PEER_TIMEOUT_MS:-} # one inter-KME request, ms; empty: the KME's default
 NET_LOG_LEVEL=${NET_LOG_LEVEL:-}       # the KMEs' log_level (debug logs the link ranges of each message); empty: info
+NET_FETCH_RETRY=${NET_FETCH_RETRY:-}   # the KMEs' fetch_retry_seconds (0: every key handed out once, strictly); empty: default
 
 net_site_index() { # SITE -> 1-based index
     local i=1 s
@@ -91,6 +92,7 @@ net_write_config() { # SITE
     [ "$NET_AUDIT" = 1 ] && extra="\"audit_log\": \"$NET_DIR/$s/audit.log\","
     [ -n "$NET_PEER_TIMEOUT_MS" ] && extra="$extra\"peer_timeout_ms\": $NET_PEER_TIMEOUT_MS,"
     [ -n "$NET_LOG_LEVEL" ] && extra="$extra\"log_level\": \"$NET_LOG_LEVEL\","
+    [ -n "$NET_FETCH_RETRY" ] && extra="$extra\"fetch_retry_seconds\": $NET_FETCH_RETRY,"
     cat >"$NET_DIR/$s/kme.json" <<JSON
 {
   "kme_id": "KME_$s",$admin$extra

@@ -264,14 +264,14 @@ typedef struct {
     const char *master, *slave;
     etsi_key_ids ids;
     etsi_key_container out;
-    size_t bad;
+    size_t bad, retried;
 } fetch_arg;
 
 static int fetch_op(kme_store *s, MDB_txn *t, void *arg)
 {
     fetch_arg *f = arg;
     etsi_key_container_clear(&f->out);
-    return kr_fetch(s, t, f->master, f->slave, &f->ids, &f->out, &f->bad);
+    return kr_fetch(s, t, f->master, f->slave, &f->ids, 0, &f->out, &f->bad, &f->retried);
 }
 
 /* dec_keys as the store sees it: slave fetches the keys of which (by ID),

@@ -1,5 +1,6 @@
-/* Unit tests of key records on a real LMDB store: fetch once by designated
- * slaves only, all-or-nothing multi-key fetch, multicast, expiry. */
+/* Unit tests of key records on a real LMDB store: fetch by designated
+ * slaves only, once or again within the retry window, all-or-nothing
+ * multi-key fetch, multicast, expiry, the retry window after a restart. */
 #include <check.h>
 #include "tests/unit/temp_store.h"
 #include "tests/unit/unit_main.h"
@@ -11,9 +12,12 @@
 
 static temp_store ts;
 #define st (ts.store)
+static int64_t retry_seconds; /* the window of kr_fetch: 0 (once) unless a test sets it */
+static size_t last_retried;
 
 static void setup(void)
 {
+    retry_seconds = 0;
     temp_store_open(&ts, "KME_B");
 }
 
@@ -52,12 +56,13 @@ typedef struct {
     etsi_key_ids ids;
     char idbuf[4][37];
     etsi_key_container out;
-    size_t bad;
+    size_t bad, retried;
 } fetch_arg;
 static int do_fetch(kme_store *s, MDB_txn *t, void *a)
 {
     fetch_arg *f = a;
-    return kr_fetch(s, t, f->master, f->slave, &f->ids, &f->out, &f->bad);
+    etsi_key_container_clear(&f->out);
+    return kr_fetch(s, t, f->master, f->slave, &f->ids, retry_seconds, &f->out, &f->bad, &f->retried);
 }
 
 static int fetch(const char *master, const char *slave, const char *id1, const char *id2, size_t *count)
@@ -74,6 +79,7 @@ static int fetch(const char *master, const char *slave, const char *id1, const c
     }
     f.ids.ids = f.idbuf;
     int rc = store_commit(&st, do_fetch, &f);
+    last_retried = f.retried;
     if (count)
         *count = f.out.count;
     if (rc == KR_OK)
@@ -138,6 +144,91 @@ static int do_expire(kme_store *s, MDB_txn *t, void *a)
     return 0;
 }
 
+START_TEST(a_slave_fetches_again_within_the_retry_window)
+{
+    retry_seconds = 60;
+    int64_t now = (int64_t)time(NULL);
+    put(K1, "SAE_A", "SAE_B", NULL, 4000000000LL);
+    size_t n;
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, &n), KR_OK);
+    ck_assert_uint_eq(last_retried, 0);
+    /* Held, but only for the window, and only for its slave. */
+    ck_assert_int_eq(count_records(), 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, &n), KR_OK); /* same bytes: checked in fetch() */
+    ck_assert_uint_eq(last_retried, 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_C", K1, NULL, NULL), KR_NOT_SLAVE);
+    ck_assert_int_eq(fetch("SAE_X", "SAE_B", K1, NULL, NULL), KR_FOREIGN);
+    /* The expiry worker erases it once the window has passed. */
+    int erased = 0;
+    expire_at = now + 59;
+    ck_assert_int_eq(store_commit(&st, do_expire, &erased), 0);
+    ck_assert_int_eq(erased, 0);
+    expire_at = now + 62;
+    ck_assert_int_eq(store_commit(&st, do_expire, &erased), 0);
+    ck_assert_int_eq(erased, 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_UNKNOWN);
+}
+END_TEST
+
+START_TEST(the_window_never_extends_a_key_s_ttl)
+{
+    retry_seconds = 600;
+    int64_t ttl_end = (int64_t)time(NULL) + 30;
+    put(K1, "SAE_A", "SAE_B", NULL, ttl_end);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    int erased = 0;
+    expire_at = ttl_end;
+    ck_assert_int_eq(store_commit(&st, do_expire, &erased), 0);
+    ck_assert_int_eq(erased, 1);
+}
+END_TEST
+
+START_TEST(multicast_a_slave_retries_while_others_wait)
+{
+    retry_seconds = 60;
+    put(K1, "SAE_A", "SAE_B", "SAE_B2", 4000000000LL);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    ck_assert_uint_eq(last_retried, 1);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B2", K1, NULL, NULL), KR_OK);
+    ck_assert_uint_eq(last_retried, 0);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B2", K1, NULL, NULL), KR_OK);
+    ck_assert_uint_eq(last_retried, 1);
+}
+END_TEST
+
+static int64_t restart_at;
+static int do_restart_window(kme_store *s, MDB_txn *t, void *a)
+{
+    *(long *)a = kr_restart_retry_window(s, t, restart_at, retry_seconds);
+    return *(long *)a < 0 ? -1 : 0;
+}
+
+START_TEST(a_restart_gives_delivered_keys_the_window_again)
+{
+    retry_seconds = 60;
+    int64_t now = (int64_t)time(NULL);
+    put(K1, "SAE_A", "SAE_B", NULL, 4000000000LL);
+    put(K2, "SAE_A", "SAE_B", "SAE_B2", now + 10); /* waits for SAE_B2: its TTL stays */
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K2, NULL, NULL), KR_OK);
+    /* The KME was down for 500 s: K1's window passed meanwhile. */
+    restart_at = now + 500;
+    long moved = 0;
+    ck_assert_int_eq(store_commit(&st, do_restart_window, &moved), 0);
+    ck_assert_int_eq(moved, 1);
+    int erased = 0;
+    expire_at = now + 500 + 59;
+    ck_assert_int_eq(store_commit(&st, do_expire, &erased), 0);
+    ck_assert_int_eq(erased, 1); /* K2, at its TTL */
+    ck_assert_int_eq(fetch("SAE_A", "SAE_B", K1, NULL, NULL), KR_OK);
+    expire_at = now + 500 + 60;
+    ck_assert_int_eq(store_commit(&st, do_expire, &erased), 0);
+    ck_assert_int_eq(erased, 1);
+    ck_assert_int_eq(count_records(), 0);
+}
+END_TEST
+
 START_TEST(expiry_erases_only_expired)
 {
     int64_t now = (int64_t)time(NULL);
@@ -187,6 +278,10 @@ int main(void)
                                    expiry_erases_only_expired,
                                    expired_key_refused_at_fetch,
                                    duplicate_id_refused,
+                                   a_slave_fetches_again_within_the_retry_window,
+                                   the_window_never_extends_a_key_s_ttl,
+                                   multicast_a_slave_retries_while_others_wait,
+                                   a_restart_gives_delivered_keys_the_window_again,
                                    NULL};
     return run_checks("key_records", checks, 0, setup, teardown);
 }
