@@ -1,46 +1,134 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Runs every suite against one build (default build/asan): the check unit
-# tests, the static checks, each integration suite, then the conformance
+# tests, the static checks, then the integration suites and the conformance
 # run. Prints the totals as "N passed, N failed" (", N skipped" when a check
 # lacked an optional input) and exits non-zero if anything failed.
+#
+# The integration suites run T_JOBS (2) at a time, each in a network
+# namespace of its own (unshare --net, loopback up), so their fixed ports
+# never meet; a suite that needs the outside network (the conformance run
+# installs its npm tools) runs in the machine's own namespace. Where no
+# namespace can be made, every suite runs in turn, as T_JOBS=1 does. Each
+# suite's output is printed whole when it ends. ONLY=NAME runs the suites
+# whose file name contains NAME.
 set -u
 BUILD=$(cd "${1:-build/asan}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export T_BUILD="$BUILD"
-export T_RESULTS="$ROOT/tests/out/results.txt"
-mkdir -p "$ROOT/tests/out"
-: >"$T_RESULTS"
+OUT=$ROOT/tests/out
+RUNS=$OUT/runs
+mkdir -p "$OUT"
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
 status=0
 started=$(date +%s)
 
+# Suites that reach beyond loopback: never in a namespace of their own.
+NEEDS_NETWORK="test_conformance.sh"
+# The longest suites start first, so the lanes end together.
+LONG_FIRST="test_conformance.sh test_mesh.sh test_crash.sh test_encryptor.sh test_lifecycle.sh test_deploy.sh"
+LONG_FIRST="$LONG_FIRST test_expiry.sh test_errors.sh test_link.sh test_star.sh"
+
+selected() { [ -z "${ONLY:-}" ] || case "$1" in *"$ONLY"*) return 0 ;; *) return 1 ;; esac }
+
+# ---- unit tests -------------------------------------------------------------------------------
+: >"$RUNS/unit.results"
 for t in "$BUILD"/bin/unit/test_*; do
     [ -x "$t" ] || continue
-    out=$(CK_FORK=yes "$t" 2>&1); rc=$?
+    [ -n "${ONLY:-}" ] && continue
+    out=$(CK_FORK=yes "$t" 2>&1)
+    rc=$?
     echo "$out"
     line=$(echo "$out" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
     checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
     bad=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2/' | awk '{print $1+$2}')
     [ -n "$checks" ] || { checks=1; bad=1; }
-    echo "$((checks - bad)) $bad" >>"$T_RESULTS"
+    echo "$((checks - bad)) $bad" >>"$RUNS/unit.results"
     [ $rc -eq 0 ] || status=1
 done
 
-for s in "$ROOT"/tests/static/test_*.sh "$ROOT"/tests/integration/test_*.sh "$ROOT"/tests/conformance/test_*.sh; do
-    [ -f "$s" ] || continue
-    [ -n "${ONLY:-}" ] && case "$s" in *"$ONLY"*) ;; *) continue ;; esac
-    echo "== $(basename "$s")"
-    before=$(wc -l <"$T_RESULTS")
-    t0=$(date +%s)
-    bash "$s" || status=1
-    echo "   ($(basename "$s"): $(($(date +%s) - t0)) s)"
-    if [ "$(wc -l <"$T_RESULTS")" -eq "$before" ]; then
-        echo "$(basename "$s") ended without a summary"
-        echo "0 1" >>"$T_RESULTS"
+# ---- suites -----------------------------------------------------------------------------------
+# isolated: 0 when a suite can get a network namespace of its own.
+if [ "${T_JOBS:-2}" -gt 1 ] && unshare --net -- sh -c 'ip link set lo up' 2>/dev/null; then
+    jobs_max=${T_JOBS:-2}
+    isolate=1
+else
+    jobs_max=1
+    isolate=0
+fi
+
+# start_suite FILE: runs one suite in the background; its output, results
+# and exit status go to $RUNS/NAME.{log,results,rc}.
+start_suite() {
+    local s=$1 name
+    name=$(basename "$s" .sh)
+    : >"$RUNS/$name.results"
+    date +%s >"$RUNS/$name.start"
+    (
+        export T_RESULTS="$RUNS/$name.results"
+        if [ $isolate = 1 ] && ! case " $NEEDS_NETWORK " in *" $(basename "$s") "*) true ;; *) false ;; esac; then
+            unshare --net -- bash -c 'ip link set lo up && exec bash "$0"' "$s"
+        else
+            bash "$s"
+        fi >"$RUNS/$name.log" 2>&1 </dev/null
+        echo $? >"$RUNS/$name.rc"
+    ) &
+}
+
+# finish_suite NAME: prints the suite's output and accounts for it.
+finish_suite() {
+    local name=$1 t0
+    t0=$(cat "$RUNS/$name.start")
+    echo "== $name.sh"
+    cat "$RUNS/$name.log"
+    echo "   ($name.sh: $(($(date +%s) - t0)) s)"
+    [ "$(cat "$RUNS/$name.rc" 2>/dev/null)" = 0 ] || status=1
+    if [ ! -s "$RUNS/$name.results" ]; then
+        echo "$name.sh ended without a summary"
+        echo "0 1" >"$RUNS/$name.results"
         status=1
     fi
+}
+
+# Static checks first, one at a time: they are short.
+for s in "$ROOT"/tests/static/test_*.sh; do
+    [ -f "$s" ] && selected "$s" || continue
+    name=$(basename "$s" .sh)
+    start_suite "$s"
+    wait $!
+    finish_suite "$name"
 done
 
+queue=()
+for f in $LONG_FIRST; do
+    for s in "$ROOT"/tests/integration/"$f" "$ROOT"/tests/conformance/"$f"; do
+        [ -f "$s" ] && selected "$s" && queue+=("$s")
+    done
+done
+for s in "$ROOT"/tests/integration/test_*.sh "$ROOT"/tests/conformance/test_*.sh; do
+    [ -f "$s" ] && selected "$s" || continue
+    case " $LONG_FIRST " in *" $(basename "$s") "*) continue ;; esac
+    queue+=("$s")
+done
+
+running=() # names of the suites under way
+reap() {   # waits for one suite to end, prints it and drops it from running
+    local n keep=()
+    wait -n 2>/dev/null
+    for n in "${running[@]}"; do
+        if [ -f "$RUNS/$n.rc" ]; then finish_suite "$n"; else keep+=("$n"); fi
+    done
+    running=("${keep[@]+"${keep[@]}"}")
+}
+for s in "${queue[@]+"${queue[@]}"}"; do
+    while [ ${#running[@]} -ge "$jobs_max" ]; do reap; done
+    start_suite "$s"
+    running+=("$(basename "$s" .sh)")
+done
+while [ ${#running[@]} -gt 0 ]; do reap; done
+
 echo "wall time: $(($(date +%s) - started)) s"
-awk '{p+=$1; f+=$2; s+=$3} END {if (s > 0) printf "%d passed, %d failed, %d skipped\n", p, f, s; else printf "%d passed, %d failed\n", p, f}' "$T_RESULTS"
-[ "$(awk '{f+=$2} END {print f+0}' "$T_RESULTS")" -eq 0 ] || status=1
+cat "$RUNS"/*.results >"$OUT/results.txt"
+awk '{p+=$1; f+=$2; s+=$3} END {if (s > 0) printf "%d passed, %d failed, %d skipped\n", p, f, s; else printf "%d passed, %d failed\n", p, f}' "$OUT/results.txt"
+[ "$(awk '{f+=$2} END {print f+0}' "$OUT/results.txt")" -eq 0 ] || status=1
 exit $status
