@@ -40,12 +40,13 @@ MULTI='{"number":4,"size":256,"additional_slave_SAE_IDs":["SAE_B2"]}'
 
 # load_loop N KIND: enc_keys as SAE_A for SAE_B (KIND single: GET of 4 keys;
 # multi: POST of 4 keys with SAE_B2 as additional slave) until $W/stop
-# exists (bounded in time and count), 20 requests per curl process over one
+# exists (bounded, should the suite die before it, by 600 s x T_WAIT_SCALE / 10
+# and 5000 rounds: far beyond any run), 20 requests per curl process over one
 # kept-alive connection; whole 200 answers go to got.N (single) or gotm.N
 # (multi), the others to err.N.
 load_loop() {
     local n=$1 kind=$2 i=0 end d code file ok k out
-    end=$((SECONDS + 60))
+    end=$((SECONDS + 60 * T_WAIT_SCALE))
     d=$W/load.$n
     out=$W/got.$n
     [ "$kind" = multi ] && out=$W/gotm.$n
@@ -64,7 +65,7 @@ load_loop() {
             printf 'get\ndata = "number=4"\ndata = "size=256"\n'
         fi
     done >"$d/cfg"
-    while [ ! -e "$W/stop" ] && [ $SECONDS -lt $end ] && [ $i -lt 500 ]; do
+    while [ ! -e "$W/stop" ] && [ $SECONDS -lt $end ] && [ $i -lt 5000 ]; do
         i=$((i + 1))
         rm -f "$d"/r*
         curl -K "$d/cfg" >"$d/codes"

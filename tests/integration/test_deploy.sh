@@ -303,9 +303,9 @@ user_cmd() {
 }
 as_user() { user_cmd "$1"; shift; "${AS_USER[@]}" "$@"; }
 healthy() { local -n h="SVC_HEALTH_$1"; [ ${#h[@]} -gt 0 ] && as_user "$1" "${h[@]}"; }
-# wait_healthy I: until service I's health check passes (60 s), while it runs.
+# wait_healthy I: until service I's health check passes (60 s x T_WAIT_SCALE), while it runs.
 wait_healthy() {
-    local end=$((SECONDS + 60)) pid=${SVC_PID[$1]:-}
+    local end=$((SECONDS + 60 * T_WAIT_SCALE)) pid=${SVC_PID[$1]:-}
     while [ $SECONDS -le $end ] && [ -n "$pid" ] && ! exited "$pid"; do
         healthy "$1" >/dev/null 2>&1 && return 0
         sleep 0.2

@@ -252,8 +252,8 @@ kme_outage() {
     wait_for 15 bigger "$W/plain/$pid_plain.up" 40000
     kme_stop "$site" KILL
     killed_at=$(size_of "$W/plain/$pid_plain.up")
-    # stalled: neither ciphertext nor plaintext moves for 3 s, within 25 s
-    stalled=0 last=-1 same=0 end=$((SECONDS + 25))
+    # stalled: neither ciphertext nor plaintext moves for 3 s, within 25 s x T_WAIT_SCALE
+    stalled=0 last=-1 same=0 end=$((SECONDS + 25 * T_WAIT_SCALE))
     while [ $SECONDS -le $end ]; do
         now="$(size_of "$W/tap/$id.up") $(size_of "$W/plain/$pid_plain.up")"
         if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi

@@ -175,11 +175,12 @@ routes_avoid_site() {
 }
 
 # load_loop TAG MASTER SLAVE: GET enc_keys (4 keys of 256 bits) as SAE_MASTER
-# for SAE_SLAVE until $W/stop.TAG or $W/stop.all exists (at most 150 s). Every
+# for SAE_SLAVE until $W/stop.TAG or $W/stop.all exists (at most 150 s x T_WAIT_SCALE). Every
 # key received is appended to got/SAE_MASTER.SAE_SLAVE.TAG; every answer to
 # log.TAG.MASTER.SLAVE as "time code"; refusals to err.TAG.MASTER.SLAVE.
+# (The bound is there should the suite die before it writes the stop file.)
 load_loop() {
-    local tag=$1 m=SAE_$2 s=SAE_$3 end=$((SECONDS + 150))
+    local tag=$1 m=SAE_$2 s=SAE_$3 end=$((SECONDS + 150 * T_WAIT_SCALE))
     local keys=$W/got/$m.$s.$tag log=$W/log.$tag.$2.$3 err=$W/err.$tag.$2.$3
     : >"$keys"
     : >"$log"
