@@ -149,6 +149,8 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         json_settings_fail(err, errlen, "missing setting '%s'", "saes");
         goto done;
     }
+    if (sae_policy_parse(root, &live->policy, err, errlen) < 0)
+        goto done;
     if (parse_id_list(saes, "saes", live->saes, &live->sae_count, err, errlen) < 0 ||
         parse_links(root, c, err, errlen) < 0)
         goto done;
@@ -208,6 +210,13 @@ void kme_config_free(kme_config *c)
 {
     free_live(atomic_exchange(&c->live, NULL));
     c->link_count = 0;
+}
+
+long kme_config_max_held(const kme_config *c, const char *sae)
+{
+    const kme_live_config *live = kme_config_live(c);
+    long n = sae_policy_of(&live->policy, sae)->max_key_count;
+    return n > 0 ? n : live->limits.max_key_count;
 }
 
 const kme_live_config *kme_config_live(const kme_config *c)

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include "api/etsi014.h"
+#include "kme/sae_policy.h"
 #include "relay/settings.h"
 #include "runtime/http_server.h"
 
@@ -21,6 +22,7 @@ typedef struct kme_live_config {
     char *saes[KME_MAX_SAES]; /* the SAEs this site hosts */
     size_t sae_count;
     etsi_limits limits;
+    sae_policy_set policy;           /* the key economy (kme/sae_policy.h) */
     struct kme_live_config *retired; /* published before this one */
 } kme_live_config;
 
@@ -54,9 +56,12 @@ typedef struct {
 int kme_config_load(const char *path, kme_config *cfg, char *err, size_t errlen);
 void kme_config_free(kme_config *cfg);
 
-/* The SAEs and limits in force (never NULL for a loaded configuration). */
+/* The SAEs, limits and policy in force (never NULL for a loaded configuration). */
 const kme_live_config *kme_config_live(const kme_config *cfg);
 etsi_limits kme_config_limits(const kme_config *cfg);
+/* The most keys that may wait here for sae as a slave: its policy's
+ * max_key_count, else the ETSI limit. */
+long kme_config_max_held(const kme_config *cfg, const char *sae);
 
 /* Lookups. */
 int kme_config_hosts_sae(const kme_config *cfg, const char *sae_id);

@@ -13,13 +13,15 @@
 #include "store/store.h"
 
 struct admin_http;
+struct key_economy;
 
 typedef struct kme_context {
     kme_config cfg;
     kme_store store;
-    relay_node net;           /* links, stock, routing and the neighbours (relay/node.h) */
-    struct admin_http *admin; /* the admin listener (kme/admin.h), or NULL */
-    http_server *sae_port;    /* the listeners, while they run (their CRLs are reloaded) */
+    relay_node net;              /* links, stock, routing and the neighbours (relay/node.h) */
+    struct admin_http *admin;    /* the admin listener (kme/admin.h), or NULL */
+    struct key_economy *economy; /* what each SAE spends of link key (kme/key_economy.h) */
+    http_server *sae_port;       /* the listeners, while they run (their CRLs are reloaded) */
     http_server *kme_port;
     atomic_int serving; /* both listeners are up and the KME is not stopping */
     stop_signal stop;   /* raised once the daemon stops */

@@ -72,6 +72,8 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     snprintf(st.master_sae_id, sizeof st.master_sae_id, "%s", caller);
     snprintf(st.slave_sae_id, sizeof st.slave_sae_id, "%s", slave);
     st.limits = kme_config_limits(&k->cfg);
+    if (where == SUPPLY_HERE)
+        st.limits.max_key_count = kme_config_max_held(&k->cfg, slave);
     st.stored_key_count = supply_stored_key_count(k, caller, slave);
     resp->status = 200;
     resp->body = etsi_status_to_json(&st);

@@ -1,7 +1,9 @@
 /* Serves GET_KEY from the DRBG or from link key, always committed first (see key_supply.h). */
 #include "kme/key_supply.h"
+#include "kme/key_economy.h"
 #include "store/key_records.h"
 #include "relay/relay.h"
+#include "relay/hop_crypto.h"
 #include "relay/reserve.h"
 #include "relay/router.h"
 
@@ -58,8 +60,9 @@ static int local_put_op(kme_store *s, MDB_txn *txn, void *arg)
         key_record rec;
         kr_fill(&rec, a->keys->keys[i].key_id, a->master, a->slaves, a->nslaves, a->expires, a->keys->keys[i].key,
                 a->keys->keys[i].key_len);
-        if (kr_put(s, txn, &rec) != KR_OK)
-            return -1;
+        int rc = kr_put(s, txn, &rec);
+        if (rc != KR_OK)
+            return rc == KR_FULL ? KR_FULL : -1;
     }
     return 0;
 }
@@ -185,6 +188,69 @@ static int sort_slaves(supply_request *a, const etsi_key_request *req)
     return 0;
 }
 
+/* ---- the key economy ------------------------------------------------------- */
+
+#define HELD_RETRY_S 5 /* a slave at its max_key_count: when to ask again */
+
+static void refund_all(supply_request *a)
+{
+    for (size_t i = 0; i < a->ncharges; i++)
+        economy_refund(a->k->economy, a->master, a->charges[i].link, a->charges[i].bytes);
+    a->ncharges = 0;
+}
+
+/* The ceiling of keys waiting for each slave hosted here: -1 with a->resp
+ * when the request would pass one. */
+static int check_held(supply_request *a)
+{
+    kme_context *k = a->k;
+    MDB_txn *txn;
+    if (a->nlocal == 0 || store_read_begin(&k->store, &txn) != 0)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; i < a->nlocal && rc == 0; i++) {
+        long held = kr_held(&k->store, txn, a->local[i]), max = kme_config_max_held(&k->cfg, a->local[i]);
+        if (held + a->number > max) {
+            char detail[256];
+            snprintf(detail, sizeof detail,
+                     "%ld keys wait for SAE %s at %s; with %ld more it would pass its max_key_count %ld", held,
+                     a->local[i], k->cfg.kme_id, a->number, max);
+            economy_answer(ECONOMY_HELD, HELD_RETRY_S, detail, &a->resp);
+            economy_count_refusal(k->economy, a->master, ECONOMY_HELD);
+            rc = -1;
+        }
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Charges the master for the link key each remote site's keys take on the
+ * first link of their way: -1 with a->resp (and nothing charged) when the
+ * key economy refuses. */
+static int charge_links(supply_request *a)
+{
+    kme_context *k = a->k;
+    for (size_t g = 0; g < a->ngroups; g++) {
+        relay_dest *d = a->groups[g].dest;
+        int direct = served_directly(k, d);
+        relay_link *first = direct ? d->link : router_next_hop(&k->net, d->id, NULL);
+        if (!first)
+            continue; /* no way there now: the request fails without spending */
+        /* the keys, and on a relay the first hop's MAC key */
+        long bytes = a->number * (a->size_bits / 8) + (direct ? 0 : HOP_MAC_KEY_BYTES);
+        economy_refusal why;
+        if (economy_charge(k->economy, &kme_config_live(&k->cfg)->policy, a->master, (int)first->index,
+                           first->lb.peer_id, bytes, &why) != 0) {
+            refund_all(a);
+            economy_answer(why.reason, why.retry_after_s, why.detail, &a->resp);
+            return -1;
+        }
+        a->charges[a->ncharges].link = (int)first->index;
+        a->charges[a->ncharges++].bytes = bytes;
+    }
+    return 0;
+}
+
 static int single_remote_slave(const supply_request *a)
 {
     return a->nlocal == 0 && a->ngroups == 1 && a->groups[0].n == 1;
@@ -205,6 +271,8 @@ supply_way supply_prepare(kme_context *k, const char *master, const char *slave,
         http_error(&a->resp, 503, "out of memory", NULL);
         return SUPPLY_REFUSED;
     }
+    if (check_held(a) < 0 || charge_links(a) < 0)
+        return SUPPLY_REFUSED;
     if (a->ngroups == 0) {
         a->trace.fresh = SUPPLY_LOCAL;
         return SUPPLY_NOW;
@@ -291,7 +359,16 @@ static int fresh_keys(supply_request *a, long number, etsi_key_container *out)
     return reserve_link_keys(&a->k->net, g->dest->link, &r, out, &a->resp);
 }
 
+static int run_blocking(supply_request *a);
+
 int supply_run(supply_request *a)
+{
+    if (run_blocking(a) != 0)
+        refund_all(a);
+    return a->rc;
+}
+
+static int run_blocking(supply_request *a)
 {
     kme_context *k = a->k;
     memset(&a->out, 0, sizeof a->out);
@@ -363,7 +440,10 @@ void supply_start(supply_request *a, void (*done)(void *), void *done_arg)
 void supply_finish(supply_request *a)
 {
     if (a->ngroups == 0) {
-        if (a->rc != 0) {
+        if (a->rc == KR_FULL) {
+            etsi_key_container_clear(&a->out);
+            economy_answer(ECONOMY_HELD, HELD_RETRY_S, "a slave of the request holds its max_key_count", &a->resp);
+        } else if (a->rc != 0) {
             etsi_key_container_clear(&a->out);
             http_error(&a->resp, 503, "key generation failed", "the keys could not be stored");
         }
@@ -374,6 +454,7 @@ void supply_finish(supply_request *a)
         stock_note_demand(&a->k->net, d, a->master, a->slave, a->size_bits, a->number);
         stock_note_claims(d, &a->out);
     } else {
+        refund_all(a);
         stock_unhold(d, a->master, a->slave, a->size_bits, a->held);
         etsi_key_container_clear(&a->out);
         http_error(&a->resp, 503, "key store failure", "the keys could not be taken from stock");
@@ -385,8 +466,18 @@ long supply_stored_key_count(kme_context *k, const char *master, const char *sla
     etsi_limits limits = kme_config_limits(&k->cfg);
     supply_where where;
     relay_dest *d = remote_dest(k, slave, &where);
-    if (!d)
-        return limits.max_key_count;
+    if (!d && where != SUPPLY_HERE)
+        return 0;
+    if (!d) {
+        /* From the DRBG, as many as may still wait for the slave here. */
+        long max = kme_config_max_held(&k->cfg, slave), held = 0;
+        MDB_txn *txn;
+        if (store_read_begin(&k->store, &txn) == 0) {
+            held = kr_held(&k->store, txn, slave);
+            mdb_txn_abort(txn);
+        }
+        return held < max ? max - held : 0;
+    }
     /* Stock, and what the first link of the route could carry now. */
     relay_link *next = router_next_hop(&k->net, d->id, NULL);
     long n = stock_count(d, master, slave, limits.key_size) +

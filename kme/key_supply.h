@@ -77,6 +77,12 @@ typedef struct {
     size_t ngroups;
     long held;  /* stock keys held for the one remote slave */
     int direct; /* fresh keys reserved on the link to the one remote KME */
+    /* link key charged to the master (kme/key_economy.h), refunded on failure */
+    struct {
+        int link;
+        long bytes;
+    } charges[KR_MAX_SLAVES];
+    size_t ncharges;
     /* the outcome */
     etsi_key_container out; /* the keys, when rc is 0 */
     http_response resp;     /* the error, when rc is not 0 */

@@ -6,6 +6,7 @@
 #include "kme/admin.h"
 #include "kme/audit.h"
 #include "kme/context.h"
+#include "kme/key_economy.h"
 #include "kme/etsi_api.h"
 #include "runtime/handler_gate.h"
 #include "store/key_records.h"
@@ -40,11 +41,14 @@ static int expire_op(kme_store *s, MDB_txn *txn, void *arg)
     return *n < 0 ? -1 : 0;
 }
 
-/* At start: the keys delivered before the stop get the whole retry window
- * again, for slaves whose answers were lost with the stop. */
+/* At start: the keys waiting per slave counted (once, for a store from
+ * before the counts), and the keys delivered before the stop get the whole
+ * retry window again, for slaves whose answers were lost with the stop. */
 static int restart_retry_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     const kme_context *k = arg;
+    if (kr_count_held_once(s, txn) < 0)
+        return -1;
     long n = kr_restart_retry_window(s, txn, (int64_t)time(NULL), k->cfg.fetch_retry_seconds);
     if (n > 0)
         log_info("%ld delivered keys may be fetched again by their slaves for %ld s", n, k->cfg.fetch_retry_seconds);
@@ -138,6 +142,13 @@ static int run(kme_context *k, const char *config_path)
         return 1;
     }
     int rc = 1;
+    k->economy = economy_new();
+    if (!k->economy) {
+        log_error("%s: out of memory", k->cfg.kme_id);
+        store_close(&k->store);
+        audit_close();
+        return 1;
+    }
     http_server *sae = NULL, *kme = NULL;
     pthread_t expiry;
     int expiry_started = 0;
@@ -243,6 +254,8 @@ stop:
                  (unsigned long long)k->store.ops, (unsigned long long)k->store.batches,
                  (double)k->store.ops / (double)k->store.batches);
     store_close(&k->store);
+    economy_free(k->economy);
+    k->economy = NULL;
     audit_close();
     log_info("%s: stopped", k->cfg.kme_id);
     return rc;

@@ -3,6 +3,7 @@
  * by destination KME are small and kept under one mutex, taken briefly by
  * the reporters and once per scrape. */
 #include "kme/metrics.h"
+#include "kme/key_economy.h"
 #include "runtime/clock.h"
 #include "runtime/prom_text.h"
 
@@ -340,6 +341,49 @@ static void write_store(FILE *f, kme_context *k)
         prom_u64(f, "qkd_kme_stock_keys", (uint64_t)stock.ms_entries, NULL);
 }
 
+/* The key economy's figures, one family a pass. */
+typedef struct {
+    FILE *f;
+    kme_context *k;
+    int family;
+} economy_pass;
+
+static void write_economy_row(void *ctx, const economy_view *v)
+{
+    economy_pass *p = ctx;
+    if (p->family == 0) {
+        prom_u64(p->f, "qkd_kme_sae_charged_bytes_total", v->charged, "sae", v->sae, "class", sae_class_name(v->cls),
+                 NULL);
+    } else if (p->family == 1) {
+        for (int r = 0; r < ECONOMY_REASONS; r++)
+            prom_u64(p->f, "qkd_kme_sae_refusals_total", v->refused[r], "sae", v->sae, "reason",
+                     economy_reason_name((economy_reason)r), NULL);
+    } else {
+        size_t n = p->k->cfg.link_count < ECONOMY_MAX_LINKS ? p->k->cfg.link_count : ECONOMY_MAX_LINKS;
+        for (size_t li = 0; li < n; li++)
+            if (v->share_Bps[li] > 0)
+                prom_u64(p->f, "qkd_kme_sae_share_bytes_per_second", (uint64_t)v->share_Bps[li], "sae", v->sae, "link",
+                         p->k->net.links[li].lb.peer_id, NULL);
+    }
+}
+
+static void write_economy(FILE *f, kme_context *k)
+{
+    static const char *const families[3][2] = {
+        {"qkd_kme_sae_charged_bytes_total", "Link key spent for an SAE at this KME (carved, relayed or drawn from "
+                                            "stock for its requests, and relays for it passing through), by SAE."},
+        {"qkd_kme_sae_refusals_total", "Requests of an SAE the key economy refused, by reason."},
+        {"qkd_kme_sae_share_bytes_per_second", "On a scarce link, the share of its key rate an SAE asking for it "
+                                               "may take now (class priority, then weight)."}};
+    if (!k->economy)
+        return;
+    for (int fam = 0; fam < 3; fam++) {
+        prom_family(f, families[fam][0], fam == 2 ? "gauge" : "counter", families[fam][1]);
+        economy_pass p = {f, k, fam};
+        economy_each_sae(k->economy, write_economy_row, &p);
+    }
+}
+
 char *kme_metrics_text(kme_context *k, size_t *len)
 {
     char *out = NULL;
@@ -361,6 +405,7 @@ char *kme_metrics_text(kme_context *k, size_t *len)
     write_delivered(f);
     write_relays(f);
     pthread_mutex_unlock(&lock);
+    write_economy(f, k);
     if (fclose(f) != 0) {
         free(out);
         return NULL;

@@ -93,6 +93,8 @@ static void describe(summary *s, const kme_config *cur, const kme_config *next, 
     add_missing(s, "SAEs removed: ", a, b);
     if (memcmp(&a->limits, &b->limits, sizeof a->limits) != 0)
         add(s, "limits changed; ");
+    if (memcmp(&a->policy, &b->policy, sizeof a->policy) != 0)
+        add(s, "key_economy changed; ");
     if (strcmp(cur->log_level, next->log_level) != 0)
         add(s, "log_level %s; ", next->log_level);
     if (next->audit_log[0])

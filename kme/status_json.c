@@ -2,6 +2,7 @@
  * under its lock, this KME's own ends of its links read live, and the relay
  * requests it originated lately. */
 #include "kme/status_json.h"
+#include "kme/key_economy.h"
 #include "kme/metrics.h"
 #include "relay/router.h"
 #include "relay/routing.h"
@@ -334,6 +335,34 @@ static json_t *relays_json(kme_context *k)
     return out;
 }
 
+/* The key economy: each SAE's class, weight, link key charged, refusals
+ * by reason and its shares of scarce links. */
+static void economy_row_json(void *ctx, const economy_view *v)
+{
+    json_t *out = ((void **)ctx)[0];
+    kme_context *k = ((void **)ctx)[1];
+    json_t *refused = json_object(), *shares = json_array();
+    for (int r = 0; r < ECONOMY_REASONS; r++)
+        json_object_set_new(refused, economy_reason_name((economy_reason)r), json_integer((json_int_t)v->refused[r]));
+    size_t n = k->cfg.link_count < ECONOMY_MAX_LINKS ? k->cfg.link_count : ECONOMY_MAX_LINKS;
+    for (size_t li = 0; li < n; li++)
+        if (v->share_Bps[li] > 0)
+            json_array_append_new(shares, json_pack("{s:s,s:I}", "link", k->net.links[li].lb.peer_id,
+                                                    "bytes_per_second", (json_int_t)v->share_Bps[li]));
+    json_array_append_new(out, json_pack("{s:s,s:s,s:I,s:I,s:o,s:o}", "sae", v->sae, "class", sae_class_name(v->cls),
+                                         "weight", (json_int_t)v->weight, "charged_bytes", (json_int_t)v->charged,
+                                         "refused", refused, "shares", shares));
+}
+
+static json_t *economy_json(kme_context *k)
+{
+    json_t *out = json_array();
+    void *ctx[2] = {out, k};
+    if (k->economy)
+        economy_each_sae(k->economy, economy_row_json, ctx);
+    return out;
+}
+
 char *status_json_text(kme_context *k, size_t *len)
 {
     snapshot s = {.self = k->cfg.kme_id, .now_ms = clock_wall_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
@@ -348,11 +377,11 @@ char *status_json_text(kme_context *k, size_t *len)
     }
     json_t *root = NULL;
     if (!s.failed && local) {
-        root =
-            json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:O,s:o}", "self", k->cfg.kme_id, "generated_at",
-                      utc_time(s.now_ms), "generated_ms", (json_int_t)s.now_ms, "low_stock_bytes",
-                      (json_int_t)s.low_stock_bytes, "sites", sites_json(&s), "links", links_json(k, &s, local),
-                      "routes", s.routes, "directory", s.directory, "conflicts", s.conflicts, "relays", relays_json(k));
+        root = json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:O,s:o,s:o}", "self", k->cfg.kme_id, "generated_at",
+                         utc_time(s.now_ms), "generated_ms", (json_int_t)s.now_ms, "low_stock_bytes",
+                         (json_int_t)s.low_stock_bytes, "sites", sites_json(&s), "links", links_json(k, &s, local),
+                         "routes", s.routes, "directory", s.directory, "conflicts", s.conflicts, "relays",
+                         relays_json(k), "economy", economy_json(k));
     }
     size_t n = root ? json_dumpb(root, NULL, 0, JSON_COMPACT) : 0;
     if (n && (text = malloc(n + 1))) {

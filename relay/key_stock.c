@@ -306,7 +306,7 @@ static long refill_pair(relay_node *k, relay_dest *l, const stock_pair *snap, lo
         number = most;
     const char *slaves[1] = {snap->slave};
     etsi_key_container keys = {NULL, 0};
-    http_response err = {0, NULL};
+    http_response err = {0, NULL, 0};
     int rc;
     if (l->link) {
         reserve_request r = {snap->master, NULL, 0, slaves, 1, number, snap->size_bits, k->cfg.stock_max_age_s, 0};

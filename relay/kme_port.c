@@ -171,6 +171,6 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
         http_error(resp, 503, "out of memory", NULL);
         return;
     }
-    *w = (port_work){k, l, *req, op, {0, NULL}};
+    *w = (port_work){k, l, *req, op, {0, NULL, 0}};
     http_offload(req, port_job, port_finish, w);
 }

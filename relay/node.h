@@ -18,6 +18,7 @@
 #include "store/link_blocks.h"
 #include "store/store.h"
 #include "relay/peer_client.h"
+#include "runtime/http_server.h"
 #include "relay/settings.h"
 #include "runtime/stop_signal.h"
 
@@ -54,6 +55,12 @@ typedef struct {
     /* The routes were computed: saes SAEs are claimed by more than one KME
      * (relay/routing.h, routing_conflict). May be NULL. */
     void (*sae_conflicts)(void *ctx, size_t saes);
+    /* A relay passing through here is about to spend bytes of the link key
+     * of next for master's keys: 0 to go on, or -1 with resp (a 503) to
+     * refuse (the key economy). refund gives the bytes back when nothing
+     * was spent after all. Both may be NULL. */
+    int (*spend)(void *ctx, const char *master, const relay_link *next, long bytes, http_response *resp);
+    void (*refund)(void *ctx, const char *master, const relay_link *next, long bytes);
 } relay_hooks;
 
 /* A stock key handed to its master at a time (unix seconds). */

@@ -146,9 +146,15 @@ static int pass_on(relay_node *k, relay_link *in, const kme_relay_msg *in_msg, k
         http_error(resp, 503, "no route", "%s has no route to KME %s now", k->cfg.kme_id, out_msg->dest);
         return -1;
     }
+    /* A relay passing through: its master pays this link's pad and MAC key. */
+    long spent = in_msg ? (long)(len + HOP_MAC_KEY_BYTES) : 0;
+    if (spent && k->hooks.spend && k->hooks.spend(k->hooks.ctx, out_msg->master, next, spent, resp) != 0)
+        return -1;
     pass_arg a = {in, in_msg, next, out_msg, plain, len, HOP_OK};
     int rc = store_commit(k->store, pass_op, &a);
     if (rc != RELAY_OK) {
+        if (spent && k->hooks.refund)
+            k->hooks.refund(k->hooks.ctx, out_msg->master, next, spent);
         hop_error(resp, rc == RELAY_HOP ? a.hop_rc : HOP_FAILED,
                   rc == RELAY_HOP && a.hop_rc == HOP_SHORT ? next->lb.peer_id
                   : in                                     ? in->lb.peer_id

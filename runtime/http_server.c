@@ -372,6 +372,11 @@ static enum MHD_Result send_response(http_server *s, struct MHD_Connection *conn
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->retry_after_s > 0) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%ld", r->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
     conn_state *cs = state_of(conn);
     if (cs && cs->auth != HTTP_AUTH_OK) /* nothing more is read from it */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -402,7 +407,7 @@ static enum MHD_Result handle(http_server *s, struct MHD_Connection *conn, const
                         rs,
                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
     memcpy(req.client_cn, cs->cn, sizeof req.client_cn);
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     s->handler(s->ctx, &req, &resp);
     if (rs->deferred)
         return MHD_YES; /* answered when resumed */
@@ -426,7 +431,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     request_state *rs = *req_cls;
     if (rs && rs->deferred) {
         /* Resumed: the deferred work is done. */
-        http_response resp = {0, NULL};
+        http_response resp = {0, NULL, 0};
         finish_deferred(s, rs, &resp);
         return send_response(s, conn, method, url, &resp);
     }
@@ -493,7 +498,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         /* Resumed, but ended before its answer could be queued (the client
          * left, or the listener is stopping): the work is done; its answer is
          * built and dropped so that what it holds is released and counted. */
-        http_response resp = {0, NULL};
+        http_response resp = {0, NULL, 0};
         finish_deferred(s, rs, &resp);
         etsi_text_free(resp.body);
         log_debug("%s: a deferred request ended without its answer (code %d)", s->name, (int)toe);
@@ -688,4 +693,5 @@ void http_error(http_response *resp, int status, const char *message, const char
     }
     resp->status = status;
     resp->body = etsi_error_to_json(message, detail);
+    resp->retry_after_s = 0;
 }

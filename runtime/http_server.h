@@ -59,7 +59,8 @@ typedef struct {
 
 typedef struct {
     int status;
-    char *body; /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
+    char *body;         /* JSON text from an etsi_*_to_json function (freed and wiped by the server) */
+    long retry_after_s; /* > 0: a Retry-After header (seconds) */
 } http_response;
 
 /* Fills resp, or defers the request (then resp is ignored). */

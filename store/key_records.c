@@ -63,6 +63,55 @@ static int get_record(kme_store *s, MDB_txn *txn, const char *key_id, MDB_val *v
     return rc || view_record(v->mv_data, v->mv_size, rv) ? KR_DB : KR_OK;
 }
 
+/* ---- keys waiting per slave ---------------------------------------------------- */
+
+static long held_get(kme_store *s, MDB_txn *txn, const char *sae, size_t len)
+{
+    MDB_val k = {len, (void *)sae}, v;
+    uint64_t n = 0;
+    if (mdb_get(txn, s->held, &k, &v) == 0 && v.mv_size == sizeof n)
+        memcpy(&n, v.mv_data, sizeof n);
+    return (long)n;
+}
+
+/* Adds delta to the waiting count of one slave (never below 0). */
+static int held_add(kme_store *s, MDB_txn *txn, const char *sae, size_t len, long delta)
+{
+    long n = held_get(s, txn, sae, len) + delta;
+    MDB_val k = {len, (void *)sae};
+    if (n <= 0) {
+        int rc = mdb_del(txn, s->held, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    uint64_t u = (uint64_t)n;
+    MDB_val v = {sizeof u, &u};
+    return mdb_put(txn, s->held, &k, &v, 0);
+}
+
+/* Adds delta for every slave of a parsed record that has not fetched it.
+ * The IDs are copied first: an update ends the record's bytes' validity. */
+static int held_add_waiting(kme_store *s, MDB_txn *txn, const unsigned char *p, const record_view *rv, long delta)
+{
+    char ids[KR_MAX_SLAVES][ETSI_ID_MAX + 1];
+    size_t lens[KR_MAX_SLAVES], n = 0;
+    for (int i = 0; i < rv->slave_count; i++) {
+        const unsigned char *e = p + rv->slave_off[i];
+        if (e[0] || e[1] > ETSI_ID_MAX)
+            continue;
+        memcpy(ids[n], e + 2, e[1]);
+        lens[n++] = e[1];
+    }
+    for (size_t i = 0; i < n; i++)
+        if (held_add(s, txn, ids[i], lens[i], delta))
+            return -1;
+    return 0;
+}
+
+long kr_held(kme_store *s, MDB_txn *txn, const char *sae)
+{
+    return held_get(s, txn, sae, strlen(sae));
+}
+
 static void expiry_key(unsigned char out[8 + UUID_STR_LEN], int64_t expires, const char *key_id)
 {
     store_put_be64(out, (uint64_t)expires);
@@ -71,6 +120,11 @@ static void expiry_key(unsigned char out[8 + UUID_STR_LEN], int64_t expires, con
 
 int kr_put(kme_store *s, MDB_txn *txn, const key_record *r)
 {
+    for (size_t i = 0; i < r->slave_count && s->held_limit; i++) {
+        long limit = s->held_limit(s->held_limit_ctx, r->slaves[i]);
+        if (limit > 0 && kr_held(s, txn, r->slaves[i]) >= limit)
+            return KR_FULL;
+    }
     MDB_val k = {UUID_STR_LEN, (void *)r->key_id}, v = {encoded_size(r), NULL};
     int rc = mdb_put(txn, s->keys, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
     if (rc == MDB_KEYEXIST)
@@ -91,6 +145,9 @@ int kr_put(kme_store *s, MDB_txn *txn, const key_record *r)
         memcpy(p, r->slaves[i], n), p += n;
     }
     memcpy(p, r->key, r->key_len);
+    for (size_t i = 0; i < r->slave_count; i++)
+        if (held_add(s, txn, r->slaves[i], strlen(r->slaves[i]), 1))
+            return KR_DB;
     unsigned char ek[8 + UUID_STR_LEN];
     expiry_key(ek, r->expires, r->key_id);
     MDB_val ekv = {sizeof ek, ek}, empty = {0, NULL};
@@ -112,8 +169,12 @@ static int erase(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires
 {
     unsigned char ek[8 + UUID_STR_LEN];
     expiry_key(ek, expires, key_id);
-    MDB_val k = {UUID_STR_LEN, (void *)key_id}, ekv = {sizeof ek, ek};
-    int rc = mdb_del(txn, s->keys, &k, NULL);
+    MDB_val k = {UUID_STR_LEN, (void *)key_id}, ekv = {sizeof ek, ek}, v;
+    record_view rv;
+    int rc = get_record(s, txn, key_id, &v, &rv);
+    if (rc == KR_OK && held_add_waiting(s, txn, v.mv_data, &rv, -1))
+        return -1;
+    rc = mdb_del(txn, s->keys, &k, NULL);
     if (rc == 0) {
         rc = mdb_del(txn, s->key_expiry, &ekv, NULL);
         if (rc == MDB_NOTFOUND)
@@ -226,6 +287,9 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
             (*retried)++;
             continue;
         }
+        /* The slave no longer waits for it: counted here unless the erase
+         * below counts it (it reads the record as not fetched by the slave). */
+        int counted_here = waiting_slaves(&v, &rv, si) > 0 || retry_seconds > 0;
         if (waiting_slaves(&v, &rv, si) > 0)
             rc = move_expiry(s, txn, ids->ids[i], &v, &rv, rv.expires, si);
         else if (retry_seconds <= 0)
@@ -233,7 +297,7 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
         else
             rc = move_expiry(s, txn, ids->ids[i], &v, &rv,
                              now + retry_seconds < rv.expires ? now + retry_seconds : rv.expires, si);
-        if (rc)
+        if (rc || (counted_here && held_add(s, txn, slave, strlen(slave), -1)))
             goto db_fail;
     }
     return KR_OK;
@@ -361,6 +425,31 @@ int kr_shorten_expiry(kme_store *s, MDB_txn *txn, const char *key_id, int64_t ex
     if (rc != KR_OK)
         return rc;
     return expires >= rv.expires ? KR_OK : move_expiry(s, txn, key_id, &v, &rv, expires, -1);
+}
+
+int kr_count_held_once(kme_store *s, MDB_txn *txn)
+{
+    static const char flag[] = "held_counted";
+    MDB_val fk = {sizeof flag - 1, (void *)flag}, fv, k, v;
+    if (mdb_get(txn, s->meta, &fk, &fv) == 0)
+        return 0;
+    MDB_cursor *c;
+    if (mdb_drop(txn, s->held, 0) || mdb_cursor_open(txn, s->keys, &c))
+        return -1;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        record_view rv;
+        if (view_record(v.mv_data, v.mv_size, &rv) == 0 && held_add_waiting(s, txn, v.mv_data, &rv, 1)) {
+            mdb_cursor_close(c);
+            return -1;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    unsigned char one = 1;
+    fv.mv_size = 1;
+    fv.mv_data = &one;
+    return rc == MDB_NOTFOUND && mdb_put(txn, s->meta, &fk, &fv, 0) == 0 ? 0 : -1;
 }
 
 long kr_count(kme_store *s, MDB_txn *txn)

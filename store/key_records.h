@@ -28,9 +28,11 @@ enum {
     KR_NOT_SLAVE = 3, /* the caller is not a designated slave of the key */
     KR_DB = 4,
     KR_EXISTS = 5,
+    KR_FULL = 6, /* a slave holds its max_key_count of waiting keys already */
 };
 
-/* Stores a record (with an expiry index entry). KR_EXISTS if the ID is taken. */
+/* Stores a record (with an expiry index entry). KR_EXISTS if the ID is
+ * taken; KR_FULL if a slave already has s->held_limit keys waiting. */
 int kr_put(kme_store *s, MDB_txn *txn, const key_record *r);
 /* Fills a record for kr_put (the key bytes are referenced, not copied). */
 void kr_fill(key_record *rec, const char *key_id, const char *master, const char *const *slaves, size_t nslaves,
@@ -74,8 +76,15 @@ int kr_delete(kme_store *s, MDB_txn *txn, const char *key_id);
 /* 1 when a record for key_id is held, 0 when not. */
 int kr_exists(kme_store *s, MDB_txn *txn, const char *key_id);
 
-/* How many records a slave has waiting here (for operators and tests). */
+/* How many records are held here (for operators and tests). */
 long kr_count(kme_store *s, MDB_txn *txn);
+
+/* How many keys wait here for sae as a slave (not yet fetched by it). */
+long kr_held(kme_store *s, MDB_txn *txn, const char *sae);
+
+/* At start: counts the waiting keys of every slave afresh when the store
+ * has no counts yet (a store from before they were kept). 0, or -1. */
+int kr_count_held_once(kme_store *s, MDB_txn *txn);
 
 /* number fresh keys of size_bits from the DRBG (RAND_priv_bytes) with new
  * key_IDs into out. 0, or -1 with out cleared. */

@@ -65,7 +65,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 12)) ||
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_mb * 1024 * 1024)) ||
         (rc = mdb_env_set_maxreaders(s->env, 1024)) || (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
         goto fail;
@@ -76,7 +76,8 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
         (rc = mdb_dbi_open(txn, "stock", MDB_CREATE, &s->stock)) ||
         (rc = mdb_dbi_open(txn, "in_doubt", MDB_CREATE, &s->in_doubt)) ||
         (rc = mdb_dbi_open(txn, "withdrawn", MDB_CREATE, &s->withdrawn)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)))
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
+        (rc = mdb_dbi_open(txn, "held", MDB_CREATE, &s->held)))
         goto fail;
     if ((rc = check_identity(s, txn, kme_id, err, errlen)))
         goto fail_noerr;

@@ -23,6 +23,11 @@ typedef struct kme_store {
     MDB_dbi withdrawn;  /* peer | 0 | key_ID of the peer's reservation it asked about before it arrived
                             (relay/reserve.h) -> be64 expires; refused should it arrive */
     MDB_dbi meta;       /* name -> value: identity and counters */
+    MDB_dbi held;       /* SAE ID -> u64: key records waiting for it as a slave (store/key_records.h) */
+    /* The most keys that may wait for an SAE as a slave (its max_key_count);
+     * NULL or <= 0: no ceiling. Set once before the store is used. */
+    long (*held_limit)(void *ctx, const char *sae);
+    void *held_limit_ctx;
     /* group commit */
     pthread_t writer;
     pthread_mutex_t lock;

@@ -32,6 +32,8 @@
 # BENCH_RELAY_LAT_DURATION (5 s per latency figure),
 # BENCH_RELAY_DURATION (10 s of throughput), BENCH_RELAY_CONNS (4 clients),
 # BENCH_RELAY_NUMBER (256 keys) and BENCH_RELAY_SIZE (8192 bits) per request.
+# Part 4, the key economy's shares (tests/bench/economy-bench.sh):
+# BENCH_ONLY=economy (only part 4), BENCH_ECONOMY=0 (skip it).
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
 # BENCH_ENC_SAE_BASE (8740), BENCH_ENC_KME_BASE (9740) and BENCH_ENC_PORT_BASE
 # (8750: probe, socat pair, encryptors on 8750-8758) ports, BENCH_ENC_RATE
@@ -979,7 +981,7 @@ finish() {
 
 # --- preparation -------------------------------------------------------------
 [ "$BENCH_ONLY" = encryptor ] || [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
 rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay" "$OUT/encryptor"
 mkdir -p "$OUT/rounds"
@@ -991,6 +993,12 @@ if [ "$BENCH_ONLY" = relay ]; then
 fi
 if [ "$BENCH_ONLY" = encryptor ]; then
     enc_bench
+    finish
+    exit 0
+fi
+economy_bench() { bash "$ROOT/tests/bench/economy-bench.sh" "$BUILD" || fail "the key economy bench failed"; }
+if [ "$BENCH_ONLY" = economy ]; then
+    economy_bench
     finish
     exit 0
 fi
@@ -1173,6 +1181,7 @@ nginx) ;;
 *)
     [ "${BENCH_RELAY:-1}" = 0 ] || relay_bench
     [ "${BENCH_ENCRYPTOR:-1}" = 0 ] || enc_bench
+    [ "${BENCH_ECONOMY:-1}" = 0 ] || economy_bench
     ;;
 esac
 finish

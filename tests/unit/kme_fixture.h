@@ -13,6 +13,7 @@
 #include <string.h>
 #include "kme/context.h"
 #include "tests/unit/config_file.h"
+#include "kme/key_economy.h"
 #include "tests/unit/node_fixture.h"
 
 static char kme_dir[64];
@@ -33,6 +34,8 @@ static inline kme_context *kme_open(const char *saes, const char *more)
     test_pki_kme_files("KME_A", k->cfg.kme_cert, k->cfg.kme_key, k->cfg.kme_ca, sizeof k->cfg.kme_cert);
     stop_signal_init(&k->stop);
     temp_store_open(&k->store, kme_dir, k->cfg.kme_id);
+    k->economy = economy_new();
+    ck_assert_ptr_nonnull(k->economy);
     return k;
 }
 
@@ -49,6 +52,7 @@ static inline void kme_close(kme_context *k)
     relay_node_stop(&k->net);
     temp_store_close(&k->store, kme_dir);
     kme_config_free(&k->cfg);
+    economy_free(k->economy);
     free(k);
 }
 

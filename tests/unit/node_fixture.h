@@ -155,8 +155,16 @@ static inline relay_node *node_open(const relay_config *c, kme_store *store, tes
     ck_assert_ptr_nonnull(n);
     for (size_t i = 0; i < c->link_count; i++)
         atomic_store(&n->links[i].peer_up, links_up);
-    relay_hooks hooks = {site,         site_hosts_sae,  site_hosted_saes,   site_limits,
-                         site_relayed, site_link_stock, site_verify_failed, NULL};
+    relay_hooks hooks = {site,
+                         site_hosts_sae,
+                         site_hosted_saes,
+                         site_limits,
+                         site_relayed,
+                         site_link_stock,
+                         site_verify_failed,
+                         NULL,
+                         NULL,
+                         NULL};
     char err[256] = "";
     ck_assert_msg(relay_node_init(n, c, store, &hooks, err, sizeof err) == 0, "relay_node_init: %s", err);
     return n;
@@ -215,7 +223,7 @@ static inline int advert_to(relay_node *n, size_t from, const char *origin, uint
     char *json = kme_advert_to_json(a);
     ck_assert_ptr_nonnull(json);
     http_request req = request_of("POST", "/kme/v1/advert", json, strlen(json), "application/json");
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     router_advert_handle(n, &n->links[from], &req, &resp);
     etsi_text_free(json);
     etsi_text_free(resp.body);

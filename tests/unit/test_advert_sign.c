@@ -151,7 +151,7 @@ static int post_advert(relay_node *k, size_t link, const kme_advert *a, char **a
     char *body = kme_advert_to_json(a);
     ck_assert_ptr_nonnull(body);
     http_request req;
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     memset(&req, 0, sizeof req);
     req.method = "POST";
     req.body = body;

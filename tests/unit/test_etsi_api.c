@@ -34,7 +34,7 @@ static http_response call(const char *caller, const char *method, const char *pa
 {
     http_request req = request_of(method, path, body, body ? strlen(body) : 0, body ? "application/json" : NULL);
     snprintf(req.client_cn, sizeof req.client_cn, "%s", caller);
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     etsi_api_handle(k, &req, &resp);
     ck_assert_ptr_nonnull(resp.body);
     return resp;
@@ -51,7 +51,7 @@ START_TEST(unauthenticated_callers_get_401)
 {
     api_ready();
     http_request req = request_of("GET", "/api/v1/keys/SAE_A2/status", NULL, 0, NULL);
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     req.auth = HTTP_AUTH_NO_CERT;
     etsi_api_handle(k, &req, &resp);
     expect_reason(&resp, "a client certificate is required");
@@ -135,7 +135,7 @@ START_TEST(wrong_methods_and_bad_requests)
     http_request req = request_of("POST", "/api/v1/keys/SAE_A2/enc_keys", "{", 1, "application/json");
     snprintf(req.client_cn, sizeof req.client_cn, "SAE_A");
     req.body_too_large = 1;
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     etsi_api_handle(k, &req, &resp);
     expect_error(&resp, 400, "request body too large");
     ck_assert_int_eq(records_in(&k->store), 0);

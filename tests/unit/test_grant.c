@@ -418,7 +418,7 @@ END_TEST
 static int handle(relay_node *k, const char *body, char **answer)
 {
     http_request req;
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     memset(&req, 0, sizeof req);
     req.method = "POST";
     req.path = "/kme/v1/grant";

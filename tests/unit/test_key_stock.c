@@ -244,7 +244,7 @@ static int expire_op(kme_store *s, MDB_txn *t, void *arg)
 static http_response claimed_at_a(const char *body)
 {
     http_request req = request_of("POST", "/kme/v1/claimed", body, strlen(body), "application/json");
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     stock_claimed_handle(n, &n->links[0], &req, &resp);
     ck_assert_ptr_nonnull(resp.body);
     return resp;

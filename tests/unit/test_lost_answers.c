@@ -276,7 +276,8 @@ static relay_node *node_new(kme_store *s, side *me)
     cfg.verify_timeout_ms = 1000;
     cfg.link_stock_max_bytes = 1L << 30;
     cfg.stock_max_age_s = 600;
-    relay_hooks h = {me, hook_hosts, hook_hosted, hook_limits, hook_relayed, hook_link_stock, hook_verify_failed, NULL};
+    relay_hooks h = {me,   hook_hosts, hook_hosted, hook_limits, hook_relayed, hook_link_stock, hook_verify_failed,
+                     NULL, NULL,       NULL};
     char err[256];
     ck_assert_int_eq(relay_node_init(n, &cfg, s, &h, err, sizeof err), 0);
     peer_client_set_transport(n->peers, transport, me);
@@ -333,7 +334,7 @@ static int reserve(long n)
     const char *slaves[] = {"SAE_B"};
     reserve_request r = {"SAE_A", NULL, 0, slaves, 1, n, 256, 0, 0};
     etsi_key_container out;
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     int rc = reserve_link_keys(A.node, &A.node->links[0], &r, &out, &resp);
     if (rc == 0)
         etsi_key_container_clear(&out);
@@ -358,7 +359,7 @@ static int relay(size_t n)
     const char *slaves[] = {"SAE_B"};
     int rc = -1;
     for (int tries = 0; tries < 100; tries++) {
-        http_response resp = {0, NULL};
+        http_response resp = {0, NULL, 0};
         rc = relay_keys_to(A.node, "KME_B", "SAE_A", slaves, 1, &keys, 0, &resp);
         /* A lost answer takes the link out of A's routes until the next
          * advert gets through; nothing is carved without a route. */

@@ -75,7 +75,7 @@ typedef void (*handler)(relay_node *k, relay_link *l, const http_request *req, h
 static int post(relay_node *k, handler h, const char *body, char **answer)
 {
     http_request req;
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     memset(&req, 0, sizeof req);
     req.method = "POST";
     req.body = body;

@@ -96,7 +96,7 @@ static void seal_at_a(kme_relay_msg *m, const char *origin, const char *dest, co
 /* relay_handle at B for m, arrived from A in the binary form (wire) or as JSON. */
 static http_response send_to_b(const kme_relay_msg *m, int wire)
 {
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     if (wire) {
         size_t len = 0;
         unsigned char *body = kme_relay_to_wire(m, &len);
@@ -246,7 +246,7 @@ START_TEST(malformed_bodies_refused)
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         http_request req = request_of("POST", "/kme/v1/relay", bodies[i].body, bodies[i].len, bodies[i].type);
-        http_response resp = {0, NULL};
+        http_response resp = {0, NULL, 0};
         relay_handle(nb, &nb->links[0], &req, &resp);
         ck_assert_msg(resp.status == 400, "body %zu: %d", i, resp.status);
         expect_error(&resp, 400, NULL);
@@ -414,7 +414,7 @@ START_TEST(origin_without_route)
     etsi_key_container keys;
     fresh_keys(&keys, 2);
     static const char *const slaves[] = {"SAE_C"};
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     ck_assert_int_eq(relay_keys_to(nb, "KME_C", "SAE_B", slaves, 1, &keys, 0, &resp), -1);
     expect_error(&resp, 503, "no route");
     ck_assert_int_eq(site_b.relayed, 1);
@@ -445,7 +445,7 @@ START_TEST(origin_neighbour_unreachable_gives_the_pad_back)
     etsi_key_container keys;
     fresh_keys(&keys, 3);
     static const char *const slaves[] = {"SAE_A"};
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     ck_assert_int_eq(relay_keys_to(nb, "KME_A", "SAE_B", slaves, 1, &keys, 0, &resp), -1);
     expect_error(&resp, 503, "peer KME unreachable");
     /* The message never left: its pad and MAC key are B's again, nothing is in doubt. */

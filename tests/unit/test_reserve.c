@@ -118,7 +118,7 @@ static void reservation(kme_reserve_request *r, const char *master, const char *
 static http_response reserve_at_b(const char *body)
 {
     http_request req = request_of("POST", "/kme/v1/reserve", body, strlen(body), "application/json");
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
     reserve_handle(nb, &nb->links[0], &req, &resp);
     ck_assert_ptr_nonnull(resp.body);
     return resp;
@@ -422,7 +422,7 @@ START_TEST(link_keys_refused_take_nothing)
     uint64_t free0 = pair_stock(&sa, &la).owned_free;
     static const char *const local[] = {"SAE_A2"}, *const remote[] = {"SAE_B"};
     etsi_key_container out = {NULL, 0};
-    http_response resp = {0, NULL};
+    http_response resp = {0, NULL, 0};
 
     /* More than A owns: refused before anything is carved or sent. */
     reserve_request big = {"SAE_A", local, 1, remote, 1, 100, 256, 0, 5};

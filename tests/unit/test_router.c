@@ -184,7 +184,7 @@ START_TEST(adverts_refused_or_dropped)
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         http_request req = request_of("POST", "/kme/v1/advert", bodies[i], strlen(bodies[i]), "application/json");
-        http_response resp = {0, NULL};
+        http_response resp = {0, NULL, 0};
         router_advert_handle(n, &n->links[0], &req, &resp);
         ck_assert_msg(resp.status == 400, "body %zu: %d", i, resp.status);
         expect_error(&resp, 400, NULL);
