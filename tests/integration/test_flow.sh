@@ -15,7 +15,10 @@ NET_EXTRA_SAES="SAE_A2@A SAE_B2@B"
 
 dir=$(mktemp -d "$T_OUT/flow.XXXX")
 trap net_stop EXIT
-net_init "$dir" "A B" "A-B" && net_start || { t_fail "network" "did not start"; t_summary; exit 1; }
+# Stock is never dropped for its age here (stock_max_age_s 3600), so what
+# waits at one site stays exactly the other's stock, however long the run takes.
+{ net_init "$dir" "A B" "A-B" && net_edit_config A '.stock_max_age_s = 3600' &&
+    net_edit_config B '.stock_max_age_s = 3600' && net_start; } || { t_fail "network" "did not start"; t_summary; exit 1; }
 # jq: byte length of a base64 string
 B64LEN='((length / 4 * 3) - (if endswith("==") then 2 elif endswith("=") then 1 else 0 end))'
 stock_at_least() { [ "$(sae_curl "$1" "/api/v1/keys/$2/status" | jq .stored_key_count)" -gt "$3" ]; }
@@ -116,9 +119,19 @@ t_eq "no two key_IDs carry the same bytes" 0 "$(awk 'length($2) > 4' "$delivered
 missing=$(sort -u "$fetched" | comm -23 "$dir/d.sorted" - | wc -l)
 t_eq "every delivered key was fetched with identical bytes" 0 "$missing"
 t_eq "nothing fetched that was not delivered" 0 "$(sort -u "$fetched" | comm -13 "$dir/d.sorted" - | wc -l)"
-# What still waits at a site is exactly the other site's stock (reserved ahead of demand).
-dump_a=$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump)
-dump_b=$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump)
+# What still waits at a site is exactly the other site's stock (reserved
+# ahead of demand), seen at one moment: the dumps again until a refill of
+# stock no longer falls between them.
+ids_of() { echo "$1" | jq -c '[[.stock[].key_ID], [.keys[].key_ID]]'; }
+dumps_still() {
+    local a b a2 b2
+    a=$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump) && b=$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump) &&
+        a2=$("$T_BIN/kme" --config "$NET_DIR/A/kme.json" --dump) &&
+        b2=$("$T_BIN/kme" --config "$NET_DIR/B/kme.json" --dump) || return 1
+    dump_a=$a dump_b=$b
+    [ "$(ids_of "$a")" = "$(ids_of "$a2")" ] && [ "$(ids_of "$b")" = "$(ids_of "$b2")" ]
+}
+t_check "dumps of A and B at one moment of their stock" wait_for 30 dumps_still
 t_eq "keys waiting at B are exactly A's stock" "$(echo "$dump_a" | jq -c '[.stock[].key_ID] | sort')" \
     "$(echo "$dump_b" | jq -c '[.keys[].key_ID] | sort')"
 t_eq "keys waiting at A are exactly B's stock" "$(echo "$dump_b" | jq -c '[.stock[].key_ID] | sort')" \
