@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "encryptor/net.h"
+#include <openssl/crypto.h>
 #include "runtime/log.h"
 #include "runtime/clock.h"
 
@@ -140,6 +141,9 @@ static void finish(conn *c)
                  (unsigned long long)c->waits);
     source_addr src = c->source;
     free(c);
+    /* This thread's OpenSSL state, freed before the stop can see the
+     * connection gone and end the process. */
+    OPENSSL_thread_stop();
     pthread_mutex_lock(&rt->lock);
     admission_leave(rt->admission, &src);
     rt->active--;

@@ -50,6 +50,17 @@ static int send_frame(sender *s, size_t len)
     return 0;
 }
 
+/* stx_room, telling the pace about the keys it moved past. */
+static size_t room_now(sender *s)
+{
+    uint32_t before = s->tx.cur;
+    size_t r = stx_room(&s->tx, clock_mono_seconds());
+    int64_t now = clock_mono_ms();
+    for (uint32_t i = before; i != s->tx.cur; i++)
+        announce_pace_used_up(&s->pace, now);
+    return r;
+}
+
 /* Takes keys from the pool and announces them, as many as the pace says
  * the direction should hold. With wait (no room left), at least one, waiting
  * for it (-1 when the connection or the appliance stops first); without,
@@ -57,7 +68,8 @@ static int send_frame(sender *s, size_t len)
 static int announce(sender *s, int wait)
 {
     conn *c = s->c;
-    size_t target = announce_pace_target(&s->pace, clock_mono_ms()), ahead = stx_keys_ahead(&s->tx), want;
+    size_t room_left = room_now(s), ahead = stx_keys_ahead(&s->tx), want;
+    size_t target = announce_pace_target(&s->pace, room_left, clock_mono_ms());
     if (wait) {
         want = target > ahead ? target - ahead : 1;
     } else {
@@ -86,17 +98,6 @@ static int announce(sender *s, int wait)
     enc_metrics_add(ENC_M_PADS_SPENT, n);
     enc_metrics_add(ENC_M_PAD_BYTES_SPENT, bytes);
     return send_frame(s, len);
-}
-
-/* stx_room, telling the pace about the keys it moved past. */
-static size_t room_now(sender *s)
-{
-    uint32_t before = s->tx.cur;
-    size_t r = stx_room(&s->tx, clock_mono_seconds());
-    int64_t now = clock_mono_ms();
-    for (uint32_t i = before; i != s->tx.cur; i++)
-        announce_pace_used_up(&s->pace, now);
-    return r;
 }
 
 /* Room for the next sealed frame, announcing (and waiting for) keys when
@@ -201,6 +202,7 @@ static int send_data(sender *s, size_t n)
         size_t k = n - off < r ? n - off : r;
         if (seal_and_send(s, FRAME_DATA, s->plain + off, k) < 0)
             return -1;
+        announce_pace_carried(&s->pace, k, clock_mono_ms());
         off += k;
     }
     return 0;

@@ -149,17 +149,32 @@ START_TEST(pace_follows_recent_traffic)
 {
     announce_pace p;
     announce_pace_init(&p, 4);
-    ck_assert_uint_eq(announce_pace_target(&p, 0), 1); /* a new direction: the key in use only */
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 0), 1); /* a new direction: the key in use only */
     announce_pace_used_up(&p, 100);
-    ck_assert_uint_eq(announce_pace_target(&p, 200), 2);
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 200), 2);
     announce_pace_used_up(&p, 300);
     announce_pace_used_up(&p, 400);
     announce_pace_used_up(&p, 500);
     announce_pace_used_up(&p, 600);
-    ck_assert_uint_eq(announce_pace_target(&p, 700), 4); /* never beyond announce_keys */
-    ck_assert_uint_eq(announce_pace_target(&p, 100 + ANNOUNCE_WINDOW_MS), 4);
-    ck_assert_uint_eq(announce_pace_target(&p, 500 + ANNOUNCE_WINDOW_MS), 2);
-    ck_assert_uint_eq(announce_pace_target(&p, 600 + ANNOUNCE_WINDOW_MS), 1); /* idle: back to one */
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 700), 4); /* never beyond announce_keys */
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 100 + ANNOUNCE_WINDOW_MS), 4);
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 500 + ANNOUNCE_WINDOW_MS), 2);
+    ck_assert_uint_eq(announce_pace_target(&p, 8000, 600 + ANNOUNCE_WINDOW_MS), 1); /* idle: back to one */
+
+    /* Within a key: one ahead once the key in use has less room left than
+     * what was carried recently. */
+    announce_pace q;
+    announce_pace_init(&q, 4);
+    announce_pace_carried(&q, 3000, 10000);
+    ck_assert_uint_eq(announce_pace_target(&q, 5000, 10100), 1);
+    announce_pace_carried(&q, 3000, 10600);
+    ck_assert_uint_eq(announce_pace_target(&q, 5000, 10700), 2);
+    ck_assert_uint_eq(announce_pace_target(&q, 7000, 10700), 1);
+    ck_assert_uint_eq(announce_pace_target(&q, 5000, 11500), 2); /* the previous window still counts */
+    ck_assert_uint_eq(announce_pace_target(&q, 5000, 12500), 1); /* two windows later, no more */
+    announce_pace_init(&q, 1);
+    announce_pace_carried(&q, 30000, 10000);
+    ck_assert_uint_eq(announce_pace_target(&q, 5000, 10100), 1); /* announce_keys 1: never ahead */
 }
 END_TEST
 
