@@ -2,6 +2,7 @@
  * defaults for every optional setting, one clear message per fault. */
 #include "encryptor/config.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,74 @@ static int parse_allowed(json_t *root, enc_config *c, char *err, size_t errlen)
     }
     c->allowed_count = json_array_size(arr);
     return 0;
+}
+
+/* "A.B.C.D/N" (no host bits set) or "A.B.C.D" (a /32). */
+static int parse_net(const char *text, enc_net *net)
+{
+    char addr[INET_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t len = slash ? (size_t)(slash - text) : strlen(text);
+    long bits = 32;
+    if (len == 0 || len >= sizeof addr)
+        return -1;
+    memcpy(addr, text, len);
+    addr[len] = '\0';
+    if (slash) {
+        char *end;
+        if (!isdigit((unsigned char)slash[1]))
+            return -1;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end || bits < 0 || bits > 32)
+            return -1;
+    }
+    struct in_addr in;
+    if (inet_pton(AF_INET, addr, &in) != 1)
+        return -1;
+    net->mask = bits == 0 ? 0 : 0xffffffffu << (32 - bits);
+    net->addr = ntohl(in.s_addr);
+    return (net->addr & ~net->mask) ? -1 : 0;
+}
+
+static int parse_allow(json_t *root, enc_config *c, char *err, size_t errlen)
+{
+    json_t *arr = json_object_get(root, "allow");
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > ENC_MAX_ALLOW_NETS)
+        return json_settings_fail(
+            err, errlen, "setting 'allow' must be an array of 1 to %d IPv4 networks \"A.B.C.D/N\"", ENC_MAX_ALLOW_NETS);
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v) || parse_net(json_string_value(v), &c->allow[i]) < 0)
+            return json_settings_fail(
+                err, errlen, "setting 'allow': entry %zu is not an IPv4 network A.B.C.D/N (host bits 0)", i + 1);
+    }
+    c->allow_count = json_array_size(arr);
+    return 0;
+}
+
+/* Who may connect to the listening port, and how often. The users side
+ * faces clients: a few connections per address by default; the server side
+ * faces users-side encryptors, each one address for all its connections. */
+static int parse_admission(json_t *root, enc_config *c, char *err, size_t errlen)
+{
+    int users = c->role == ENC_ROLE_USERS;
+    c->max_connections_per_source = users ? 32 : c->max_connections;
+    c->new_connections_per_second = users ? 10 : 0;
+    if (json_setting_long(root, "max_connections_per_source", &c->max_connections_per_source, 1, 10000, err, errlen) <
+            0 ||
+        json_setting_long(root, "new_connections_per_second", &c->new_connections_per_second, 0, 100000, err, errlen) <
+            0)
+        return -1;
+    c->new_connections_burst = c->new_connections_per_second ? 2 * c->new_connections_per_second : 1;
+    if (json_setting_long(root, "new_connections_burst", &c->new_connections_burst, 1, 200000, err, errlen) < 0)
+        return -1;
+    if (json_object_get(root, "new_connections_burst") && !c->new_connections_per_second)
+        return json_settings_fail(err, errlen, "setting 'new_connections_burst' needs 'new_connections_per_second'");
+    return parse_allow(root, c, err, errlen);
 }
 
 static int parse_mode(json_t *root, enc_config *c, char *err, size_t errlen)
@@ -189,7 +258,12 @@ static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
                                         "high_watermark_bytes",
                                         "pad_max_age_seconds",
                                         "announce_keys",
+                                        "coalesce_ms",
                                         "max_connections",
+                                        "max_connections_per_source",
+                                        "new_connections_per_second",
+                                        "new_connections_burst",
+                                        "allow",
                                         "connect_timeout_ms",
                                         "log_level",
                                         "admin_listen",
@@ -207,8 +281,11 @@ static int parse_root(json_t *root, enc_config *c, char *err, size_t errlen)
         return -1;
     c->max_connections = 256;
     c->connect_timeout_ms = 5000;
+    c->coalesce_ms = 1;
     snprintf(c->log_level, sizeof c->log_level, "info");
     if (json_setting_long(root, "max_connections", &c->max_connections, 1, 10000, err, errlen) < 0 ||
+        parse_admission(root, c, err, errlen) < 0 ||
+        json_setting_long(root, "coalesce_ms", &c->coalesce_ms, 0, 100, err, errlen) < 0 ||
         json_setting_long(root, "connect_timeout_ms", &c->connect_timeout_ms, 100, 120000, err, errlen) < 0 ||
         json_setting_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
         parse_admin(root, c, err, errlen) < 0)

@@ -10,6 +10,7 @@
 #include "api/etsi014.h"
 
 #define ENC_MAX_ALLOWED 32
+#define ENC_MAX_ALLOW_NETS 64
 #define ENC_PATH_MAX 1024
 
 enum enc_role { ENC_ROLE_USERS = 1, ENC_ROLE_SERVER = 2 };
@@ -18,6 +19,12 @@ typedef struct {
     char host[256]; /* name or numeric address, without brackets */
     char port[8];
 } enc_endpoint;
+
+/* An IPv4 network of the allow list, host byte order. */
+typedef struct {
+    uint32_t addr;
+    uint32_t mask;
+} enc_net;
 
 typedef struct {
     int role;
@@ -41,7 +48,13 @@ typedef struct {
     long high_watermark_bytes;
     long pad_max_age_seconds; /* pooled keys older than this are dropped */
     long announce_keys;       /* keys each connection direction announces ahead */
+    long coalesce_ms;         /* how long a sender gathers small writes before sealing them; 0: never */
     long max_connections;
+    long max_connections_per_source;
+    long new_connections_per_second; /* per source address (token bucket); 0: no limit */
+    long new_connections_burst;
+    enc_net allow[ENC_MAX_ALLOW_NETS]; /* client networks accepted on the listening port */
+    size_t allow_count;                /* 0: any address */
     long connect_timeout_ms;
     char log_level[16];
     enc_endpoint admin_listen; /* metrics and health (plain HTTP, IPv4); empty host: none */

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "encryptor/admission.h"
 #include "encryptor/config.h"
 #include "encryptor/pad_pool.h"
 
@@ -22,16 +23,27 @@ typedef struct {
     pthread_cond_t idle;
     struct conn *live; /* doubly linked */
     size_t active;
+    admission *admission; /* under lock */
     atomic_uint_fast64_t next_id;
-    atomic_uint_fast64_t opened, refused, tag_failures, malformed;
+    atomic_uint_fast64_t opened, tag_failures, malformed;
+    atomic_uint_fast64_t without_payload; /* closed before any payload: no key spent */
+    atomic_uint_fast64_t refused[ENC_REFUSED_COUNT];
+    int64_t refusal_logged_at[ENC_REFUSED_COUNT]; /* under lock: refusals are logged at most every 5 s each */
+    uint64_t refusals_unlogged[ENC_REFUSED_COUNT];
 } enc_runtime;
 
-void conn_runtime_init(enc_runtime *rt, const enc_config *cfg, pad_pool *pool);
+/* 0, or -1 when out of memory. */
+int conn_runtime_init(enc_runtime *rt, const enc_config *cfg, pad_pool *pool);
 void conn_runtime_free(enc_runtime *rt);
 
 /* Serves accepted socket fd (ownership moves) on a thread of its own. 0, or
- * -1 when refused (too many connections, no memory): fd is then closed. */
+ * -1 when refused (allow list, caps, no memory): fd is then closed. */
 int conn_start(enc_runtime *rt, int fd);
+
+/* Counts a refusal and logs it (rate-limited per reason). */
+void conn_refused(enc_runtime *rt, enum enc_refusal reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* All refusals so far. */
+uint64_t conn_refused_total(enc_runtime *rt);
 
 /* Ends every live connection (both sides closed). */
 void conn_abort_all(enc_runtime *rt, const char *reason);

@@ -25,6 +25,8 @@ typedef struct conn {
     pad_in *in;
     pthread_t sender;
     int sender_started;
+    source_addr source;       /* counted by the admission until the connection ends */
+    int no_payload;           /* users side: the client closed before sending a byte */
     char dest[DEST_TEXT_MAX]; /* users side, transparent: the original destination */
     char from[DEST_TEXT_MAX + 8];
     char to[256 + 16 + DEST_TEXT_MAX]; /* host:port [for original destination] */

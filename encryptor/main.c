@@ -78,7 +78,11 @@ static int run(const char *config_path, const enc_config *cfg)
         return 1;
     }
     enc_runtime rt;
-    conn_runtime_init(&rt, cfg, pool);
+    if (conn_runtime_init(&rt, cfg, pool) < 0) {
+        log_error("out of memory");
+        pad_pool_stop(pool);
+        return 1;
+    }
     listener *l = listener_start(&rt, &cfg->listen, err, sizeof err);
     enc_admin *admin = NULL;
     if (!l || enc_admin_start(&rt, &admin, err, sizeof err) < 0) {
@@ -123,7 +127,7 @@ static int run(const char *config_path, const enc_config *cfg)
     conn_runtime_free(&rt);
     log_info("stopped: %llu connections, %llu refused, %llu tag failures, %llu malformed frames; %llu pads fetched "
              "(%llu bytes), %llu fetch failures, %llu waits for pads, %llu pads aged out, %zu unused pads cleansed",
-             (unsigned long long)atomic_load(&rt.opened), (unsigned long long)atomic_load(&rt.refused),
+             (unsigned long long)atomic_load(&rt.opened), (unsigned long long)conn_refused_total(&rt),
              (unsigned long long)atomic_load(&rt.tag_failures), (unsigned long long)atomic_load(&rt.malformed),
              (unsigned long long)st.keys_fetched, (unsigned long long)st.bytes_fetched,
              (unsigned long long)st.fetch_failures, (unsigned long long)st.waits, (unsigned long long)st.keys_dropped,

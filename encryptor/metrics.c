@@ -52,9 +52,16 @@ static void write_connections(FILE *f, enc_runtime *rt)
     pthread_mutex_unlock(&rt->lock);
     gauge(f, "qkd_encryptor_connections_open", "Connections being served now.", open);
     counter(f, "qkd_encryptor_connections_total", "Connections opened since the start.", atomic_load(&rt->opened));
-    counter(f, "qkd_encryptor_connections_refused_total",
-            "Connections refused (too many, peer encryptor unreachable, destination not allowed).",
-            atomic_load(&rt->refused));
+    prom_family(f, "qkd_encryptor_connections_refused_total", "counter",
+                "Connections refused, by reason: not_allowed (not in 'allow'), per_source and rate (the caps per "
+                "source address), max_connections, setup (peer encryptor unreachable, not redirected, destination "
+                "not allowed).");
+    for (int r = 0; r < ENC_REFUSED_COUNT; r++)
+        prom_u64(f, "qkd_encryptor_connections_refused_total", atomic_load(&rt->refused[r]), "reason",
+                 admission_reason_name((enum enc_refusal)r), NULL);
+    counter(f, "qkd_encryptor_connections_without_payload_total",
+            "Connections the client closed before sending a byte: nothing was sent for them and no key spent.",
+            atomic_load(&rt->without_payload));
     counter(f, "qkd_encryptor_tag_failures_total", "Frames whose authentication tag failed; each ended its connection.",
             atomic_load(&rt->tag_failures));
     counter(f, "qkd_encryptor_malformed_frames_total", "Malformed or out-of-order frames; each ended its connection.",
@@ -70,6 +77,14 @@ static void write_pads(FILE *f, enc_runtime *rt)
     counter(f, "qkd_encryptor_pad_fetched_keys_total", "Keys the pad pool fetched with GET_KEY.", st.keys_fetched);
     counter(f, "qkd_encryptor_pad_fetched_bytes_total", "Key bytes the pad pool fetched with GET_KEY.",
             st.bytes_fetched);
+    counter(f, "qkd_encryptor_pad_spent_keys_total",
+            "Keys taken from the pad pool and announced to the peer encryptor for payload: the key spent (an "
+            "announced key is never used again, whether or not its connection used it up).",
+            enc_metrics_get(ENC_M_PADS_SPENT));
+    counter(f, "qkd_encryptor_pad_spent_bytes_total",
+            "Key bytes of the spent keys; against plaintext_bytes_total{direction=\"in\"}, the key spent per payload "
+            "byte carried.",
+            enc_metrics_get(ENC_M_PAD_BYTES_SPENT));
     counter(f, "qkd_encryptor_pad_aged_out_keys_total", "Pooled keys dropped unused for their age.", st.keys_dropped);
     counter(f, "qkd_encryptor_pad_received_keys_total",
             "Announced keys the receivers fetched with GET_KEY_WITH_KEY_IDS.", enc_metrics_get(ENC_M_PADS_IN));

@@ -22,8 +22,9 @@ struct pad_in {
     pthread_t thread;
     int started, stopping, failed;
     keyring ring;
-    uint32_t fetch_next;  /* first index not fetched yet */
-    uint32_t fetch_limit; /* indexes below it may be fetched: 1 until the peer is trusted */
+    uint32_t fetch_next; /* first index not fetched yet */
+    uint32_t
+        fetch_limit; /* indexes below it may be fetched: until the peer is trusted, only those a sealed frame asked for */
     uint64_t fetched;
     char error[512];
     char peer_sae[ETSI_ID_MAX + 1];
@@ -162,7 +163,7 @@ pad_in *pad_in_start(const enc_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     snprintf(p->peer_sae, sizeof p->peer_sae, "%s", cfg->peer_sae);
-    p->fetch_limit = 1;
+    p->fetch_limit = 0;
     keyring_init(&p->ring);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -213,6 +214,10 @@ int pad_in_get(pad_in *p, uint32_t index, pad_key *out, const atomic_int *cancel
 {
     int rc = -1;
     pthread_mutex_lock(&p->lock);
+    if (index >= p->fetch_limit && keyring_announced(&p->ring, index)) {
+        p->fetch_limit = index + 1; /* a sealed frame needs it to be verified */
+        pthread_cond_broadcast(&p->cond);
+    }
     for (;;) {
         const pad_key *k = keyring_get(&p->ring, index);
         if (k) {

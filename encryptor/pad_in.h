@@ -5,9 +5,11 @@
  * The KME hands each key_ID out once, so each is fetched once.
  *
  * KEYS frames are not sealed, so until a sealed frame of the direction has
- * verified (pad_in_trust) only the first announced key is fetched: a peer
- * that holds no key of the pair makes the receiver fetch one key at most,
- * never the whole announcement, per connection. */
+ * verified (pad_in_trust) a key is fetched only when a sealed frame that
+ * passed every order check asks for it (pad_in_get): a KEYS frame alone, or
+ * bytes that are no frame, fetch nothing, and a peer that holds no key of
+ * the pair makes the receiver fetch the one key its first sealed frame
+ * names, never the whole announcement, per connection. */
 #ifndef ENCRYPTOR_PAD_IN_H
 #define ENCRYPTOR_PAD_IN_H
 
@@ -28,7 +30,8 @@ int pad_in_announce(pad_in *p, const char (*ids)[FRAME_KEY_ID_BYTES + 1], size_t
 /* A sealed frame of this direction verified: the peer holds the pair's keys,
  * and every announced key may be fetched ahead of use. */
 void pad_in_trust(pad_in *p);
-/* Waits until the key at index is fetched; *out is a non-owning copy valid
+/* Waits until the key at index is fetched (asking for it when the peer is
+ * not trusted yet); *out is a non-owning copy valid
  * until pad_in_release_before passes index. -1 when it was dropped, its fetch
  * failed, or *cancel became non-zero. */
 int pad_in_get(pad_in *p, uint32_t index, pad_key *out, const atomic_int *cancel);

@@ -1,19 +1,27 @@
-/* The two pumps of one connection (conn_state.h). The sender reads
- * plaintext only when it has key room for it, so when pads run out the
- * stream waits and nothing leaves unencrypted; it announces keys before
- * using them and tops the announcement up as it goes. The receiver checks
- * every frame (order, tag) before a byte of it reaches the plaintext side,
- * and ends the connection on the first fault. */
+/* The two pumps of one connection (conn_state.h). The sender takes keys
+ * only for payload it holds: it gathers what the plaintext side writes
+ * (small writes for up to coalesce_ms, so that they share a frame and its
+ * MAC key), then takes and announces keys for it, as many ahead as the
+ * direction's recent traffic used (announce_pace.h). When pads run out it
+ * holds that payload and reads no more, so the stream waits and nothing
+ * leaves unencrypted. The receiver checks every frame (order, tag) before a
+ * byte of it reaches the plaintext side, and ends the connection on the
+ * first fault; until a sealed frame has verified it fetches no key but the
+ * one that frame needs (pad_in.h). */
 #include "encryptor/pump.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <openssl/crypto.h>
+#include "encryptor/announce_pace.h"
 #include "encryptor/frame.h"
+#include "encryptor/gcm.h"
 #include "encryptor/metrics.h"
+#include "encryptor/otp.h"
 #include "runtime/clock.h"
 #include "encryptor/net.h"
 #include "encryptor/stream_rx.h"
@@ -25,8 +33,10 @@
 typedef struct {
     conn *c;
     stream_tx tx;
+    announce_pace pace;
     unsigned char *frame; /* FRAME_MAX_BYTES */
     unsigned char *plain; /* FRAME_MAX_PAYLOAD */
+    int read_errno;       /* a read failed after payload was gathered: reported by the next gather */
 } sender;
 
 static int send_frame(sender *s, size_t len)
@@ -40,25 +50,43 @@ static int send_frame(sender *s, size_t len)
     return 0;
 }
 
-/* Takes keys from the pool up to announce_keys ahead and announces them.
- * With wait, waits for at least one (-1 when the connection or the
- * appliance stops first). */
+/* stx_room, telling the pace about the keys it moved past. */
+static size_t room_now(sender *s)
+{
+    uint32_t before = s->tx.cur;
+    size_t r = stx_room(&s->tx, clock_mono_seconds());
+    int64_t now = clock_mono_ms();
+    for (uint32_t i = before; i != s->tx.cur; i++)
+        announce_pace_used_up(&s->pace, now);
+    return r;
+}
+
+/* Takes keys from the pool and announces them, as many as the pace says
+ * the direction should hold. With wait (no room left), at least one, waiting
+ * for it (-1 when the connection or the appliance stops first); without,
+ * tops up the keys announced ahead when fewer than half the pace are left. */
 static int announce(sender *s, int wait)
 {
     conn *c = s->c;
-    size_t ahead = stx_keys_ahead(&s->tx), target = (size_t)c->rt->cfg->announce_keys;
-    size_t want = ahead < target ? target - ahead : 0;
-    if (wait && want == 0)
-        want = 1; /* out of room: at least one more key whatever the count says */
-    if (want == 0)
-        return 0;
+    size_t room_left = room_now(s), ahead = stx_keys_ahead(&s->tx), want;
+    size_t target = announce_pace_target(&s->pace, room_left, clock_mono_ms());
+    if (wait) {
+        want = target > ahead ? target - ahead : 1;
+    } else {
+        size_t want_ahead = target - 1; /* the key in use is held already */
+        if (ahead * 2 >= want_ahead)
+            return 0;
+        want = want_ahead - ahead;
+    }
     pad_key keys[FRAME_MAX_KEYS];
     int waited = 0;
     size_t n = pad_pool_take(c->rt->pool, keys, want, wait, &c->aborted, &waited);
     c->waits += (uint64_t)waited;
     if (n == 0)
         return wait ? -1 : 0;
-    size_t len;
+    size_t len, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += keys[i].len;
     int rc = stx_announce(&s->tx, keys, n, s->frame, &len);
     for (size_t i = 0; i < n; i++)
         pad_key_clear(&keys[i]);
@@ -67,6 +95,8 @@ static int announce(sender *s, int wait)
         return -1;
     }
     c->keys_out += n;
+    enc_metrics_add(ENC_M_PADS_SPENT, n);
+    enc_metrics_add(ENC_M_PAD_BYTES_SPENT, bytes);
     return send_frame(s, len);
 }
 
@@ -75,7 +105,7 @@ static int announce(sender *s, int wait)
 static size_t room(sender *s)
 {
     for (;;) {
-        size_t r = stx_room(&s->tx, clock_mono_seconds());
+        size_t r = room_now(s);
         if (r || atomic_load(&s->c->aborted))
             return atomic_load(&s->c->aborted) ? 0 : r;
         if (announce(s, 1) < 0) {
@@ -83,6 +113,59 @@ static size_t room(sender *s)
             return 0;
         }
     }
+}
+
+/* How much payload to gather for the next frame: what the key in use has
+ * room for, or else what a fresh key will have (less the OPEN frame the
+ * users side seals first). No key is taken for it. */
+static size_t gather_cap(sender *s, size_t open_bytes)
+{
+    size_t r = room_now(s);
+    if (r)
+        return r;
+    const enc_config *cfg = s->c->rt->cfg;
+    if (cfg->mode == FRAME_MODE_GCM)
+        return gcm_room(0, 0, 0, cfg->rotate_bytes, cfg->rotate_seconds);
+    size_t fresh = otp_room((size_t)cfg->pad_key_bits / 8, 0);
+    size_t open_slice = open_bytes ? otp_slice_bytes(open_bytes) : 0;
+    return fresh > open_slice + 1 ? fresh - open_slice : fresh;
+}
+
+/* Reads payload into s->plain, up to cap bytes: waits for the first byte,
+ * then gathers more for at most coalesce_ms, so that small writes share one
+ * frame (and one MAC key). >0 bytes, 0 at the end of the plaintext stream,
+ * -1 on error. */
+static ssize_t gather(sender *s, size_t cap)
+{
+    int fd = atomic_load(&s->c->plain_fd);
+    if (s->read_errno) {
+        errno = s->read_errno;
+        return -1;
+    }
+    ssize_t n = net_read_some(fd, s->plain, cap);
+    long delay = s->c->rt->cfg->coalesce_ms;
+    if (n <= 0 || (size_t)n >= cap || delay == 0)
+        return n;
+    size_t got = (size_t)n;
+    int64_t deadline = clock_mono_ms() + delay;
+    while (got < cap && !atomic_load(&s->c->aborted)) {
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        ssize_t m = net_read_some(fd, s->plain + got, cap - got);
+        if (m < 0)
+            s->read_errno = errno ? errno : EIO;
+        if (m <= 0)
+            break; /* the end or the error is seen again by the next gather */
+        got += (size_t)m;
+    }
+    return (ssize_t)got;
 }
 
 static int seal_and_send(sender *s, uint8_t type, const unsigned char *plain, size_t n)
@@ -95,34 +178,57 @@ static int seal_and_send(sender *s, uint8_t type, const unsigned char *plain, si
     return send_frame(s, len);
 }
 
+/* Users side: the OPEN frame, sealed with the first payload. */
+static int send_open(sender *s)
+{
+    conn *c = s->c;
+    size_t dl = strlen(c->dest), r = room(s);
+    if (!r)
+        return -1;
+    if (r < dl) {
+        conn_abort(c, "keys too short for the OPEN frame");
+        return -1;
+    }
+    return seal_and_send(s, FRAME_OPEN, (const unsigned char *)c->dest, dl);
+}
+
+/* The n gathered bytes, in as many DATA frames as the keys' room asks. */
+static int send_data(sender *s, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        size_t r = room(s);
+        if (!r)
+            return -1;
+        size_t k = n - off < r ? n - off : r;
+        if (seal_and_send(s, FRAME_DATA, s->plain + off, k) < 0)
+            return -1;
+        announce_pace_carried(&s->pace, k, clock_mono_ms());
+        off += k;
+    }
+    return 0;
+}
+
 static void send_loop(sender *s)
 {
     conn *c = s->c;
-    if (c->rt->cfg->role == ENC_ROLE_USERS) {
-        size_t dl = strlen(c->dest), r = room(s);
-        if (!r)
-            return;
-        if (r < dl) {
-            conn_abort(c, "keys too short for the OPEN frame");
-            return;
-        }
-        if (seal_and_send(s, FRAME_OPEN, (const unsigned char *)c->dest, dl) < 0)
-            return;
-    }
-    int fd = atomic_load(&c->plain_fd);
+    size_t open_bytes = c->rt->cfg->role == ENC_ROLE_USERS ? strlen(c->dest) : 0;
+    int need_open = c->rt->cfg->role == ENC_ROLE_USERS;
     for (;;) {
-        size_t r = room(s);
-        if (!r)
-            return;
-        ssize_t n = net_read_some(fd, s->plain, r);
+        ssize_t n = gather(s, gather_cap(s, need_open ? open_bytes : 0));
         if (atomic_load(&c->aborted))
             return;
         if (n < 0) {
             conn_abort(c, "plaintext read failed: %s", strerror(errno));
             return;
         }
+        if (need_open) {
+            if (send_open(s) < 0)
+                return;
+            need_open = 0;
+        }
         if (n == 0) {
-            if (seal_and_send(s, FRAME_FIN, s->plain, 0) == 0) {
+            /* sealed like any frame: a direction that carried no payload spends one key on it */
+            if (room(s) && seal_and_send(s, FRAME_FIN, s->plain, 0) == 0) {
                 c->fin_sent = 1;
                 shutdown(atomic_load(&c->cipher_fd), SHUT_WR);
             }
@@ -130,9 +236,7 @@ static void send_loop(sender *s)
         }
         c->plain_in += (uint64_t)n;
         enc_metrics_add(ENC_M_PLAINTEXT_IN, (uint64_t)n);
-        if (seal_and_send(s, FRAME_DATA, s->plain, (size_t)n) < 0)
-            return;
-        if (stx_keys_ahead(&s->tx) * 2 < (size_t)c->rt->cfg->announce_keys && announce(s, 0) < 0)
+        if (send_data(s, (size_t)n) < 0 || announce(s, 0) < 0)
             return;
     }
 }
@@ -142,6 +246,7 @@ void *pump_send(void *arg)
     sender s = {.c = arg};
     const enc_config *cfg = s.c->rt->cfg;
     stx_init(&s.tx, (uint8_t)cfg->mode, cfg->rotate_bytes, cfg->rotate_seconds);
+    announce_pace_init(&s.pace, (size_t)cfg->announce_keys);
     s.frame = malloc(FRAME_MAX_BYTES);
     s.plain = malloc(FRAME_MAX_PAYLOAD);
     if (s.frame && s.plain)
@@ -181,7 +286,7 @@ static int get_key(void *arg, uint32_t index, pad_key *out)
 
 static void refuse(conn *c, const char *text)
 {
-    atomic_fetch_add(&c->rt->refused, 1);
+    atomic_fetch_add(&c->rt->refused[ENC_REFUSED_SETUP], 1);
     log_warn("conn %llu refused: %s", (unsigned long long)c->id, text);
     conn_abort(c, "refused: %s", text);
 }

@@ -34,6 +34,9 @@
 #      by the server side.
 #  (8) Both encryptors stop with status 0 on SIGTERM; no sanitizer report in
 #      any encryptor or KME log, no key material in the encryptor logs.
+#  (9) KEYS frames of key_IDs copied from elsewhere: alone they make the
+#      server side fetch nothing; followed by a forged sealed frame, only the
+#      one key that frame needs to be checked.
 # Ports 7100-7299 only: KMEs 7101-7103 and 7201-7203, the rest 7250-7299.
 # shellcheck disable=SC2034 # T_SUITE and the NET_* settings are read by the sourced files
 T_SUITE=encryptor
@@ -176,7 +179,9 @@ URL=rtmp://127.0.0.1:$P_USERS/live
 echo "== (1)(2) a publish through the pair, and a live player through it mid-stream"
 rtmp_publish "$URL/one" "$SRC" "$W/pub-one.log" & PUB=$!
 wait_for 15 test -s "$(rtmp_recording "$W/nginx" one)"
-sleep 1.5
+# The player must see 4 s of the 8 s stream: it starts soon after the stream
+# does (a connection's set-up includes a KME round trip per direction).
+sleep 0.5
 timeout -k 5 30 bash -c "$(declare -f rtmp_play); rtmp_play '$URL/one' '$W/pull-one.raw' '$W/pull-one.log' 4" & PLAY=$!
 wait $PUB
 t_eq "(1) the publisher through the pair succeeds" 0 "$?"
@@ -423,21 +428,23 @@ fi
 # ---------------------------------------------------------------------------------
 echo "== (9) KEYS frames from a peer that holds no key"
 # Whoever reaches the server side's ciphertext port can announce key_IDs it
-# has seen (here: real ones, SAE_B's keys for SAE_C). Until a sealed frame
-# verifies, the server side fetches the first announced key only: the others
-# stay at the KME for the connection they were made for.
+# has seen (here: real ones, SAE_B's keys for SAE_C). KEYS frames are not
+# sealed: the server side fetches no key for them; until a sealed frame
+# verifies, it fetches only the key such a frame needs to be checked, and
+# the others stay at the KME for the connection they were made for.
 SC_B=("$T_BIN/sae-client" --kme "$(net_url B)" --kme-id KME_B --cert "$NET_DIR/certs/SAE_B.pem"
     --key "$NET_DIR/certs/SAE_B.key" --ca "$NET_DIR/certs/ca.pem")
 "${SC_B[@]}" get-key SAE_C --number 6 --output ids >"$W/stolen.ids" 2>"$W/stolen.err"
 t_eq "(9) SAE_B got 6 keys for SAE_C" 6 "$(grep -c . "$W/stolen.ids")"
-fetched_before=$(grep -c "fetched .* announced pads" "$W/server/encryptor.log")
-python3 - "$W/stolen.ids" "$W/keys-frame.bin" <<'PY'
+python3 - "$W/stolen.ids" "$W/keys-frame.bin" "$W/open-frame.bin" <<'PY'
 import struct, sys
 ids = [l.strip() for l in open(sys.argv[1]) if l.strip()]
 body = "".join(ids).encode()
-# magic, type KEYS, mode one-time pad, reserved, seq 0, first index 0, offset 0, length
+# magic, type, mode one-time pad, reserved, seq, key index, offset, length
 head = b"QKE\x01" + struct.pack(">BBHQIII", 1, 1, 0, 0, 0, 0, len(body))
 open(sys.argv[2], "wb").write(head + body)
+# a forged OPEN frame (empty destination) with key 0 and a made-up tag
+open(sys.argv[3], "wb").write(b"QKE\x01" + struct.pack(">BBHQIII", 2, 1, 0, 1, 0, 0, 0) + bytes(16))
 PY
 # gone_at_c: how many of them KME_C no longer holds (fetched by SAE_C).
 gone_at_c() {
@@ -445,14 +452,20 @@ gone_at_c() {
     sort "$W/stolen.ids" | comm -23 - "$W/c.ids" | wc -l
 }
 t_eq "(9) KME_C holds the 6 keys for SAE_C" 0 "$(gone_at_c)"
-# The frame, on a connection held open while the server side acts on it.
+# The KEYS frame alone, on a connection held open while the server side acts on it.
 exec 5<>"/dev/tcp/127.0.0.1/$P_SERVER"
 cat "$W/keys-frame.bin" >&5
-some_gone() { [ "$(gone_at_c)" -gt 0 ]; }
-t_check "(9) the server side fetched an announced key" wait_for 30 some_gone
-t_check "(9) ...and then no more" wait_still 5 gone_at_c
-t_eq "(9) one key fetched of the 6 announced: 5 stay at the KME for the connection they were made for" 1 \
-    "$(gone_at_c)"
+t_check "(9) a KEYS frame alone: the server side's key fetches stay still" wait_still 5 gone_at_c
+t_eq "(9) ... and it fetched none of the 6" 0 "$(gone_at_c)"
+exec 5>&-
+# Then the KEYS frame and a sealed frame that does not verify.
+tags_before=$(grep -c "tag failure on a OPEN frame" "$W/server/encryptor.log")
+exec 5<>"/dev/tcp/127.0.0.1/$P_SERVER"
+cat "$W/keys-frame.bin" "$W/open-frame.bin" >&5
+tag_failed() { [ "$(grep -c "tag failure on a OPEN frame" "$W/server/encryptor.log")" -gt "$tags_before" ]; }
+t_check "(9) a forged OPEN frame after it fails its tag at the server side" wait_for 30 tag_failed
+t_check "(9) ...and the key fetches stay still" wait_still 5 gone_at_c
+t_eq "(9) one key fetched of the 6 announced (to check that frame): 5 stay at the KME" 1 "$(gone_at_c)"
 exec 5>&-
 t_check "(9) the server side is still running" kill -0 "$SERVER_PID"
 
