@@ -7,6 +7,7 @@
 #define STORE_STORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <lmdb.h>
 
@@ -30,6 +31,9 @@ typedef struct kme_store {
     store_op_item *queue_head, *queue_tail;
     int stopping, writer_started;
     uint64_t batches, ops; /* statistics */
+    /* the high-water mark (store/store_usage.h) */
+    atomic_uint high_water_percent;
+    atomic_int above_high_water;
 } kme_store;
 
 /* An operation on the store. Return 0 to keep its changes, anything else to
