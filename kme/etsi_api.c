@@ -78,13 +78,15 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     resp->body = etsi_status_to_json(&st);
 }
 
-/* A write the store refused while its map is used up: the answer names the
- * full store (still 503) rather than a store failure. */
+/* A write the store refused while its map is used up (a store failure, or
+ * keys that could not be stored): the answer names the full store (still
+ * 503) rather than a failure. */
 static void name_full_store(kme_context *k, http_response *resp)
 {
     etsi_problem p;
     if (resp->status != 503 || !resp->body || etsi_error_from_json(resp->body, strlen(resp->body), &p) != 0 ||
-        strcmp(p.message, "key store failure") != 0 || !store_is_full(&k->store))
+        (strcmp(p.message, "key store failure") != 0 && !strstr(p.detail, "could not be stored")) ||
+        !store_is_full(&k->store))
         return;
     etsi_text_free(resp->body);
     http_error(resp, 503, "key store full",

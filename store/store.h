@@ -34,6 +34,7 @@ typedef struct kme_store {
     /* the high-water mark (store/store_usage.h) */
     atomic_uint high_water_percent;
     atomic_int above_high_water;
+    _Atomic int64_t full_ms; /* when a write last failed for want of room */
 } kme_store;
 
 /* An operation on the store. Return 0 to keep its changes, anything else to

@@ -1,5 +1,6 @@
 /* The store's map usage and its high-water mark (see store_usage.h). */
 #include "store/store_usage.h"
+#include "runtime/clock.h"
 #include "runtime/log.h"
 
 #include <string.h>
@@ -87,11 +88,13 @@ int store_above_high_water(kme_store *s)
     return atomic_load(&s->above_high_water);
 }
 
+void store_note_full(kme_store *s)
+{
+    atomic_store(&s->full_ms, clock_mono_ms());
+}
+
 int store_is_full(kme_store *s)
 {
-    store_usage u;
-    if (store_usage_read(s, &u) || u.page_bytes == 0)
-        return 0;
-    uint64_t left = u.map_bytes > u.file_bytes ? u.map_bytes - u.file_bytes : 0;
-    return left < u.map_bytes / 64;
+    int64_t at = atomic_load(&s->full_ms);
+    return at != 0 && clock_mono_ms() - at < STORE_FULL_MEMORY_MS;
 }

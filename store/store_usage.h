@@ -33,8 +33,12 @@ int store_check_high_water(kme_store *s);
 /* The state as last checked, for metrics and the status page. */
 int store_above_high_water(kme_store *s);
 
-/* The map is (all but) used up: what remains after its last allocated page
- * is under 1/64 of it. A write that failed then failed for want of room. */
+/* Records that a write failed for want of room in the map (the writer). */
+void store_note_full(kme_store *s);
+
+/* A write failed for want of room in the map within the last
+ * STORE_FULL_MEMORY_MS: a store failure seen now is the full store. */
+#define STORE_FULL_MEMORY_MS 5000
 int store_is_full(kme_store *s);
 
 #endif
