@@ -81,7 +81,7 @@ printf 'blocks\tA_used_pages\tA_data_mdb_bytes\tB_used_pages\tB_data_mdb_bytes\n
 next=0 fed=0 idle=0
 while :; do
     fed=$(ingested A B) || fail "cannot dump A"
-    if [ "$fed" -ge "$next" ]; then
+    if [ "$fed" -ge "$next" ] || [ "$fed" -ge "$BLOCKS" ]; then
         row=$(printf '%s\t%s\t%s\t%s\t%s' "$fed" "$(used_pages A)" "$(mdb_bytes A)" "$(used_pages B)" "$(mdb_bytes B)")
         printf '%s\n' "$row" >>"$OUT/store_flat.tsv"
         printf '  %s\n' "$row"
