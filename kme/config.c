@@ -106,6 +106,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     c->verify_timeout_ms = 5000;
     c->link_stock_max_bytes = 256L * 1024 * 1024;
     c->store_max_mb = 4096;
+    c->store_high_water_percent = 90;
     c->connection_limit = 1000;
     c->connection_limit_per_address = 256;
     c->connection_timeout_s = 30;
@@ -160,6 +161,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
         json_setting_long(root, "verify_timeout_ms", &c->verify_timeout_ms, 100, 600000, err, errlen) < 0 ||
         json_setting_long(root, "link_stock_max_bytes", &c->link_stock_max_bytes, 65536, 1L << 40, err, errlen) < 0 ||
         json_setting_long(root, "store_max_mb", &c->store_max_mb, 16, 1L << 20, err, errlen) < 0 ||
+        json_setting_long(root, "store_high_water_percent", &c->store_high_water_percent, 10, 100, err, errlen) < 0 ||
         json_setting_long(root, "connection_limit", &c->connection_limit, 1, 100000, err, errlen) < 0 ||
         json_setting_long(root, "connection_limit_per_address", &c->connection_limit_per_address, 1, 100000, err,
                           errlen) < 0 ||
@@ -284,6 +286,7 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         {"verify_timeout_ms", a->verify_timeout_ms, b->verify_timeout_ms},
         {"link_stock_max_bytes", a->link_stock_max_bytes, b->link_stock_max_bytes},
         {"store_max_mb", a->store_max_mb, b->store_max_mb},
+        {"store_high_water_percent", a->store_high_water_percent, b->store_high_water_percent},
         {"connection_limit", a->connection_limit, b->connection_limit},
         {"connection_limit_per_address", a->connection_limit_per_address, b->connection_limit_per_address},
         {"connection_timeout_s", a->connection_timeout_s, b->connection_timeout_s},

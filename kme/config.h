@@ -43,6 +43,7 @@ typedef struct {
     long verify_timeout_ms;            /* a key-caching transaction */
     long link_stock_max_bytes;         /* ingest pauses above this much unused link key */
     long store_max_mb;                 /* LMDB map size */
+    long store_high_water_percent;     /* link ingest pauses with this much of the map in use */
     long connection_limit;             /* concurrent connections per listener */
     long connection_limit_per_address; /* concurrent connections per listener from one address */
     long connection_timeout_s;         /* idle or slow clients are dropped after this */

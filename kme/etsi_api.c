@@ -3,6 +3,7 @@
 #include "kme/audit.h"
 #include "kme/context.h"
 #include "store/key_records.h"
+#include "store/store_usage.h"
 #include "kme/key_supply.h"
 #include "runtime/log.h"
 #include "kme/metrics.h"
@@ -79,6 +80,23 @@ static void get_status(kme_context *k, const char *caller, const char *slave, ht
     resp->body = etsi_status_to_json(&st);
 }
 
+/* A write the store refused while its map is used up (a store failure, or
+ * keys that could not be stored): the answer names the full store (still
+ * 503) rather than a failure. */
+static void name_full_store(kme_context *k, http_response *resp)
+{
+    etsi_problem p;
+    if (resp->status != 503 || !resp->body || etsi_error_from_json(resp->body, strlen(resp->body), &p) != 0 ||
+        (strcmp(p.message, "key store failure") != 0 && !strstr(p.detail, "could not be stored")) ||
+        !store_is_full(&k->store))
+        return;
+    etsi_text_free(resp->body);
+    http_error(resp, 503, "key store full",
+               "the key store has no room left (store_max_mb %ld); keys fetched or expired make room again",
+               k->cfg.store_max_mb);
+    log_warn("key store full: a request that needed to store keys was refused (store_max_mb %ld)", k->cfg.store_max_mb);
+}
+
 /* ---- enc_keys: one local commit without blocking, or the blocking path on a worker ---- */
 
 typedef struct {
@@ -117,6 +135,7 @@ static void enc_finish_common(enc_work *w, int rc, etsi_key_container *keys, htt
         answer_keys(resp, keys);
     } else {
         *resp = *err;
+        name_full_store(w->k, resp);
     }
     etsi_key_request_clear(&w->kr);
     free(w);
@@ -142,6 +161,8 @@ static void enc_finish_blocking(void *arg, http_response *resp)
         log_debug("enc_keys: %ld keys of %ld bits for master %s, slave %s", w->kr.number, w->kr.size, w->caller,
                   w->slave);
     *resp = w->answer; /* the answer, or the error */
+    if (w->supply.rc != 0)
+        name_full_store(w->k, resp);
     etsi_key_request_clear(&w->kr);
     free(w);
 }
@@ -170,6 +191,7 @@ static void enc_keys(kme_context *k, const http_request *req, const char *caller
     switch (supply_prepare(k, w->caller, w->slave, &w->kr, &w->supply)) {
     case SUPPLY_REFUSED:
         *resp = w->supply.resp;
+        name_full_store(k, resp);
         supply_request_clear(&w->supply);
         etsi_key_request_clear(&w->kr);
         free(w);
@@ -252,6 +274,7 @@ static void dec_finish(void *arg, http_response *resp)
         break;
     default:
         http_error(resp, 503, "key store failure", "the keys could not be read");
+        name_full_store(w->k, resp);
     }
     etsi_key_container_clear(&w->keys);
     free_key_slaves(w);

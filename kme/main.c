@@ -10,6 +10,7 @@
 #include "kme/etsi_api.h"
 #include "runtime/handler_gate.h"
 #include "store/key_records.h"
+#include "store/store_usage.h"
 #include "runtime/log.h"
 #include "kme/metrics.h"
 #include "kme/reload.h"
@@ -141,6 +142,8 @@ static int run(kme_context *k, const char *config_path)
         audit_close();
         return 1;
     }
+    store_set_high_water(&k->store, (unsigned)k->cfg.store_high_water_percent);
+    store_check_high_water(&k->store);
     int rc = 1;
     k->economy = economy_new();
     if (!k->economy) {

@@ -6,6 +6,7 @@
 #include "kme/key_economy.h"
 #include "runtime/clock.h"
 #include "runtime/prom_text.h"
+#include "store/store_usage.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -255,7 +256,9 @@ static void write_links(FILE *f, kme_context *k)
         if (links[i].counted)
             prom_u64(f, "qkd_kme_link_unverified_bytes", links[i].stock.unverified, "link", k->net.links[i].lb.peer_id,
                      NULL);
-    prom_family(f, "qkd_kme_link_blocks", "gauge", "Link key blocks in the store by state.");
+    prom_family(f, "qkd_kme_link_blocks", "gauge",
+                "Link key blocks verified, and discarded, on the link since the store began (a block used up or "
+                "discarded is erased; it still counts).");
     for (size_t i = 0; i < n; i++)
         if (links[i].counted) {
             prom_u64(f, "qkd_kme_link_blocks", links[i].stock.verified_blocks, "link", k->net.links[i].lb.peer_id,
@@ -339,6 +342,19 @@ static void write_store(FILE *f, kme_context *k)
     prom_family(f, "qkd_kme_stock_keys", "gauge", "Keys reserved or relayed ahead of demand, held in the store.");
     if (ok)
         prom_u64(f, "qkd_kme_stock_keys", (uint64_t)stock.ms_entries, NULL);
+    store_usage u;
+    ok = k->store.env && store_usage_read(&k->store, &u) == 0;
+    prom_family(f, "qkd_kme_store_map_used_bytes", "gauge",
+                "Bytes of the store's LMDB map in use (pages allocated less those on the free list).");
+    if (ok)
+        prom_u64(f, "qkd_kme_store_map_used_bytes", u.used_bytes, NULL);
+    prom_family(f, "qkd_kme_store_map_size_bytes", "gauge", "The store's LMDB map size (store_max_mb).");
+    if (ok)
+        prom_u64(f, "qkd_kme_store_map_size_bytes", u.map_bytes, NULL);
+    prom_family(f, "qkd_kme_store_high_water", "gauge",
+                "1 while the store is above its high-water mark (store_high_water_percent): link ingest paused.");
+    if (k->store.env)
+        prom_u64(f, "qkd_kme_store_high_water", (uint64_t)store_above_high_water(&k->store), NULL);
 }
 
 /* The key economy's figures, one family a pass. */

@@ -7,6 +7,7 @@
 #include "relay/router.h"
 #include "relay/routing.h"
 #include "runtime/clock.h"
+#include "store/store_usage.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -363,6 +364,15 @@ static json_t *economy_json(kme_context *k)
     return out;
 }
 
+/* The store's map usage and whether link ingest is paused at its high-water mark. */
+static json_t *store_json(kme_context *k)
+{
+    store_usage u = {0};
+    int ok = k->store.env && store_usage_read(&k->store, &u) == 0;
+    return json_pack("{s:b,s:I,s:I,s:b}", "read", ok, "used_bytes", (json_int_t)u.used_bytes, "map_bytes",
+                     (json_int_t)u.map_bytes, "above_high_water", k->store.env && store_above_high_water(&k->store));
+}
+
 char *status_json_text(kme_context *k, size_t *len)
 {
     snapshot s = {.self = k->cfg.kme_id, .now_ms = clock_wall_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
@@ -377,11 +387,11 @@ char *status_json_text(kme_context *k, size_t *len)
     }
     json_t *root = NULL;
     if (!s.failed && local) {
-        root = json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:O,s:o,s:o}", "self", k->cfg.kme_id, "generated_at",
+        root = json_pack("{s:s,s:o,s:I,s:I,s:o,s:o,s:O,s:O,s:O,s:o,s:o,s:o}", "self", k->cfg.kme_id, "generated_at",
                          utc_time(s.now_ms), "generated_ms", (json_int_t)s.now_ms, "low_stock_bytes",
                          (json_int_t)s.low_stock_bytes, "sites", sites_json(&s), "links", links_json(k, &s, local),
                          "routes", s.routes, "directory", s.directory, "conflicts", s.conflicts, "relays",
-                         relays_json(k), "economy", economy_json(k));
+                         relays_json(k), "economy", economy_json(k), "store", store_json(k));
     }
     size_t n = root ? json_dumpb(root, NULL, 0, JSON_COMPACT) : 0;
     if (n && (text = malloc(n + 1))) {

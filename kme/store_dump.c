@@ -157,14 +157,18 @@ int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
         store_close(&s);
         return -1;
     }
-    json_t *links = json_object();
-    for (size_t i = 0; i < cfg->link_count; i++)
+    json_t *links = json_object(), *marks = json_object();
+    for (size_t i = 0; i < cfg->link_count; i++) {
+        uint64_t mark = 0;
         json_object_set_new(links, cfg->links[i].peer_id, dump_blocks(&s, txn, cfg->links[i].peer_id));
+        lb_ingest_mark(&s, txn, cfg->links[i].peer_id, &mark);
+        json_object_set_new(marks, cfg->links[i].peer_id, json_integer((json_int_t)mark));
+    }
     json_t *root =
-        json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "keys",
-                  dump_db(txn, s.keys, waiting_key_row), "delivered", dump_db(txn, s.keys, delivered_key_row), "stock",
-                  dump_db(txn, s.stock, stock_row), "in_doubt", dump_db(txn, s.in_doubt, in_doubt_row), "withdrawn",
-                  dump_db(txn, s.withdrawn, withdrawn_row));
+        json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "kme_id", cfg->kme_id, "links", links, "ingest_marks", marks,
+                  "keys", dump_db(txn, s.keys, waiting_key_row), "delivered", dump_db(txn, s.keys, delivered_key_row),
+                  "stock", dump_db(txn, s.stock, stock_row), "in_doubt", dump_db(txn, s.in_doubt, in_doubt_row),
+                  "withdrawn", dump_db(txn, s.withdrawn, withdrawn_row));
     mdb_txn_abort(txn);
     store_close(&s);
     json_dumpf(root, out, JSON_INDENT(1));

@@ -131,7 +131,7 @@ int link_mac_read(kme_store *s, MDB_txn *txn, const lb_link *link, const lb_rang
         lb_meta m;
         int rc = lb_get_meta(s, txn, link->peer_id, ranges[i].seq, &m);
         if (rc == MDB_NOTFOUND)
-            return LB_INVALID;
+            return lb_is_spent(s, txn, link->peer_id, ranges[i].seq) ? LB_REUSED : LB_INVALID;
         if (rc)
             return LB_DB;
         uint64_t end = (uint64_t)ranges[i].offset + ranges[i].length;

@@ -6,6 +6,7 @@
 #include "relay/key_stock.h"
 #include "relay/msg_auth.h"
 #include "relay/reserve.h"
+#include "store/store_usage.h"
 #include "api/kme_msgs.h"
 #include "runtime/clock.h"
 #include "runtime/log.h"
@@ -31,6 +32,7 @@ typedef struct {
     unsigned char *data;
     size_t len;
     int existed; /* out: the seq was already stored */
+    int spent;   /* out: the seq was used up (or passed over) and erased: never stored again */
 } ingest_op_arg;
 
 static int ingest_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -38,7 +40,8 @@ static int ingest_op(kme_store *s, MDB_txn *txn, void *arg)
     ingest_op_arg *a = arg;
     int rc = lb_ingest(s, txn, &a->link->lb, a->seq, a->data, a->len);
     a->existed = rc == LB_EXISTS;
-    return rc == LB_OK || rc == LB_EXISTS ? 0 : -1;
+    a->spent = rc == LB_SPENT;
+    return rc == LB_OK || rc == LB_EXISTS || rc == LB_SPENT ? 0 : -1;
 }
 
 static int parse_block_name(const char *name, uint64_t *seq)
@@ -87,21 +90,58 @@ static unsigned char *read_block(const char *path, size_t *len)
     return buf;
 }
 
+/* Keeps in seqs the (up to INGEST_BATCH) lowest block seqs of the directory
+ * not above bound; *top gets the highest seq seen. -1 if it cannot be read. */
+static int scan_lowest(const char *dir, uint64_t bound, uint64_t *seqs, size_t *n, uint64_t *top)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    *n = 0;
+    *top = 0;
+    while ((e = readdir(d))) {
+        uint64_t seq;
+        if (parse_block_name(e->d_name, &seq) != 0)
+            continue;
+        if (seq > *top)
+            *top = seq;
+        if (seq > bound)
+            continue;
+        if (*n < INGEST_BATCH) {
+            seqs[(*n)++] = seq;
+            continue;
+        }
+        size_t hi = 0; /* replace the highest kept, if this one is lower */
+        for (size_t i = 1; i < *n; i++)
+            if (seqs[i] > seqs[hi])
+                hi = i;
+        if (seq < seqs[hi])
+            seqs[hi] = seq;
+    }
+    closedir(d);
+    return 0;
+}
+
 int link_ingest_once(relay_node *k, relay_link *l)
 {
     const relay_link_config *lc = &k->cfg.links[l->index];
-    DIR *d = opendir(lc->key_dir);
-    if (!d)
-        return -1;
-    uint64_t seqs[INGEST_BATCH * 4];
+    if (store_check_high_water(k->store))
+        return 0; /* the store is above its high-water mark: the files wait */
+    /* A seq below the link's ingest mark is refused as spent, so the blocks
+     * go in lowest first and none may be passed over. A block file named
+     * while the directory is read may be missed by that reading, so a second
+     * reading takes the lowest seqs up to the highest the first one saw: the
+     * device names its files in order, so every seq below that one was named
+     * before the second reading began. */
+    uint64_t seqs[INGEST_BATCH], top;
     size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < sizeof seqs / sizeof seqs[0]) {
-        uint64_t seq;
-        if (parse_block_name(e->d_name, &seq) == 0)
-            seqs[n++] = seq;
-    }
-    closedir(d);
+    if (scan_lowest(lc->key_dir, UINT64_MAX, seqs, &n, &top))
+        return -1;
+    if (n == 0)
+        return 0;
+    if (scan_lowest(lc->key_dir, top, seqs, &n, &top))
+        return -1;
     if (n == 0)
         return 0;
     qsort(seqs, n, sizeof seqs[0], cmp_u64);
@@ -119,7 +159,7 @@ int link_ingest_once(relay_node *k, relay_link *l)
             break; /* full: leave the files for later */
         char path[1200];
         snprintf(path, sizeof path, "%s/%llu.key", lc->key_dir, (unsigned long long)seqs[i]);
-        ingest_op_arg a = {l, seqs[i], NULL, 0, 0};
+        ingest_op_arg a = {l, seqs[i], NULL, 0, 0, 0};
         a.data = read_block(path, &a.len);
         if (!a.data) {
             log_warn("link %s: cannot read block file %s; removing it", lc->peer_id, path);
@@ -136,6 +176,10 @@ int link_ingest_once(relay_node *k, relay_link *l)
         if (a.existed)
             log_warn("link %s: block %llu was already stored; removing the duplicate file", lc->peer_id,
                      (unsigned long long)seqs[i]);
+        else if (a.spent)
+            log_warn("link %s: block %llu is below the link's ingest mark (used up, or arrived after later blocks); "
+                     "refused as spent, removing the file",
+                     lc->peer_id, (unsigned long long)seqs[i]);
         else {
             stored++;
             unused += a.len;
@@ -189,9 +233,11 @@ static int apply_op(kme_store *s, MDB_txn *txn, void *arg)
         if (!ours)
             continue;
         lb_meta m;
-        if (lb_get_meta(s, txn, a->link->lb.peer_id, a->resp.seqs[i], &m) != 0)
+        int rc = lb_get_meta(s, txn, a->link->lb.peer_id, a->resp.seqs[i], &m);
+        if (rc != 0 && rc != MDB_NOTFOUND)
             return -1;
-        int open = m.state == LB_LOCKED && m.txn_hash == a->txn_hash; /* else settled already */
+        /* else settled already (and perhaps used up and erased) */
+        int open = rc == 0 && m.state == LB_LOCKED && m.txn_hash == a->txn_hash;
         if (lb_apply_verdict(s, txn, &a->link->lb, a->resp.seqs[i], a->txn_hash,
                              (enum lb_verdict)a->resp.verdicts[i]) != LB_OK)
             return -1;
@@ -332,6 +378,17 @@ typedef struct {
     relay_link *l;
 } worker_arg;
 
+/* Once per start: the link's counters, and the erasure of spent blocks a
+ * store from before erasure left behind. */
+static int erase_spent_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    relay_link *l = arg;
+    int n = lb_erase_spent(s, txn, l->lb.peer_id);
+    if (n > 0)
+        log_info("link %s: erased %d used up or discarded blocks", l->lb.peer_id, n);
+    return n < 0 ? -1 : 0;
+}
+
 static void *worker_main(void *arg)
 {
     worker_arg *w = arg;
@@ -340,6 +397,8 @@ static void *worker_main(void *arg)
     free(w);
     relay_dest *d = relay_dest_get(k, l->lb.peer_id, 1);
     int64_t last_stale = 0, last_probe = 0;
+    if (store_commit(k->store, erase_spent_op, l) != 0)
+        log_warn("link %s: cannot count its blocks; the stock is counted again at the next change", l->lb.peer_id);
     while (!stop_signal_raised(&k->stop)) {
         if (!atomic_load(&l->peer_up) && clock_wall_ms() - last_probe >= 1000) {
             last_probe = clock_wall_ms();

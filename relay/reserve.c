@@ -610,8 +610,10 @@ static int answer_op(kme_store *s, MDB_txn *txn, void *arg)
             int rc = lb_get_meta(s, txn, a->l->lb.peer_id, q->ranges[i].seq, &m);
             if (rc != 0 && rc != MDB_NOTFOUND)
                 return LM_FAILED;
-            q->used[i] =
-                rc == 0 && lb_extents_overlap(&m, q->ranges[i].offset, q->ranges[i].offset + q->ranges[i].length);
+            /* A block erased here had every byte recorded: the range too. */
+            q->used[i] = rc == 0
+                             ? lb_extents_overlap(&m, q->ranges[i].offset, q->ranges[i].offset + q->ranges[i].length)
+                             : lb_is_spent(s, txn, a->l->lb.peer_id, q->ranges[i].seq);
             recorded |= q->used[i];
         }
         v->withdrawn = !recorded;

@@ -5,6 +5,7 @@
  * its batch run once and commit. A refusal costs only itself. */
 #include "store/store.h"
 #include "runtime/log.h"
+#include "store/store_usage.h"
 
 #include <semaphore.h>
 #include <stdlib.h>
@@ -29,6 +30,19 @@ static void fail_all(store_op_item *batch)
             it->result = STORE_ECOMMIT;
 }
 
+/* A write LMDB refused leaves the operation's transaction unusable (a cursor
+ * on it is refused with MDB_BAD_TXN): on a sound store, for want of room in
+ * the map (MDB_MAP_FULL). */
+static void note_refused_write(kme_store *s, MDB_txn *own)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(own, s->meta, &c);
+    if (rc == 0)
+        mdb_cursor_close(c);
+    else if (rc == MDB_BAD_TXN)
+        store_note_full(s);
+}
+
 static void run_batch(kme_store *s, store_op_item *batch)
 {
     MDB_txn *txn;
@@ -48,6 +62,7 @@ static void run_batch(kme_store *s, store_op_item *batch)
         }
         it->result = it->op(s, own, it->arg);
         if (it->result != 0) {
+            note_refused_write(s, own);
             mdb_txn_abort(own); /* its writes, and only its, are undone */
             it->refused = 1;
         } else if ((rc = mdb_txn_commit(own))) {
@@ -58,6 +73,8 @@ static void run_batch(kme_store *s, store_op_item *batch)
     }
     if ((rc = mdb_txn_commit(txn))) {
         log_error("store: cannot commit a batch: %s", mdb_strerror(rc));
+        if (rc == MDB_MAP_FULL)
+            store_note_full(s);
         fail_all(batch);
     }
 }

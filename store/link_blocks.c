@@ -87,11 +87,140 @@ int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, l
     return meta_decode(v.mv_data, v.mv_size, out) ? MDB_CORRUPTED : 0;
 }
 
+/* ---- per-link counters -------------------------------------------------------
+ *
+ * One record per link in the meta database, changed in the transaction that
+ * changes a block: the free bytes by state and owner, how many blocks were
+ * ever verified or discarded, and the ingest mark (one past the highest seq
+ * ever stored). A block with no record below the mark was used up or
+ * discarded and erased: it is spent. A store written before the counters
+ * existed has no record: it is counted once from the blocks. */
+
+typedef struct {
+    lb_stock st;
+    uint64_t mark;
+} lb_counts;
+
+#define COUNTS_BYTES (6 * 8)
+
+static size_t counts_key(unsigned char *buf, const char *peer_id)
+{
+    size_t n = strlen(peer_id);
+    memcpy(buf, "lb_counts", 10);
+    memcpy(buf + 10, peer_id, n);
+    return n + 10;
+}
+
+static uint64_t meta_free(const lb_meta *m)
+{
+    uint32_t used = lb_extents_used_bytes(m);
+    return used >= m->size ? 0 : m->size - used;
+}
+
+/* Adds (sign 1) or takes away (sign -1) what one block counts for. */
+static void count_block(lb_stock *st, const lb_meta *m, int sign)
+{
+    uint64_t free_bytes = meta_free(m), one = 1;
+    if (sign < 0) {
+        free_bytes = 0 - free_bytes;
+        one = 0 - one;
+    }
+    if (m->state == LB_VERIFIED) {
+        st->verified_blocks += one;
+        if (m->owner == LB_OWNER_SELF)
+            st->owned_free += free_bytes;
+        else
+            st->peer_free += free_bytes;
+    } else if (m->state == LB_DISCARDED) {
+        st->discarded_blocks += one;
+    } else {
+        st->unverified += free_bytes;
+    }
+}
+
+static int count_from_blocks(kme_store *s, MDB_txn *txn, const char *peer_id, lb_counts *c);
+
+static int counts_get(kme_store *s, MDB_txn *txn, const char *peer_id, lb_counts *c)
+{
+    unsigned char kb[96];
+    MDB_val k = {counts_key(kb, peer_id), kb}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return count_from_blocks(s, txn, peer_id, c);
+    if (rc)
+        return rc;
+    if (v.mv_size != COUNTS_BYTES)
+        return MDB_CORRUPTED;
+    const unsigned char *p = v.mv_data;
+    uint64_t *f[] = {&c->st.owned_free,      &c->st.peer_free,        &c->st.unverified,
+                     &c->st.verified_blocks, &c->st.discarded_blocks, &c->mark};
+    for (size_t i = 0; i < 6; i++)
+        *f[i] = store_get_be64(p + 8 * i);
+    return 0;
+}
+
+static int counts_put(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_counts *c)
+{
+    unsigned char kb[96], vb[COUNTS_BYTES];
+    const uint64_t f[] = {c->st.owned_free,      c->st.peer_free,        c->st.unverified,
+                          c->st.verified_blocks, c->st.discarded_blocks, c->mark};
+    for (size_t i = 0; i < 6; i++)
+        store_put_be64(vb + 8 * i, f[i]);
+    MDB_val k = {counts_key(kb, peer_id), kb}, v = {sizeof vb, vb};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Nothing of the block is left to use at this end: its record can go. */
+static int block_spent(const lb_meta *m)
+{
+    return m->state == LB_DISCARDED || (m->state == LB_VERIFIED && meta_free(m) == 0);
+}
+
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m)
 {
     unsigned char kb[80], vb[META_MAX];
+    lb_counts c;
+    lb_meta old;
+    int rc = counts_get(s, txn, peer_id, &c);
+    if (rc)
+        return rc;
+    rc = lb_get_meta(s, txn, peer_id, seq, &old);
+    if (rc == 0)
+        count_block(&c.st, &old, -1);
+    else if (rc != MDB_NOTFOUND)
+        return rc;
+    count_block(&c.st, m, 1);
+    if (seq >= c.mark)
+        c.mark = seq + 1;
     MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v = {meta_encode(m, vb), vb};
-    return mdb_put(txn, s->block_meta, &k, &v, 0);
+    if (block_spent(m)) {
+        /* Used up or discarded: the record and the bytes go, the mark keeps it spent. */
+        rc = rc == 0 ? mdb_del(txn, s->block_meta, &k, NULL) : 0;
+        if (rc == 0) {
+            rc = mdb_del(txn, s->block_data, &k, NULL);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+        }
+    } else {
+        rc = mdb_put(txn, s->block_meta, &k, &v, 0);
+    }
+    return rc ? rc : counts_put(s, txn, peer_id, &c);
+}
+
+int lb_is_spent(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
+{
+    lb_meta m;
+    lb_counts c;
+    if (lb_get_meta(s, txn, peer_id, seq, &m) != MDB_NOTFOUND || counts_get(s, txn, peer_id, &c))
+        return 0;
+    return seq < c.mark;
+}
+
+int lb_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t *mark)
+{
+    lb_counts c;
+    int rc = counts_get(s, txn, peer_id, &c);
+    *mark = rc ? 0 : c.mark;
+    return rc;
 }
 
 static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, MDB_val *v)
@@ -99,14 +228,6 @@ static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t se
     unsigned char kb[80];
     MDB_val k = {lb_block_key(kb, peer_id, seq), kb};
     return mdb_get(txn, s->block_data, &k, v);
-}
-
-static int del_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
-{
-    unsigned char kb[80];
-    MDB_val k = {lb_block_key(kb, peer_id, seq), kb};
-    int rc = mdb_del(txn, s->block_data, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* ---- extents --------------------------------------------------------------- */
@@ -208,6 +329,11 @@ int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsign
         return LB_EXISTS;
     if (rc != MDB_NOTFOUND || len <= LB_MAC_BYTES || len > UINT32_MAX)
         return LB_DB;
+    uint64_t mark;
+    if (lb_ingest_mark(s, txn, l->peer_id, &mark))
+        return LB_DB;
+    if (seq < mark)
+        return LB_SPENT; /* erased, or passed over: never stored again */
     memset(&m, 0, sizeof m);
     m.state = LB_UNVERIFIED;
     m.size = (uint32_t)len;
@@ -312,8 +438,6 @@ static int settle(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, lb_meta 
     } else {
         m->state = LB_DISCARDED;
         m->owner = LB_OWNER_NONE;
-        if (del_data(s, txn, l->peer_id, seq))
-            return LB_DB;
     }
     m->txn_hash = 0;
     m->lock_deadline_ms = 0;
@@ -323,7 +447,10 @@ static int settle(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, lb_meta 
 int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v)
 {
     lb_meta m;
-    if (lb_get_meta(s, txn, l->peer_id, seq, &m))
+    int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
+    if (rc == MDB_NOTFOUND)
+        return LB_OK; /* settled, used up and erased already */
+    if (rc)
         return LB_DB;
     if (m.state != LB_LOCKED || m.txn_hash != txn_hash)
         return LB_OK; /* settled by another transaction already */
@@ -344,7 +471,8 @@ int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, cons
     lb_meta m;
     int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
     if (rc == MDB_NOTFOUND) {
-        *out = LB_MISSING;
+        /* Erased here (used up or discarded): the initiator may not use it. */
+        *out = lb_is_spent(s, txn, l->peer_id, seq) ? LB_MISMATCH : LB_MISSING;
         return LB_OK;
     }
     if (rc)
@@ -385,7 +513,7 @@ int lb_discard_stale(kme_store *s, MDB_txn *txn, const lb_link *l, int64_t now_m
         if (lb_get_meta(s, txn, l->peer_id, c.seqs[i], &m))
             return -1;
         m.state = LB_DISCARDED;
-        if (del_data(s, txn, l->peer_id, c.seqs[i]) || lb_put_meta(s, txn, l->peer_id, c.seqs[i], &m))
+        if (lb_put_meta(s, txn, l->peer_id, c.seqs[i], &m))
             return -1;
     }
     return (int)c.n;
@@ -451,9 +579,7 @@ static int mark_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb
             lb_extents_remove(&m, start, end);
         }
         off += ranges[i].length;
-        if (lb_put_meta(s, txn, peer_id, ranges[i].seq, &m))
-            return LB_DB;
-        if (lb_extents_used_bytes(&m) >= m.size && del_data(s, txn, peer_id, ranges[i].seq))
+        if (lb_put_meta(s, txn, peer_id, ranges[i].seq, &m)) /* erases the block once used up */
             return LB_DB;
     }
     return LB_OK;
@@ -506,8 +632,9 @@ int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_r
 {
     for (size_t i = 0; i < nranges; i++) {
         lb_meta m;
-        if (lb_get_meta(s, txn, l->peer_id, ranges[i].seq, &m))
-            return LB_INVALID;
+        int rc = lb_get_meta(s, txn, l->peer_id, ranges[i].seq, &m);
+        if (rc)
+            return rc == MDB_NOTFOUND && lb_is_spent(s, txn, l->peer_id, ranges[i].seq) ? LB_REUSED : LB_INVALID;
         uint64_t end = (uint64_t)ranges[i].offset + ranges[i].length;
         if (m.state != LB_VERIFIED || m.owner != LB_OWNER_PEER || ranges[i].length == 0 || end > m.size)
             return LB_INVALID;
@@ -520,29 +647,6 @@ int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_r
                 return LB_REUSED;
     }
     return mark_ranges(s, txn, l->peer_id, ranges, nranges, out, 1);
-}
-
-typedef struct {
-    lb_stock *st;
-} stock_ctx;
-
-static int add_stock(uint64_t seq, lb_meta *m, void *arg)
-{
-    (void)seq;
-    lb_stock *st = ((stock_ctx *)arg)->st;
-    uint64_t free_bytes = m->size - lb_extents_used_bytes(m);
-    if (m->state == LB_VERIFIED) {
-        st->verified_blocks++;
-        if (m->owner == LB_OWNER_SELF)
-            st->owned_free += free_bytes;
-        else
-            st->peer_free += free_bytes;
-    } else if (m->state == LB_DISCARDED) {
-        st->discarded_blocks++;
-    } else {
-        st->unverified += free_bytes;
-    }
-    return 0;
 }
 
 int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_range *ranges, size_t n,
@@ -563,9 +667,72 @@ int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_ran
 
 int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out)
 {
-    memset(out, 0, sizeof *out);
-    stock_ctx c = {out};
-    return for_each_meta(s, txn, l->peer_id, 0, add_stock, &c);
+    lb_counts c;
+    int rc = counts_get(s, txn, l->peer_id, &c);
+    *out = rc ? (lb_stock){0} : c.st;
+    return rc;
+}
+
+typedef struct {
+    lb_counts *c;
+} mark_ctx;
+
+static int count_block_and_mark(uint64_t seq, lb_meta *m, void *arg)
+{
+    lb_counts *c = ((mark_ctx *)arg)->c;
+    count_block(&c->st, m, 1);
+    if (seq >= c->mark)
+        c->mark = seq + 1;
+    return 0;
+}
+
+/* The counters of a store written before they existed: every block counted
+ * once (it never erased a block, so the ever-verified and ever-discarded
+ * counts are those of its records). */
+static int count_from_blocks(kme_store *s, MDB_txn *txn, const char *peer_id, lb_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    mark_ctx x = {c};
+    return for_each_meta(s, txn, peer_id, 0, count_block_and_mark, &x);
+}
+
+int lb_recount_stock(kme_store *s, MDB_txn *txn, const char *peer_id, lb_stock *out)
+{
+    lb_counts c;
+    int rc = count_from_blocks(s, txn, peer_id, &c);
+    *out = rc ? (lb_stock){0} : c.st;
+    return rc;
+}
+
+int lb_erase_spent(kme_store *s, MDB_txn *txn, const char *peer_id)
+{
+    lb_counts c;
+    int rc = counts_get(s, txn, peer_id, &c);
+    if (rc || (rc = counts_put(s, txn, peer_id, &c)))
+        return -1;
+    unsigned char kb[80];
+    size_t plen = strlen(peer_id) + 1;
+    MDB_val k = {lb_block_key(kb, peer_id, 0), kb}, v;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->block_meta, &cur))
+        return -1;
+    int n = 0;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == plen + 8 && memcmp(k.mv_data, kb, plen) == 0) {
+        lb_meta m;
+        if (meta_decode(v.mv_data, v.mv_size, &m) == 0 && block_spent(&m)) {
+            MDB_val dk = k;
+            int drc = mdb_del(txn, s->block_data, &dk, NULL);
+            if ((drc && drc != MDB_NOTFOUND) || mdb_cursor_del(cur, 0)) {
+                n = -1;
+                break;
+            }
+            n++;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* after a delete: the record that followed it */
+    }
+    mdb_cursor_close(cur);
+    return n < 0 || (rc && rc != MDB_NOTFOUND) ? -1 : n;
 }
 
 /* ---- grants ------------------------------------------------------------------------ */
@@ -655,7 +822,10 @@ static int accept_one(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint
     *taken = 0;
     int rc = lb_get_meta(s, txn, l->peer_id, seq, &m);
     if (rc == MDB_NOTFOUND)
-        return 0;
+        /* Erased here: a grantable block is unused, so this end took it
+         * (an earlier copy of this grant) and used it up. Refusing it would
+         * give it back to the grantor, bytes and all. */
+        return lb_is_spent(s, txn, l->peer_id, seq) ? 1 : 0;
     if (rc)
         return -1;
     if (m.state == LB_UNVERIFIED || m.state == LB_LOCKED)

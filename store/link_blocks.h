@@ -7,7 +7,14 @@
  * carved from the rest. Each verified block belongs to one end of the link
  * (first by the parity rule, later moved by grants of whole unused blocks);
  * an end allocates only from blocks it owns and records, for blocks the peer
- * owns, the ranges the peer reports using. No range is ever used twice. */
+ * owns, the ranges the peer reports using. No range is ever used twice.
+ *
+ * A block with nothing left to use at this end (verified and every byte
+ * used, or discarded) is erased, record and bytes, in the transaction that
+ * spends it. Per link, the store keeps counters (the stock below) and an
+ * ingest mark, one past the highest seq ever stored: a seq below the mark
+ * with no record is spent, and is refused as such (never stored again, never
+ * verified, never used). */
 #ifndef STORE_LINK_BLOCKS_H
 #define STORE_LINK_BLOCKS_H
 
@@ -33,6 +40,7 @@ enum {
     LB_REUSED = 4,  /* a range overlaps bytes already used */
     LB_DB = 5,      /* storage failure */
     LB_LATER = 6,   /* grant: a block is not verified at this end yet */
+    LB_SPENT = 7,   /* ingest: that seq was used up or discarded and erased (or passed over) */
 };
 
 typedef kme_range lb_range;
@@ -70,11 +78,22 @@ size_t lb_block_key(unsigned char *buf, const char *peer_id, uint64_t seq);
 /* Which end owns verified block seq. */
 enum lb_owner lb_owner_of(const lb_link *l, uint64_t seq);
 
-/* Stores a new block (state unverified, tag computed). LB_EXISTS if known. */
+/* Stores a new block (state unverified, tag computed). LB_EXISTS if known,
+ * LB_SPENT if below the ingest mark. */
 int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsigned char *data, size_t len);
 
 int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, lb_meta *out);
+/* Writes a block's record and keeps the link's counters; a block left with
+ * nothing to use (block_spent) is erased instead, record and bytes. */
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m);
+/* 1 when seq has no record but lies below the ingest mark: used up or discarded and erased. */
+int lb_is_spent(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq);
+/* One past the highest seq ever stored for the link (0: none yet). */
+int lb_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t *mark);
+/* Write transaction: stores the link's counters if it has none yet (a store
+ * from before they existed) and erases its spent blocks left by such a
+ * store. Returns how many it erased, or -1. */
+int lb_erase_spent(kme_store *s, MDB_txn *txn, const char *peer_id);
 
 /* Initiator: locks up to max unverified (or stale-locked) blocks for a
  * verification transaction; fills seqs/tags; returns how many. */
@@ -84,7 +103,8 @@ int lb_lock_for_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t txn_hash
 int lb_apply_verdict(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, uint64_t txn_hash, enum lb_verdict v);
 /* Responder: compares the peer's tag with ours and settles the block: a
  * match verifies it; a mismatch discards it when may_discard is set, and
- * otherwise leaves it as it is (answered LB_MISMATCH all the same). */
+ * otherwise leaves it as it is (answered LB_MISMATCH all the same). A block
+ * erased here is answered LB_MISMATCH, one never stored LB_MISSING. */
 int lb_respond_verify(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const uint8_t tag[LB_TAG_BYTES],
                       int may_discard, enum lb_verdict *out);
 /* Discards unverified blocks older than max_age_ms whose peer never had them. */
@@ -97,7 +117,8 @@ int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned 
 /* Owner side: gives ranges back (the peer provably never recorded them). */
 int lb_release(kme_store *s, MDB_txn *txn, lb_link *l, const lb_range *ranges, size_t nranges);
 /* Non-owner side: records ranges the peer used from blocks it owns and copies
- * their bytes to out. LB_INVALID / LB_REUSED refuse the whole call. */
+ * their bytes to out. LB_INVALID / LB_REUSED (also for an erased block)
+ * refuse the whole call. */
 int lb_take_peer_ranges(kme_store *s, MDB_txn *txn, const lb_link *l, const lb_range *ranges, size_t nranges,
                         unsigned char *out);
 
@@ -130,10 +151,15 @@ int lb_grant_accept(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs
 int lb_grant_settle(kme_store *s, MDB_txn *txn, lb_link *l, const uint64_t *seqs, size_t n, const uint8_t *accepted,
                     uint64_t *confirmed_bytes);
 
+/* Free bytes by owner and state, and the blocks ever verified and ever
+ * discarded on the link; read from the link's counters (no scan). */
 typedef struct {
     uint64_t owned_free, peer_free, unverified, verified_blocks, discarded_blocks;
 } lb_stock;
 int lb_get_stock(kme_store *s, MDB_txn *txn, const lb_link *l, lb_stock *out);
+/* The same counted from the blocks stored, one by one (for checks): the free
+ * bytes, and the verified blocks still stored (discarded ones are erased). */
+int lb_recount_stock(kme_store *s, MDB_txn *txn, const char *peer_id, lb_stock *out);
 /* Copies the bytes of ranges of the link to peer_id into out, in order,
  * whatever their state (the caller checked it). LB_OK or LB_DB. */
 int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_range *ranges, size_t n,

@@ -7,6 +7,7 @@
 #define STORE_STORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <lmdb.h>
 
@@ -35,6 +36,10 @@ typedef struct kme_store {
     store_op_item *queue_head, *queue_tail;
     int stopping, writer_started;
     uint64_t batches, ops; /* statistics */
+    /* the high-water mark (store/store_usage.h) */
+    atomic_uint high_water_percent;
+    atomic_int above_high_water;
+    _Atomic int64_t full_ms; /* when a write last failed for want of room */
 } kme_store;
 
 /* An operation on the store. Return 0 to keep its changes, anything else to

@@ -48,9 +48,13 @@ t_require_programs kme qkd-sim tcp_tap
 
 SITE_DIRS=()
 
-# block_states SITE PEER: "seq state" lines of the site's blocks on the link.
+# block_states SITE PEER: "seq state" lines of the site's blocks on the link,
+# seqs 1 up to its ingest mark; a block used up or discarded is erased, and
+# its seq (below the mark, with no record) is "spent".
 block_states() {
-    dump "$1" "$W/states.$1" && jq -r --arg p "KME_$2" '.links[$p][] | "\(.seq) \(.state)"' "$W/states.$1"
+    dump "$1" "$W/states.$1" &&
+        jq -r --arg p "KME_$2" '(.links[$p] | map({key: (.seq | tostring), value: .state}) | from_entries) as $b
+            | range(1; .ingest_marks[$p]) | "\(.) \($b[tostring] // "spent")"' "$W/states.$1"
 }
 # settled SITE PEER COUNT: the site holds COUNT blocks, none unverified or locked.
 settled() {
@@ -86,8 +90,9 @@ t_check "all 40 blocks settled at B" wait_for 30 settled B A 40
 corrupted=$(awk '$1 == "corrupted" { print $2 }' "$SIM_LOG" | sort -n | paste -sd' ' -)
 echo "  (qkd-sim corrupted: ${corrupted:-none})"
 t_check "qkd-sim corrupted some blocks" test -n "$corrupted"
-t_eq "blocks discarded at A are exactly the corrupted ones" "$corrupted" "$(seqs_in_state A B discarded)"
-t_eq "blocks discarded at B are exactly the corrupted ones" "$corrupted" "$(seqs_in_state B A discarded)"
+# Nothing is used yet: the blocks spent (erased) are the discarded ones.
+t_eq "blocks discarded (and erased) at A are exactly the corrupted ones" "$corrupted" "$(seqs_in_state A B spent)"
+t_eq "blocks discarded (and erased) at B are exactly the corrupted ones" "$corrupted" "$(seqs_in_state B A spent)"
 all=$(seq 1 40 | paste -sd' ' -)
 others=$(comm -23 <(tr ' ' '\n' <<<"$all" | sort) <(tr ' ' '\n' <<<"$corrupted" | sort) | sort -n | paste -sd' ' -)
 t_eq "every other block is verified at A" "$others" "$(seqs_in_state A B verified)"

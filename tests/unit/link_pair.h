@@ -52,6 +52,28 @@ static inline lb_meta pair_meta(kme_store *s, const char *peer, uint64_t seq)
     return m;
 }
 
+/* Whether the block has a record at that end (into *m when it has). */
+static inline int pair_has_meta(kme_store *s, const char *peer, uint64_t seq, lb_meta *m)
+{
+    MDB_txn *t;
+    lb_meta tmp;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    int rc = lb_get_meta(s, t, peer, seq, m ? m : &tmp);
+    mdb_txn_abort(t);
+    ck_assert(rc == 0 || rc == MDB_NOTFOUND);
+    return rc == 0;
+}
+
+/* The block was used up or discarded at that end: no record, below the ingest mark. */
+static inline int pair_spent(kme_store *s, const char *peer, uint64_t seq)
+{
+    MDB_txn *t;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    int spent = lb_is_spent(s, t, peer, seq);
+    mdb_txn_abort(t);
+    return spent;
+}
+
 /* One end's key on the link. */
 static inline lb_stock pair_stock(kme_store *s, const lb_link *l)
 {

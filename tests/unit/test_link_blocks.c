@@ -49,11 +49,11 @@ START_TEST(verification_settles_both_ends)
     verify_all(&v);
     ck_assert_int_eq(v.n, 6);
     for (uint64_t s = 1; s <= 6; s++) {
-        lb_meta ma = pair_meta(&sa, "KME_B", s), mb = pair_meta(&sb, "KME_A", s);
-        if (s == 3) {
-            ck_assert_int_eq(ma.state, LB_DISCARDED);
-            ck_assert_int_eq(mb.state, LB_DISCARDED);
+        if (s == 3) { /* discarded, and so erased at both ends */
+            ck_assert(pair_spent(&sa, "KME_B", s));
+            ck_assert(pair_spent(&sb, "KME_A", s));
         } else {
+            lb_meta ma = pair_meta(&sa, "KME_B", s), mb = pair_meta(&sb, "KME_A", s);
             ck_assert_int_eq(ma.state, LB_VERIFIED);
             ck_assert_int_eq(mb.state, LB_VERIFIED);
             ck_assert_int_ne(ma.owner, mb.owner);
@@ -188,6 +188,107 @@ START_TEST(store_identity_and_persistence)
 }
 END_TEST
 
+/* The link's counters (lb_get_stock) against a recount of its blocks; the
+ * blocks ever verified and ever discarded against what the check did. */
+static void assert_counts(kme_store *s, const lb_link *l, uint64_t verified, uint64_t discarded)
+{
+    MDB_txn *t;
+    lb_stock got, recount;
+    ck_assert_int_eq(store_read_begin(s, &t), 0);
+    ck_assert_int_eq(lb_get_stock(s, t, l, &got), 0);
+    ck_assert_int_eq(lb_recount_stock(s, t, l->peer_id, &recount), 0);
+    MDB_stat st;
+    ck_assert_int_eq(mdb_stat(t, s->block_meta, &st), 0);
+    mdb_txn_abort(t);
+    ck_assert_uint_eq(got.owned_free, recount.owned_free);
+    ck_assert_uint_eq(got.peer_free, recount.peer_free);
+    ck_assert_uint_eq(got.unverified, recount.unverified);
+    ck_assert_uint_eq(got.verified_blocks, verified);
+    ck_assert_uint_eq(got.discarded_blocks, discarded);
+    ck_assert_uint_eq(recount.discarded_blocks, 0); /* discarded blocks are erased */
+    /* Verified blocks still stored, plus the unverified ones: every record. */
+    ck_assert_uint_eq(st.ms_entries, recount.verified_blocks + recount.unverified / (BLOCK - LB_MAC_BYTES));
+}
+
+static int do_discard_stale(kme_store *s, MDB_txn *t, void *a)
+{
+    (void)a;
+    return lb_discard_stale(s, t, &la, INT64_MAX / 2, 1) < 0;
+}
+
+static int ingest_at_a(uint64_t seq)
+{
+    unsigned char data[BLOCK];
+    RAND_bytes(data, sizeof data);
+    ingest_arg a = {&la, seq, data, sizeof data};
+    int rc = store_commit(&sa, do_ingest, &a);
+    OPENSSL_cleanse(data, sizeof data);
+    return rc;
+}
+
+START_TEST(counters_equal_a_recount)
+{
+    const uint64_t FREE = BLOCK - LB_MAC_BYTES;
+    open_stores();
+    ingest_both(1, 12, 5); /* block 5 differs */
+    assert_counts(&sa, &la, 0, 0);
+    ck_assert_uint_eq(pair_stock(&sa, &la).unverified, 12 * FREE);
+    verify_state v;
+    verify_all(&v);
+    assert_counts(&sa, &la, 11, 1);
+    assert_counts(&sb, &lb_, 11, 1);
+    ck_assert(pair_spent(&sa, "KME_B", 5) && pair_spent(&sb, "KME_A", 5));
+    /* A uses all of block 2 and part of 4; B records the same ranges. */
+    alloc_arg x = {&la, FREE + 100, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &x), LB_OK);
+    alloc_arg y = x;
+    ck_assert_int_eq(store_commit(&sb, do_take, &y), LB_OK);
+    OPENSSL_cleanse(x.out, sizeof x.out);
+    OPENSSL_cleanse(y.out, sizeof y.out);
+    ck_assert(pair_spent(&sa, "KME_B", 2) && pair_spent(&sb, "KME_A", 2)); /* used up at both ends */
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, 5 * FREE - 100);
+    assert_counts(&sa, &la, 11, 1);
+    assert_counts(&sb, &lb_, 11, 1);
+    /* The bytes of block 4 given back; B's own block 1 used up. */
+    alloc_arg back = {&la, 0, {0}, {x.ranges[1]}, 1, 0};
+    ck_assert_int_eq(store_commit(&sa, do_release, &back), LB_OK);
+    alloc_arg own = {&lb_, FREE, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(store_commit(&sb, do_alloc, &own), LB_OK);
+    OPENSSL_cleanse(own.out, sizeof own.out);
+    ck_assert(pair_spent(&sb, "KME_A", 1));
+    assert_counts(&sa, &la, 11, 1);
+    assert_counts(&sb, &lb_, 11, 1);
+    /* Two blocks the peer never had, discarded as stale and erased. */
+    ck_assert_int_eq(ingest_at_a(13), LB_OK);
+    ck_assert_int_eq(ingest_at_a(14), LB_OK);
+    assert_counts(&sa, &la, 11, 1);
+    ck_assert_int_eq(store_commit(&sa, do_discard_stale, NULL), 0);
+    assert_counts(&sa, &la, 11, 3);
+    lb_stock a_before = pair_stock(&sa, &la), b_before = pair_stock(&sb, &lb_);
+    /* Spent seqs are never stored again: not one used up, not one discarded. */
+    ck_assert_int_eq(ingest_at_a(2), LB_SPENT);
+    ck_assert_int_eq(ingest_at_a(13), LB_SPENT);
+    /* The counters survive a restart, and still equal a recount. */
+    store_close(&sa);
+    store_close(&sb);
+    char err[256];
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    assert_counts(&sa, &la, 11, 3);
+    assert_counts(&sb, &lb_, 11, 1);
+    lb_stock a_after = pair_stock(&sa, &la), b_after = pair_stock(&sb, &lb_);
+    ck_assert_mem_eq(&a_after, &a_before, sizeof a_after);
+    ck_assert_mem_eq(&b_after, &b_before, sizeof b_after);
+    /* And go on counting after it. */
+    alloc_arg more = {&la, 2 * FREE, {0}, {{0}}, 0, 0};
+    ck_assert_int_eq(store_commit(&sa, do_alloc, &more), LB_OK);
+    OPENSSL_cleanse(more.out, sizeof more.out);
+    assert_counts(&sa, &la, 11, 3);
+    ck_assert_uint_eq(pair_stock(&sa, &la).owned_free, a_before.owned_free - 2 * FREE);
+    close_stores();
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const checks[] = {extents,
@@ -196,6 +297,7 @@ int main(void)
                                    allocation_reservation_and_reuse,
                                    aborted_allocation_hides_nothing,
                                    store_identity_and_persistence,
+                                   counters_equal_a_recount,
                                    NULL};
     return run_checks("link_blocks", checks, 30, NULL, NULL);
 }

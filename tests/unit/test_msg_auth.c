@@ -573,9 +573,15 @@ static int verify_request(relay_node *a, relay_node *b, link_verify_txn **t, cha
     return status;
 }
 
+/* A block's state; a discarded block is erased: LB_DISCARDED when spent. */
 static int state_of(kme_store *s, const char *peer, uint64_t seq)
 {
-    return pair_meta(s, peer, seq).state;
+    lb_meta m;
+    if (!pair_has_meta(s, peer, seq, &m)) {
+        ck_assert(pair_spent(s, peer, seq));
+        return LB_DISCARDED;
+    }
+    return m.state;
 }
 
 START_TEST(verdicts_with_a_bad_tag_are_refused)

@@ -9,6 +9,10 @@
 #     used ranges must contain the peer's, else a byte may be handed out twice);
 #     when neither end says "self" yet, nothing beyond the 48 verification
 #     bytes may be used at either end.
+#   - a block the non-owner erased as spent (no record below its ingest
+#     mark: discarded, or every byte recorded as used) that its owner holds
+#     verified with bytes unused (a split, or bytes the owner may hand out
+#     again).
 # Used ranges are merged half-open extents, so a peer extent is covered by the
 # owner's set only when a single owner extent contains it.
 
@@ -21,7 +25,15 @@ def uncovered($sub; $sup): [$sub[] | select(covered(.; $sup) | not)];
 | (($ba | keys) + ($bb | keys) | unique | sort_by(tonumber)) as $seqs
 | $seqs[] as $s
 | $ba[$s] as $p | $bb[$s] as $q
+| (($da.ingest_marks // {})[$y] // 0) as $ma | (($db.ingest_marks // {})[$x] // 0) as $mb
 | (
+    if $p == null and ($s | tonumber) < $ma and $q.state == "verified" and $q.owner == "self"
+       and uncovered([[0, $q.size]]; $q.used) != []
+    then "seq \($s): \($x) erased it as spent, owner \($y) has bytes unused (\($q.used | tojson))" else empty end,
+    if $q == null and ($s | tonumber) < $mb and $p.state == "verified" and $p.owner == "self"
+       and uncovered([[0, $p.size]]; $p.used) != []
+    then "seq \($s): \($y) erased it as spent, owner \($x) has bytes unused (\($p.used | tojson))" else empty end,
+
     if ($p.state == "verified" and $q.state == "discarded") or ($p.state == "discarded" and $q.state == "verified")
     then "seq \($s): \($x) \($p.state), \($y) \($q.state)" else empty end,
 
