@@ -86,7 +86,7 @@ for s in SAE_W2 SAE_W1a SAE_W1b; do
     w=1 want=25
     [ "$s" = SAE_W2 ] && w=2 want=50
     bps=$(awk -v n="${ok:-0}" -v d="$DURATION" 'BEGIN { printf "%.0f", n * 256 * 32 / d }')
-    part=$(awk -v n="${ok:-0}" -v t="$total" 'BEGIN { printf "%.1f", t > 0 ? 100 * n / t : 0 }')
+    part=$(awk -v n="${ok:-0}" -v t="$total" 'BEGIN { printf "%.1f", (t > 0 ? 100 * n / t : 0) }')
     awk -v p="$part" -v w="$want" 'BEGIN { exit !(p >= 0.9 * w && p <= 1.1 * w) }' || met="NOT MET"
     printf '%-8s %6s %12s %9s%% %8s%% %9s %8s\n' "$s" "$w" "$bps" "$part" "$want" "${err:-?}" "${p99:--}"
     json="$json$sep{\"sae\":\"$s\",\"weight\":$w,\"bytes_per_second\":$bps,\"part_pct\":$part,\"want_pct\":$want,\"refused\":${err:-null},\"p99_ms\":${p99:-null}}"
