@@ -47,7 +47,7 @@ pair_write_configs() { # DIR
   "listen": "$PAIR_CIPHER",
   "connect": "127.0.0.1:$PAIR_RTMP_PORT",
   "peer_sae": "SAE_B",
-  "kme": {"url": "$(net_url C)", "cert": "$c/SAE_C.pem", "key": "$c/SAE_C.key", "ca": "$c/ca.pem"}
+  "kme": {"url": "$(net_url C)", "kme_id": "KME_C", "cert": "$c/SAE_C.pem", "key": "$c/SAE_C.key", "ca": "$c/ca.pem"}
 }
 JSON
     cat >"$d/users.json" <<JSON
@@ -56,7 +56,7 @@ JSON
   "listen": "$PAIR_USERS",
   "connect": "$PAIR_CIPHER",
   "peer_sae": "SAE_C",
-  "kme": {"url": "$(net_url B)", "cert": "$c/SAE_B.pem", "key": "$c/SAE_B.key", "ca": "$c/ca.pem"}
+  "kme": {"url": "$(net_url B)", "kme_id": "KME_B", "cert": "$c/SAE_B.pem", "key": "$c/SAE_B.key", "ca": "$c/ca.pem"}
 }
 JSON
 }
