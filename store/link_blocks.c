@@ -1,6 +1,7 @@
 /* Link blocks in LMDB: ingest, verification states, ownership and used byte ranges (see link_blocks.h). */
 #include "store/link_blocks.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -99,6 +100,29 @@ static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t se
     unsigned char kb[80];
     MDB_val k = {lb_block_key(kb, peer_id, seq), kb};
     return mdb_get(txn, s->block_data, &k, v);
+}
+
+/* Copies bytes [start, start + len) of block seq into out: the block opened
+ * (store/seal.h) into a buffer cleansed after. LB_OK, or LB_DB when it is
+ * missing, too short or does not authenticate. */
+static int read_block_bytes(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, uint32_t start, uint32_t len,
+                            unsigned char *out)
+{
+    unsigned char kb[80];
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v;
+    if (mdb_get(txn, s->block_data, &k, &v) || v.mv_size < SEAL_OVERHEAD ||
+        v.mv_size - SEAL_OVERHEAD < (size_t)start + len)
+        return LB_DB;
+    size_t plain_len = v.mv_size - SEAL_OVERHEAD;
+    unsigned char *plain = malloc(plain_len ? plain_len : 1);
+    if (!plain)
+        return LB_DB;
+    int rc = store_open_sealed(s, SEAL_DB_BLOCK_DATA, k.mv_data, k.mv_size, v.mv_data, v.mv_size, plain);
+    if (rc == 0)
+        memcpy(out, plain + start, len);
+    OPENSSL_cleanse(plain, plain_len);
+    free(plain);
+    return rc == 0 ? LB_OK : LB_DB;
 }
 
 static int del_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
@@ -220,10 +244,9 @@ int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsign
     if (seq < l->verify_hint)
         l->verify_hint = seq;
     unsigned char kb[80];
-    MDB_val k = {lb_block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
-    if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
+    MDB_val k = {lb_block_key(kb, l->peer_id, seq), kb};
+    if (store_put_sealed(s, txn, s->block_data, SEAL_DB_BLOCK_DATA, &k, data, len, 0))
         return LB_DB;
-    memcpy(v.mv_data, data, len);
     return lb_put_meta(s, txn, l->peer_id, seq, &m) ? LB_DB : LB_OK;
 }
 
@@ -435,15 +458,13 @@ static int mark_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         lb_meta m;
-        MDB_val data;
         if (lb_get_meta(s, txn, peer_id, ranges[i].seq, &m))
             return LB_DB;
         uint32_t start = ranges[i].offset, end = ranges[i].offset + ranges[i].length;
         if (add) {
-            if (out) {
-                if (get_data(s, txn, peer_id, ranges[i].seq, &data) || data.mv_size < end)
-                    return LB_DB;
-                memcpy(out + off, (unsigned char *)data.mv_data + start, ranges[i].length);
+            if (out && read_block_bytes(s, txn, peer_id, ranges[i].seq, start, ranges[i].length, out + off) != LB_OK) {
+                OPENSSL_cleanse(out, off);
+                return LB_DB;
             }
             if (lb_extents_add(&m, start, end) < 0)
                 return LB_DB;
@@ -550,12 +571,10 @@ int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_ran
 {
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        MDB_val v;
-        if (get_data(s, txn, peer_id, ranges[i].seq, &v) || v.mv_size < (size_t)ranges[i].offset + ranges[i].length) {
+        if (read_block_bytes(s, txn, peer_id, ranges[i].seq, ranges[i].offset, ranges[i].length, out + off) != LB_OK) {
             OPENSSL_cleanse(out, off);
             return LB_DB;
         }
-        memcpy(out + off, (const unsigned char *)v.mv_data + ranges[i].offset, ranges[i].length);
         off += ranges[i].length;
     }
     return LB_OK;
