@@ -1,7 +1,6 @@
 /* Link blocks in LMDB: ingest, verification states, ownership and used byte ranges (see link_blocks.h). */
 #include "store/link_blocks.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -102,27 +101,80 @@ static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t se
     return mdb_get(txn, s->block_data, &k, v);
 }
 
-/* Copies bytes [start, start + len) of block seq into out: the block opened
- * (store/seal.h) into a buffer cleansed after. LB_OK, or LB_DB when it is
- * missing, too short or does not authenticate. */
+/* A block's bytes rest sealed in chunks of BLOCK_CHUNK bytes (the last may
+ * be shorter), each nonce | ciphertext | tag, bound to the block's key and
+ * the chunk's index: a carve opens only the chunks it reads. */
+#define BLOCK_CHUNK 4096
+#define SEALED_CHUNK (BLOCK_CHUNK + SEAL_OVERHEAD)
+
+/* The chunk's identity: the block's key then its index (be64). */
+static size_t chunk_id(unsigned char *id, const MDB_val *k, uint32_t index)
+{
+    memcpy(id, k->mv_data, k->mv_size);
+    store_put_be64(id + k->mv_size, index);
+    return k->mv_size + 8;
+}
+
+static size_t sealed_block_size(size_t len)
+{
+    return len + (len + BLOCK_CHUNK - 1) / BLOCK_CHUNK * SEAL_OVERHEAD;
+}
+
+/* The plain length of a sealed block of size bytes, or 0 if it cannot be one. */
+static size_t plain_block_size(size_t size)
+{
+    size_t rest = size % SEALED_CHUNK;
+    if (rest != 0 && rest <= SEAL_OVERHEAD)
+        return 0;
+    return size / SEALED_CHUNK * BLOCK_CHUNK + (rest ? rest - SEAL_OVERHEAD : 0);
+}
+
+static int put_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const unsigned char *data,
+                    size_t len)
+{
+    unsigned char kb[80], id[96];
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v = {sealed_block_size(len), NULL};
+    if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
+        return LB_DB;
+    unsigned char *w = v.mv_data;
+    for (uint32_t i = 0; (size_t)i * BLOCK_CHUNK < len; i++) {
+        size_t n = len - (size_t)i * BLOCK_CHUNK < BLOCK_CHUNK ? len - (size_t)i * BLOCK_CHUNK : BLOCK_CHUNK;
+        if (seal_value(&s->seal, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i), data + (size_t)i * BLOCK_CHUNK, n,
+                       w + (size_t)i * SEALED_CHUNK))
+            return LB_DB;
+    }
+    return LB_OK;
+}
+
+/* Copies bytes [start, start + len) of block seq into out, opening the
+ * chunks that hold them (store/seal.h) into a buffer cleansed after. LB_OK,
+ * or LB_DB when the block is missing, too short or does not authenticate. */
 static int read_block_bytes(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, uint32_t start, uint32_t len,
                             unsigned char *out)
 {
-    unsigned char kb[80];
+    unsigned char kb[80], id[96], plain[BLOCK_CHUNK];
     MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v;
-    if (mdb_get(txn, s->block_data, &k, &v) || v.mv_size < SEAL_OVERHEAD ||
-        v.mv_size - SEAL_OVERHEAD < (size_t)start + len)
+    if (mdb_get(txn, s->block_data, &k, &v))
         return LB_DB;
-    size_t plain_len = v.mv_size - SEAL_OVERHEAD;
-    unsigned char *plain = malloc(plain_len ? plain_len : 1);
-    if (!plain)
-        return LB_DB;
-    int rc = store_open_sealed(s, SEAL_DB_BLOCK_DATA, k.mv_data, k.mv_size, v.mv_data, v.mv_size, plain);
-    if (rc == 0)
-        memcpy(out, plain + start, len);
-    OPENSSL_cleanse(plain, plain_len);
-    free(plain);
-    return rc == 0 ? LB_OK : LB_DB;
+    size_t size = plain_block_size(v.mv_size), end = (size_t)start + len, done = 0;
+    if (len == 0 || end > size)
+        return len == 0 && end <= size ? LB_OK : LB_DB;
+    int rc = LB_OK;
+    for (uint32_t i = start / BLOCK_CHUNK; rc == LB_OK && (size_t)i * BLOCK_CHUNK < end; i++) {
+        size_t from = (size_t)i * BLOCK_CHUNK, n = size - from < BLOCK_CHUNK ? size - from : BLOCK_CHUNK;
+        if (store_open_sealed(s, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i),
+                              (const unsigned char *)v.mv_data + (size_t)i * SEALED_CHUNK, n + SEAL_OVERHEAD, plain)) {
+            rc = LB_DB;
+            break;
+        }
+        size_t lo = from > start ? from : start, hi = from + n < end ? from + n : end;
+        memcpy(out + done, plain + (lo - from), hi - lo);
+        done += hi - lo;
+    }
+    OPENSSL_cleanse(plain, sizeof plain);
+    if (rc != LB_OK)
+        OPENSSL_cleanse(out, done);
+    return rc;
 }
 
 static int del_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
@@ -243,9 +295,7 @@ int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsign
     lb_extents_add(&m, 0, LB_MAC_BYTES);
     if (seq < l->verify_hint)
         l->verify_hint = seq;
-    unsigned char kb[80];
-    MDB_val k = {lb_block_key(kb, l->peer_id, seq), kb};
-    if (store_put_sealed(s, txn, s->block_data, SEAL_DB_BLOCK_DATA, &k, data, len, 0))
+    if (put_data(s, txn, l->peer_id, seq, data, len) != LB_OK)
         return LB_DB;
     return lb_put_meta(s, txn, l->peer_id, seq, &m) ? LB_DB : LB_OK;
 }

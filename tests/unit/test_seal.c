@@ -1,7 +1,8 @@
 /* Unit tests of sealing at rest (store/seal.h, kme/store_key.h): a sealed
  * value opens only under its key and for its record (database and LMDB key);
  * any flipped byte is refused; a key record's bytes never rest in clear, and
- * one moved to another key_ID is refused, never served; a store opens only
+ * one moved to another key_ID is refused, never served; a link block rests
+ * sealed in chunks, and a changed chunk fails only the reads that need it; a store opens only
  * with the wrapping key it was made with, and a store from before sealing is
  * refused. */
 #include <check.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 #include "kme/store_key.h"
 #include "store/key_records.h"
+#include "store/link_blocks.h"
 #include "store/seal.h"
 
 static const unsigned char plain[40] = "forty bytes of key material for the test";
@@ -145,6 +147,79 @@ START_TEST(a_key_record_rests_sealed_and_a_moved_one_is_refused)
 }
 END_TEST
 
+/* ---- link blocks ------------------------------------------------------------------ */
+
+static unsigned char block[10000];
+static lb_link link_ab;
+
+static int ingest_op(kme_store *s, MDB_txn *t, void *arg)
+{
+    (void)arg;
+    return lb_ingest(s, t, &link_ab, 7, block, sizeof block);
+}
+
+/* Flips one byte of the sealed block in its second chunk. */
+static int flip_chunk_op(kme_store *s, MDB_txn *t, void *arg)
+{
+    (void)arg;
+    unsigned char kb[80], copy[sizeof block + 3 * SEAL_OVERHEAD];
+    MDB_val k = {lb_block_key(kb, "KME_B", 7), kb}, v;
+    if (mdb_get(t, s->block_data, &k, &v) || v.mv_size != sizeof copy)
+        return -1;
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[4096 + SEAL_OVERHEAD + 100] ^= 1;
+    MDB_val nv = {v.mv_size, copy};
+    return mdb_put(t, s->block_data, &k, &nv, 0);
+}
+
+typedef struct {
+    lb_range range;
+    unsigned char out[4096];
+    int rc;
+} read_arg;
+
+static int read_op(kme_store *s, MDB_txn *t, void *arg)
+{
+    read_arg *r = arg;
+    r->rc = lb_read_ranges(s, t, "KME_B", &r->range, 1, r->out);
+    return 0;
+}
+
+START_TEST(a_link_block_rests_sealed_in_chunks)
+{
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = (unsigned char)(i * 131 + 7);
+    temp_store_open(&ts, "KME_A");
+    lb_link_init(&link_ab, "KME_A", "KME_B");
+    ck_assert_int_eq(store_commit(&ts.store, ingest_op, NULL), LB_OK);
+    MDB_txn *t;
+    unsigned char kb[80];
+    MDB_val k = {lb_block_key(kb, "KME_B", 7), kb}, v;
+    ck_assert_int_eq(store_read_begin(&ts.store, &t), 0);
+    ck_assert_int_eq(mdb_get(t, ts.store.block_data, &k, &v), 0);
+    for (size_t o = 0; o + 32 <= sizeof block; o += 32)
+        ck_assert_msg(memmem(v.mv_data, v.mv_size, block + o, 32) == NULL, "piece at %zu in clear", o);
+    mdb_txn_abort(t);
+    /* A range across the first two chunks reads back whole. */
+    read_arg r = {{7, 4000, 200}, {0}, -1};
+    ck_assert_int_eq(store_commit(&ts.store, read_op, &r), 0);
+    ck_assert_int_eq(r.rc, LB_OK);
+    ck_assert_mem_eq(r.out, block + 4000, 200);
+    /* One changed byte in the second chunk: reads needing it fail, the others do not. */
+    ck_assert_int_eq(store_commit(&ts.store, flip_chunk_op, NULL), 0);
+    ck_assert_int_eq(store_commit(&ts.store, read_op, &r), 0);
+    ck_assert_int_eq(r.rc, LB_DB);
+    read_arg first = {{7, 100, 200}, {0}, -1}, last = {{7, 9000, 1000}, {0}, -1};
+    ck_assert_int_eq(store_commit(&ts.store, read_op, &first), 0);
+    ck_assert_int_eq(first.rc, LB_OK);
+    ck_assert_mem_eq(first.out, block + 100, 200);
+    ck_assert_int_eq(store_commit(&ts.store, read_op, &last), 0);
+    ck_assert_int_eq(last.rc, LB_OK);
+    ck_assert_mem_eq(last.out, block + 9000, 1000);
+    temp_store_remove(&ts);
+}
+END_TEST
+
 /* ---- the data key and its wrapping ------------------------------------------------- */
 
 static void write_key_file(const char *path, unsigned char fill, mode_t mode)
@@ -227,6 +302,7 @@ int main(void)
     const TTest *const checks[] = {a_sealed_value_opens_for_its_record_only,
                                    any_flipped_byte_or_another_key_is_refused,
                                    a_key_record_rests_sealed_and_a_moved_one_is_refused,
+                                   a_link_block_rests_sealed_in_chunks,
                                    a_store_opens_only_with_its_wrapping_key,
                                    a_store_from_before_sealing_is_refused,
                                    NULL};
