@@ -10,8 +10,9 @@ BIN     := $(BUILD)/bin
 OBJ     := $(BUILD)/obj
 PKGS    := libmicrohttpd gnutls jansson libcurl lmdb openssl
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -I. $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# p11-kit-1: the PKCS#11 header only (modules are loaded with dlopen).
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -I. $(WARN) $(shell pkg-config --cflags $(PKGS) p11-kit-1 2>/dev/null)
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -ldl
 
 ifeq ($(MODE),asan)
   CFLAGS_MODE := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -121,7 +122,7 @@ FUZZ_DEPS_kme_msgs := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_json := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_wire := runtime/json_wipe.c
 FUZZ_DEPS_kme_advert := runtime/json_wipe.c
-FUZZ_DEPS_kme_config := kme/config.c kme/sae_policy.c runtime/log.c runtime/json_wipe.c runtime/json_settings.c
+FUZZ_DEPS_kme_config := kme/config.c kme/store_key_config.c kme/sae_policy.c runtime/log.c runtime/json_wipe.c runtime/json_settings.c
 FUZZ_DEPS_encryptor_config := encryptor/config.c encryptor/original_dst.c runtime/json_wipe.c runtime/json_settings.c
 FUZZ_DEPS_encryptor_frame := encryptor/frame.c
 FUZZ_DEPS_encryptor_stream := encryptor/stream_rx.c encryptor/frame.c encryptor/keyring.c encryptor/otp.c \

@@ -83,13 +83,16 @@ for f in "${sites[@]}"; do
 done
 {
     echo "# Directories the user qkd owns in the image: written by $PROG from docker/sites."
-    jq -r '.data_dir // empty, (.links[]?.key_dir | sub("/[^/]+$"; "")),
+    jq -r '.data_dir // empty, (.store_key.file? // empty | sub("/[^/]+$"; "")),
+           (.links[]?.key_dir | sub("/[^/]+$"; "")),
            (.sae_tls.cert, .kme.cert | strings | sub("/[^/]+$"; ""))' "${sites[@]}"
     echo /run/rtmp
     # Where the certs service keeps the CAs and lays out each daemon's bundle
     # (docker/compose.yaml).
     echo /srv/qkd-ca
     for f in "${sites[@]}"; do echo "/bundles/$(basename "$f" .json)"; done
+    # Where the store-keys service makes each KME's store key.
+    for f in "${sites[@]}"; do case $(basename "$f") in kme-*) echo "/keys/$(basename "$f" .json)" ;; esac; done
 } | awk 'NR == 1 || !seen[$0]++' >"$DEST/usr/local/share/qkd/writable-dirs"
 
 # Each installed program runs (--version, or --help where there is none).

@@ -1,6 +1,7 @@
 /* Loads and validates the KME configuration (JSON) with defaults for every
  * optional setting; publishes the settings a reload may change (config.h). */
 #include "kme/config.h"
+#include "kme/store_key.h"
 #include "runtime/json_settings.h"
 #include "runtime/log.h"
 
@@ -129,6 +130,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     json_t *limits = json_object_get(root, "limits");
     if (json_setting_string(root, "kme_id", c->kme_id, sizeof c->kme_id, 1, err, errlen) < 0 ||
         json_setting_string(root, "data_dir", c->data_dir, sizeof c->data_dir, 1, err, errlen) < 0 ||
+        store_key_parse(root, &c->store_key, err, errlen) < 0 ||
         json_setting_string(root, "log_level", c->log_level, sizeof c->log_level, 0, err, errlen) < 0 ||
         json_setting_string(root, "audit_log", c->audit_log, sizeof c->audit_log, 0, err, errlen) < 0 ||
         parse_endpoint(root, "sae_listen", &c->sae_listen, err, errlen) < 0 ||
@@ -262,6 +264,8 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         return "kme_id";
     if (strcmp(a->data_dir, b->data_dir) != 0)
         return "data_dir";
+    if (!store_key_same(&a->store_key, &b->store_key))
+        return "store_key";
     if (!same_endpoint(&a->sae_listen, &b->sae_listen))
         return "sae_listen";
     if (!same_endpoint(&a->kme_listen, &b->kme_listen))

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include "api/etsi014.h"
 #include "kme/sae_policy.h"
+#include "kme/store_key.h"
 #include "relay/settings.h"
 #include "runtime/http_server.h"
 
@@ -29,6 +30,7 @@ typedef struct kme_live_config {
 typedef struct {
     char kme_id[ETSI_ID_MAX + 1];
     char data_dir[1024];
+    store_key_setting store_key; /* wraps the store's data key (kme/store_key.h) */
     net_endpoint sae_listen, kme_listen;
     net_endpoint admin_listen; /* metrics, health and status page; port 0: none */
     char sae_cert[1024], sae_key[1024], sae_client_ca[1024];

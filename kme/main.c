@@ -75,7 +75,7 @@ static void *expiry_main(void *arg)
 static int print_routes(const kme_config *cfg, FILE *out, char *err, size_t errlen)
 {
     kme_store s;
-    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
+    if (store_key_open_store(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, &cfg->store_key, err, errlen) < 0)
         return -1;
     int rc = router_print_stored(&s, out, err, errlen);
     store_close(&s);
@@ -84,8 +84,10 @@ static int print_routes(const kme_config *cfg, FILE *out, char *err, size_t errl
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kme --config FILE [--dump | --routes]\n"
+    fprintf(f, "usage: kme --config FILE [--dump | --routes | --init-store-key]\n"
                "  --config FILE  the site's JSON configuration\n"
+               "  --init-store-key  create the wrapping key that store_key names (a new key file, or an AES key\n"
+               "                 in the PKCS#11 token) and exit; an existing one is never replaced\n"
                "  --dump         print the store (link blocks, waiting keys; no key material) and exit\n"
                "  --routes       print the routes and the application directory the KME last computed, and exit\n"
                "  --version      print the version\n");
@@ -137,7 +139,8 @@ static int run(kme_context *k, const char *config_path)
         log_error("%s", err);
         return 1;
     }
-    if (store_open(&k->store, k->cfg.data_dir, k->cfg.store_max_mb, k->cfg.kme_id, err, sizeof err) < 0) {
+    if (store_key_open_store(&k->store, k->cfg.data_dir, k->cfg.store_max_mb, k->cfg.kme_id, &k->cfg.store_key, err,
+                             sizeof err) < 0) {
         log_error("%s", err);
         audit_close();
         return 1;
@@ -267,7 +270,7 @@ stop:
 int main(int argc, char **argv)
 {
     const char *config = NULL;
-    int dump = 0, routes = 0;
+    int dump = 0, routes = 0, init_key = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
@@ -275,6 +278,8 @@ int main(int argc, char **argv)
             dump = 1;
         } else if (strcmp(argv[i], "--routes") == 0) {
             routes = 1;
+        } else if (strcmp(argv[i], "--init-store-key") == 0) {
+            init_key = 1;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("kme %s\n", VERSION);
             return 0;
@@ -304,7 +309,13 @@ int main(int argc, char **argv)
     if (log_level_from_name(k.cfg.log_level, &level) == 0)
         log_set_level(level);
     int rc;
-    if (dump || routes) {
+    if (init_key) {
+        rc = store_key_init(&k.cfg.store_key, err, sizeof err) < 0;
+        if (rc)
+            fprintf(stderr, "kme: %s\n", err);
+        else
+            printf("kme: the store's wrapping key is created\n");
+    } else if (dump || routes) {
         rc = (dump ? store_dump(&k.cfg, stdout, err, sizeof err) : print_routes(&k.cfg, stdout, err, sizeof err)) < 0;
         if (rc)
             fprintf(stderr, "kme: %s\n", err);

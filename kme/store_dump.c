@@ -98,16 +98,17 @@ static void delivered_key_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
     key_record_row(kv, vv, arr, 1);
 }
 
-/* Stock keys: IDs and designation only. */
+/* Stock keys: IDs and designation only (the value is the sealed key). */
 static void stock_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
 {
     MDB_val k = *kv, v = *vv;
     const char *peer = k.mv_data, *master = peer + strlen(peer) + 1, *slave = master + strlen(master) + 1;
     const unsigned char *tail = (const unsigned char *)slave + strlen(slave) + 1;
-    if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size)
+    if ((size_t)(tail - (const unsigned char *)k.mv_data) + 4 + 8 + UUID_STR_LEN == k.mv_size &&
+        v.mv_size >= SEAL_OVERHEAD)
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:s%}", "peer", peer, "master", master, "slave", slave,
-                                             "size", (json_int_t)v.mv_size * 8, "key_ID", (const char *)tail + 12,
-                                             (size_t)UUID_STR_LEN));
+                                             "size", (json_int_t)(v.mv_size - SEAL_OVERHEAD) * 8, "key_ID",
+                                             (const char *)tail + 12, (size_t)UUID_STR_LEN));
 }
 
 /* Reservations whose answer was lost: their ranges stay spent until settled.
@@ -149,7 +150,7 @@ static void withdrawn_row(const MDB_val *kv, const MDB_val *vv, json_t *arr)
 int store_dump(const kme_config *cfg, FILE *out, char *err, size_t errlen)
 {
     kme_store s;
-    if (store_open(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, err, errlen) < 0)
+    if (store_key_open_store(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, &cfg->store_key, err, errlen) < 0)
         return -1;
     MDB_txn *txn;
     if (store_read_begin(&s, &txn)) {

@@ -189,17 +189,20 @@ int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
     int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && (long)a->out->count < a->number) {
         if (k.mv_size != a->plen + 8 + UUID_STR_LEN || memcmp(k.mv_data, a->prefix, a->plen) != 0 ||
-            v.mv_size != (size_t)a->size_bits / 8)
+            v.mv_size != (size_t)a->size_bits / 8 + SEAL_OVERHEAD)
             break;
         etsi_key *key = &a->out->keys[a->out->count];
-        key->key = malloc(v.mv_size);
+        key->key_len = (size_t)a->size_bits / 8;
+        key->key = malloc(key->key_len ? key->key_len : 1);
         if (!key->key)
             break;
-        memcpy(key->key, v.mv_data, v.mv_size);
-        key->key_len = v.mv_size;
+        a->out->count++;
+        if (store_open_sealed(s, SEAL_DB_STOCK, k.mv_data, k.mv_size, v.mv_data, v.mv_size, key->key)) {
+            mdb_cursor_close(c);
+            return -1; /* never served: the whole take fails like a store failure */
+        }
         memcpy(key->key_id, (const char *)k.mv_data + a->plen + 8, UUID_STR_LEN);
         key->key_id[UUID_STR_LEN] = '\0';
-        a->out->count++;
         if (mdb_cursor_del(c, 0))
             break;
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* after a delete: the record that followed */
@@ -276,8 +279,9 @@ static int put_op(kme_store *s, MDB_txn *txn, void *arg)
     store_put_be64(kb + a->plen, (uint64_t)a->created_ms);
     for (size_t i = 0; i < a->keys->count; i++) {
         memcpy(kb + a->plen + 8, a->keys->keys[i].key_id, UUID_STR_LEN);
-        MDB_val k = {a->plen + 8 + UUID_STR_LEN, kb}, v = {a->keys->keys[i].key_len, a->keys->keys[i].key};
-        if (mdb_put(txn, s->stock, &k, &v, MDB_NOOVERWRITE))
+        MDB_val k = {a->plen + 8 + UUID_STR_LEN, kb};
+        if (store_put_sealed(s, txn, s->stock, SEAL_DB_STOCK, &k, a->keys->keys[i].key, a->keys->keys[i].key_len,
+                             MDB_NOOVERWRITE))
             return -1;
     }
     return 0;

@@ -8,14 +8,15 @@
 #include <openssl/rand.h>
 
 /* Record layout: u32 key_len | i64 expires | u8 master_len | master |
- * u8 slave_count | (u8 fetched | u8 len | id)* | key bytes */
+ * u8 slave_count | (u8 fetched | u8 len | id)* | key bytes sealed (key_len +
+ * SEAL_OVERHEAD bytes, bound to "keys" and the key_ID: store/seal.h) */
 
 static size_t encoded_size(const key_record *r)
 {
     size_t n = 4 + 8 + 1 + strlen(r->master) + 1;
     for (size_t i = 0; i < r->slave_count; i++)
         n += 2 + strlen(r->slaves[i]);
-    return n + r->key_len;
+    return n + r->key_len + SEAL_OVERHEAD;
 }
 
 typedef struct {
@@ -50,7 +51,7 @@ static int view_record(const unsigned char *p, size_t len, record_view *v)
         o += 2 + p[o + 1];
     }
     v->key_off = o;
-    return o + v->key_len == len ? 0 : -1;
+    return o + v->key_len + SEAL_OVERHEAD == len ? 0 : -1;
 }
 
 /* Reads and parses the record of key_id: KR_OK, KR_UNKNOWN or KR_DB. */
@@ -144,7 +145,8 @@ int kr_put(kme_store *s, MDB_txn *txn, const key_record *r)
         *p++ = (unsigned char)n;
         memcpy(p, r->slaves[i], n), p += n;
     }
-    memcpy(p, r->key, r->key_len);
+    if (seal_value(&s->seal, SEAL_DB_KEYS, r->key_id, UUID_STR_LEN, r->key, r->key_len, p))
+        return KR_DB;
     for (size_t i = 0; i < r->slave_count; i++)
         if (held_add(s, txn, r->slaves[i], strlen(r->slaves[i]), 1))
             return KR_DB;
@@ -280,8 +282,10 @@ int kr_fetch(kme_store *s, MDB_txn *txn, const char *master, const char *slave, 
         if (!key->key)
             goto db_fail;
         key->key_len = rv.key_len;
-        memcpy(key->key, (unsigned char *)v.mv_data + rv.key_off, rv.key_len);
         out->count++;
+        if (store_open_sealed(s, SEAL_DB_KEYS, ids->ids[i], UUID_STR_LEN, (unsigned char *)v.mv_data + rv.key_off,
+                              rv.key_len + SEAL_OVERHEAD, key->key))
+            goto db_fail;
         int si = slave_index(v.mv_data, &rv, slave);
         if (fetched_by(&v, &rv, si)) {
             (*retried)++;

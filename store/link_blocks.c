@@ -230,6 +230,82 @@ static int get_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t se
     return mdb_get(txn, s->block_data, &k, v);
 }
 
+/* A block's bytes rest sealed in chunks of BLOCK_CHUNK bytes (the last may
+ * be shorter), each nonce | ciphertext | tag, bound to the block's key and
+ * the chunk's index: a carve opens only the chunks it reads. */
+#define BLOCK_CHUNK 4096
+#define SEALED_CHUNK (BLOCK_CHUNK + SEAL_OVERHEAD)
+
+/* The chunk's identity: the block's key then its index (be64). */
+static size_t chunk_id(unsigned char *id, const MDB_val *k, uint32_t index)
+{
+    memcpy(id, k->mv_data, k->mv_size);
+    store_put_be64(id + k->mv_size, index);
+    return k->mv_size + 8;
+}
+
+static size_t sealed_block_size(size_t len)
+{
+    return len + (len + BLOCK_CHUNK - 1) / BLOCK_CHUNK * SEAL_OVERHEAD;
+}
+
+/* The plain length of a sealed block of size bytes, or 0 if it cannot be one. */
+static size_t plain_block_size(size_t size)
+{
+    size_t rest = size % SEALED_CHUNK;
+    if (rest != 0 && rest <= SEAL_OVERHEAD)
+        return 0;
+    return size / SEALED_CHUNK * BLOCK_CHUNK + (rest ? rest - SEAL_OVERHEAD : 0);
+}
+
+static int put_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const unsigned char *data,
+                    size_t len)
+{
+    unsigned char kb[80], id[96];
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v = {sealed_block_size(len), NULL};
+    if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
+        return LB_DB;
+    unsigned char *w = v.mv_data;
+    for (uint32_t i = 0; (size_t)i * BLOCK_CHUNK < len; i++) {
+        size_t n = len - (size_t)i * BLOCK_CHUNK < BLOCK_CHUNK ? len - (size_t)i * BLOCK_CHUNK : BLOCK_CHUNK;
+        if (seal_value(&s->seal, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i), data + (size_t)i * BLOCK_CHUNK, n,
+                       w + (size_t)i * SEALED_CHUNK))
+            return LB_DB;
+    }
+    return LB_OK;
+}
+
+/* Copies bytes [start, start + len) of block seq into out, opening the
+ * chunks that hold them (store/seal.h) into a buffer cleansed after. LB_OK,
+ * or LB_DB when the block is missing, too short or does not authenticate. */
+static int read_block_bytes(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, uint32_t start, uint32_t len,
+                            unsigned char *out)
+{
+    unsigned char kb[80], id[96], plain[BLOCK_CHUNK];
+    MDB_val k = {lb_block_key(kb, peer_id, seq), kb}, v;
+    if (mdb_get(txn, s->block_data, &k, &v))
+        return LB_DB;
+    size_t size = plain_block_size(v.mv_size), end = (size_t)start + len, done = 0;
+    if (len == 0 || end > size)
+        return len == 0 && end <= size ? LB_OK : LB_DB;
+    int rc = LB_OK;
+    for (uint32_t i = start / BLOCK_CHUNK; rc == LB_OK && (size_t)i * BLOCK_CHUNK < end; i++) {
+        size_t from = (size_t)i * BLOCK_CHUNK, n = size - from < BLOCK_CHUNK ? size - from : BLOCK_CHUNK;
+        if (store_open_sealed(s, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i),
+                              (const unsigned char *)v.mv_data + (size_t)i * SEALED_CHUNK, n + SEAL_OVERHEAD, plain)) {
+            rc = LB_DB;
+            break;
+        }
+        size_t lo = from > start ? from : start, hi = from + n < end ? from + n : end;
+        memcpy(out + done, plain + (lo - from), hi - lo);
+        done += hi - lo;
+    }
+    OPENSSL_cleanse(plain, sizeof plain);
+    if (rc != LB_OK)
+        OPENSSL_cleanse(out, done);
+    return rc;
+}
+
 /* ---- extents --------------------------------------------------------------- */
 
 int lb_extents_overlap(const lb_meta *m, uint32_t start, uint32_t end)
@@ -345,11 +421,8 @@ int lb_ingest(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t seq, const unsign
     lb_extents_add(&m, 0, LB_MAC_BYTES);
     if (seq < l->verify_hint)
         l->verify_hint = seq;
-    unsigned char kb[80];
-    MDB_val k = {lb_block_key(kb, l->peer_id, seq), kb}, v = {len, NULL};
-    if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
+    if (put_data(s, txn, l->peer_id, seq, data, len) != LB_OK)
         return LB_DB;
-    memcpy(v.mv_data, data, len);
     return lb_put_meta(s, txn, l->peer_id, seq, &m) ? LB_DB : LB_OK;
 }
 
@@ -563,15 +636,13 @@ static int mark_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         lb_meta m;
-        MDB_val data;
         if (lb_get_meta(s, txn, peer_id, ranges[i].seq, &m))
             return LB_DB;
         uint32_t start = ranges[i].offset, end = ranges[i].offset + ranges[i].length;
         if (add) {
-            if (out) {
-                if (get_data(s, txn, peer_id, ranges[i].seq, &data) || data.mv_size < end)
-                    return LB_DB;
-                memcpy(out + off, (unsigned char *)data.mv_data + start, ranges[i].length);
+            if (out && read_block_bytes(s, txn, peer_id, ranges[i].seq, start, ranges[i].length, out + off) != LB_OK) {
+                OPENSSL_cleanse(out, off);
+                return LB_DB;
             }
             if (lb_extents_add(&m, start, end) < 0)
                 return LB_DB;
@@ -654,12 +725,10 @@ int lb_read_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb_ran
 {
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        MDB_val v;
-        if (get_data(s, txn, peer_id, ranges[i].seq, &v) || v.mv_size < (size_t)ranges[i].offset + ranges[i].length) {
+        if (read_block_bytes(s, txn, peer_id, ranges[i].seq, ranges[i].offset, ranges[i].length, out + off) != LB_OK) {
             OPENSSL_cleanse(out, off);
             return LB_DB;
         }
-        memcpy(out + off, (const unsigned char *)v.mv_data + ranges[i].offset, ranges[i].length);
         off += ranges[i].length;
     }
     return LB_OK;

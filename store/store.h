@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <lmdb.h>
+#include "store/seal.h"
 
 typedef struct store_op_item store_op_item;
 
@@ -25,6 +26,7 @@ typedef struct kme_store {
                             (relay/reserve.h) -> be64 expires; refused should it arrive */
     MDB_dbi meta;       /* name -> value: identity and counters */
     MDB_dbi held;       /* SAE ID -> u64: key records waiting for it as a slave (store/key_records.h) */
+    seal_key seal;      /* the data key every value of key material is sealed under (store/seal.h) */
     /* The most keys that may wait for an SAE as a slave (its max_key_count);
      * NULL or <= 0: no ceiling. Set once before the store is used. */
     long (*held_limit)(void *ctx, const char *sae);
@@ -50,7 +52,13 @@ typedef int (*store_op)(kme_store *s, MDB_txn *txn, void *arg);
 
 #define STORE_ECOMMIT (-1000) /* the batch could not be committed: nothing changed */
 
-int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, char *err, size_t errlen);
+/* Opens (or makes) the store of kme_id in dir and its data key: unwrapped
+ * with wrap, or kept in clear in the store when wrap is NULL ("store_key":
+ * "none-insecure"). Refuses, with a message in err, a store of another KME,
+ * one written before records were sealed, one whose data key wrap cannot
+ * unwrap, and one whose data key is kept otherwise than wrap says. */
+int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, const seal_wrapper *wrap, char *err,
+               size_t errlen);
 void store_close(kme_store *s);
 
 /* Runs op in the next batch and returns once that batch is durably committed. */
@@ -61,6 +69,17 @@ int store_commit(kme_store *s, store_op op, void *arg);
  * stopping). done must be quick and must not commit. */
 typedef void (*store_done)(void *done_arg, int result);
 void store_commit_async(kme_store *s, store_op op, void *arg, store_done done, void *done_arg);
+
+/* Stores len bytes of key material sealed as the value of key in dbi
+ * (db_name: its name, bound into the seal). 0, or non-zero. */
+int store_put_sealed(kme_store *s, MDB_txn *txn, MDB_dbi dbi, const char *db_name, const MDB_val *key,
+                     const unsigned char *plain, size_t len, unsigned int flags);
+/* Opens a sealed value read from key of db_name into out (sealed_len -
+ * SEAL_OVERHEAD bytes). A value that does not open (tampered, moved, or
+ * sealed under another key) is logged, naming the record and never its
+ * bytes, and -1 returned: the caller treats it like a corrupt store. */
+int store_open_sealed(const kme_store *s, const char *db_name, const void *key, size_t keylen,
+                      const unsigned char *sealed, size_t sealed_len, unsigned char *out);
 
 /* Read-only transaction helpers. */
 int store_read_begin(kme_store *s, MDB_txn **txn);

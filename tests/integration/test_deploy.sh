@@ -190,8 +190,8 @@ done
 "$PY" "$HELPER" volumes "$W/rendered-om.yaml" >"$W/volumes.txt"
 missing=$(sed 's/#.*//' "$IMG/usr/local/share/qkd/writable-dirs" 2>/dev/null | sort | comm -23 <(sort "$W/volumes.txt") - | xargs)
 t_eq "the image makes every named volume's mount point the user's (writable-dirs)" "" "$missing"
-t_match "...for the volumes of the star (CAs, bundles, kme data, links, certs)" \
-    '/bundles/kme-a.* /etc/qkd/certs /srv/qkd-ca /var/lib/kme /var/lib/qkd/links/A-B' \
+t_match "...for the volumes of the star (CAs, bundles, store keys, kme data, links, certs)" \
+    '/bundles/kme-a.* /etc/qkd/certs /keys/kme-a /keys/kme-b /keys/kme-c /srv/qkd-ca /var/lib/kme /var/lib/kme-key /var/lib/qkd/links/A-B' \
     "$(xargs <"$W/volumes.txt")"
 
 # ------------------------------------------------------ (4) libraries, commands

@@ -93,10 +93,13 @@ net_write_config() { # SITE
     [ -n "$NET_PEER_TIMEOUT_MS" ] && extra="$extra\"peer_timeout_ms\": $NET_PEER_TIMEOUT_MS,"
     [ -n "$NET_LOG_LEVEL" ] && extra="$extra\"log_level\": \"$NET_LOG_LEVEL\","
     [ -n "$NET_FETCH_RETRY" ] && extra="$extra\"fetch_retry_seconds\": $NET_FETCH_RETRY,"
+    # The site's store key: 32 random bytes only the KME may read (README, "Sealed store").
+    [ -f "$NET_DIR/$s/store.key" ] || (umask 077 && head -c 32 /dev/urandom >"$NET_DIR/$s/store.key") || return 1
     cat >"$NET_DIR/$s/kme.json" <<JSON
 {
   "kme_id": "KME_$s",$admin$extra
   "data_dir": "$NET_DIR/$s/data",
+  "store_key": {"file": "$NET_DIR/$s/store.key"},
   "sae_listen": "127.0.0.1:$(net_sae_port "$s")",
   "kme_listen": "127.0.0.1:$(net_kme_port "$s")",
   "sae_tls": {"cert": "$c/KME_$s.server.pem", "key": "$c/KME_$s.server.key", "client_ca": "$c/sae-ca.pem", "client_crl": "$c/sae-ca.crl"},

@@ -11,7 +11,8 @@
 
 /* The settings every configuration needs (no SAEs, no links). */
 #define CONFIG_BASE                                                                                                    \
-    "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","      \
+    "\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/"                                                                        \
+    "x\",\"store_key\":\"none-insecure\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","               \
     "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\",\"ca\":" \
     "\"a\"}"
 

@@ -26,8 +26,8 @@ static inline void open_stores(void)
     strcpy(dir_b, "/tmp/linkpairB.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir_a));
     ck_assert_ptr_nonnull(mkdtemp(dir_b));
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
-    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", NULL, err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", NULL, err, sizeof err), 0);
     lb_link_init(&la, "KME_A", "KME_B");
     lb_link_init(&lb_, "KME_B", "KME_A");
 }

@@ -114,7 +114,7 @@ static inline void temp_store_open(kme_store *s, char *dir, const char *id)
     char err[256] = "";
     strcpy(dir, "/tmp/unitstore.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    ck_assert_msg(store_open(s, dir, 64, id, err, sizeof err) == 0, "store_open: %s", err);
+    ck_assert_msg(store_open(s, dir, 64, id, NULL, err, sizeof err) == 0, "store_open: %s", err);
 }
 
 static inline void temp_store_close(kme_store *s, const char *dir)
@@ -329,8 +329,8 @@ static int stock_put_op(kme_store *s, MDB_txn *t, void *arg)
     n += 8;
     memcpy(kb + n, r->key->key_id, UUID_STR_LEN);
     n += UUID_STR_LEN;
-    MDB_val k = {n, kb}, v = {r->key->key_len, r->key->key};
-    return mdb_put(t, s->stock, &k, &v, MDB_NOOVERWRITE);
+    MDB_val k = {n, kb};
+    return store_put_sealed(s, t, s->stock, SEAL_DB_STOCK, &k, r->key->key, r->key->key_len, MDB_NOOVERWRITE);
 }
 
 /* Puts keys into the stock of (peer, master, slave, their size), the i-th

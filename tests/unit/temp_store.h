@@ -20,7 +20,7 @@ static inline void temp_store_open(temp_store *t, const char *kme_id)
     char err[256];
     strcpy(t->dir, "/tmp/kmestore.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(t->dir));
-    ck_assert_int_eq(store_open(&t->store, t->dir, 64, kme_id, err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&t->store, t->dir, 64, kme_id, NULL, err, sizeof err), 0);
 }
 
 static inline void temp_store_remove(temp_store *t)

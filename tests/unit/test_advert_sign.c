@@ -186,7 +186,7 @@ START_TEST(router_refuses_a_forged_origin_and_keeps_a_claimed_sae)
     char sdir[] = "/tmp/advertstore.XXXXXX", err[256], *answer;
     ck_assert_ptr_nonnull(mkdtemp(sdir));
     static kme_store store;
-    ck_assert_int_eq(store_open(&store, sdir, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&store, sdir, 64, "KME_A", NULL, err, sizeof err), 0);
     relay_node *k = calloc(1, sizeof *k);
     ck_assert_ptr_nonnull(k);
     k->store = &store;

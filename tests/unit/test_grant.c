@@ -334,7 +334,7 @@ START_TEST(no_new_grant_while_one_is_pending)
     ck_assert_uint_eq(b->seqs[0], 2);
     /* The pending grant survives a restart and is sent again instead of a new one. */
     store_close(&sa);
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", NULL, err, sizeof err), 0);
     lb_link_init(&la, "KME_A", "KME_B");
     grant_batch *again = start(&sa, &la, UINT64_MAX);
     ck_assert_int_eq(again->retry, 1);
@@ -466,7 +466,7 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
     static kme_store store_b;
     k->store = &store_b;
     store_close(&sb);
-    ck_assert_int_eq(store_open(k->store, dir_b, 64, "KME_B", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(k->store, dir_b, 64, "KME_B", NULL, err, sizeof err), 0);
     lb_link_init(&k->links[0].lb, "KME_B", "KME_A");
     const char *bad[] = {"{\"seqs\":[]}", "{\"seqs\":[2,2]}", "{\"seqs\":[-2]}", "{\"seqs\":[2]}", "nonsense", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -504,7 +504,7 @@ START_TEST(handler_takes_grants_and_refuses_bad_ones)
     /* The grantor's round does nothing while the neighbour is down. */
     ck_assert_int_eq(grant_once(k, &k->links[0]), 0);
     store_close(k->store);
-    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", NULL, err, sizeof err), 0);
     assert_mirrored(6);
     free(k);
     free(b);

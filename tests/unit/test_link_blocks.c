@@ -178,9 +178,9 @@ START_TEST(store_identity_and_persistence)
     store_close(&sa);
     char err[256];
     kme_store other;
-    ck_assert_int_eq(store_open(&other, dir_a, 64, "KME_Z", err, sizeof err), -1);
+    ck_assert_int_eq(store_open(&other, dir_a, 64, "KME_Z", NULL, err, sizeof err), -1);
     ck_assert(strstr(err, "KME_A") != NULL);
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", NULL, err, sizeof err), 0);
     lb_meta m = pair_meta(&sa, "KME_B", 2);
     ck_assert_int_eq(m.state, LB_UNVERIFIED);
     ck_assert_uint_eq(m.size, BLOCK);
@@ -272,8 +272,8 @@ START_TEST(counters_equal_a_recount)
     store_close(&sa);
     store_close(&sb);
     char err[256];
-    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", err, sizeof err), 0);
-    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sa, dir_a, 64, "KME_A", NULL, err, sizeof err), 0);
+    ck_assert_int_eq(store_open(&sb, dir_b, 64, "KME_B", NULL, err, sizeof err), 0);
     assert_counts(&sa, &la, 11, 3);
     assert_counts(&sb, &lb_, 11, 1);
     lb_stock a_after = pair_stock(&sa, &la), b_after = pair_stock(&sb, &lb_);

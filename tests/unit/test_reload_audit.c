@@ -50,19 +50,23 @@ START_TEST(reload_refuses_fixed_settings)
     } changes[] = {
         {"{" BASE ",\"saes\":[],\"key_ttl_seconds\":60}", "key_ttl_seconds"},
         {"{" BASE ",\"saes\":[],\"stock_max_keys\":0}", "stock_max_keys"},
-        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:3\","
+        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/"
+         "x\",\"store_key\":\"none-insecure\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:3\","
          "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\","
          "\"ca\":\"a\"},\"saes\":[]}",
          "kme_listen"},
-        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/y\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
+        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/"
+         "y\",\"store_key\":\"none-insecure\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
          "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\","
          "\"ca\":\"a\"},\"saes\":[]}",
          "data_dir"},
-        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
+        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/"
+         "x\",\"store_key\":\"none-insecure\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
          "\"sae_tls\":{\"cert\":\"c2\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\","
          "\"ca\":\"a\"},\"saes\":[]}",
          "sae_tls"},
-        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/x\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
+        {"{\"kme_id\":\"KME_A\",\"data_dir\":\"/tmp/"
+         "x\",\"store_key\":\"none-insecure\",\"sae_listen\":\"127.0.0.1:1\",\"kme_listen\":\"127.0.0.1:2\","
          "\"sae_tls\":{\"cert\":\"c\",\"key\":\"k\",\"client_ca\":\"a\"},\"kme_tls\":{\"cert\":\"c\",\"key\":\"k\","
          "\"ca\":\"a\"},\"saes\":[]}",
          "links"},

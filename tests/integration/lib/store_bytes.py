@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Key bytes in store files, for the sealed store suite (test_sealed_store.sh).
+
+  store_bytes.py keys KEYFILE FILE...     how many keys of KEYFILE ("key_ID
+                                          base64" lines) appear raw in any FILE
+  store_bytes.py blocks BLOCKDIR FILE...  how many 32-byte pieces of the link
+                                          blocks in BLOCKDIR (*.key) appear in any FILE
+  store_bytes.py tamper DATA_DIR KEY_ID   flips one byte inside the sealed key
+                                          bytes of KEY_ID's record in the keys database
+                                          (the KME stopped); exits 1 when not found
+
+A piece is found at any offset of a FILE, whatever its alignment there."""
+import base64
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+PIECE = 32
+
+
+def count_found(needles, files):
+    found = set()
+    for path in files:
+        with open(path, "rb") as f:
+            hay = f.read()
+        for i in range(len(hay) - PIECE + 1):
+            if hay[i:i + PIECE] in needles:
+                found.add(hay[i:i + PIECE])
+    return len(found)
+
+
+def keys(keyfile, files):
+    needles = set()
+    with open(keyfile) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                raw = base64.b64decode(parts[1])
+                for o in range(0, len(raw) - PIECE + 1, PIECE):
+                    needles.add(raw[o:o + PIECE])
+    print(count_found(needles, files))
+
+
+def blocks(blockdir, files):
+    needles = set()
+    for path in sorted(glob.glob(os.path.join(blockdir, "*.key"))):
+        with open(path, "rb") as f:
+            raw = f.read()
+        for o in range(0, len(raw) - PIECE + 1, PIECE):
+            needles.add(raw[o:o + PIECE])
+    print(count_found(needles, files))
+
+
+def tamper(data_dir, key_id):
+    """Dumps every database of the store in data_dir (mdb_dump -a), flips one
+    byte in the middle of the last 16 + 32 bytes of KEY_ID's value in the keys
+    database (inside the sealed key, before its tag), loads the dump into a
+    new store (mdb_load) and puts it in place: the live record is the one
+    changed, never a stale copy in a freed page."""
+    dump = subprocess.run(["mdb_dump", "-a", data_dir], check=True, capture_output=True, text=True).stdout
+    lines = dump.split("\n")
+    db, in_data, changed = None, False, None
+    want = key_id.encode().hex()
+    for i, line in enumerate(lines):
+        if line.startswith("database="):
+            db = line.split("=", 1)[1]
+        elif line == "HEADER=END":
+            in_data, pos = True, 0
+        elif line == "DATA=END":
+            in_data = False
+        elif in_data:
+            if pos % 2 == 0 and db == "keys" and line.strip() == want:
+                value = bytearray.fromhex(lines[i + 1].strip())
+                flip = len(value) - 16 - 16
+                value[flip] ^= 0x01
+                lines[i + 1] = " " + value.hex()
+                changed = flip
+            pos += 1
+    if changed is None:
+        return 1
+    fresh = data_dir + ".tampered"
+    shutil.rmtree(fresh, ignore_errors=True)
+    os.mkdir(fresh, 0o700)
+    subprocess.run(["mdb_load", "-f", "/dev/stdin", fresh], input="\n".join(lines), check=True, text=True)
+    os.replace(os.path.join(fresh, "data.mdb"), os.path.join(data_dir, "data.mdb"))
+    shutil.rmtree(fresh, ignore_errors=True)
+    print(changed)
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "keys":
+        keys(argv[2], argv[3:])
+    elif len(argv) >= 3 and argv[1] == "blocks":
+        blocks(argv[2], argv[3:])
+    elif len(argv) == 4 and argv[1] == "tamper":
+        return tamper(argv[2], argv[3])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
