@@ -264,8 +264,6 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         return "kme_id";
     if (strcmp(a->data_dir, b->data_dir) != 0)
         return "data_dir";
-    if (!store_key_same(&a->store_key, &b->store_key))
-        return "store_key";
     if (!same_endpoint(&a->sae_listen, &b->sae_listen))
         return "sae_listen";
     if (!same_endpoint(&a->kme_listen, &b->kme_listen))

@@ -14,13 +14,14 @@
 #include "runtime/log.h"
 #include "kme/metrics.h"
 #include "kme/reload.h"
+#include "store/forget_epochs.h"
 #include "kme/store_dump.h"
 #include "runtime/worker_pool.h"
 #include "relay/kme_port.h"
 #include "relay/router.h"
 #include "runtime/json_wipe.h"
-#include "runtime/json_wipe.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,16 @@ static int restart_retry_op(kme_store *s, MDB_txn *txn, void *arg)
 static void *expiry_main(void *arg)
 {
     kme_context *k = arg;
-    while (!stop_signal_sleep(&k->stop, 1000)) {
+    for (unsigned round = 0; !stop_signal_sleep(&k->stop, 1000); round++) {
+        if (round % 5 == 0) {
+            int forgot = store_forget_epochs(&k->store, (int64_t)time(NULL));
+            if (forgot > 0)
+                log_info("erased %d epoch keys: the key records, stock and link blocks they sealed are all gone, "
+                         "and no copy of the store can open them now",
+                         forgot);
+            else if (forgot < 0)
+                log_error("cannot erase spent epoch keys from the keyring: %s", strerror(errno));
+        }
         int n = 0;
         do {
             if (store_commit(&k->store, expire_op, &n) != 0)

@@ -355,6 +355,18 @@ static void write_store(FILE *f, kme_context *k)
                 "1 while the store is above its high-water mark (store_high_water_percent): link ingest paused.");
     if (k->store.env)
         prom_u64(f, "qkd_kme_store_high_water", (uint64_t)store_above_high_water(&k->store), NULL);
+    size_t live = 0;
+    uint64_t erased = 0;
+    if (k->store.env)
+        epoch_keys_counts(&k->store.epochs, &live, &erased);
+    prom_family(f, "qkd_kme_store_epoch_keys", "gauge",
+                "Epoch keys in the store's keyring: the keys its key material is sealed under.");
+    if (k->store.env)
+        prom_u64(f, "qkd_kme_store_epoch_keys", (uint64_t)live, NULL);
+    prom_family(f, "qkd_kme_store_epoch_keys_erased_total", "counter",
+                "Epoch keys erased since the start, once every record sealed under them was gone.");
+    if (k->store.env)
+        prom_u64(f, "qkd_kme_store_epoch_keys_erased_total", erased, NULL);
 }
 
 /* The key economy's figures, one family a pass. */

@@ -2,6 +2,7 @@
  * whole (see reload.h). */
 #include "kme/reload.h"
 #include "kme/audit.h"
+#include "kme/store_key.h"
 #include "runtime/log.h"
 #include "relay/router.h"
 
@@ -103,9 +104,24 @@ static void describe(summary *s, const kme_config *cur, const kme_config *next, 
         add(s, "audit log closed; ");
     describe_crl(s, "SAE port", next->sae_client_crl, c->sae);
     describe_crl(s, "KME port", next->kme_crl, c->kme);
+    if (!store_key_same(&cur->store_key, &next->store_key))
+        add(s, "store_key rotated: the store's data key is now wrapped by the new key alone; ");
     if (s->len == 0)
         add(s, "nothing changed; ");
     s->text[s->len >= 2 ? s->len - 2 : 0] = '\0'; /* the last "; " */
+}
+
+/* A changed store_key is a rotation: the data key wrapped by the new key,
+ * in place of its wrapping by the old (kme/store_key.h). */
+static int rotate_store_key(kme_context *k, const kme_config *next, char *err, size_t errlen)
+{
+    if (store_key_same(&k->cfg.store_key, &next->store_key))
+        return 0;
+    char why[400];
+    if (store_key_rewrap(&k->store, &next->store_key, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "store_key cannot be rotated: %s", why);
+    return -1;
 }
 
 void kme_reload(kme_context *k, const char *config_path)
@@ -127,13 +143,15 @@ void kme_reload(kme_context *k, const char *config_path)
         log_error("reload refused: setting '%s' cannot change while the KME runs (restart it for that); serving on "
                   "with the configuration in force",
                   fixed);
-    } else if (crls_load(k, next, &c, err, sizeof err) < 0 || audit_open(next->audit_log, err, sizeof err) < 0) {
+    } else if (crls_load(k, next, &c, err, sizeof err) < 0 || audit_open(next->audit_log, err, sizeof err) < 0 ||
+               rotate_store_key(k, next, err, sizeof err) < 0) {
         log_error("reload refused: %s; serving on with the configuration in force", err);
         crls_free(&c);
     } else {
         /* Nothing below can fail. */
         summary s = {"", 0};
         describe(&s, &k->cfg, next, &c);
+        k->cfg.store_key = next->store_key; /* read by this thread only */
         if (c.sae)
             http_server_use_crl(k->sae_port, c.sae);
         if (c.kme)

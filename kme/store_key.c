@@ -107,20 +107,23 @@ static int file_unwrap(void *ctx, const unsigned char *in, size_t inlen, unsigne
 
 /* ---- the store opened with the site's wrapping key ------------------------------------------ */
 
-int store_key_open_store(kme_store *s, const char *dir, long map_mb, const char *kme_id,
-                         const store_key_setting *setting, char *err, size_t errlen)
+/* Runs use(ctx, wrapper) with the site's wrapping key at hand (NULL for
+ * none-insecure): the key file read or the token session open only for it. */
+typedef int (*wrapper_use)(void *ctx, const seal_wrapper *w, char *err, size_t errlen);
+
+static int with_wrapper(const store_key_setting *setting, wrapper_use use, void *ctx, char *err, size_t errlen)
 {
     char what[1400];
     int rc;
     if (setting->kind == STORE_KEY_NONE_INSECURE)
-        return store_open(s, dir, map_mb, kme_id, NULL, err, errlen);
+        return use(ctx, NULL, err, errlen);
     if (setting->kind == STORE_KEY_FILE) {
         key_file f;
         if (load_key_file(&f, setting->file, err, errlen) < 0)
             return -1;
         snprintf(what, sizeof what, "the key file %s", setting->file);
         seal_wrapper w = {'F', what, file_wrap, file_unwrap, &f};
-        rc = store_open(s, dir, map_mb, kme_id, &w, err, errlen);
+        rc = use(ctx, &w, err, errlen);
         OPENSSL_cleanse(&f, sizeof f);
         return rc;
     }
@@ -129,9 +132,38 @@ int store_key_open_store(kme_store *s, const char *dir, long map_mb, const char 
         return -1;
     snprintf(what, sizeof what, "the key '%s' of PKCS#11 token '%s'", setting->key_label, setting->token_label);
     seal_wrapper w = pkcs11_wrapper(p, what);
-    rc = store_open(s, dir, map_mb, kme_id, &w, err, errlen);
+    rc = use(ctx, &w, err, errlen);
     pkcs11_close(p);
     return rc;
+}
+
+typedef struct {
+    kme_store *s;
+    const char *dir, *kme_id;
+    long map_mb;
+} open_arg;
+
+static int open_with(void *ctx, const seal_wrapper *w, char *err, size_t errlen)
+{
+    open_arg *a = ctx;
+    return store_open(a->s, a->dir, a->map_mb, a->kme_id, w, err, errlen);
+}
+
+int store_key_open_store(kme_store *s, const char *dir, long map_mb, const char *kme_id,
+                         const store_key_setting *setting, char *err, size_t errlen)
+{
+    open_arg a = {s, dir, kme_id, map_mb};
+    return with_wrapper(setting, open_with, &a, err, errlen);
+}
+
+static int rewrap_with(void *ctx, const seal_wrapper *w, char *err, size_t errlen)
+{
+    return epoch_keys_rewrap(&((kme_store *)ctx)->epochs, w, err, errlen);
+}
+
+int store_key_rewrap(kme_store *s, const store_key_setting *setting, char *err, size_t errlen)
+{
+    return with_wrapper(setting, rewrap_with, s, err, errlen);
 }
 
 int store_key_init(const store_key_setting *setting, char *err, size_t errlen)

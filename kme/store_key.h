@@ -31,6 +31,12 @@ int store_key_same(const store_key_setting *a, const store_key_setting *b);
 int store_key_open_store(kme_store *s, const char *dir, long map_mb, const char *kme_id,
                          const store_key_setting *setting, char *err, size_t errlen);
 
+/* Rotation of the wrapping key: the open store's data key wrapped by the
+ * key setting names and written over its one wrapped copy, in place (its
+ * keyring, store/epoch_keys.h). The key before is no longer needed once
+ * this returns 0; -1 with err, and nothing changed, otherwise. */
+int store_key_rewrap(kme_store *s, const store_key_setting *setting, char *err, size_t errlen);
+
 /* kme --init-store-key: writes a new key file (refusing to overwrite one),
  * or generates the AES key in the token (refusing when one with its label
  * exists). 0, or -1 with err. */

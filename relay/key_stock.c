@@ -277,11 +277,12 @@ static int put_op(kme_store *s, MDB_txn *txn, void *arg)
     unsigned char kb[sizeof a->prefix + 8 + UUID_STR_LEN];
     memcpy(kb, a->prefix, a->plen);
     store_put_be64(kb + a->plen, (uint64_t)a->created_ms);
+    seal_epoch ep = store_stock_epoch((const char *)a->prefix, a->created_ms); /* the prefix starts with the dest */
     for (size_t i = 0; i < a->keys->count; i++) {
         memcpy(kb + a->plen + 8, a->keys->keys[i].key_id, UUID_STR_LEN);
         MDB_val k = {a->plen + 8 + UUID_STR_LEN, kb};
         if (store_put_sealed(s, txn, s->stock, SEAL_DB_STOCK, &k, a->keys->keys[i].key, a->keys->keys[i].key_len,
-                             MDB_NOOVERWRITE))
+                             MDB_NOOVERWRITE, &ep))
             return -1;
     }
     return 0;

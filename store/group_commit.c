@@ -182,7 +182,7 @@ void store_close(kme_store *s)
         pthread_join(s->writer, NULL);
     mdb_env_close(s->env);
     s->env = NULL;
-    seal_key_clear(&s->seal);
+    epoch_keys_close(&s->epochs);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
 }

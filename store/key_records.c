@@ -145,7 +145,8 @@ int kr_put(kme_store *s, MDB_txn *txn, const key_record *r)
         *p++ = (unsigned char)n;
         memcpy(p, r->slaves[i], n), p += n;
     }
-    if (seal_value(&s->seal, SEAL_DB_KEYS, r->key_id, UUID_STR_LEN, r->key, r->key_len, p))
+    seal_epoch ep = store_expiry_epoch(r->expires, (int64_t)time(NULL));
+    if (store_seal(s, &ep, SEAL_DB_KEYS, r->key_id, UUID_STR_LEN, r->key, r->key_len, p))
         return KR_DB;
     for (size_t i = 0; i < r->slave_count; i++)
         if (held_add(s, txn, r->slaves[i], strlen(r->slaves[i]), 1))
@@ -185,6 +186,22 @@ static int erase(kme_store *s, MDB_txn *txn, const char *key_id, int64_t expires
     return rc;
 }
 
+/* A record whose expiry moves later is sealed anew under the epoch of its
+ * new expiry (its old one may end, and be erased, before it). */
+static int reseal_for(kme_store *s, const char *key_id, unsigned char *sealed, uint32_t key_len, int64_t expires)
+{
+    unsigned char *plain = malloc(key_len ? key_len : 1);
+    int rc =
+        plain ? store_open_sealed(s, SEAL_DB_KEYS, key_id, UUID_STR_LEN, sealed, key_len + SEAL_OVERHEAD, plain) : -1;
+    if (rc == 0) {
+        seal_epoch ep = store_expiry_epoch(expires, (int64_t)time(NULL));
+        rc = store_seal(s, &ep, SEAL_DB_KEYS, key_id, UUID_STR_LEN, plain, key_len, sealed);
+        OPENSSL_cleanse(plain, key_len);
+    }
+    free(plain);
+    return rc;
+}
+
 /* The record's expiry moved to `expires` (earlier or later), with its index entry. */
 static int move_expiry(kme_store *s, MDB_txn *txn, const char *key_id, const MDB_val *v, const record_view *rv,
                        int64_t expires, int set_fetched)
@@ -203,7 +220,9 @@ static int move_expiry(kme_store *s, MDB_txn *txn, const char *key_id, const MDB
     if (set_fetched >= 0)
         copy[rv->slave_off[set_fetched]] = 1;
     MDB_val nv = {v->mv_size, copy};
-    int rc = mdb_put(txn, s->keys, &k, &nv, 0);
+    int rc = expires > rv->expires ? reseal_for(s, key_id, copy + rv->key_off, rv->key_len, expires) : 0;
+    if (rc == 0)
+        rc = mdb_put(txn, s->keys, &k, &nv, 0);
     OPENSSL_cleanse(copy, nv.mv_size);
     free(copy);
     if (rc)

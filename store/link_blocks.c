@@ -266,9 +266,10 @@ static int put_data(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t se
     if (mdb_put(txn, s->block_data, &k, &v, MDB_RESERVE))
         return LB_DB;
     unsigned char *w = v.mv_data;
+    seal_epoch ep = store_block_epoch(peer_id, seq);
     for (uint32_t i = 0; (size_t)i * BLOCK_CHUNK < len; i++) {
         size_t n = len - (size_t)i * BLOCK_CHUNK < BLOCK_CHUNK ? len - (size_t)i * BLOCK_CHUNK : BLOCK_CHUNK;
-        if (seal_value(&s->seal, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i), data + (size_t)i * BLOCK_CHUNK, n,
+        if (store_seal(s, &ep, SEAL_DB_BLOCK_DATA, id, chunk_id(id, &k, i), data + (size_t)i * BLOCK_CHUNK, n,
                        w + (size_t)i * SEALED_CHUNK))
             return LB_DB;
     }

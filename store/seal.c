@@ -50,9 +50,9 @@ int seal_value(const seal_key *k, const char *db, const void *id, size_t idlen, 
 int seal_open(const seal_key *k, const char *db, const void *id, size_t idlen, const unsigned char *sealed,
               size_t sealed_len, unsigned char *out)
 {
-    if (!k->cipher || sealed_len < SEAL_OVERHEAD || sealed_len - SEAL_OVERHEAD > (size_t)1 << 30)
+    if (!k->cipher || sealed_len < SEAL_AEAD_OVERHEAD || sealed_len - SEAL_AEAD_OVERHEAD > (size_t)1 << 30)
         return -1;
-    size_t len = sealed_len - SEAL_OVERHEAD;
+    size_t len = sealed_len - SEAL_AEAD_OVERHEAD;
     const unsigned char *tag = sealed + SEAL_NONCE_BYTES + len;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int outl = 0, fl = 0;

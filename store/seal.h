@@ -1,10 +1,11 @@
 /* Sealing of key material at rest. Every stored value that holds key bytes
  * is nonce (12 bytes, fresh from RAND_bytes) | AES-256-GCM ciphertext | tag
- * (16 bytes) under the store's data key, with the record's identity (its
- * database's name and its LMDB key) as associated data: a value copied or
- * moved to another record does not open. The data key itself rests in the
- * store's meta only wrapped (seal_wrapper), or in clear when the site chose
- * "store_key": "none-insecure". */
+ * (16 bytes) under an epoch key (store/epoch_keys.h), with the record's
+ * identity (its database's name and its LMDB key) as associated data: a
+ * value copied or moved to another record does not open. The epoch keys rest
+ * sealed under the store's data key, and the data key only wrapped
+ * (seal_wrapper), or in clear when the site chose "store_key":
+ * "none-insecure". */
 #ifndef STORE_SEAL_H
 #define STORE_SEAL_H
 
@@ -14,7 +15,11 @@
 #define SEAL_KEY_BYTES 32
 #define SEAL_NONCE_BYTES 12
 #define SEAL_TAG_BYTES 16
-#define SEAL_OVERHEAD (SEAL_NONCE_BYTES + SEAL_TAG_BYTES)
+#define SEAL_AEAD_OVERHEAD (SEAL_NONCE_BYTES + SEAL_TAG_BYTES)
+/* A stored value: the be64 ID of the epoch key it is sealed under
+ * (store/epoch_keys.h), then nonce | ciphertext | tag. */
+#define SEAL_EPOCH_BYTES 8
+#define SEAL_OVERHEAD (SEAL_EPOCH_BYTES + SEAL_AEAD_OVERHEAD)
 #define SEAL_WRAPPED_MAX 128 /* the most bytes a wrapped data key may take */
 
 /* The database names bound into each record's associated data. */
@@ -32,11 +37,11 @@ int seal_key_set(seal_key *k, const unsigned char key[SEAL_KEY_BYTES]);
 /* Cleanses the key. */
 void seal_key_clear(seal_key *k);
 
-/* Seals len bytes of plain into out (len + SEAL_OVERHEAD bytes) for the
+/* Seals len bytes of plain into out (len + SEAL_AEAD_OVERHEAD bytes) for the
  * record id (idlen bytes) of database db. 0, or -1. */
 int seal_value(const seal_key *k, const char *db, const void *id, size_t idlen, const unsigned char *plain, size_t len,
                unsigned char *out);
-/* Opens a sealed value into out (sealed_len - SEAL_OVERHEAD bytes): 0, or
+/* Opens a sealed value into out (sealed_len - SEAL_AEAD_OVERHEAD bytes): 0, or
  * -1 when it does not authenticate for that record (out is cleansed). */
 int seal_open(const seal_key *k, const char *db, const void *id, size_t idlen, const unsigned char *sealed,
               size_t sealed_len, unsigned char *out);

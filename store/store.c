@@ -1,6 +1,6 @@
 /* Opens and closes the LMDB environment and its named databases; checks the
- * store belongs to this KME; sets up its data key (made at the first open,
- * unwrapped at each other) and seals and opens the values of key material. */
+ * store belongs to this KME; opens its keyring (made at the first open) and
+ * seals and opens the values of key material. */
 #include "store/store.h"
 #include "runtime/log.h"
 
@@ -12,11 +12,11 @@
 #include <openssl/rand.h>
 
 /* The meta records of sealing: the format (absent in a store written before
- * records were sealed) and the data key, one byte saying how it is kept
- * ('N' in clear, else the seal_wrapper kind) then the key or its wrapping. */
+ * records were sealed) and the store's ID, which its keyring (the file
+ * "epochs", store/epoch_keys.h) must carry. */
 #define META_SEAL_FORMAT "seal_format"
-#define SEAL_FORMAT "aes-256-gcm/1"
-#define META_DATA_KEY "data_key"
+#define SEAL_FORMAT "aes-256-gcm/epochs-1"
+#define META_STORE_ID "store_id"
 
 void store_put_be64(unsigned char out[8], uint64_t v)
 {
@@ -69,53 +69,32 @@ static int check_identity(kme_store *s, MDB_txn *txn, const char *kme_id, int *f
     return 0;
 }
 
-static const char *kept_by(char kind)
-{
-    return kind == 'N'   ? "kept in clear (store_key none-insecure)"
-           : kind == 'F' ? "wrapped by a key file"
-           : kind == 'P' ? "wrapped by a PKCS#11 token"
-                         : "kept in an unknown way";
-}
-
 static int put_meta(kme_store *s, MDB_txn *txn, const char *name, const void *data, size_t len)
 {
     MDB_val k = {strlen(name), (void *)name}, v = {len, (void *)data};
     return mdb_put(txn, s->meta, &k, &v, 0);
 }
 
-/* A new store: a fresh data key, recorded wrapped (or in clear without wrap). */
-static int make_data_key(kme_store *s, MDB_txn *txn, const seal_wrapper *wrap, char *err, size_t errlen)
+/* A new store: a fresh ID in the meta and a new keyring beside it. */
+static int make_keyring(kme_store *s, MDB_txn *txn, const char *dir, const seal_wrapper *wrap, char *err, size_t errlen)
 {
-    unsigned char key[SEAL_KEY_BYTES], rec[1 + SEAL_WRAPPED_MAX];
-    size_t len = SEAL_WRAPPED_MAX;
-    int rc = -1;
-    if (RAND_priv_bytes(key, sizeof key) != 1) {
-        snprintf(err, errlen, "cannot make the store's data key: no randomness");
-    } else if (!wrap) {
-        rec[0] = 'N';
-        memcpy(rec + 1, key, sizeof key);
-        len = sizeof key;
-        rc = 0;
-    } else if (wrap->wrap(wrap->ctx, key, rec + 1, &len, err, errlen) == 0) {
-        rec[0] = (unsigned char)wrap->kind;
-        rc = 0;
+    unsigned char id[EPOCH_STORE_ID_BYTES];
+    if (RAND_bytes(id, sizeof id) != 1) {
+        snprintf(err, errlen, "cannot make the store's ID: no randomness");
+        return -1;
     }
-    if (rc == 0 &&
-        (put_meta(s, txn, META_DATA_KEY, rec, 1 + len) ||
-         put_meta(s, txn, META_SEAL_FORMAT, SEAL_FORMAT, strlen(SEAL_FORMAT)) || seal_key_set(&s->seal, key))) {
-        snprintf(err, errlen, "cannot record the store's data key");
-        rc = -1;
+    if (put_meta(s, txn, META_STORE_ID, id, sizeof id) ||
+        put_meta(s, txn, META_SEAL_FORMAT, SEAL_FORMAT, strlen(SEAL_FORMAT))) {
+        snprintf(err, errlen, "cannot record the store's ID");
+        return -1;
     }
-    OPENSSL_cleanse(key, sizeof key);
-    OPENSSL_cleanse(rec, sizeof rec);
-    return rc;
+    return epoch_keys_create(&s->epochs, dir, id, wrap, err, errlen);
 }
 
-/* An existing store: its format checked and its data key unwrapped. */
-static int load_data_key(kme_store *s, MDB_txn *txn, const seal_wrapper *wrap, const char *dir, char *err,
-                         size_t errlen)
+/* An existing store: its format checked and its keyring opened. */
+static int load_keyring(kme_store *s, MDB_txn *txn, const seal_wrapper *wrap, const char *dir, char *err, size_t errlen)
 {
-    MDB_val fk = {strlen(META_SEAL_FORMAT), META_SEAL_FORMAT}, kk = {strlen(META_DATA_KEY), META_DATA_KEY}, fv, kv;
+    MDB_val fk = {strlen(META_SEAL_FORMAT), META_SEAL_FORMAT}, ik = {strlen(META_STORE_ID), META_STORE_ID}, fv, iv;
     if (mdb_get(txn, s->meta, &fk, &fv) != 0) {
         snprintf(err, errlen,
                  "the store in %s was written before key material was sealed: its keys rest in clear. Refused: "
@@ -129,58 +108,57 @@ static int load_data_key(kme_store *s, MDB_txn *txn, const seal_wrapper *wrap, c
                  (char *)fv.mv_data);
         return -1;
     }
-    if (mdb_get(txn, s->meta, &kk, &kv) != 0 || kv.mv_size < 2 || kv.mv_size > 1 + SEAL_WRAPPED_MAX) {
-        snprintf(err, errlen, "the store in %s has no data key: it is damaged", dir);
+    if (mdb_get(txn, s->meta, &ik, &iv) != 0 || iv.mv_size != EPOCH_STORE_ID_BYTES) {
+        snprintf(err, errlen, "the store in %s has no ID: it is damaged", dir);
         return -1;
     }
-    const unsigned char *rec = kv.mv_data;
-    char kind = (char)rec[0];
-    char wanted = wrap ? wrap->kind : 'N';
-    if (kind != wanted) {
-        snprintf(err, errlen, "the data key of the store in %s is %s, but the configuration's store_key says %s", dir,
-                 kept_by(kind), wrap ? wrap->what : "none-insecure");
-        return -1;
-    }
-    unsigned char key[SEAL_KEY_BYTES];
-    int rc = 0;
-    if (!wrap) {
-        if (kv.mv_size != 1 + SEAL_KEY_BYTES) {
-            snprintf(err, errlen, "the store in %s has a damaged data key", dir);
-            return -1;
-        }
-        memcpy(key, rec + 1, SEAL_KEY_BYTES);
-    } else {
-        char why[256] = "";
-        if (wrap->unwrap(wrap->ctx, rec + 1, kv.mv_size - 1, key, why, sizeof why) < 0) {
-            snprintf(err, errlen,
-                     "cannot unwrap the data key of the store in %s with %s: %s (a wrong key or token, or the "
-                     "store of another site); nothing is served",
-                     dir, wrap->what, why);
-            return -1;
-        }
-    }
-    if (seal_key_set(&s->seal, key) < 0) {
-        snprintf(err, errlen, "cannot set up AES-256-GCM for the store");
-        rc = -1;
-    }
-    OPENSSL_cleanse(key, sizeof key);
-    return rc;
+    return epoch_keys_open(&s->epochs, dir, iv.mv_data, wrap, err, errlen);
+}
+
+seal_epoch store_expiry_epoch(int64_t expires, int64_t now)
+{
+    int64_t left = expires > now ? expires - now : 0;
+    uint64_t span = 16;
+    while (span < (uint64_t)1 << 30 && span * 16 < (uint64_t)left)
+        span <<= 1;
+    uint64_t at = expires > 0 ? (uint64_t)expires : 0;
+    seal_epoch ep = {'E', "", (at / span + 1) * span};
+    return ep;
+}
+
+seal_epoch store_stock_epoch(const char *peer, int64_t created_ms)
+{
+    seal_epoch ep = {'S', peer, created_ms > 0 ? (uint64_t)created_ms / 1000 / STORE_STOCK_EPOCH_S : 0};
+    return ep;
+}
+
+seal_epoch store_block_epoch(const char *peer, uint64_t seq)
+{
+    seal_epoch ep = {'B', peer, seq >> STORE_BLOCK_EPOCH_SHIFT};
+    return ep;
+}
+
+int store_seal(kme_store *s, const seal_epoch *ep, const char *db_name, const void *id, size_t idlen,
+               const unsigned char *plain, size_t len, unsigned char *out)
+{
+    return epoch_keys_seal(&s->epochs, ep, db_name, id, idlen, plain, len, out);
 }
 
 int store_put_sealed(kme_store *s, MDB_txn *txn, MDB_dbi dbi, const char *db_name, const MDB_val *key,
-                     const unsigned char *plain, size_t len, unsigned int flags)
+                     const unsigned char *plain, size_t len, unsigned int flags, const seal_epoch *ep)
 {
     MDB_val k = *key, v = {len + SEAL_OVERHEAD, NULL};
     int rc = mdb_put(txn, dbi, &k, &v, flags | MDB_RESERVE);
     if (rc)
         return rc;
-    return seal_value(&s->seal, db_name, key->mv_data, key->mv_size, plain, len, v.mv_data);
+    return store_seal(s, ep, db_name, key->mv_data, key->mv_size, plain, len, v.mv_data);
 }
 
-int store_open_sealed(const kme_store *s, const char *db_name, const void *key, size_t keylen,
-                      const unsigned char *sealed, size_t sealed_len, unsigned char *out)
+int store_open_sealed(kme_store *s, const char *db_name, const void *key, size_t keylen, const unsigned char *sealed,
+                      size_t sealed_len, unsigned char *out)
 {
-    if (seal_open(&s->seal, db_name, key, keylen, sealed, sealed_len, out) == 0)
+    int rc = epoch_keys_open_value(&s->epochs, db_name, key, keylen, sealed, sealed_len, out);
+    if (rc == 0)
         return 0;
     /* The record named by its key, printable bytes as they are (IDs), others as '.'. */
     char name[97];
@@ -190,9 +168,13 @@ int store_open_sealed(const kme_store *s, const char *db_name, const void *key, 
         name[i] = c >= 0x20 && c < 0x7f ? (char)c : '.';
     }
     name[n] = '\0';
-    log_error("key store: the sealed %s record '%s' does not authenticate (tampered, moved or damaged): refused, "
-              "never served",
-              db_name, name);
+    if (rc == -2)
+        log_error("key store: the sealed %s record '%s' outlived its epoch, whose key is erased: refused, never served",
+                  db_name, name);
+    else
+        log_error("key store: the sealed %s record '%s' does not authenticate (tampered, moved or damaged): refused, "
+                  "never served",
+                  db_name, name);
     return -1;
 }
 
@@ -223,7 +205,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
     int fresh = 0;
     if ((rc = check_identity(s, txn, kme_id, &fresh, err, errlen)))
         goto fail_noerr;
-    if ((rc = fresh ? make_data_key(s, txn, wrap, err, errlen) : load_data_key(s, txn, wrap, dir, err, errlen)))
+    if ((rc = fresh ? make_keyring(s, txn, dir, wrap, err, errlen) : load_keyring(s, txn, wrap, dir, err, errlen)))
         goto fail_noerr;
     if ((rc = mdb_txn_commit(txn))) {
         txn = NULL;
@@ -237,7 +219,7 @@ int store_open(kme_store *s, const char *dir, long map_mb, const char *kme_id, c
 fail:
     snprintf(err, errlen, "cannot open the key store in %s: %s", dir, mdb_strerror(rc));
 fail_noerr:
-    seal_key_clear(&s->seal);
+    epoch_keys_close(&s->epochs);
     if (txn)
         mdb_txn_abort(txn);
     if (s->env)

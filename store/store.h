@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <lmdb.h>
+#include "store/epoch_keys.h"
 #include "store/seal.h"
 
 typedef struct store_op_item store_op_item;
@@ -26,7 +27,7 @@ typedef struct kme_store {
                             (relay/reserve.h) -> be64 expires; refused should it arrive */
     MDB_dbi meta;       /* name -> value: identity and counters */
     MDB_dbi held;       /* SAE ID -> u64: key records waiting for it as a slave (store/key_records.h) */
-    seal_key seal;      /* the data key every value of key material is sealed under (store/seal.h) */
+    epoch_keys epochs;  /* the keys every value of key material is sealed under (store/epoch_keys.h) */
     /* The most keys that may wait for an SAE as a slave (its max_key_count);
      * NULL or <= 0: no ceiling. Set once before the store is used. */
     long (*held_limit)(void *ctx, const char *sae);
@@ -70,16 +71,33 @@ int store_commit(kme_store *s, store_op op, void *arg);
 typedef void (*store_done)(void *done_arg, int result);
 void store_commit_async(kme_store *s, store_op op, void *arg, store_done done, void *done_arg);
 
-/* Stores len bytes of key material sealed as the value of key in dbi
- * (db_name: its name, bound into the seal). 0, or non-zero. */
+/* Seals len bytes of key material into out (len + SEAL_OVERHEAD bytes)
+ * under the key of epoch ep, for record id (idlen bytes) of db_name. 0, or -1. */
+int store_seal(kme_store *s, const seal_epoch *ep, const char *db_name, const void *id, size_t idlen,
+               const unsigned char *plain, size_t len, unsigned char *out);
+/* Stores len bytes of key material sealed under epoch ep as the value of
+ * key in dbi (db_name: its name, bound into the seal). 0, or non-zero. */
 int store_put_sealed(kme_store *s, MDB_txn *txn, MDB_dbi dbi, const char *db_name, const MDB_val *key,
-                     const unsigned char *plain, size_t len, unsigned int flags);
+                     const unsigned char *plain, size_t len, unsigned int flags, const seal_epoch *ep);
+
+/* The epoch of a key record that expires at `expires` (seconds), sealed at
+ * now: its bucket is the end of a span of 2^k s (at least 16 s, and at
+ * least a sixteenth of the time left) that holds the expiry, so a few dozen
+ * epochs cover any key_ttl_seconds and a key's epoch ends soon after it. */
+seal_epoch store_expiry_epoch(int64_t expires, int64_t now);
+/* The epoch of a stock key for dest peer made at created_ms: 64 s of creation. */
+#define STORE_STOCK_EPOCH_S 64
+seal_epoch store_stock_epoch(const char *peer, int64_t created_ms);
+/* The epoch of link block seq with peer: 64 consecutive blocks. */
+#define STORE_BLOCK_EPOCH_SHIFT 6
+seal_epoch store_block_epoch(const char *peer, uint64_t seq);
 /* Opens a sealed value read from key of db_name into out (sealed_len -
  * SEAL_OVERHEAD bytes). A value that does not open (tampered, moved, or
  * sealed under another key) is logged, naming the record and never its
- * bytes, and -1 returned: the caller treats it like a corrupt store. */
-int store_open_sealed(const kme_store *s, const char *db_name, const void *key, size_t keylen,
-                      const unsigned char *sealed, size_t sealed_len, unsigned char *out);
+ * bytes, and -1 returned: the caller treats it like a corrupt store. A
+ * value whose epoch key was erased (it outlived its epoch) is refused alike. */
+int store_open_sealed(kme_store *s, const char *db_name, const void *key, size_t keylen, const unsigned char *sealed,
+                      size_t sealed_len, unsigned char *out);
 
 /* Read-only transaction helpers. */
 int store_read_begin(kme_store *s, MDB_txn **txn);

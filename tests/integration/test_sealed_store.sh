@@ -99,7 +99,8 @@ for s in A B; do
     mkdir -p "$W/backup.$s"
     t_check "mdb_copy backs up $s's store" mdb_copy "$NET_DIR/$s/data" "$W/backup.$s"
 done
-FILES=("$NET_DIR/A/data/data.mdb" "$NET_DIR/B/data/data.mdb" "$W/backup.A/data.mdb" "$W/backup.B/data.mdb")
+FILES=("$NET_DIR/A/data/data.mdb" "$NET_DIR/B/data/data.mdb" "$NET_DIR/A/data/epochs" "$NET_DIR/B/data/epochs"
+    "$W/backup.A/data.mdb" "$W/backup.B/data.mdb")
 t_eq "none of the 16 keys in either store or backup" 0 "$($BYTES keys "$W/keys" "${FILES[@]}")"
 t_eq "no 32-byte piece of the link blocks there either" 0 "$($BYTES blocks "$W/blocks" "${FILES[@]}")"
 # The finder finds what is there: the keys in a file of their raw bytes, the blocks in their own files.

@@ -330,7 +330,8 @@ static int stock_put_op(kme_store *s, MDB_txn *t, void *arg)
     memcpy(kb + n, r->key->key_id, UUID_STR_LEN);
     n += UUID_STR_LEN;
     MDB_val k = {n, kb};
-    return store_put_sealed(s, t, s->stock, SEAL_DB_STOCK, &k, r->key->key, r->key->key_len, MDB_NOOVERWRITE);
+    seal_epoch ep = store_stock_epoch(r->peer, r->created_ms);
+    return store_put_sealed(s, t, s->stock, SEAL_DB_STOCK, &k, r->key->key, r->key->key_len, MDB_NOOVERWRITE, &ep);
 }
 
 /* Puts keys into the stock of (peer, master, slave, their size), the i-th

@@ -35,7 +35,7 @@ START_TEST(a_sealed_value_opens_for_its_record_only)
 {
     seal_key k;
     key_of(&k, 7);
-    unsigned char s1[sizeof plain + SEAL_OVERHEAD], s2[sizeof s1], out[sizeof plain];
+    unsigned char s1[sizeof plain + SEAL_AEAD_OVERHEAD], s2[sizeof s1], out[sizeof plain];
     ck_assert_int_eq(seal_value(&k, SEAL_DB_KEYS, id_a, 36, plain, sizeof plain, s1), 0);
     ck_assert_int_eq(seal_value(&k, SEAL_DB_KEYS, id_a, 36, plain, sizeof plain, s2), 0);
     ck_assert(memcmp(s1, s2, SEAL_NONCE_BYTES) != 0); /* a fresh nonce each time */
@@ -56,7 +56,7 @@ START_TEST(any_flipped_byte_or_another_key_is_refused)
     seal_key k, other;
     key_of(&k, 7);
     key_of(&other, 8);
-    unsigned char s[sizeof plain + SEAL_OVERHEAD], out[sizeof plain];
+    unsigned char s[sizeof plain + SEAL_AEAD_OVERHEAD], out[sizeof plain];
     ck_assert_int_eq(seal_value(&k, SEAL_DB_BLOCK_DATA, "P\0seq", 5, plain, sizeof plain, s), 0);
     for (size_t i = 0; i < sizeof s; i++) {
         s[i] ^= 0x01;

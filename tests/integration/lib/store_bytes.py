@@ -8,6 +8,15 @@
   store_bytes.py tamper DATA_DIR KEY_ID   flips one byte inside the sealed key
                                           bytes of KEY_ID's record in the keys database
                                           (the KME stopped); exits 1 when not found
+  store_bytes.py recover KEYFILE STORE_KEY KEYRING FILE...
+                                          what an attacker holding the site's key
+                                          file gets: the data key unwrapped from
+                                          KEYRING (the store's "epochs" file), every
+                                          epoch key in it opened, and every sealed
+                                          value of a key of KEYFILE searched for at
+                                          any offset of any FILE; prints how many of
+                                          those keys it opened (exits 3 when the data
+                                          key does not unwrap)
 
 A piece is found at any offset of a FILE, whatever its alignment there."""
 import base64
@@ -90,6 +99,62 @@ def tamper(data_dir, key_id):
     return 0
 
 
+def recover(keyfile, store_key, keyring, files):
+    """Layout: store/epoch_keys.c (header, slots) and store/seal.h (values)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding, InvalidUnwrap
+    from cryptography.exceptions import InvalidTag
+    with open(store_key, "rb") as f:
+        kek = f.read()
+    with open(keyring, "rb") as f:
+        ring = f.read()
+    store_id, kind, wlen = ring[16:32], ring[32:33], ring[33]
+    try:
+        data_key = aes_key_unwrap_with_padding(kek, ring[34:34 + wlen]) if kind == b"F" else ring[34:66]
+    except InvalidUnwrap:
+        return 3
+    epochs = {}
+    for at in range(512, len(ring) - 255, 256):
+        slot = ring[at:at + 256]
+        if slot[0] == 0:
+            continue
+        aad = b"epoch\0" + store_id + slot[1:88]
+        sealed = slot[88:148]
+        try:
+            epochs[slot[8:16]] = AESGCM(data_key).decrypt(sealed[:12], sealed[12:], aad)
+        except InvalidTag:
+            pass
+    wanted = {}
+    with open(keyfile) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                wanted[parts[0]] = base64.b64decode(parts[1])
+    opened = set()
+    for path in files:
+        with open(path, "rb") as f:
+            hay = f.read()
+        for eid, ekey in epochs.items():
+            gcm = AESGCM(ekey)
+            at = hay.find(eid)
+            while at >= 0:
+                for key_id, raw in wanted.items():
+                    if key_id in opened:
+                        continue
+                    end = at + 8 + 12 + len(raw) + 16
+                    if end > len(hay):
+                        continue
+                    try:
+                        got = gcm.decrypt(hay[at + 8:at + 20], hay[at + 20:end], b"keys\0" + key_id.encode())
+                    except InvalidTag:
+                        continue
+                    if got == raw:
+                        opened.add(key_id)
+                at = hay.find(eid, at + 1)
+    print(len(opened))
+    return 0
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "keys":
         keys(argv[2], argv[3:])
@@ -97,6 +162,8 @@ def main(argv):
         blocks(argv[2], argv[3:])
     elif len(argv) == 4 and argv[1] == "tamper":
         return tamper(argv[2], argv[3])
+    elif len(argv) >= 6 and argv[1] == "recover":
+        return recover(argv[2], argv[3], argv[4], argv[5:])
     else:
         print(__doc__, file=sys.stderr)
         return 2
