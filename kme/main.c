@@ -14,7 +14,9 @@
 #include "runtime/log.h"
 #include "kme/metrics.h"
 #include "kme/reload.h"
+#include "store/backup.h"
 #include "store/forget_epochs.h"
+#include "store/link_resync.h"
 #include "kme/store_dump.h"
 #include "runtime/worker_pool.h"
 #include "relay/kme_port.h"
@@ -92,14 +94,40 @@ static int print_routes(const kme_config *cfg, FILE *out, char *err, size_t errl
     return rc;
 }
 
+static int mark_restored_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    (void)arg;
+    return lr_mark_restored(s, txn);
+}
+
+/* kme --restore DIR: the backup put in place, opened with the site's store
+ * key to show it is whole, and marked restored: at the next start no link
+ * is used before its neighbour's view is adopted (store/link_resync.h). */
+static int restore(const kme_config *cfg, const char *from, char *err, size_t errlen)
+{
+    if (store_restore(from, cfg->data_dir, err, errlen) < 0)
+        return -1;
+    kme_store s;
+    if (store_key_open_store(&s, cfg->data_dir, cfg->store_max_mb, cfg->kme_id, &cfg->store_key, err, errlen) < 0)
+        return -1;
+    int rc = store_commit(&s, mark_restored_op, NULL);
+    store_close(&s);
+    if (rc != 0)
+        snprintf(err, errlen, "restore: cannot mark the restored store so that its links resynchronise");
+    return rc != 0 ? -1 : 0;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kme --config FILE [--dump | --routes | --init-store-key]\n"
+    fprintf(f, "usage: kme --config FILE [--dump | --routes | --init-store-key | --backup DIR | --restore DIR]\n"
                "  --config FILE  the site's JSON configuration\n"
                "  --init-store-key  create the wrapping key that store_key names (a new key file, or an AES key\n"
                "                 in the PKCS#11 token) and exit; an existing one is never replaced\n"
                "  --dump         print the store (link blocks, waiting keys; no key material) and exit\n"
                "  --routes       print the routes and the application directory the KME last computed, and exit\n"
+               "  --backup DIR   copy the store, the KME running or not, into DIR (new or empty): link blocks\n"
+               "                 only, sealed as in the store; waiting keys and stock are never backed up\n"
+               "  --restore DIR  put the backup in DIR in place as the store (data_dir must hold none), and exit\n"
                "  --version      print the version\n");
 }
 
@@ -281,6 +309,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL;
     int dump = 0, routes = 0, init_key = 0;
+    const char *backup_to = NULL, *restore_from = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
@@ -290,6 +319,10 @@ int main(int argc, char **argv)
             routes = 1;
         } else if (strcmp(argv[i], "--init-store-key") == 0) {
             init_key = 1;
+        } else if (strcmp(argv[i], "--backup") == 0 && i + 1 < argc) {
+            backup_to = argv[++i];
+        } else if (strcmp(argv[i], "--restore") == 0 && i + 1 < argc) {
+            restore_from = argv[++i];
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("kme %s\n", VERSION);
             return 0;
@@ -325,6 +358,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "kme: %s\n", err);
         else
             printf("kme: the store's wrapping key is created\n");
+    } else if (backup_to || restore_from) {
+        rc = (backup_to ? store_backup(k.cfg.data_dir, backup_to, err, sizeof err)
+                        : restore(&k.cfg, restore_from, err, sizeof err)) < 0;
+        if (rc)
+            fprintf(stderr, "kme: %s\n", err);
+        else if (backup_to)
+            printf("kme: the store is backed up in %s (link blocks; no waiting key, no stock)\n", backup_to);
+        else
+            printf("kme: the store is restored from %s; start the KME: keys that were waiting and stock are not "
+                   "restored, and link key used since the backup stays spent\n",
+                   restore_from);
     } else if (dump || routes) {
         rc = (dump ? store_dump(&k.cfg, stdout, err, sizeof err) : print_routes(&k.cfg, stdout, err, sizeof err)) < 0;
         if (rc)

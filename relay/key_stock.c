@@ -138,6 +138,15 @@ static int age_dest(relay_node *k, relay_dest *d)
     return rc;
 }
 
+long stock_drop_all(relay_node *k, relay_dest *d)
+{
+    age_arg a = {k, d, INT64_MAX, 0};
+    pthread_mutex_lock(&d->stock_lock);
+    int rc = store_commit(k->store, age_op, &a);
+    pthread_mutex_unlock(&d->stock_lock);
+    return rc == 0 ? a.dropped : -1;
+}
+
 int stock_load(relay_node *k)
 {
     for (size_t i = 0; i < k->cfg.link_count; i++)

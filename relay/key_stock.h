@@ -20,6 +20,10 @@
  * of the neighbours and of every KME with stock. Call at start. */
 int stock_load(relay_node *k);
 
+/* Drops all stock for dest d (that KME restored its store from a backup and
+ * holds none of it now). Returns how many keys, or -1. */
+long stock_drop_all(relay_node *k, relay_dest *d);
+
 /* Records that master received number keys of size_bits for slave. */
 void stock_note_demand(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits,
                        long number);

@@ -6,6 +6,7 @@
 #include "api/kme_msgs.h"
 #include "relay/grant.h"
 #include "relay/key_stock.h"
+#include "relay/link_resync.h"
 #include "relay/msg_auth.h"
 #include "relay/relay.h"
 #include "relay/reserve.h"
@@ -96,7 +97,7 @@ void kme_port_verify(relay_node *k, relay_link *l, const http_request *req, http
     free(out);
 }
 
-enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED, PORT_RELAY, PORT_ADVERT, PORT_GRANT };
+enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED, PORT_RELAY, PORT_ADVERT, PORT_GRANT, PORT_LINK_VIEW };
 
 typedef struct {
     relay_node *k;
@@ -121,6 +122,8 @@ static void port_job(void *arg)
         router_advert_handle(w->k, w->l, &w->req, &w->resp);
     else if (w->op == PORT_GRANT)
         grant_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_LINK_VIEW)
+        link_resync_view_handle(w->k, w->l, &w->req, &w->resp);
     else
         stock_claimed_handle(w->k, w->l, &w->req, &w->resp);
 }
@@ -153,14 +156,15 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
         http_error(resp, 405, "method not allowed", "the inter-KME API takes POST");
         return;
     }
-    int op = strcmp(req->path, "/kme/v1/verify") == 0    ? PORT_VERIFY
-             : strcmp(req->path, "/kme/v1/reserve") == 0 ? PORT_RESERVE
-             : strcmp(req->path, "/kme/v1/resolve") == 0 ? PORT_RESOLVE
-             : strcmp(req->path, "/kme/v1/claimed") == 0 ? PORT_CLAIMED
-             : strcmp(req->path, "/kme/v1/relay") == 0   ? PORT_RELAY
-             : strcmp(req->path, "/kme/v1/advert") == 0  ? PORT_ADVERT
-             : strcmp(req->path, "/kme/v1/grant") == 0   ? PORT_GRANT
-                                                         : -1;
+    int op = strcmp(req->path, "/kme/v1/verify") == 0      ? PORT_VERIFY
+             : strcmp(req->path, "/kme/v1/reserve") == 0   ? PORT_RESERVE
+             : strcmp(req->path, "/kme/v1/resolve") == 0   ? PORT_RESOLVE
+             : strcmp(req->path, "/kme/v1/claimed") == 0   ? PORT_CLAIMED
+             : strcmp(req->path, "/kme/v1/relay") == 0     ? PORT_RELAY
+             : strcmp(req->path, "/kme/v1/advert") == 0    ? PORT_ADVERT
+             : strcmp(req->path, "/kme/v1/grant") == 0     ? PORT_GRANT
+             : strcmp(req->path, "/kme/v1/link_view") == 0 ? PORT_LINK_VIEW
+                                                           : -1;
     if (op < 0) {
         http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);
         return;

@@ -2,6 +2,7 @@
  * key-caching protocol, stock refills; and the worker of the stock for KMEs
  * beyond the neighbours. */
 #include "relay/link_worker.h"
+#include "relay/link_resync.h"
 #include "relay/grant.h"
 #include "relay/key_stock.h"
 #include "relay/msg_auth.h"
@@ -408,6 +409,7 @@ static void *worker_main(void *arg)
         int settled = l->initiator ? link_verify_once(k, l) : 0;
         long refilled = d ? stock_refill_once(k, d) : 0;
         if (atomic_load(&l->peer_up)) {
+            link_resync_once(k, l);
             reserve_resolve_once(k, l);
             if (d)
                 stock_send_claims(k, d);

@@ -2,6 +2,7 @@
  * workers (see node.h). */
 #include "relay/node.h"
 #include "relay/key_stock.h"
+#include "relay/link_resync.h"
 #include "relay/link_worker.h"
 #include "relay/router.h"
 
@@ -22,6 +23,10 @@ int relay_node_init(relay_node *n, const relay_config *cfg, kme_store *store, co
         l->index = i;
         lb_link_init(&l->lb, cfg->kme_id, cfg->links[i].peer_id);
         l->initiator = strcmp(cfg->kme_id, cfg->links[i].peer_id) < 0;
+    }
+    if (link_resync_load(n) < 0) {
+        snprintf(err, errlen, "cannot read whether the store was restored");
+        return -1;
     }
     if (stock_load(n) < 0) {
         snprintf(err, errlen, "cannot read the key stock");

@@ -84,6 +84,7 @@ struct relay_link {
     lb_link lb;                   /* allocation state: touched only inside store operations */
     int initiator;                /* this end opens the verification transactions */
     atomic_int peer_up;           /* last contact with the neighbour succeeded */
+    atomic_int resync_needed;     /* restored store: the neighbour's view not adopted yet (relay/link_resync.h) */
     atomic_ullong ingested_bytes; /* link key ingested since start */
     pthread_t worker;
     int worker_started;

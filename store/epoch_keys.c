@@ -450,6 +450,36 @@ int epoch_keys_open_value(epoch_keys *r, const char *db, const void *id, size_t 
     return rc;
 }
 
+int epoch_keys_merge_for_backup(const unsigned char *earlier, size_t elen, const unsigned char *later, size_t llen,
+                                char cls, unsigned char **out, size_t *outlen)
+{
+    if (llen < HEADER_BYTES || memcmp(later, MAGIC, 16) != 0 || (elen >= 16 && memcmp(earlier, MAGIC, 16) != 0))
+        return -1;
+    size_t ne = elen > HEADER_BYTES ? (elen - HEADER_BYTES) / SLOT_BYTES : 0;
+    size_t nl = (llen - HEADER_BYTES) / SLOT_BYTES;
+    unsigned char *o = calloc(1, HEADER_BYTES + (ne + nl) * SLOT_BYTES);
+    if (!o)
+        return -1;
+    memcpy(o, later, HEADER_BYTES);
+    size_t n = 0;
+    const unsigned char *reads[2] = {later, earlier};
+    size_t counts[2] = {nl, ne};
+    for (int r = 0; r < 2; r++)
+        for (size_t i = 0; i < counts[r]; i++) {
+            const unsigned char *slot = reads[r] + HEADER_BYTES + i * SLOT_BYTES;
+            if (slot[0] == 0 || (char)slot[1] != cls)
+                continue;
+            int dup = 0;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = memcmp(o + HEADER_BYTES + j * SLOT_BYTES + 8, slot + 8, 8) == 0;
+            if (!dup)
+                memcpy(o + HEADER_BYTES + n++ * SLOT_BYTES, slot, SLOT_BYTES);
+        }
+    *out = o;
+    *outlen = HEADER_BYTES + n * SLOT_BYTES;
+    return 0;
+}
+
 int epoch_keys_list(epoch_keys *r, epoch_entry **out, size_t *n)
 {
     pthread_rwlock_rdlock(&r->lock);

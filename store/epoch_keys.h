@@ -86,6 +86,14 @@ int epoch_keys_seal(epoch_keys *r, const seal_epoch *ep, const char *db, const v
 int epoch_keys_open_value(epoch_keys *r, const char *db, const void *id, size_t idlen, const unsigned char *sealed,
                           size_t sealed_len, unsigned char *out);
 
+/* For a backup: a keyring file made of two reads of one (earlier, then
+ * later, around the copy of data.mdb): the later header (the data key as
+ * wrapped now) and every slot of class cls found in either, so that each
+ * epoch the copy may name is there, and no epoch of another class. *out is
+ * malloc'd (the caller cleanses and frees it). 0, or -1. */
+int epoch_keys_merge_for_backup(const unsigned char *earlier, size_t elen, const unsigned char *later, size_t llen,
+                                char cls, unsigned char **out, size_t *outlen);
+
 /* The live epochs, without their keys (key left zero), in *out (malloc'd,
  * the caller frees). 0, or -1. */
 int epoch_keys_list(epoch_keys *r, epoch_entry **out, size_t *n);

@@ -215,6 +215,16 @@ int lb_is_spent(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq)
     return seq < c.mark;
 }
 
+int lb_raise_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t mark)
+{
+    lb_counts c;
+    int rc = counts_get(s, txn, peer_id, &c);
+    if (rc || c.mark >= mark)
+        return rc;
+    c.mark = mark;
+    return counts_put(s, txn, peer_id, &c);
+}
+
 int lb_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t *mark)
 {
     lb_counts c;
@@ -452,6 +462,12 @@ static int for_each_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+int lb_for_each_block(kme_store *s, MDB_txn *txn, const char *peer_id, int (*fn)(uint64_t seq, lb_meta *m, void *arg),
+                      void *arg)
+{
+    return for_each_meta(s, txn, peer_id, 0, fn, arg);
+}
+
 typedef struct {
     uint64_t txn_hash;
     int64_t now, deadline;
@@ -660,6 +676,8 @@ static int mark_ranges(kme_store *s, MDB_txn *txn, const char *peer_id, const lb
 int lb_allocate(kme_store *s, MDB_txn *txn, lb_link *l, size_t nbytes, unsigned char *out, lb_range *ranges,
                 size_t max_ranges, size_t *nranges)
 {
+    if (l->frozen)
+        return LB_SHORT; /* restored, the peer's view not adopted yet: this end's may be stale */
     alloc_ctx c = {nbytes, 0, ranges, max_ranges, 0, 0, 0};
     if (for_each_meta(s, txn, l->peer_id, l->alloc_hint, plan_alloc, &c))
         return LB_DB;
@@ -851,7 +869,7 @@ int lb_grant_pick(kme_store *s, MDB_txn *txn, lb_link *l, uint64_t max_bytes, ui
     grant_ctx c = {0, max_bytes, 0, seqs, max, 0};
     *n = 0;
     *bytes = 0;
-    if (max == 0 || max_bytes == 0)
+    if (max == 0 || max_bytes == 0 || l->frozen)
         return LB_OK;
     if (for_each_meta(s, txn, l->peer_id, l->alloc_hint, collect_grant, &c))
         return LB_DB;

@@ -67,6 +67,10 @@ typedef struct {
     char self_id[65], peer_id[65];
     uint64_t alloc_hint;
     uint64_t verify_hint; /* lower bound on the first unverified or locked block */
+    /* The store was restored from a backup and the peer's view of the link
+     * is not adopted yet (store/link_resync.h): nothing is allocated or
+     * granted, lest a range used since the backup go out again. */
+    int frozen;
 } lb_link;
 
 void lb_link_init(lb_link *l, const char *self_id, const char *peer_id);
@@ -88,6 +92,12 @@ int lb_get_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, l
 int lb_put_meta(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq, const lb_meta *m);
 /* 1 when seq has no record but lies below the ingest mark: used up or discarded and erased. */
 int lb_is_spent(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t seq);
+/* Calls fn for every block of the link that has a record, lowest seq
+ * first, until it returns non-zero. 0, or an LMDB error. */
+int lb_for_each_block(kme_store *s, MDB_txn *txn, const char *peer_id, int (*fn)(uint64_t seq, lb_meta *m, void *arg),
+                      void *arg);
+/* Raises the link's ingest mark to mark (never lowers it). */
+int lb_raise_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t mark);
 /* One past the highest seq ever stored for the link (0: none yet). */
 int lb_ingest_mark(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t *mark);
 /* Write transaction: stores the link's counters if it has none yet (a store
