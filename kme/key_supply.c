@@ -450,6 +450,13 @@ void supply_finish(supply_request *a)
         return;
     }
     relay_dest *d = a->groups[0].dest;
+    if (stock_take_finish(&a->k->store, &a->op.take, a->rc) != 0 && a->rc == 0) {
+        /* Taken from the store but not opened (logged): gone, none served. */
+        a->rc = -1;
+        refund_all(a);
+        http_error(&a->resp, 503, "key store failure", "the keys taken from stock could not be opened");
+        return;
+    }
     if (a->rc == 0) {
         stock_note_demand(&a->k->net, d, a->master, a->slave, a->size_bits, a->number);
         stock_note_claims(d, &a->out);

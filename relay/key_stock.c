@@ -184,12 +184,20 @@ long stock_count(relay_dest *l, const char *master, const char *slave, long size
     return n;
 }
 
+static size_t sealed_stride(const stock_take_arg *a)
+{
+    return 8 + (size_t)a->size_bits / 8 + SEAL_OVERHEAD;
+}
+
 int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
 {
+    (void)s;
     stock_take_arg *a = arg;
     etsi_key_container_clear(a->out); /* from an earlier run of this batch */
+    free(a->sealed);
     a->out->keys = calloc((size_t)a->number, sizeof *a->out->keys);
-    if (!a->out->keys)
+    a->sealed = malloc((size_t)a->number * sealed_stride(a));
+    if (!a->out->keys || !a->sealed)
         return -1;
     MDB_cursor *c;
     if (mdb_cursor_open(txn, s->stock, &c))
@@ -201,23 +209,41 @@ int stock_take_op(kme_store *s, MDB_txn *txn, void *arg)
             v.mv_size != (size_t)a->size_bits / 8 + SEAL_OVERHEAD)
             break;
         etsi_key *key = &a->out->keys[a->out->count];
-        key->key_len = (size_t)a->size_bits / 8;
-        key->key = malloc(key->key_len ? key->key_len : 1);
-        if (!key->key)
-            break;
-        a->out->count++;
-        if (store_open_sealed(s, SEAL_DB_STOCK, k.mv_data, k.mv_size, v.mv_data, v.mv_size, key->key)) {
-            mdb_cursor_close(c);
-            return -1; /* never served: the whole take fails like a store failure */
-        }
+        unsigned char *at = a->sealed + a->out->count * sealed_stride(a);
+        memcpy(at, (const char *)k.mv_data + a->plen, 8);
+        memcpy(at + 8, v.mv_data, v.mv_size);
         memcpy(key->key_id, (const char *)k.mv_data + a->plen + 8, UUID_STR_LEN);
         key->key_id[UUID_STR_LEN] = '\0';
+        a->out->count++;
         if (mdb_cursor_del(c, 0))
             break;
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* after a delete: the record that followed */
     }
     mdb_cursor_close(c);
     return (long)a->out->count == a->number ? 0 : 1;
+}
+
+int stock_take_finish(kme_store *s, stock_take_arg *a, int rc)
+{
+    size_t key_len = (size_t)a->size_bits / 8;
+    for (size_t i = 0; rc == 0 && i < a->out->count; i++) {
+        etsi_key *key = &a->out->keys[i];
+        const unsigned char *at = a->sealed + i * sealed_stride(a);
+        unsigned char id[sizeof a->prefix + 8 + UUID_STR_LEN];
+        memcpy(id, a->prefix, a->plen);
+        memcpy(id + a->plen, at, 8);
+        memcpy(id + a->plen + 8, key->key_id, UUID_STR_LEN);
+        key->key_len = key_len;
+        key->key = malloc(key_len ? key_len : 1);
+        if (!key->key || store_open_sealed(s, SEAL_DB_STOCK, id, a->plen + 8 + UUID_STR_LEN, at + 8,
+                                           key_len + SEAL_OVERHEAD, key->key))
+            rc = -1; /* never served: the whole take fails like a store failure */
+    }
+    free(a->sealed);
+    a->sealed = NULL;
+    if (rc != 0)
+        etsi_key_container_clear(a->out);
+    return rc == 0 ? 0 : -1;
 }
 
 long stock_hold(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long number)
@@ -252,6 +278,7 @@ void stock_take_prepare(relay_dest *l, const char *master, const char *slave, lo
     a->number = held;
     a->size_bits = size_bits;
     a->out = out;
+    a->sealed = NULL;
 }
 
 int stock_take_held(relay_node *k, relay_dest *l, const char *master, const char *slave, long size_bits, long held,
@@ -260,6 +287,10 @@ int stock_take_held(relay_node *k, relay_dest *l, const char *master, const char
     stock_take_arg a;
     stock_take_prepare(l, master, slave, size_bits, held, out, &a);
     int rc = store_commit(k->store, stock_take_op, &a);
+    if (stock_take_finish(k->store, &a, rc) != 0 && rc == 0) {
+        /* Taken from the store but not opened: gone, and none served. */
+        return -1;
+    }
     if (rc != 0) {
         etsi_key_container_clear(out);
         stock_unhold(l, master, slave, size_bits, held);

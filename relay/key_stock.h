@@ -38,17 +38,24 @@ int stock_take_held(relay_node *k, relay_dest *l, const char *master, const char
                     etsi_key_container *out);
 
 /* The same as a store operation, for store_commit_async: fill with
- * stock_take_prepare, then run stock_take_op; on a non-zero result give the
- * hold back with stock_unhold. */
+ * stock_take_prepare, then run stock_take_op, then always call
+ * stock_take_finish with the commit's result; on a non-zero result give the
+ * hold back with stock_unhold. The writer only moves the sealed keys out of
+ * the store; they are opened by stock_take_finish, off the writer's thread. */
 typedef struct {
     unsigned char prefix[3 * (ETSI_ID_MAX + 1) + 4];
     size_t plen;
     long number, size_bits;
     etsi_key_container *out;
+    unsigned char *sealed; /* per key taken: be64 created_ms | sealed value */
 } stock_take_arg;
 void stock_take_prepare(relay_dest *l, const char *master, const char *slave, long size_bits, long held,
                         etsi_key_container *out, stock_take_arg *a);
 int stock_take_op(kme_store *s, MDB_txn *txn, void *arg);
+/* After the commit: on rc 0 opens the keys taken into out and returns 0, or
+ * -1 when one does not open (out emptied: the keys are gone from the store
+ * and none is served). Frees what stock_take_op kept either way. */
+int stock_take_finish(kme_store *s, stock_take_arg *a, int rc);
 
 /* Records that these stock keys were handed to their master now. */
 void stock_note_claims(relay_dest *l, const etsi_key_container *keys);

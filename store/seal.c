@@ -1,9 +1,42 @@
 /* AES-256-GCM sealing of stored key material, bound to the record's identity (see seal.h). */
 #include "store/seal.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+
+/* Nonces come from a pool of RAND_bytes output per thread, refilled 4 KiB at
+ * a time: one DRBG call per 341 seals instead of one each (the DRBG call
+ * costs more than sealing a key). A nonce is public (it is stored beside its
+ * ciphertext), so the pool holds nothing secret. A forked child starts with
+ * an empty pool, never with its parent's nonces. */
+#define NONCE_POOL_BYTES (341 * SEAL_NONCE_BYTES)
+static _Thread_local unsigned char nonce_pool[NONCE_POOL_BYTES];
+static _Thread_local size_t nonce_left;
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+static void nonce_pool_forget(void)
+{
+    nonce_left = 0;
+}
+static void nonce_pool_init(void)
+{
+    pthread_atfork(NULL, NULL, nonce_pool_forget);
+}
+
+static int fresh_nonce(unsigned char out[SEAL_NONCE_BYTES])
+{
+    pthread_once(&nonce_once, nonce_pool_init);
+    if (nonce_left < SEAL_NONCE_BYTES) {
+        if (RAND_bytes(nonce_pool, sizeof nonce_pool) != 1)
+            return -1;
+        nonce_left = sizeof nonce_pool;
+    }
+    memcpy(out, nonce_pool + sizeof nonce_pool - nonce_left, SEAL_NONCE_BYTES);
+    nonce_left -= SEAL_NONCE_BYTES;
+    return 0;
+}
 
 int seal_key_set(seal_key *k, const unsigned char key[SEAL_KEY_BYTES])
 {
@@ -33,7 +66,7 @@ static int add_identity(EVP_CIPHER_CTX *ctx, const char *db, const void *id, siz
 int seal_value(const seal_key *k, const char *db, const void *id, size_t idlen, const unsigned char *plain, size_t len,
                unsigned char *out)
 {
-    if (!k->cipher || len > (size_t)1 << 30 || RAND_bytes(out, SEAL_NONCE_BYTES) != 1)
+    if (!k->cipher || len > (size_t)1 << 30 || fresh_nonce(out) != 0)
         return -1;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int outl = 0, ok = ctx && EVP_EncryptInit_ex2(ctx, k->cipher, k->key, out, NULL) == 1 &&

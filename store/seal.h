@@ -1,5 +1,5 @@
 /* Sealing of key material at rest. Every stored value that holds key bytes
- * is nonce (12 bytes, fresh from RAND_bytes) | AES-256-GCM ciphertext | tag
+ * is nonce (12 bytes, fresh from RAND_bytes, see seal.c) | AES-256-GCM ciphertext | tag
  * (16 bytes) under an epoch key (store/epoch_keys.h), with the record's
  * identity (its database's name and its LMDB key) as associated data: a
  * value copied or moved to another record does not open. The epoch keys rest

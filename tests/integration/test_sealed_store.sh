@@ -11,7 +11,8 @@
 # wrong PIN, a wrong token label, no store_key, a key file readable by
 # others, missing, or not the one the store was made with; each says what is
 # wrong. A sealed key record changed in the file is refused with 503, never
-# served, and logged; the other keys are still served.
+# served, and logged; the other keys are still served. So is a changed stock
+# key, which is gone with its request.
 # shellcheck disable=SC2034 # T_SUITE is read by lib.sh
 T_SUITE='sealed_store'
 # shellcheck source=../lib.sh
@@ -179,6 +180,25 @@ t_check "the other waiting keys are served" dec_keys SAE_B SAE_A "$W/others" "$W
 t_eq "with their bytes" "$(cat "$W/others")" "$(cat "$W/others.out")"
 dec_keys SAE_B SAE_A "$W/victim" "$W/victim.out"
 t_eq "the changed one is refused again" "503 " "$CODE $(cat "$W/victim.out")"
+
+echo "== a sealed stock record changed in the file"
+# The writer only moves stock out of the store; the key is opened after the
+# commit. A changed one fails its request and is gone: no later request meets it.
+kme_stop A
+stock_victim=$($BYTES tamper-stock "$NET_DIR/A/data")
+t_check "one byte of A's next stock key flipped (${stock_victim:-none})" test -n "$stock_victim"
+kme_start A
+t_check "A starts again" kme_wait A 30
+t_check "A routes again" net_wait_routed 30
+: >"$W/sv.out"
+enc_keys SAE_A SAE_B 1 256 "$W/sv.out"
+t_eq "the request that takes it is refused with 503" 503 "$CODE"
+t_match "with the ETSI error body" '"message": *"key store failure"' "$BODY"
+t_eq "nothing served" "" "$(cat "$W/sv.out")"
+t_match "A's log names the record" "sealed stock record '[^']*$stock_victim' does not authenticate" \
+    "$(cat "$NET_DIR/A/kme.log")"
+t_check "the next request is served" enc_keys SAE_A SAE_B 1 256 "$W/sv.out"
+t_eq "with another key" 1 "$(grep -vc "^$stock_victim " "$W/sv.out")"
 
 net_stop
 t_logs_clean "$NET_DIR/A/kme.log" "$NET_DIR/B/kme.log"

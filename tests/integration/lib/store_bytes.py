@@ -8,6 +8,8 @@
   store_bytes.py tamper DATA_DIR KEY_ID   flips one byte inside the sealed key
                                           bytes of KEY_ID's record in the keys database
                                           (the KME stopped); exits 1 when not found
+  store_bytes.py tamper-stock DATA_DIR    the same in the first stock record (the
+                                          next a take opens); prints its key_ID
   store_bytes.py recover KEYFILE STORE_KEY KEYRING FILE...
                                           what an attacker holding the site's key
                                           file gets: the data key unwrapped from
@@ -62,16 +64,16 @@ def blocks(blockdir, files):
     print(count_found(needles, files))
 
 
-def tamper(data_dir, key_id):
+def flip_one(data_dir, pick):
     """Dumps every database of the store in data_dir (mdb_dump -a), flips one
-    byte in the middle of the last 16 + 32 bytes of KEY_ID's value in the keys
-    database (inside the sealed key, before its tag), loads the dump into a
-    new store (mdb_load) and puts it in place: the live record is the one
-    changed, never a stale copy in a freed page."""
+    byte in the middle of the last 16 + 32 bytes of the value of the first
+    record that pick(database, key bytes) accepts (inside the sealed key,
+    before its tag), loads the dump into a new store (mdb_load) and puts it in
+    place: the live record is the one changed, never a stale copy in a freed
+    page. Returns the key of the record changed, or None."""
     dump = subprocess.run(["mdb_dump", "-a", data_dir], check=True, capture_output=True, text=True).stdout
     lines = dump.split("\n")
     db, in_data, changed = None, False, None
-    want = key_id.encode().hex()
     for i, line in enumerate(lines):
         if line.startswith("database="):
             db = line.split("=", 1)[1]
@@ -80,22 +82,35 @@ def tamper(data_dir, key_id):
         elif line == "DATA=END":
             in_data = False
         elif in_data:
-            if pos % 2 == 0 and db == "keys" and line.strip() == want:
+            if pos % 2 == 0 and changed is None and pick(db, bytes.fromhex(line.strip())):
                 value = bytearray.fromhex(lines[i + 1].strip())
-                flip = len(value) - 16 - 16
-                value[flip] ^= 0x01
+                value[len(value) - 16 - 16] ^= 0x01
                 lines[i + 1] = " " + value.hex()
-                changed = flip
+                changed = bytes.fromhex(line.strip())
             pos += 1
     if changed is None:
-        return 1
+        return None
     fresh = data_dir + ".tampered"
     shutil.rmtree(fresh, ignore_errors=True)
     os.mkdir(fresh, 0o700)
     subprocess.run(["mdb_load", "-f", "/dev/stdin", fresh], input="\n".join(lines), check=True, text=True)
     os.replace(os.path.join(fresh, "data.mdb"), os.path.join(data_dir, "data.mdb"))
     shutil.rmtree(fresh, ignore_errors=True)
-    print(changed)
+    return changed
+
+
+def tamper(data_dir, key_id):
+    """KEY_ID's record in the keys database."""
+    return 0 if flip_one(data_dir, lambda db, key: db == "keys" and key == key_id.encode()) else 1
+
+
+def tamper_stock(data_dir):
+    """The first record of the stock database (the first a take opens);
+    prints its key_ID (the last 36 bytes of its key)."""
+    changed = flip_one(data_dir, lambda db, key: db == "stock")
+    if changed is None:
+        return 1
+    print(changed[-36:].decode())
     return 0
 
 
@@ -162,6 +177,8 @@ def main(argv):
         blocks(argv[2], argv[3:])
     elif len(argv) == 4 and argv[1] == "tamper":
         return tamper(argv[2], argv[3])
+    elif len(argv) == 3 and argv[1] == "tamper-stock":
+        return tamper_stock(argv[2])
     elif len(argv) >= 6 and argv[1] == "recover":
         return recover(argv[2], argv[3], argv[4], argv[5:])
     else:
