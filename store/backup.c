@@ -1,6 +1,7 @@
 /* Online backup and restore of a store (see backup.h). */
 #include "store/backup.h"
 #include "store/epoch_keys.h"
+#include "store/file_io.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -45,30 +46,13 @@ static int read_whole(const char *path, unsigned char **buf, size_t *len)
     return 0;
 }
 
-static int sync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Writes buf to path (new, mode 0600) and syncs it. */
 static int write_new(const char *path, const unsigned char *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, buf + done, len - done);
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    int rc = done == len && fsync(fd) == 0 ? 0 : -1;
+    int rc = file_write_all_at(fd, buf, len, 0) == 0 && fsync(fd) == 0 ? 0 : -1;
     close(fd);
     return rc;
 }
@@ -80,12 +64,13 @@ static int copy_file(const char *src, const char *dst)
     int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     int rc = in >= 0 && out >= 0 ? 0 : -1;
     static unsigned char buf[1 << 20];
-    while (rc == 0) {
+    for (off_t at = 0; rc == 0;) {
         ssize_t n = read(in, buf, sizeof buf);
         if (n == 0)
             break;
-        if (n < 0 || write(out, buf, (size_t)n) != n)
+        if (n < 0 || file_write_all_at(out, buf, (size_t)n, at) < 0)
             rc = -1;
+        at += n;
     }
     if (rc == 0 && fsync(out) < 0)
         rc = -1;
@@ -200,7 +185,7 @@ int store_backup(const char *data_dir, const char *dest, char *err, size_t errle
         rc = -1;
     } else if ((rc = strip_keys(stage)) || (rc = copy_env(stage, dest, 0))) {
         snprintf(err, errlen, "backup: cannot write the copy in %s: %s", dest, mdb_strerror(rc));
-    } else if (write_new(out_ring, merged, mlen) < 0 || sync_path(dest, O_RDONLY | O_DIRECTORY) < 0) {
+    } else if (write_new(out_ring, merged, mlen) < 0 || file_sync_path(dest, O_RDONLY | O_DIRECTORY) < 0) {
         snprintf(err, errlen, "backup: cannot write %s: %s", out_ring, strerror(errno));
         rc = -1;
     }
@@ -238,7 +223,7 @@ int store_restore(const char *src, const char *data_dir, char *err, size_t errle
         return -1;
     }
     if (copy_file(from_db, to_db) < 0 || copy_file(from_ring, to_ring) < 0 ||
-        sync_path(data_dir, O_RDONLY | O_DIRECTORY) < 0) {
+        file_sync_path(data_dir, O_RDONLY | O_DIRECTORY) < 0) {
         snprintf(err, errlen, "restore: cannot copy %s into %s: %s", src, data_dir, strerror(errno));
         unlink(to_db);
         unlink(to_ring);

@@ -9,6 +9,7 @@
  *           (nonce | 32 | tag, bound to the store ID and bytes 1..87) | zeros
  * A free or erased slot is all zeros. */
 #include "store/epoch_keys.h"
+#include "store/file_io.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -31,32 +32,6 @@
 static off_t slot_offset(uint32_t slot)
 {
     return (off_t)HEADER_BYTES + (off_t)slot * SLOT_BYTES;
-}
-
-static int write_all_at(int fd, const unsigned char *buf, size_t len, off_t at)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, buf, len, at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n, len -= (size_t)n, at += n;
-    }
-    return 0;
-}
-
-static int read_all_at(int fd, unsigned char *buf, size_t len, off_t at)
-{
-    while (len > 0) {
-        ssize_t n = pread(fd, buf, len, at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n, len -= (size_t)n, at += n;
-    }
-    return 0;
 }
 
 /* The identity a slot's key is sealed for: the store ID, then the slot's
@@ -153,16 +128,6 @@ static void init(epoch_keys *r, const char *dir, const unsigned char store_id[EP
     pthread_rwlock_init(&r->lock, NULL);
 }
 
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int epoch_keys_create(epoch_keys *r, const char *dir, const unsigned char store_id[EPOCH_STORE_ID_BYTES],
                       const seal_wrapper *wrap, char *err, size_t errlen)
 {
@@ -183,8 +148,8 @@ int epoch_keys_create(epoch_keys *r, const char *dir, const unsigned char store_
     if (rc == 0) {
         unlink(tmp);
         int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        rc = fd < 0 || write_all_at(fd, h, sizeof h, 0) < 0 || fsync(fd) < 0 || rename(tmp, r->path) < 0 ||
-                     sync_dir(dir) < 0
+        rc = fd < 0 || file_write_all_at(fd, h, sizeof h, 0) < 0 || fsync(fd) < 0 || rename(tmp, r->path) < 0 ||
+                     file_sync_path(dir, O_RDONLY | O_DIRECTORY) < 0
                  ? -1
                  : 0;
         if (rc < 0) {
@@ -251,7 +216,7 @@ static int load_slots(epoch_keys *r, char *err, size_t errlen)
     unsigned char s[SLOT_BYTES], id[EPOCH_STORE_ID_BYTES + SLOT_BOUND], key[SEAL_KEY_BYTES];
     int rc = 0;
     for (uint32_t i = 0; i < slots && rc == 0; i++) {
-        if (read_all_at(r->fd, s, sizeof s, slot_offset(i)) < 0) {
+        if (file_read_all_at(r->fd, s, sizeof s, slot_offset(i)) < 0) {
             snprintf(err, errlen, "cannot read %s: %s", r->path, strerror(errno));
             rc = -1;
             break;
@@ -303,7 +268,7 @@ int epoch_keys_open(epoch_keys *r, const char *dir, const unsigned char store_id
         return -1;
     }
     unsigned char h[HEADER_BYTES];
-    int rc = read_all_at(r->fd, h, sizeof h, 0) < 0 ? -1 : 0;
+    int rc = file_read_all_at(r->fd, h, sizeof h, 0) < 0 ? -1 : 0;
     if (rc < 0)
         snprintf(err, errlen, "%s is too short to be a keyring", r->path);
     else
@@ -339,7 +304,7 @@ int epoch_keys_rewrap(epoch_keys *r, const seal_wrapper *wrap, char *err, size_t
     unsigned char h[HEADER_BYTES];
     pthread_rwlock_wrlock(&r->lock);
     int rc = encode_header(r, r->data_key.key, wrap, h, err, errlen);
-    if (rc == 0 && (write_all_at(r->fd, h, sizeof h, 0) < 0 || fdatasync(r->fd) < 0)) {
+    if (rc == 0 && (file_write_all_at(r->fd, h, sizeof h, 0) < 0 || fdatasync(r->fd) < 0)) {
         snprintf(err, errlen, "cannot write %s: %s", r->path, strerror(errno));
         rc = -1;
     }
@@ -404,7 +369,7 @@ static epoch_entry *make_epoch(epoch_keys *r, const seal_epoch *ep)
              seal_key_set(&e.key, key) == 0 && mark_slot(r, slot, 1) == 0;
     OPENSSL_cleanse(key, sizeof key);
     /* Durable before any value sealed under it can be committed. */
-    ok = ok && write_all_at(r->fd, s, sizeof s, slot_offset(slot)) == 0 && fdatasync(r->fd) == 0 &&
+    ok = ok && file_write_all_at(r->fd, s, sizeof s, slot_offset(slot)) == 0 && fdatasync(r->fd) == 0 &&
          add_entry(r, &e) == 0;
     if (!ok) {
         seal_key_clear(&e.key);
@@ -501,7 +466,7 @@ int epoch_keys_erase(epoch_keys *r, const uint64_t *ids, size_t n)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         epoch_entry *e = find_id(r, ids[i]);
-        if (e && write_all_at(r->fd, zeros, sizeof zeros, slot_offset(e->slot)) < 0)
+        if (e && file_write_all_at(r->fd, zeros, sizeof zeros, slot_offset(e->slot)) < 0)
             rc = -1;
     }
     if (rc == 0 && n > 0 && fdatasync(r->fd) < 0)
