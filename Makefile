@@ -160,7 +160,7 @@ deps:
 	@sh docker/install-deps.sh
 
 test: deps
-	$(MAKE) MODE=asan all unit-bins
+	$(MAKE) -j$$(nproc) MODE=asan all unit-bins
 	bash tests/run-all.sh build/asan
 
 unit-bins: $(UNIT_BINS)

@@ -9,9 +9,12 @@ libmicrohttpd-dev libgnutls28-dev libssl-dev libjansson-dev libcurl4-openssl-dev
 liblmdb-dev lmdb-utils libp11-kit-dev softhsm2 check nginx-light libnginx-mod-rtmp ffmpeg socat iptables nodejs npm
 chromium docker-compose python3 python3-yaml python3-cryptography systemd clang-format clang libclang-rt-14-dev"
 
+# One query for every package: "name status" for each one dpkg knows.
+# shellcheck disable=SC2086
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $PACKAGES 2>/dev/null | awk '/ install ok installed$/ {print $1}')
 missing=""
 for p in $PACKAGES; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    if ! printf '%s\n' "$installed" | grep -qx "$p"; then
         # nodejs/npm may come from another source than Debian: accept the commands.
         case "$p" in
             nodejs) command -v node >/dev/null 2>&1 && continue ;;

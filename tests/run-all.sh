@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs every suite against one build (default build/asan): the check unit
-# tests, the static checks, then the integration suites and the conformance
-# run. Prints the totals as "N passed, N failed" (", N skipped" when a check
+# Runs every suite against one build (default build/asan): the integration
+# suites and the conformance run, longest first, then the static checks and
+# the check unit tests (tests/unit/run-units.sh). Prints the totals as "N passed, N failed" (", N skipped" when a check
 # lacked an optional input) and exits non-zero if anything failed.
 #
-# The integration suites run T_JOBS (2) at a time, each in a network
+# The suites run T_JOBS (2) at a time, each in a network
 # namespace of its own (unshare --net, loopback up), so their fixed ports
 # never meet; a suite that needs the outside network (the conformance run
 # installs its npm tools) runs in the machine's own namespace. Where no
@@ -31,22 +31,6 @@ LONG_FIRST="$LONG_FIRST test_expiry.sh test_errors.sh test_link.sh test_star.sh"
 
 selected() { [ -z "${ONLY:-}" ] || case "$1" in *"$ONLY"*) return 0 ;; *) return 1 ;; esac }
 
-# ---- unit tests -------------------------------------------------------------------------------
-: >"$RUNS/unit.results"
-for t in "$BUILD"/bin/unit/test_*; do
-    [ -x "$t" ] || continue
-    [ -n "${ONLY:-}" ] && continue
-    out=$(CK_FORK=yes "$t" 2>&1)
-    rc=$?
-    echo "$out"
-    line=$(echo "$out" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
-    checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
-    bad=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2/' | awk '{print $1+$2}')
-    [ -n "$checks" ] || { checks=1; bad=1; }
-    echo "$((checks - bad)) $bad" >>"$RUNS/unit.results"
-    [ $rc -eq 0 ] || status=1
-done
-
 # ---- suites -----------------------------------------------------------------------------------
 # isolated: 0 when a suite can get a network namespace of its own.
 if [ "${T_JOBS:-2}" -gt 1 ] && unshare --net -- sh -c 'ip link set lo up' 2>/dev/null; then
@@ -57,11 +41,14 @@ else
     isolate=0
 fi
 
+# suite_name FILE: test_X for tests/*/test_X.sh, "unit" for the unit tests.
+suite_name() { case "$1" in */run-units.sh) echo unit ;; *) basename "$1" .sh ;; esac; }
+
 # start_suite FILE: runs one suite in the background; its output, results
 # and exit status go to $RUNS/NAME.{log,results,rc}.
 start_suite() {
     local s=$1 name
-    name=$(basename "$s" .sh)
+    name=$(suite_name "$s")
     : >"$RUNS/$name.results"
     date +%s >"$RUNS/$name.start"
     (
@@ -90,15 +77,6 @@ finish_suite() {
     fi
 }
 
-# Static checks first, one at a time: they are short.
-for s in "$ROOT"/tests/static/test_*.sh; do
-    [ -f "$s" ] && selected "$s" || continue
-    name=$(basename "$s" .sh)
-    start_suite "$s"
-    wait $!
-    finish_suite "$name"
-done
-
 queue=()
 for f in $LONG_FIRST; do
     for s in "$ROOT"/tests/integration/"$f" "$ROOT"/tests/conformance/"$f"; do
@@ -110,6 +88,12 @@ for s in "$ROOT"/tests/integration/test_*.sh "$ROOT"/tests/conformance/test_*.sh
     case " $LONG_FIRST " in *" $(basename "$s") "*) continue ;; esac
     queue+=("$s")
 done
+# The short ones last, to even out the lanes' ends: the static checks and
+# the unit tests.
+for s in "$ROOT"/tests/static/test_*.sh; do
+    [ -f "$s" ] && selected "$s" && queue+=("$s")
+done
+[ -n "${ONLY:-}" ] || queue+=("$ROOT/tests/unit/run-units.sh")
 
 running=() # names of the suites under way
 reap() {   # waits for one suite to end, prints it and drops it from running
@@ -123,7 +107,7 @@ reap() {   # waits for one suite to end, prints it and drops it from running
 for s in "${queue[@]+"${queue[@]}"}"; do
     while [ ${#running[@]} -ge "$jobs_max" ]; do reap; done
     start_suite "$s"
-    running+=("$(basename "$s" .sh)")
+    running+=("$(suite_name "$s")")
 done
 while [ ${#running[@]} -gt 0 ]; do reap; done
 

@@ -134,9 +134,11 @@ t_match "runtime packages are listed" '^lib.* curl' "$RUNTIME"
 t_nomatch "runtime packages: no -dev package" '(^| )[^ ]+-dev( |$)' "$RUNTIME"
 t_nomatch "runtime packages: no compiler or build tool" \
     '(^| )(gcc|g\+\+|cpp|clang|build-essential|make|binutils|pkg-config)(-[0-9]+)?( |$)' "$RUNTIME"
+# shellcheck disable=SC2086
+installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $RUNTIME $RTMPP 2>/dev/null | awk '/ install ok installed$/ {print $1}' | xargs) "
 missing=""
 for p in $RUNTIME $RTMPP; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+    case "$installed" in *" $p "*) ;; *) missing="$missing $p" ;; esac
 done
 t_eq "runtime and RTMP packages are real Debian 12 packages (installed here)" "" "$missing"
 missing=""
