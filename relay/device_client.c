@@ -185,7 +185,7 @@ int device_enc_keys(device_client *d, long number, etsi_key_container *out, char
 /* One dec_keys request for the IDs [from, to) of ids: 0 with the keys in
  * out (appended), 1 when the device refused them (4xx), -1 on a fault. */
 static int dec_some(device_client *d, const kme_link_ids *ids, size_t from, size_t to, etsi_key_container *out,
-                    char *err, size_t errlen)
+                    size_t *wrong_size, char *err, size_t errlen)
 {
     etsi_key_ids req = {ids->ids + from, to - from};
     char *body = etsi_key_ids_to_json(&req);
@@ -210,7 +210,11 @@ static int dec_some(device_client *d, const kme_link_ids *ids, size_t from, size
     size_t want = (size_t)(ids->size_bits / 8);
     for (size_t i = from; i < to; i++)
         for (size_t j = 0; j < got.count; j++)
-            if (got.keys[j].key && strcmp(got.keys[j].key_id, ids->ids[i]) == 0 && got.keys[j].key_len == want) {
+            if (got.keys[j].key && strcmp(got.keys[j].key_id, ids->ids[i]) == 0) {
+                if (got.keys[j].key_len != want) {
+                    (*wrong_size)++;
+                    break;
+                }
                 out->keys[out->count++] = got.keys[j];
                 got.keys[j].key = NULL;
                 got.keys[j].key_len = 0;
@@ -220,17 +224,19 @@ static int dec_some(device_client *d, const kme_link_ids *ids, size_t from, size
     return 0;
 }
 
-int device_dec_keys(device_client *d, const kme_link_ids *ids, etsi_key_container *out, char *err, size_t errlen)
+int device_dec_keys(device_client *d, const kme_link_ids *ids, etsi_key_container *out, size_t *wrong_size, char *err,
+                    size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    *wrong_size = 0;
     out->keys = calloc(ids->count ? ids->count : 1, sizeof *out->keys);
     if (!out->keys) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = dec_some(d, ids, 0, ids->count, out, err, errlen);
+    int rc = dec_some(d, ids, 0, ids->count, out, wrong_size, err, errlen);
     for (size_t i = 0; rc == 1 && i < ids->count; i++) { /* refused as a batch: one by one */
-        int one = dec_some(d, ids, i, i + 1, out, err, errlen);
+        int one = dec_some(d, ids, i, i + 1, out, wrong_size, err, errlen);
         if (one < 0)
             rc = -1;
     }

@@ -25,10 +25,11 @@ int device_enc_keys(device_client *d, long number, etsi_key_container *out, char
 
 /* POST dec_keys for the IDs of ids (keys the peer's SAE took at the far
  * device). 0 with out holding the keys the device handed over, each of
- * size_bits (others are dropped and wiped), in the order of ids; when the
+ * size_bits (others are dropped and wiped, and counted in *wrong_size), in the order of ids; when the
  * device refuses the whole batch with a 4xx (one unknown ID spoils an ETSI
  * dec_keys), each key is asked for alone. -1 with err when the device fails
  * (5xx, no answer, malformed answer): nothing is kept. */
-int device_dec_keys(device_client *d, const kme_link_ids *ids, etsi_key_container *out, char *err, size_t errlen);
+int device_dec_keys(device_client *d, const kme_link_ids *ids, etsi_key_container *out, size_t *wrong_size, char *err,
+                    size_t errlen);
 
 #endif

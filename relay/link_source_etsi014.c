@@ -22,12 +22,14 @@
 #define DOWN_AFTER_FAILURES 2 /* consecutive device failures that mark the link down */
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 5000
+#define PEER_REFUSED_PAUSE_MS 1000 /* after the peer refused a handshake (its device failing) */
 
 struct link_source {
     device_client *dev;
-    atomic_int failures; /* consecutive device failures */
-    int64_t next_ms;     /* initiator: no device request before this (pacing, backoff) */
-    uint64_t seq_floor;  /* initiator: the peer's ingest mark as it last told */
+    atomic_int failures;        /* consecutive device failures */
+    int64_t next_ms;            /* initiator: no device request before this (pacing, backoff) */
+    uint64_t seq_floor;         /* initiator: the peer's ingest mark as it last told */
+    uint64_t seq_next, seq_end; /* initiator: seqs taken in the store, not named yet: [next, end) */
 };
 
 int device_source_open(relay_node *k, relay_link *l, char *err, size_t errlen)
@@ -114,6 +116,8 @@ static int store_block_op(kme_store *s, MDB_txn *txn, void *arg)
     return lb_ingest_mark(s, txn, a->l->lb.peer_id, &a->mark) ? -1 : 0;
 }
 
+#define SEQS_PER_COMMIT 64 /* seqs taken in one commit; a restart skips those not named */
+
 typedef struct {
     relay_link *l;
     uint64_t floor, seq;
@@ -122,7 +126,23 @@ typedef struct {
 static int take_seq_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     take_seq_arg *a = arg;
-    return device_seq_take(s, txn, a->l->lb.peer_id, a->floor, &a->seq) ? -1 : 0;
+    return device_seq_take(s, txn, a->l->lb.peer_id, a->floor, SEQS_PER_COMMIT, &a->seq) ? -1 : 0;
+}
+
+/* The seq of the next block: committed in the store before it is named, a
+ * few at a time. 0, or -1. */
+static int next_seq(relay_node *k, relay_link *l, uint64_t *seq)
+{
+    struct link_source *src = l->source;
+    if (src->seq_next < src->seq_floor || src->seq_next >= src->seq_end) {
+        take_seq_arg ts = {l, src->seq_floor, 0};
+        if (store_commit(k->store, take_seq_op, &ts) != 0)
+            return -1;
+        src->seq_next = ts.seq;
+        src->seq_end = ts.seq + SEQS_PER_COMMIT;
+    }
+    *seq = src->seq_next++;
+    return 0;
 }
 
 /* ---- initiator ------------------------------------------------------------------ */
@@ -147,17 +167,15 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
 {
     const relay_device_config *dc = &k->cfg.links[l->index].device;
     kme_link_ids req = {0}, ans = {0};
-    take_seq_arg ts = {l, l->source->seq_floor, 0};
     int result = -1;
     for (size_t i = 0; i < keys->count; i++)
         if (kme_link_ids_add(&req, keys->keys[i].key_id) < 0)
             goto out;
     /* The seq is committed before it leaves: a restart never names it again. */
-    if (store_commit(k->store, take_seq_op, &ts) != 0) {
+    if (next_seq(k, l, &req.seq) != 0) {
         log_error("link %s: cannot commit the next block seq", l->lb.peer_id);
         goto out;
     }
-    req.seq = ts.seq;
     req.size_bits = dc->key_size_bits;
     char *body = kme_link_ids_request_to_json(&req);
     peer_reply reply;
@@ -173,6 +191,9 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
         log_warn("link %s: the peer did not take block %llu (%zu keys): %s; the keys are discarded", l->lb.peer_id,
                  (unsigned long long)req.seq, req.count, reply.error[0] ? reply.error : "no answer");
         result = rc < 0 ? -1 : 0;
+        /* The peer's device or store is failing: ask ours for no more keys a while. */
+        if (rc == 0)
+            l->source->next_ms = clock_wall_ms() + PEER_REFUSED_PAUSE_MS;
     } else if (kme_link_ids_response_from_json(reply.body, reply.len, &req, &ans, &p) < 0) {
         log_warn("link %s: bad link_ids answer for block %llu: %s: %s; the keys are discarded", l->lb.peer_id,
                  (unsigned long long)req.seq, p.message, p.detail);
@@ -259,13 +280,20 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
     }
     etsi_key_container keys;
     char err[512];
-    if (device_dec_keys(l->source->dev, &ids, &keys, err, sizeof err) < 0) {
+    size_t wrong = 0;
+    if (device_dec_keys(l->source->dev, &ids, &keys, &wrong, err, sizeof err) < 0) {
         device_failed(l, err);
         http_error(resp, 503, "QKD device unavailable", "dec_keys at this end's device failed");
         kme_link_ids_clear(&ids);
         return;
     }
-    device_ok(l);
+    if (wrong) { /* the others are kept: both ends hold them */
+        snprintf(err, sizeof err, "dec_keys: %zu of %zu keys not of %ld bits; dropped", wrong, ids.count,
+                 ids.size_bits);
+        device_failed(l, err);
+    } else {
+        device_ok(l);
+    }
     ans.seq = ids.seq;
     for (size_t i = 0; i < keys.count; i++)
         kme_link_ids_add(&ans, keys.keys[i].key_id);

@@ -12,7 +12,7 @@ static size_t counter_key(unsigned char *buf, const char *peer_id)
     return n + 11;
 }
 
-int device_seq_take(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t floor, uint64_t *seq)
+int device_seq_take(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t floor, uint64_t n, uint64_t *first)
 {
     unsigned char kb[96], vb[8];
     MDB_val k = {counter_key(kb, peer_id), kb}, v;
@@ -32,8 +32,8 @@ int device_seq_take(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t fl
         next = floor;
     if (next == 0)
         next = 1;
-    *seq = next;
-    store_put_be64(vb, next + 1);
+    *first = next;
+    store_put_be64(vb, next + n);
     v = (MDB_val){sizeof vb, vb};
     return mdb_put(txn, s->meta, &k, &v, 0);
 }

@@ -9,9 +9,10 @@
 #include <stdint.h>
 #include "store/store.h"
 
-/* Inside a write transaction: takes the next seq of the link to peer_id,
- * at least floor, above every seq taken before and at or above the link's
- * ingest mark (never 0). 0, or an LMDB error (the caller aborts). */
-int device_seq_take(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t floor, uint64_t *seq);
+/* Inside a write transaction: takes the next n seqs of the link to peer_id,
+ * *first to *first + n - 1: at least floor, above every seq taken before and
+ * at or above the link's ingest mark (never 0). A seq taken and never named
+ * is only skipped. 0, or an LMDB error (the caller aborts). */
+int device_seq_take(kme_store *s, MDB_txn *txn, const char *peer_id, uint64_t floor, uint64_t n, uint64_t *first);
 
 #endif

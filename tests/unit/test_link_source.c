@@ -85,7 +85,13 @@ typedef struct {
 static int take_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     seq_arg *a = arg;
-    return device_seq_take(s, txn, "KME_B", a->floor, &a->seq);
+    return device_seq_take(s, txn, "KME_B", a->floor, 1, &a->seq);
+}
+
+static int take_many_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    seq_arg *a = arg;
+    return device_seq_take(s, txn, "KME_B", a->floor, 16, &a->seq);
 }
 
 static int ingest_op(kme_store *s, MDB_txn *txn, void *arg)
@@ -126,6 +132,11 @@ START_TEST(device_seq_never_repeats)
     ck_assert_int_eq(store_open(&t.store, t.dir, 64, "KME_A", NULL, err, sizeof err), 0);
     ck_assert_int_eq(store_commit(&t.store, take_op, &a), 0);
     ck_assert_uint_eq(a.seq, 22);
+    /* Several at once: the next take starts after them. */
+    ck_assert_int_eq(store_commit(&t.store, take_many_op, &a), 0);
+    ck_assert_uint_eq(a.seq, 23);
+    ck_assert_int_eq(store_commit(&t.store, take_op, &a), 0);
+    ck_assert_uint_eq(a.seq, 39);
     temp_store_remove(&t);
 }
 END_TEST
