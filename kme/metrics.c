@@ -22,9 +22,9 @@ typedef struct {
 
 /* The SAE port's operations, then the KME port's; each listener ends with "other". */
 static const op_name ops[] = {
-    {"sae", "status"}, {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"},
-    {"kme", "verify"}, {"kme", "reserve"},  {"kme", "resolve"},  {"kme", "claimed"},
-    {"kme", "relay"},  {"kme", "advert"},   {"kme", "grant"},    {"kme", "other"},
+    {"sae", "status"},  {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"}, {"kme", "verify"},
+    {"kme", "reserve"}, {"kme", "resolve"},  {"kme", "claimed"},  {"kme", "relay"}, {"kme", "advert"},
+    {"kme", "grant"},   {"kme", "link_ids"}, {"kme", "other"},
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 #define SAE_OPS_FIRST 0
