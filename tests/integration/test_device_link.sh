@@ -165,7 +165,8 @@ fault_round() {
     t_check "$name cleared: A routes to KME_C over A-C again" wait_for 30 next_hop_is A C C
     t_check "$name cleared: blocks are stored again" wait_for 30 mark_above A C "$m2"
 }
-t_check "source up at both ends before the faults" source_up_is A C 1
+t_check "source up at A before the faults (devices back after the dumps)" wait_for 30 source_up_is A C 1
+t_check "source up at C before the faults" wait_for 30 source_up_is C A 1
 fault 503 0
 fault_round "503 at A's device" A
 fault hang 0
