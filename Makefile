@@ -120,6 +120,7 @@ FUZZ_DEPS_etsi_request := runtime/json_wipe.c
 FUZZ_DEPS_etsi_response := runtime/json_wipe.c
 FUZZ_DEPS_kme_msgs := runtime/json_wipe.c
 FUZZ_DEPS_kme_link_view := runtime/json_wipe.c
+FUZZ_DEPS_kme_link_ids := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_json := runtime/json_wipe.c
 FUZZ_DEPS_kme_relay_wire := runtime/json_wipe.c
 FUZZ_DEPS_kme_advert := runtime/json_wipe.c

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the demo network of docs/ARCHITECTURE.md on loopback, in the foreground.
-# The star: hub A with QKD links A-B and A-C fed by qkd-sim; SAE ports
+# The star: hub A with QKD links A-B and A-C fed by qkd-sim: A-B with key
+# files, A-C through the ETSI 014 device source (qkd-sim --device serves its
+# two ends as ETSI 014 devices on 9492 and 9493; README, "Link key from a QKD
+# device"); SAE ports
 # 8441-8443, KME ports 9441-9443, admin listeners (metrics, health, status
 # page) 8841-8843; audit logs in run/<site>/audit.log; certificates in
 # run/certs; data in run/
@@ -19,6 +22,7 @@ NET_SAE_BASE=8440
 NET_KME_BASE=9440
 NET_ADMIN_BASE=8840
 NET_AUDIT=1
+NET_DEVICE_LINKS="A-C"
 RUN=$ROOT/run
 
 stopping=0
@@ -47,6 +51,8 @@ ready
          KME_B  SAE port https://localhost:8442  KME port 9442  (SAE_B)
          KME_C  SAE port https://localhost:8443  KME port 9443  (SAE_C)
   links: A-B and A-C fed by qkd-sim at $NET_RATE bit/s; logs in $RUN/<site>/kme.log
+         A-B by key files; A-C through ETSI 014 devices (qkd-sim --device on 9492 and 9493;
+         each KME an SAE of its device, certificates in $RUN/devcerts)
   audit: one line per key handed out in $RUN/<site>/audit.log
   admin: status page, /metrics, /healthz, /readyz on http://127.0.0.1:8841/ (A), 8842 (B), 8843 (C)
 

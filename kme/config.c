@@ -54,6 +54,65 @@ static int parse_tls(json_t *root, kme_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The "source" of a link: absent or {"type": "files"} (key_dir), or
+ * {"type": "etsi014", ...} (the local QKD device's ETSI 014 API). */
+static int parse_link_source(json_t *l, relay_link_config *lc, char *err, size_t errlen)
+{
+    json_t *src = json_object_get(l, "source");
+    char type[16] = "files";
+    if (src && (!json_is_object(src) || json_setting_string(src, "type", type, sizeof type, 1, err, errlen) < 0)) {
+        if (!json_is_object(src))
+            json_settings_fail(err, errlen, "link %s: setting '%s' must be an object", lc->peer_id, "source");
+        return -1;
+    }
+    if (strcmp(type, "files") == 0) {
+        static const char *const known[] = {"type", NULL};
+        lc->source = LINK_SOURCE_FILES;
+        if (src && json_settings_only(src, "source.", known, err, errlen) < 0)
+            return -1;
+        return json_setting_string(l, "key_dir", lc->key_dir, sizeof lc->key_dir, 1, err, errlen);
+    }
+    if (strcmp(type, "etsi014") != 0)
+        return json_settings_fail(err, errlen, "link %s: source type '%s' must be files or etsi014", lc->peer_id, type);
+    static const char *const known[] = {"type", "url",      "sae_id", "peer_sae_id",     "cert",       "key",
+                                        "ca",   "key_size", "batch",  "rate_keys_per_s", "timeout_ms", NULL};
+    relay_device_config *d = &lc->device;
+    lc->source = LINK_SOURCE_ETSI014;
+    d->key_size_bits = 256;
+    d->batch = 64;
+    d->rate_keys_per_s = 0;
+    d->timeout_ms = 5000;
+    if (json_settings_only(src, "source.", known, err, errlen) < 0 ||
+        json_setting_string(src, "url", d->url, sizeof d->url, 1, err, errlen) < 0 ||
+        json_setting_string(src, "sae_id", d->sae_id, sizeof d->sae_id, 1, err, errlen) < 0 ||
+        json_setting_string(src, "peer_sae_id", d->peer_sae_id, sizeof d->peer_sae_id, 1, err, errlen) < 0 ||
+        json_setting_string(src, "cert", d->cert, sizeof d->cert, 1, err, errlen) < 0 ||
+        json_setting_string(src, "key", d->key, sizeof d->key, 1, err, errlen) < 0 ||
+        json_setting_string(src, "ca", d->ca, sizeof d->ca, 1, err, errlen) < 0 ||
+        json_setting_long(src, "key_size", &d->key_size_bits, 8, 65536, err, errlen) < 0 ||
+        json_setting_long(src, "batch", &d->batch, 1, KME_MAX_LINK_IDS, err, errlen) < 0 ||
+        json_setting_long(src, "rate_keys_per_s", &d->rate_keys_per_s, 0, 10000000, err, errlen) < 0 ||
+        json_setting_long(src, "timeout_ms", &d->timeout_ms, 100, 600000, err, errlen) < 0)
+        return -1;
+    if (strncmp(d->url, "https://", 8) != 0)
+        return json_settings_fail(err, errlen, "link %s: source url '%s' must start with https://", lc->peer_id,
+                                  d->url);
+    if (!etsi_id_is_valid(d->sae_id) || !etsi_id_is_valid(d->peer_sae_id))
+        return json_settings_fail(err, errlen, "link %s: source sae_id and peer_sae_id must be valid SAE IDs",
+                                  lc->peer_id);
+    if (d->key_size_bits % 8)
+        return json_settings_fail(err, errlen, "link %s: source key_size must be a multiple of 8", lc->peer_id);
+    /* One request makes one link block; its first LB_MAC_BYTES go to the
+     * verification tag, so a block must hold well more than that. */
+    if (d->batch * (d->key_size_bits / 8) < RELAY_DEVICE_MIN_BLOCK_BYTES)
+        return json_settings_fail(err, errlen,
+                                  "link %s: source batch x key_size must make at least %d bytes of key per request",
+                                  lc->peer_id, RELAY_DEVICE_MIN_BLOCK_BYTES);
+    if (json_object_get(l, "key_dir"))
+        return json_settings_fail(err, errlen, "link %s: key_dir is for the files source only", lc->peer_id);
+    return 0;
+}
+
 static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
 {
     json_t *links = json_object_get(root, "links");
@@ -70,7 +129,7 @@ static int parse_links(json_t *root, kme_config *c, char *err, size_t errlen)
             return json_settings_fail(err, errlen, "setting '%s' must be an array of objects", "links");
         if (json_setting_string(l, "peer", lc->peer_id, sizeof lc->peer_id, 1, err, errlen) < 0 ||
             json_setting_string(l, "url", lc->url, sizeof lc->url, 1, err, errlen) < 0 ||
-            json_setting_string(l, "key_dir", lc->key_dir, sizeof lc->key_dir, 1, err, errlen) < 0)
+            parse_link_source(l, lc, err, errlen) < 0)
             return -1;
         if (!etsi_id_is_valid(lc->peer_id) || strcmp(lc->peer_id, c->kme_id) == 0)
             return json_settings_fail(err, errlen, "link peer '%s' is not a valid KME ID", lc->peer_id);
@@ -253,7 +312,8 @@ static int same_links(const kme_config *a, const kme_config *b)
         return 0;
     for (size_t i = 0; i < a->link_count; i++)
         if (strcmp(a->links[i].peer_id, b->links[i].peer_id) != 0 || strcmp(a->links[i].url, b->links[i].url) != 0 ||
-            strcmp(a->links[i].key_dir, b->links[i].key_dir) != 0)
+            strcmp(a->links[i].key_dir, b->links[i].key_dir) != 0 || a->links[i].source != b->links[i].source ||
+            memcmp(&a->links[i].device, &b->links[i].device, sizeof a->links[i].device) != 0)
             return 0;
     return 1;
 }

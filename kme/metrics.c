@@ -22,9 +22,9 @@ typedef struct {
 
 /* The SAE port's operations, then the KME port's; each listener ends with "other". */
 static const op_name ops[] = {
-    {"sae", "status"}, {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"},
-    {"kme", "verify"}, {"kme", "reserve"},  {"kme", "resolve"},  {"kme", "claimed"},
-    {"kme", "relay"},  {"kme", "advert"},   {"kme", "grant"},    {"kme", "other"},
+    {"sae", "status"},  {"sae", "enc_keys"}, {"sae", "dec_keys"}, {"sae", "other"}, {"kme", "verify"},
+    {"kme", "reserve"}, {"kme", "resolve"},  {"kme", "claimed"},  {"kme", "relay"}, {"kme", "advert"},
+    {"kme", "grant"},   {"kme", "link_ids"}, {"kme", "other"},
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 #define SAE_OPS_FIRST 0
@@ -240,6 +240,12 @@ static void write_links(FILE *f, kme_context *k)
     prom_family(f, "qkd_kme_link_up", "gauge", "1 while the last contact with the neighbour over the link succeeded.");
     for (size_t i = 0; i < n; i++)
         prom_u64(f, "qkd_kme_link_up", (uint64_t)(atomic_load(&k->net.links[i].peer_up) != 0), "link",
+                 k->net.links[i].lb.peer_id, NULL);
+    prom_family(f, "qkd_kme_link_source_up", "gauge",
+                "1 while the link's key source delivers (a QKD device that keeps failing makes it 0, and the link is "
+                "advertised down).");
+    for (size_t i = 0; i < n; i++)
+        prom_u64(f, "qkd_kme_link_source_up", (uint64_t)(atomic_load(&k->net.links[i].source_up) != 0), "link",
                  k->net.links[i].lb.peer_id, NULL);
     prom_family(f, "qkd_kme_link_key_stock_bytes", "gauge",
                 "Unused verified link key, by the end of the link that owns it (self: this KME allocates it).");

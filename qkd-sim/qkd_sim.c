@@ -2,7 +2,9 @@
  * blocks (<seq>.key, written under a temporary name, fsync'ed and renamed)
  * into the two link directories, the pacing to a key rate, the optional
  * corruption of one side, and the persistent next-seq state that keeps a
- * restarted simulator from ever reusing a sequence number. */
+ * restarted simulator from ever reusing a sequence number. With --device,
+ * the two ends are served as ETSI GS QKD 014 devices instead
+ * (qkd-sim/device.c). */
 
 #include <ctype.h>
 #include <dirent.h>
@@ -27,6 +29,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "qkd-sim/device.h"
+
 #define PROG "qkd-sim"
 #define EXIT_USAGE 2
 #define MIN_BLOCK 64u
@@ -38,7 +42,9 @@
 
 static const char usage_text[] =
     "usage: " PROG " --out DIR_A --out DIR_B [--rate BITS_PER_SEC] [--block-bytes N] [--count N]\n"
-    "               [--corrupt FRACTION [--corrupt-side 0|1]] [--state FILE] [--quiet]\n";
+    "               [--corrupt FRACTION [--corrupt-side 0|1]] [--state FILE] [--quiet]\n"
+    "       " PROG " --device HOST:PORT=SAE_ID --device HOST:PORT=SAE_ID --cert FILE --key FILE --client-ca FILE\n"
+    "               [--fault-file FILE] [--max-held N]\n";
 
 static const char help_text[] = "\n"
                                 "Simulates a QKD link: writes identical random key blocks <seq>.key into both\n"
@@ -52,7 +58,18 @@ static const char help_text[] = "\n"
                                 "                       each prints 'corrupted <seq>' on stdout\n"
                                 "  --corrupt-side 0|1   side that gets the corrupted copy (default 1)\n"
                                 "  --state FILE         next-seq state (default DIR_A/" STATE_NAME ")\n"
-                                "  --quiet              no progress messages on stderr\n";
+                                "  --quiet              no progress messages on stderr\n"
+                                "\n"
+                                "With --device, serves the two ends of the link as ETSI GS QKD 014 devices\n"
+                                "instead (HTTPS, client certificates): enc_keys at one end, called by its SAE\n"
+                                "for the other end's SAE, makes fresh keys; dec_keys at the other end hands\n"
+                                "each over once. Keys are held in memory only.\n"
+                                "  --device HOST:PORT=SAE_ID  one end and the one SAE it serves; give two\n"
+                                "  --cert, --key FILE   the devices' server certificate and key\n"
+                                "  --client-ca FILE     the CA of the SAEs' client certificates\n"
+                                "  --fault-file FILE    read at each request: 'MODE [END]', MODE none, 503,\n"
+                                "                       hang, short or wrong-size; END 0 or 1 (default both)\n"
+                                "  --max-held N         most keys held for fetching (default 100000)\n";
 
 struct options {
     const char *out[2];
@@ -589,6 +606,9 @@ int main(int argc, char **argv)
     sigset_t block_set, unblocked;
     struct sigaction sa;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--device") == 0)
+            return device_main(argc, argv);
     parse_args(argc, argv, &o);
     memset(&st, 0, sizeof st);
     st.dirfd = -1;

@@ -1,5 +1,5 @@
 /* Routes inter-KME requests (verify, reserve, resolve, claimed, relay,
- * advert, grant) from the neighbour their TLS client certificate names;
+ * advert, grant, link_view, link_ids) from the neighbour their TLS client certificate names;
  * answers the verification side of the key-caching protocol. Each handler
  * checks its message's own tag or signature before acting. */
 #include "relay/kme_port.h"
@@ -7,6 +7,7 @@
 #include "relay/grant.h"
 #include "relay/key_stock.h"
 #include "relay/link_resync.h"
+#include "relay/link_source.h"
 #include "relay/msg_auth.h"
 #include "relay/relay.h"
 #include "relay/reserve.h"
@@ -97,7 +98,17 @@ void kme_port_verify(relay_node *k, relay_link *l, const http_request *req, http
     free(out);
 }
 
-enum { PORT_VERIFY, PORT_RESERVE, PORT_RESOLVE, PORT_CLAIMED, PORT_RELAY, PORT_ADVERT, PORT_GRANT, PORT_LINK_VIEW };
+enum {
+    PORT_VERIFY,
+    PORT_RESERVE,
+    PORT_RESOLVE,
+    PORT_CLAIMED,
+    PORT_RELAY,
+    PORT_ADVERT,
+    PORT_GRANT,
+    PORT_LINK_VIEW,
+    PORT_LINK_IDS
+};
 
 typedef struct {
     relay_node *k;
@@ -124,6 +135,8 @@ static void port_job(void *arg)
         grant_handle(w->k, w->l, &w->req, &w->resp);
     else if (w->op == PORT_LINK_VIEW)
         link_resync_view_handle(w->k, w->l, &w->req, &w->resp);
+    else if (w->op == PORT_LINK_IDS)
+        link_source_ids_handle(w->k, w->l, &w->req, &w->resp);
     else
         stock_claimed_handle(w->k, w->l, &w->req, &w->resp);
 }
@@ -164,6 +177,7 @@ void kme_port_handle(void *ctx, const http_request *req, http_response *resp)
              : strcmp(req->path, "/kme/v1/advert") == 0    ? PORT_ADVERT
              : strcmp(req->path, "/kme/v1/grant") == 0     ? PORT_GRANT
              : strcmp(req->path, "/kme/v1/link_view") == 0 ? PORT_LINK_VIEW
+             : strcmp(req->path, "/kme/v1/link_ids") == 0  ? PORT_LINK_IDS
                                                            : -1;
     if (op < 0) {
         http_error(resp, 404, "not found", "no inter-KME operation at %.200s", req->path);

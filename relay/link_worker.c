@@ -3,6 +3,7 @@
  * beyond the neighbours. */
 #include "relay/link_worker.h"
 #include "relay/link_resync.h"
+#include "relay/link_source.h"
 #include "relay/grant.h"
 #include "relay/key_stock.h"
 #include "relay/msg_auth.h"
@@ -405,7 +406,7 @@ static void *worker_main(void *arg)
             last_probe = clock_wall_ms();
             probe_peer(k, l);
         }
-        int ingested = link_ingest_once(k, l);
+        int ingested = link_source_ingest_once(k, l);
         int settled = l->initiator ? link_verify_once(k, l) : 0;
         long refilled = d ? stock_refill_once(k, d) : 0;
         if (atomic_load(&l->peer_up)) {

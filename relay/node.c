@@ -3,6 +3,7 @@
 #include "relay/node.h"
 #include "relay/key_stock.h"
 #include "relay/link_resync.h"
+#include "relay/link_source.h"
 #include "relay/link_worker.h"
 #include "relay/router.h"
 
@@ -23,6 +24,8 @@ int relay_node_init(relay_node *n, const relay_config *cfg, kme_store *store, co
         l->index = i;
         lb_link_init(&l->lb, cfg->kme_id, cfg->links[i].peer_id);
         l->initiator = strcmp(cfg->kme_id, cfg->links[i].peer_id) < 0;
+        if (link_source_open(n, l, err, errlen) < 0)
+            return -1;
     }
     if (link_resync_load(n) < 0) {
         snprintf(err, errlen, "cannot read whether the store was restored");
@@ -66,6 +69,8 @@ void relay_node_stop(relay_node *n)
     stop_signal_raise(&n->stop);
     link_workers_join(n);
     router_stop(n);
+    for (size_t i = 0; i < n->cfg.link_count; i++)
+        link_source_close(&n->links[i]);
     for (size_t i = 0; i < atomic_load(&n->dest_count); i++)
         free(n->dests[i].claims);
     peer_client_free(n->peers);

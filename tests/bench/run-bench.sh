@@ -35,7 +35,9 @@
 # Part 4, the key economy's shares (tests/bench/economy-bench.sh):
 # BENCH_ONLY=economy (only part 4), BENCH_ECONOMY=0 (skip it). Part 5, the
 # store's size flat while link key flows (tests/bench/store_flat.sh):
-# BENCH_ONLY=store, BENCH_STORE=0.
+# BENCH_ONLY=store, BENCH_STORE=0. Part 6, link key ingest through the ETSI
+# 014 device source (tests/bench/device_ingest.sh): BENCH_ONLY=device,
+# BENCH_DEVICE=0.
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
 # BENCH_ENC_SAE_BASE (8740), BENCH_ENC_KME_BASE (9740) and BENCH_ENC_PORT_BASE
 # (8750: probe, socat pair, encryptors on 8750-8758) ports, BENCH_ENC_RATE
@@ -983,7 +985,7 @@ finish() {
 
 # --- preparation -------------------------------------------------------------
 [ "$BENCH_ONLY" = encryptor ] || [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ "$BENCH_ONLY" = device ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
 rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay" "$OUT/encryptor"
 mkdir -p "$OUT/rounds"
@@ -1000,6 +1002,7 @@ if [ "$BENCH_ONLY" = encryptor ]; then
 fi
 economy_bench() { bash "$ROOT/tests/bench/economy-bench.sh" "$BUILD" || fail "the key economy bench failed"; }
 store_bench() { bash "$ROOT/tests/bench/store_flat.sh" "$BUILD" || fail "the store grew while link key flowed through it"; }
+device_bench() { bash "$ROOT/tests/bench/device_ingest.sh" "$BUILD" || fail "the device ingest bench failed"; }
 if [ "$BENCH_ONLY" = economy ]; then
     economy_bench
     finish
@@ -1007,6 +1010,11 @@ if [ "$BENCH_ONLY" = economy ]; then
 fi
 if [ "$BENCH_ONLY" = store ]; then
     store_bench
+    finish
+    exit 0
+fi
+if [ "$BENCH_ONLY" = device ]; then
+    device_bench
     finish
     exit 0
 fi
@@ -1191,6 +1199,7 @@ nginx) ;;
     [ "${BENCH_ENCRYPTOR:-1}" = 0 ] || enc_bench
     [ "${BENCH_ECONOMY:-1}" = 0 ] || economy_bench
     [ "${BENCH_STORE:-1}" = 0 ] || store_bench
+    [ "${BENCH_DEVICE:-1}" = 0 ] || device_bench
     ;;
 esac
 finish

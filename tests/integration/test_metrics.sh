@@ -129,7 +129,7 @@ if ! { net_init "$W/net" "A B C" "A-B A-C" && net_start; }; then
     exit 1
 fi
 KME_FAMILIES="qkd_kme_up:gauge qkd_kme_requests_total:counter qkd_kme_waiting_keys:gauge qkd_kme_stock_keys:gauge
-    qkd_kme_link_up:gauge qkd_kme_link_key_stock_bytes:gauge qkd_kme_link_unverified_bytes:gauge
+    qkd_kme_link_up:gauge qkd_kme_link_source_up:gauge qkd_kme_link_key_stock_bytes:gauge qkd_kme_link_unverified_bytes:gauge
     qkd_kme_link_blocks:gauge qkd_kme_link_ingested_bytes_total:counter
     qkd_kme_link_ingest_rate_bytes_per_second:gauge qkd_kme_link_verify_failures_total:counter
     qkd_kme_delivered_keys_total:counter qkd_kme_delivered_bits_total:counter qkd_kme_relays_total:counter

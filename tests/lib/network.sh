@@ -10,6 +10,15 @@
 #   kme_start SITE / kme_stop SITE [SIGNAL] / kme_wait SITE
 #   sim_start LINK / sim_stop LINK
 #
+# A link named in NET_DEVICE_LINKS is fed through the ETSI 014 device source
+# instead of key files: sim_start runs qkd-sim --device, serving its two ends
+# as ETSI 014 devices on NET_DEVICE_BASE+2i and +2i+1 (the i-th link, from 0;
+# the end of the site that sorts first on the lower port), each KME its SAE
+# there under its own KME ID; the devices' certificates are in
+# $NET_DIR/devcerts. Writing a fault ("503", "hang", "short", "wrong-size",
+# "none", optionally followed by the end 0 or 1) to $NET_DIR/links/LINK/fault
+# makes the devices of that link misbehave (qkd-sim --fault-file).
+#
 # Site X is KME ID "KME_X" and hosts SAE "SAE_X"; the i-th site (from 1) has
 # SAE port NET_SAE_BASE+i and KME port NET_KME_BASE+i. Certificates are in
 # $NET_DIR/certs: ca.pem, SAE_X.pem, SAE_X.key.
@@ -28,6 +37,10 @@ NET_AUDIT=${NET_AUDIT:-}               # 1: each site keeps an audit log in $NET
 NET_PEER_TIMEOUT_MS=${NET_PEER_TIMEOUT_MS:-} # one inter-KME request, ms; empty: the KME's default
 NET_LOG_LEVEL=${NET_LOG_LEVEL:-}       # the KMEs' log_level (debug logs the link ranges of each message); empty: info
 NET_FETCH_RETRY=${NET_FETCH_RETRY:-}   # the KMEs' fetch_retry_seconds (0: every key handed out once, strictly); empty: default
+NET_DEVICE_LINKS=${NET_DEVICE_LINKS:-} # links fed through ETSI 014 devices (qkd-sim --device), e.g. "A-C"
+NET_DEVICE_BASE=${NET_DEVICE_BASE:-}   # first port of those devices; empty: NET_KME_BASE + 50
+NET_DEVICE_BATCH=${NET_DEVICE_BATCH:-64}     # keys per device request (one link block)
+NET_DEVICE_KEY_BITS=${NET_DEVICE_KEY_BITS:-256}
 
 net_site_index() { # SITE -> 1-based index
     local i=1 s
@@ -41,6 +54,17 @@ net_sae_port() { echo $((NET_SAE_BASE + $(net_site_index "$1"))); }
 net_kme_port() { echo $((NET_KME_BASE + $(net_site_index "$1"))); }
 net_admin_port() { echo $((NET_ADMIN_BASE + $(net_site_index "$1"))); }
 net_url() { echo "https://localhost:$(net_sae_port "$1")"; }
+net_is_device_link() { case " $NET_DEVICE_LINKS " in *" $1 "*) return 0 ;; esac; return 1; }
+net_device_port() { # LINK SITE: the port of the site's end of the link's devices
+    local i=0 l a=${1%-*} b=${1#*-} first
+    for l in $NET_LINKS; do
+        [ "$l" = "$1" ] && break
+        i=$((i + 1))
+    done
+    first=$a
+    [[ "KME_$b" < "KME_$a" ]] && first=$b
+    echo $((${NET_DEVICE_BASE:-$((NET_KME_BASE + 50))} + 2 * i + $([ "$2" = "$first" ] && echo 0 || echo 1)))
+}
 
 # SAEs hosted by SITE (its own SAE_SITE plus NET_EXTRA_SAES entries)
 net_saes_of() {
@@ -73,6 +97,11 @@ net_init() { # DIR "SITES" "LINKS"
     done
     for s in $saes; do args+=(--sae "$s"); done
     "$NET_ROOT/certs/mkcerts.sh" --out "$NET_DIR/certs" "${args[@]}" >/dev/null || return 1
+    if [ -n "$NET_DEVICE_LINKS" ]; then
+        args=(--kme QKD_SIM)
+        for s in $NET_SITES; do args+=(--sae "KME_$s"); done
+        "$NET_ROOT/certs/mkcerts.sh" --out "$NET_DIR/devcerts" "${args[@]}" >/dev/null || return 1
+    fi
     for s in $NET_SITES; do net_write_config "$s" || return 1; done
 }
 
@@ -83,7 +112,12 @@ net_write_config() { # SITE
         a=${l%-*}; b=${l#*-}
         if [ "$a" = "$s" ]; then peer=$b; elif [ "$b" = "$s" ]; then peer=$a; else continue; fi
         mkdir -p "$NET_DIR/links/$l/$s"
-        links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\"}"
+        if net_is_device_link "$l"; then
+            local dc=$NET_DIR/devcerts
+            links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"source\":{\"type\":\"etsi014\",\"url\":\"https://localhost:$(net_device_port "$l" "$s")\",\"sae_id\":\"KME_$s\",\"peer_sae_id\":\"KME_$peer\",\"cert\":\"$dc/KME_$s.pem\",\"key\":\"$dc/KME_$s.key\",\"ca\":\"$dc/ca.pem\",\"key_size\":$NET_DEVICE_KEY_BITS,\"batch\":$NET_DEVICE_BATCH,\"rate_keys_per_s\":$((NET_RATE / NET_DEVICE_KEY_BITS))}}"
+        else
+            links="$links$sep{\"peer\":\"KME_$peer\",\"url\":\"https://localhost:$(net_kme_port "$peer")\",\"key_dir\":\"$NET_DIR/links/$l/$s\"}"
+        fi
         sep=","
     done
     local admin=""
@@ -152,6 +186,16 @@ sim_start() { # LINK [extra qkd-sim args]
     local l=$1 a b
     shift
     a=${l%-*}; b=${l#*-}
+    if net_is_device_link "$l"; then
+        local dc=$NET_DIR/devcerts first=$a second=$b
+        [[ "KME_$b" < "KME_$a" ]] && first=$b second=$a
+        "$NET_BIN/qkd-sim" --device "127.0.0.1:$(net_device_port "$l" "$first")=KME_$first" \
+            --device "127.0.0.1:$(net_device_port "$l" "$second")=KME_$second" \
+            --cert "$dc/QKD_SIM.server.pem" --key "$dc/QKD_SIM.server.key" --client-ca "$dc/sae-ca.pem" \
+            --fault-file "$NET_DIR/links/$l/fault" "$@" >>"$NET_DIR/links/$l/qkd-sim.log" 2>&1 &
+        echo $! >"$NET_DIR/links/$l/qkd-sim.pid"
+        return 0
+    fi
     "$NET_BIN/qkd-sim" --out "$NET_DIR/links/$l/$a" --out "$NET_DIR/links/$l/$b" \
         --rate "$NET_RATE" --block-bytes "$NET_BLOCK" --state "$NET_DIR/links/$l/qkd-sim.state" "$@" \
         >>"$NET_DIR/links/$l/qkd-sim.log" 2>&1 &
