@@ -245,7 +245,7 @@ static void write_links(FILE *f, kme_context *k)
                 "1 while the link's key source delivers (a QKD device that keeps failing makes it 0, and the link is "
                 "advertised down).");
     for (size_t i = 0; i < n; i++)
-        prom_u64(f, "qkd_kme_link_source_up", (uint64_t)(atomic_load(&k->net.links[i].source_up) != 0), "link",
+        prom_u64(f, "qkd_kme_link_source_up", (uint64_t)(atomic_load(&k->net.links[i].source_down) == 0), "link",
                  k->net.links[i].lb.peer_id, NULL);
     prom_family(f, "qkd_kme_link_key_stock_bytes", "gauge",
                 "Unused verified link key, by the end of the link that owns it (self: this KME allocates it).");

@@ -194,7 +194,7 @@ static void read_local_ends(kme_context *k, int64_t now_ms, local_end *out)
     for (size_t i = 0; i < n; i++) {
         relay_link *l = &k->net.links[i];
         lb_stock st;
-        out[i].up = atomic_load(&l->peer_up) && atomic_load(&l->source_up); /* as advertised */
+        out[i].up = atomic_load(&l->peer_up) && !atomic_load(&l->source_down); /* as advertised */
         out[i].ingested_bytes = atomic_load(&l->ingested_bytes);
         if (txn && lb_get_stock(&k->store, txn, &l->lb, &st) == 0) {
             out[i].have_stock = 1;

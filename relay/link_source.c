@@ -5,7 +5,7 @@
 
 int link_source_open(relay_node *k, relay_link *l, char *err, size_t errlen)
 {
-    atomic_store(&l->source_up, 1);
+    atomic_store(&l->source_down, 0);
     if (k->cfg.links[l->index].source == LINK_SOURCE_ETSI014)
         return device_source_open(k, l, err, errlen);
     return 0;

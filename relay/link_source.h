@@ -15,7 +15,7 @@
  * that block and answers which keys those are; the initiator stores the
  * same keys, in the same order. A key the far end could not fetch is
  * discarded at both ends. A device that fails marks the link down in the
- * adverts (source_up) until it delivers again; ingest retries with backoff. */
+ * adverts (source_down) until it delivers again; ingest retries with backoff. */
 #ifndef RELAY_LINK_SOURCE_H
 #define RELAY_LINK_SOURCE_H
 

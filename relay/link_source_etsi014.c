@@ -57,7 +57,7 @@ void device_source_close(relay_link *l)
 static void device_ok(relay_link *l)
 {
     atomic_store(&l->source->failures, 0);
-    if (!atomic_exchange(&l->source_up, 1))
+    if (atomic_exchange(&l->source_down, 0))
         log_info("link %s: the QKD device delivers key again; link up", l->lb.peer_id);
 }
 
@@ -67,7 +67,7 @@ static void device_failed(relay_link *l, const char *what)
 {
     int n = atomic_fetch_add(&l->source->failures, 1) + 1;
     log_warn("link %s: QKD device: %s", l->lb.peer_id, what);
-    if (n >= DOWN_AFTER_FAILURES && atomic_exchange(&l->source_up, 0))
+    if (n >= DOWN_AFTER_FAILURES && !atomic_exchange(&l->source_down, 1))
         log_warn("link %s: the QKD device failed %d times in a row; link marked down until it delivers again",
                  l->lb.peer_id, n);
     long backoff = BACKOFF_FIRST_MS;

@@ -87,7 +87,7 @@ struct relay_link {
     atomic_int resync_needed;     /* restored store: the neighbour's view not adopted yet (relay/link_resync.h) */
     atomic_ullong ingested_bytes; /* link key ingested since start */
     struct link_source *source;   /* where its key comes from (relay/link_source.h) */
-    atomic_int source_up;         /* the source delivers key; 0 marks the link down in the adverts */
+    atomic_int source_down;       /* the source stopped delivering key: the link is down in the adverts */
     pthread_t worker;
     int worker_started;
 };

@@ -198,7 +198,7 @@ static void build_own(relay_node *k, struct router *r, kme_advert *a)
         relay_link *l = &k->links[i];
         kme_advert_link *al = &a->links[a->link_count++];
         snprintf(al->peer, sizeof al->peer, "%s", l->lb.peer_id);
-        al->up = atomic_load(&l->peer_up) && atomic_load(&l->source_up);
+        al->up = atomic_load(&l->peer_up) && !atomic_load(&l->source_down);
         lb_stock st;
         if (txn && lb_get_stock(k->store, txn, &l->lb, &st) == 0) {
             al->stock_bytes = st.owned_free;
