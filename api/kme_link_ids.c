@@ -1,6 +1,7 @@
 /* The link_ids message of the device handshake: encode and strict decode
  * (see kme_link_ids.h). */
 #include "api/kme_link_ids.h"
+#include "api/kme_auth_json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +33,26 @@ static json_t *ids_json(const kme_link_ids *m)
 
 static char *dump(json_t *root)
 {
-    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    char *text = json_is_object(root) ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return text;
 }
 
 char *kme_link_ids_request_to_json(const kme_link_ids *m)
 {
-    return dump(json_pack("{s:I,s:I,s:o}", "seq", (json_int_t)m->seq, "size", (json_int_t)m->size_bits, "key_IDs",
-                          ids_json(m)));
+    json_t *root =
+        json_pack("{s:I,s:I,s:o}", "seq", (json_int_t)m->seq, "size", (json_int_t)m->size_bits, "key_IDs", ids_json(m));
+    kme_auth_to_json(root, &m->auth);
+    return dump(root);
 }
 
 char *kme_link_ids_response_to_json(const kme_link_ids *m)
 {
-    return dump(json_pack("{s:I,s:o,s:I}", "seq", (json_int_t)m->seq, "key_IDs", ids_json(m), "next_seq",
-                          (json_int_t)m->next_seq));
+    json_t *root = json_pack("{s:I,s:o,s:I}", "seq", (json_int_t)m->seq, "key_IDs", ids_json(m), "next_seq",
+                             (json_int_t)m->next_seq);
+    if (root && m->has_tag)
+        kme_tag_to_json(root, m->tag);
+    return dump(root);
 }
 
 static json_t *load(const char *body, size_t len, const char *what, etsi_problem *p)
@@ -63,11 +69,7 @@ static json_t *load(const char *body, size_t len, const char *what, etsi_problem
 
 static int get_u64(json_t *root, const char *name, uint64_t *out)
 {
-    json_t *v = json_object_get(root, name);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return -1;
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
+    return kme_json_u64(json_object_get(root, name), INT64_MAX, out);
 }
 
 /* The key_IDs array: at most KME_MAX_LINK_IDS UUIDs, none twice. */
@@ -113,7 +115,7 @@ int kme_link_ids_request_from_json(const char *body, size_t len, kme_link_ids *o
         if (out->count == 0)
             etsi_problem_set(p, what, "'key_IDs' must name at least one key");
         else
-            rc = 0;
+            rc = kme_auth_from_json(root, &out->auth, KME_AUTH_OPTIONAL | KME_AUTH_ANSWER, p);
     }
     out->size_bits = (long)size;
     json_decref(root);
@@ -135,6 +137,8 @@ int kme_link_ids_response_from_json(const char *body, size_t len, const kme_link
         etsi_problem_set(p, what, "'seq' must be the seq of the request");
     else if (get_u64(root, "next_seq", &out->next_seq) < 0)
         etsi_problem_set(p, what, "'next_seq' must be a non-negative integer");
+    else if (kme_tag_from_json(root, &out->has_tag, out->tag) < 0)
+        etsi_problem_set(p, what, "'tag' must be 32 hex digits");
     else if (get_ids(root, what, out, p) == 0) {
         size_t j = 0; /* each answered ID is a later one of the request */
         rc = 0;

@@ -1,5 +1,6 @@
 /* Encode and decode the inter-KME messages (see api/kme.yaml). */
 #include "api/kme_msgs.h"
+#include "api/kme_auth_json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,125 +36,12 @@ static int get_uuid(json_t *obj, const char *name, char out[UUID_STR_LEN + 1], e
     return 0;
 }
 
-static int get_u64(json_t *v, uint64_t max, uint64_t *out)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
-        return -1;
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-/* [seq, offset, length] with length > 0. */
-static int get_range(json_t *g, kme_range *r)
-{
-    uint64_t off, length;
-    if (!json_is_array(g) || json_array_size(g) != 3 || get_u64(json_array_get(g, 0), INT64_MAX, &r->seq) ||
-        get_u64(json_array_get(g, 1), UINT32_MAX, &off) || get_u64(json_array_get(g, 2), UINT32_MAX, &length) ||
-        length == 0)
-        return -1;
-    r->offset = (uint32_t)off;
-    r->length = (uint32_t)length;
-    return 0;
-}
-
-static json_t *range_json(const kme_range *r)
-{
-    return json_pack("[I,I,I]", (json_int_t)r->seq, (json_int_t)r->offset, (json_int_t)r->length);
-}
-
-static json_t *ranges_json(const kme_range *r, size_t n)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, range_json(&r[i]));
-    return arr;
-}
-
-/* ---- the MAC of a request and the tag of an answer -------------------------- */
-
-static void tag_to_json(json_t *root, const uint8_t tag[KME_TAG_BYTES])
-{
-    char hex[2 * KME_TAG_BYTES + 1];
-    hex_encode(tag, KME_TAG_BYTES, hex);
-    json_object_set_new(root, "tag", json_string(hex));
-}
-
-/* An optional "tag": 0 (*has set when present), or -1 when malformed. */
-static int tag_from_json(json_t *root, int *has, uint8_t tag[KME_TAG_BYTES])
-{
-    json_t *v = json_object_get(root, "tag");
-    *has = 0;
-    if (!v)
-        return 0;
-    if (hex_decode(json_string_value(v), tag, KME_TAG_BYTES) < 0)
-        return -1;
-    *has = 1;
-    return 0;
-}
-
-static void auth_to_json(json_t *root, const kme_auth *a)
-{
-    if (!root || a->key_count == 0)
-        return;
-    json_object_set_new(root, "mac_key", ranges_json(a->key, a->key_count));
-    if (a->answer_count)
-        json_object_set_new(root, "answer_key", ranges_json(a->answer, a->answer_count));
-    tag_to_json(root, a->tag);
-}
-
-/* The ranges of one MAC key: 1 to KME_MAC_MAX_RANGES, KME_MAC_KEY_BYTES in all. */
-static int mac_ranges_from_json(json_t *arr, kme_range *out, size_t *n)
-{
-    size_t i;
-    json_t *g;
-    uint64_t total = 0;
-    *n = 0;
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > KME_MAC_MAX_RANGES)
-        return -1;
-    json_array_foreach(arr, i, g)
-    {
-        if (get_range(g, &out[i]) < 0)
-            return -1;
-        total += out[i].length;
-    }
-    if (total != KME_MAC_KEY_BYTES)
-        return -1;
-    *n = json_array_size(arr);
-    return 0;
-}
-
-enum {
-    AUTH_OPTIONAL = 1, /* a request without a MAC is taken (verify) */
-    AUTH_ANSWER = 2,   /* the MAC comes with answer_key */
-};
-
-/* The MAC members of a request: mac_key, answer_key (when flags has
- * AUTH_ANSWER; otherwise refused) and tag. */
-static int auth_from_json(json_t *root, kme_auth *out, int flags, etsi_problem *p)
-{
-    json_t *key = json_object_get(root, "mac_key"), *answer = json_object_get(root, "answer_key");
-    int has_tag = 0;
-    memset(out, 0, sizeof *out);
-    if (!key && !answer && !json_object_get(root, "tag") && (flags & AUTH_OPTIONAL))
-        return 0;
-    if (mac_ranges_from_json(key, out->key, &out->key_count) < 0 ||
-        ((flags & AUTH_ANSWER) ? mac_ranges_from_json(answer, out->answer, &out->answer_count) < 0 : answer != NULL) ||
-        tag_from_json(root, &has_tag, out->tag) < 0 || !has_tag) {
-        memset(out, 0, sizeof *out);
-        etsi_problem_set(p, "malformed request",
-                         "the request needs 'mac_key'%s (ranges of %d bytes of link key) and a 32-digit hex 'tag'",
-                         (flags & AUTH_ANSWER) ? " and 'answer_key'" : "", KME_MAC_KEY_BYTES);
-        return -1;
-    }
-    return 0;
-}
-
 int kme_ack_from_json(const char *body, size_t len, kme_ack *out)
 {
     memset(out, 0, sizeof *out);
     json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(root, "message"));
-    int rc = msg && tag_from_json(root, &out->has_tag, out->tag) == 0 ? 0 : -1;
+    int rc = msg && kme_tag_from_json(root, &out->has_tag, out->tag) == 0 ? 0 : -1;
     if (rc == 0)
         snprintf(out->message, sizeof out->message, "%s", msg);
     else
@@ -169,7 +57,7 @@ char *kme_ack_with_tag(const char *body, const uint8_t tag[KME_TAG_BYTES])
         json_decref(root);
         return NULL;
     }
-    tag_to_json(root, tag);
+    kme_tag_to_json(root, tag);
     return dump(root);
 }
 
@@ -185,7 +73,7 @@ char *kme_verify_request_to_json(const kme_verify_request *r)
     }
     json_t *root =
         json_pack("{s:s,s:I,s:o}", "txn_id", r->txn_id, "timeout_ms", (json_int_t)r->timeout_ms, "blocks", blocks);
-    auth_to_json(root, &r->auth);
+    kme_auth_to_json(root, &r->auth);
     return dump(root);
 }
 
@@ -200,7 +88,7 @@ int kme_verify_request_from_json(const char *body, size_t len, kme_verify_reques
     uint64_t timeout;
     if (get_uuid(root, "txn_id", out->txn_id, p) < 0)
         goto done;
-    if (get_u64(json_object_get(root, "timeout_ms"), 3600000, &timeout) < 0) {
+    if (kme_json_u64(json_object_get(root, "timeout_ms"), 3600000, &timeout) < 0) {
         etsi_problem_set(p, "malformed request", "'timeout_ms' must be a non-negative integer");
         goto done;
     }
@@ -213,14 +101,14 @@ int kme_verify_request_from_json(const char *body, size_t len, kme_verify_reques
     json_t *b;
     json_array_foreach(blocks, i, b)
     {
-        if (get_u64(json_object_get(b, "seq"), INT64_MAX, &out->seqs[i]) < 0 ||
+        if (kme_json_u64(json_object_get(b, "seq"), INT64_MAX, &out->seqs[i]) < 0 ||
             hex_decode(json_string_value(json_object_get(b, "tag")), out->tags[i], KME_TAG_BYTES) < 0) {
             etsi_problem_set(p, "malformed request", "blocks[%zu] needs a seq and a 32-digit hex tag", i);
             goto done;
         }
         out->count++;
     }
-    rc = auth_from_json(root, &out->auth, AUTH_OPTIONAL | AUTH_ANSWER, p);
+    rc = kme_auth_from_json(root, &out->auth, KME_AUTH_OPTIONAL | KME_AUTH_ANSWER, p);
 done:
     json_decref(root);
     return rc;
@@ -236,7 +124,7 @@ char *kme_verify_response_to_json(const kme_verify_response *r)
                                                  verdict_names[r->verdicts[i] % 3]));
     json_t *root = json_pack("{s:s,s:o}", "txn_id", r->txn_id, "results", results);
     if (root && r->has_tag)
-        tag_to_json(root, r->tag);
+        kme_tag_to_json(root, r->tag);
     return dump(root);
 }
 
@@ -263,14 +151,14 @@ int kme_verify_response_from_json(const char *body, size_t len, kme_verify_respo
         for (int k = 0; name && k < 3; k++)
             if (strcmp(name, verdict_names[k]) == 0)
                 v = k;
-        if (get_u64(json_object_get(r, "seq"), INT64_MAX, &out->seqs[i]) < 0 || v < 0) {
+        if (kme_json_u64(json_object_get(r, "seq"), INT64_MAX, &out->seqs[i]) < 0 || v < 0) {
             etsi_problem_set(p, "malformed response", "results[%zu] needs a seq and a result", i);
             goto done;
         }
         out->verdicts[i] = (uint8_t)v;
         out->count++;
     }
-    rc = tag_from_json(root, &out->has_tag, out->tag);
+    rc = kme_tag_from_json(root, &out->has_tag, out->tag);
     if (rc < 0)
         etsi_problem_set(p, "malformed response", "'tag' must be 32 hex digits");
 done:
@@ -289,12 +177,12 @@ char *kme_reserve_request_to_json(const kme_reserve_request *r)
     for (size_t i = 0; i < r->key_count; i++) {
         json_t *ranges = json_array();
         for (size_t j = 0; j < r->keys[i].nranges; j++)
-            json_array_append_new(ranges, range_json(&r->ranges[r->keys[i].first_range + j]));
+            json_array_append_new(ranges, kme_range_json(&r->ranges[r->keys[i].first_range + j]));
         json_array_append_new(keys, json_pack("{s:s,s:o}", "key_ID", r->keys[i].key_id, "ranges", ranges));
     }
     json_t *root = json_pack("{s:s,s:o,s:I,s:I,s:o}", "master", r->master, "slaves", slaves, "size",
                              (json_int_t)r->size_bits, "expires", (json_int_t)r->expires, "keys", keys);
-    auth_to_json(root, &r->auth);
+    kme_auth_to_json(root, &r->auth);
     return dump(root);
 }
 
@@ -312,8 +200,8 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
     uint64_t size, expires;
     if (!master || !etsi_id_is_valid(master) || !json_is_array(slaves) || json_array_size(slaves) == 0 ||
         json_array_size(slaves) > KME_MAX_SLAVES || !json_is_array(keys) || json_array_size(keys) == 0 ||
-        (long)json_array_size(keys) > max_keys || get_u64(json_object_get(root, "size"), 1u << 24, &size) < 0 ||
-        size == 0 || size % 8 || get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0) {
+        (long)json_array_size(keys) > max_keys || kme_json_u64(json_object_get(root, "size"), 1u << 24, &size) < 0 ||
+        size == 0 || size % 8 || kme_json_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0) {
         etsi_problem_set(p, "malformed request", "reserve needs master, slaves, size, expires and keys");
         goto done;
     }
@@ -353,7 +241,7 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
         json_array_foreach(ranges, j, g)
         {
             kme_range *r = &out->ranges[out->range_count];
-            if (get_range(g, r) < 0)
+            if (kme_range_from_json(g, r) < 0)
                 goto bad_key;
             bytes += r->length;
             out->range_count++;
@@ -363,7 +251,7 @@ int kme_reserve_request_from_json(const char *body, size_t len, long max_keys, k
             goto bad_key;
         out->key_count++;
     }
-    rc = auth_from_json(root, &out->auth, AUTH_ANSWER, p);
+    rc = kme_auth_from_json(root, &out->auth, KME_AUTH_ANSWER, p);
     goto done;
 bad_key:
     etsi_problem_set(p, "malformed request", "keys[%zu] needs a UUID key_ID and ranges covering size bits", i);
@@ -393,12 +281,12 @@ char *kme_resolve_request_to_json(const kme_resolve *r)
         json_array_append_new(reservations, json_pack("{s:s,s:I,s:I}", "key_ID", v->key_id, "expires",
                                                       (json_int_t)v->expires, "ranges", (json_int_t)v->count));
     }
-    json_t *root = json_pack("{s:o}", "ranges", ranges_json(r->ranges, r->count));
+    json_t *root = json_pack("{s:o}", "ranges", kme_ranges_json(r->ranges, r->count));
     if (r->reservation_count)
         json_object_set_new(root, "reservations", reservations);
     else
         json_decref(reservations);
-    auth_to_json(root, &r->auth);
+    kme_auth_to_json(root, &r->auth);
     return dump(root);
 }
 
@@ -422,8 +310,8 @@ static int get_reservations(json_t *list, kme_resolve *out, etsi_problem *p)
         kme_resolve_reservation *v = &out->reservations[i];
         uint64_t count, expires;
         if (!json_is_object(e) || get_uuid(e, "key_ID", v->key_id, p) < 0 ||
-            get_u64(json_object_get(e, "expires"), INT64_MAX, &expires) ||
-            get_u64(json_object_get(e, "ranges"), out->count - next, &count) || count == 0) {
+            kme_json_u64(json_object_get(e, "expires"), INT64_MAX, &expires) ||
+            kme_json_u64(json_object_get(e, "ranges"), out->count - next, &count) || count == 0) {
             etsi_problem_set(p, "malformed request",
                              "reservations[%zu] must have a key_ID, its expires and its number of ranges", i);
             return -1;
@@ -466,7 +354,7 @@ int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out
     json_t *g;
     json_array_foreach(ranges, i, g)
     {
-        if (get_range(g, &out->ranges[i]) < 0) {
+        if (kme_range_from_json(g, &out->ranges[i]) < 0) {
             etsi_problem_set(p, "malformed request", "ranges[%zu] must be [seq, offset, length]", i);
             goto done;
         }
@@ -474,7 +362,7 @@ int kme_resolve_request_from_json(const char *body, size_t len, kme_resolve *out
     }
     rc = get_reservations(json_object_get(root, "reservations"), out, p);
     if (rc == 0)
-        rc = auth_from_json(root, &out->auth, AUTH_ANSWER, p);
+        rc = kme_auth_from_json(root, &out->auth, KME_AUTH_ANSWER, p);
 done:
     json_decref(root);
     if (rc < 0)
@@ -492,7 +380,7 @@ char *kme_resolve_response_to_json(const kme_resolve *r)
             json_array_append_new(withdrawn, json_string(r->reservations[i].key_id));
     json_t *root = json_pack("{s:o,s:o}", "used", used, "withdrawn", withdrawn);
     if (root && r->has_tag)
-        tag_to_json(root, r->tag);
+        kme_tag_to_json(root, r->tag);
     return dump(root);
 }
 
@@ -537,7 +425,7 @@ int kme_resolve_response_from_json(const char *body, size_t len, kme_resolve *in
         inout->reservations[j].withdrawn = 1;
     }
     inout->final = withdrawn != NULL;
-    rc = tag_from_json(root, &inout->has_tag, inout->tag);
+    rc = kme_tag_from_json(root, &inout->has_tag, inout->tag);
     if (rc < 0)
         etsi_problem_set(p, "malformed response", "'tag' must be 32 hex digits");
 done:
@@ -569,7 +457,7 @@ char *kme_claimed_to_json(const kme_claimed *c)
     json_t *root = json_pack("{s:o}", "claims", claims);
     if (root && c->dest[0])
         json_object_set_new(root, "dest", json_string(c->dest));
-    auth_to_json(root, &c->auth);
+    kme_auth_to_json(root, &c->auth);
     return dump(root);
 }
 
@@ -603,7 +491,7 @@ int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_p
         const char *id = json_string_value(json_array_get(c, 0));
         uint64_t at;
         if (!json_is_array(c) || json_array_size(c) != 2 || !id || !uuid_is_valid(id) ||
-            get_u64(json_array_get(c, 1), INT64_MAX, &at)) {
+            kme_json_u64(json_array_get(c, 1), INT64_MAX, &at)) {
             etsi_problem_set(p, "malformed request", "claims[%zu] must be [key_ID, unix time]", i);
             goto done;
         }
@@ -611,7 +499,7 @@ int kme_claimed_from_json(const char *body, size_t len, kme_claimed *out, etsi_p
         out->at[i] = (int64_t)at;
         out->count++;
     }
-    rc = auth_from_json(root, &out->auth, 0, p);
+    rc = kme_auth_from_json(root, &out->auth, 0, p);
 done:
     json_decref(root);
     if (rc < 0)
@@ -673,7 +561,7 @@ static int get_seqs(json_t *arr, size_t max, const char *what, const char *name,
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        if (get_u64(v, INT64_MAX, &out->seqs[i]) < 0) {
+        if (kme_json_u64(v, INT64_MAX, &out->seqs[i]) < 0) {
             etsi_problem_set(p, what, "%s[%zu] must be a non-negative integer", name, i);
             return -1;
         }
@@ -694,7 +582,7 @@ static int get_seqs(json_t *arr, size_t max, const char *what, const char *name,
 char *kme_grant_request_to_json(const kme_grant *g)
 {
     json_t *root = json_pack("{s:o}", "seqs", seq_array(g));
-    auth_to_json(root, &g->auth);
+    kme_auth_to_json(root, &g->auth);
     return dump(root);
 }
 
@@ -711,7 +599,7 @@ int kme_grant_request_from_json(const char *body, size_t len, kme_grant *out, et
     else
         rc = get_seqs(seqs, KME_MAX_RANGES, "malformed request", "seqs", out, p);
     if (rc == 0)
-        rc = auth_from_json(root, &out->auth, AUTH_ANSWER, p);
+        rc = kme_auth_from_json(root, &out->auth, KME_AUTH_ANSWER, p);
     json_decref(root);
     if (rc < 0)
         kme_grant_clear(out);
@@ -722,7 +610,7 @@ char *kme_grant_response_to_json(const kme_grant *accepted)
 {
     json_t *root = json_pack("{s:o}", "accepted", seq_array(accepted));
     if (root && accepted->has_tag)
-        tag_to_json(root, accepted->tag);
+        kme_tag_to_json(root, accepted->tag);
     return dump(root);
 }
 
@@ -755,7 +643,7 @@ int kme_grant_response_from_json(const char *body, size_t len, const kme_grant *
     int rc = get_seqs(json_object_get(root, "accepted"), request->count, "malformed response", "accepted", accepted, p);
     if (rc == 0)
         rc = check_subset(accepted, request, p);
-    if (rc == 0 && (rc = tag_from_json(root, &accepted->has_tag, accepted->tag)) < 0)
+    if (rc == 0 && (rc = kme_tag_from_json(root, &accepted->has_tag, accepted->tag)) < 0)
         etsi_problem_set(p, "malformed response", "'tag' must be 32 hex digits");
     json_decref(root);
     if (rc < 0)

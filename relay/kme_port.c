@@ -24,16 +24,6 @@ typedef struct {
     size_t discarded; /* blocks this answer discarded for differing tags */
 } respond_arg;
 
-/* Whether a block whose tags differ may be discarded here on the word of an
- * untagged request: only while the neighbour, as far as this end knows,
- * owns too little link key to tag one. Otherwise such a request (anyone with
- * its TLS key could send it) verifies what matches and discards nothing. */
-static int untagged_may_discard(kme_store *s, MDB_txn *txn, const relay_link *l)
-{
-    lb_stock st;
-    return lb_get_stock(s, txn, &l->lb, &st) == 0 && st.peer_free < 2 * KME_MAC_KEY_BYTES;
-}
-
 static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     respond_arg *a = arg;
@@ -44,7 +34,11 @@ static int respond_op(kme_store *s, MDB_txn *txn, void *arg)
      * was checked already, in a read transaction). */
     if (tagged && auth_take(s, txn, &a->l->lb, AUTH_VERIFY, a->req) != LM_OK)
         return -1;
-    int may_discard = tagged || untagged_may_discard(s, txn, a->l);
+    /* A block whose tags differ is discarded on the word of an untagged
+     * request only while the neighbour owns too little link key to tag one;
+     * otherwise such a request (anyone with its TLS key could send it)
+     * verifies what matches and discards nothing. */
+    int may_discard = tagged || auth_untagged_ok(s, txn, &a->l->lb, 0);
     for (size_t i = 0; i < a->req->count; i++) {
         enum lb_verdict v;
         lb_meta m;

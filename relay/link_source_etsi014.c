@@ -7,9 +7,20 @@
  * at any step leaves the block at one end at most (the peer's, unverified):
  * the initiator never has that seq, never asks to verify it, and the
  * peer's stale-block sweep discards it; the keys in flight are lost, none
- * is used twice. Key bytes are wiped as soon as they are stored. */
+ * is used twice. Key bytes are wiped as soon as they are stored.
+ *
+ * Authenticity. The request carries the one-time MAC of link key the
+ * initiator owns (relay/msg_auth.h), and the answer its answer key's tag;
+ * the responder checks the tag before it asks its device for anything, and
+ * takes the MAC key in the commit that stores the block, so a forged or
+ * replayed request fetches nothing, stores nothing and moves no ingest mark.
+ * Only an initiator that owns no link key yet (a new link) names keys
+ * without a MAC, and the responder takes that only while it counts the
+ * initiator's key as short (auth_untagged_ok). */
 #include "relay/link_source.h"
 #include "relay/device_client.h"
+#include "relay/msg_auth.h"
+#include "relay/router.h"
 #include "store/device_seq.h"
 #include "store/store_usage.h"
 #include "runtime/clock.h"
@@ -103,13 +114,18 @@ typedef struct {
     uint64_t seq;
     const unsigned char *data;
     size_t len;
-    int rc;        /* out: lb_ingest's answer */
-    uint64_t mark; /* out: the link's ingest mark after */
+    const kme_link_ids *tagged; /* responder: the request, when it carries a MAC */
+    int rc;                     /* out: lb_ingest's answer */
+    int auth_rc;                /* out: of taking the request's MAC keys */
+    uint64_t mark;              /* out: the link's ingest mark after */
 } store_block_arg;
 
 static int store_block_op(kme_store *s, MDB_txn *txn, void *arg)
 {
     store_block_arg *a = arg;
+    /* The MAC keys of the request are used in the commit of its effect. */
+    if (a->tagged && (a->auth_rc = auth_take(s, txn, &a->l->lb, AUTH_LINK_IDS, a->tagged)) != LM_OK)
+        return -1;
     a->rc = a->len > LB_MAC_BYTES ? lb_ingest(s, txn, &a->l->lb, a->seq, a->data, a->len) : LB_SPENT;
     if (a->rc != LB_OK && a->rc != LB_EXISTS && a->rc != LB_SPENT)
         return -1;
@@ -161,13 +177,30 @@ static int has_room(relay_node *k, relay_link *l)
     return rc == 0 && stock.owned_free + stock.peer_free + stock.unverified < (uint64_t)k->cfg.link_stock_max_bytes;
 }
 
+typedef struct {
+    relay_link *l;
+    kme_link_ids *req;
+    auth_answer_key *answer;
+} seal_arg;
+
+/* Tags the request with link key this end owns; an end that owns none yet
+ * (a new link) sends it untagged. */
+static int seal_op(kme_store *s, MDB_txn *txn, void *arg)
+{
+    seal_arg *a = arg;
+    int rc = auth_seal_from_link(s, txn, &a->l->lb, AUTH_LINK_IDS, a->req, a->answer);
+    return rc == LM_OK || rc == LM_SHORT ? 0 : -1;
+}
+
 /* Names the keys to the peer and stores the ones it stored. 1 when a block
  * was stored, 0 when none was, -1 when the peer did not answer. */
 static int handshake(relay_node *k, relay_link *l, const etsi_key_container *keys)
 {
     const relay_device_config *dc = &k->cfg.links[l->index].device;
     kme_link_ids req = {0}, ans = {0};
+    auth_answer_key answer;
     int result = -1;
+    memset(&answer, 0, sizeof answer);
     for (size_t i = 0; i < keys->count; i++)
         if (kme_link_ids_add(&req, keys->keys[i].key_id) < 0)
             goto out;
@@ -177,6 +210,11 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
         goto out;
     }
     req.size_bits = dc->key_size_bits;
+    seal_arg sa = {l, &req, &answer};
+    if (store_commit(k->store, seal_op, &sa) != 0) {
+        log_error("link %s: cannot tag the key_IDs of block %llu", l->lb.peer_id, (unsigned long long)req.seq);
+        goto out;
+    }
     char *body = kme_link_ids_request_to_json(&req);
     peer_reply reply;
     memset(&reply, 0, sizeof reply);
@@ -198,6 +236,10 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
         log_warn("link %s: bad link_ids answer for block %llu: %s: %s; the keys are discarded", l->lb.peer_id,
                  (unsigned long long)req.seq, p.message, p.detail);
         result = 0;
+    } else if (answer.set && !auth_answer_ok(&answer, 200, "", &ans, ans.has_tag, ans.tag)) {
+        log_warn("link %s: the answer for block %llu is not authentic; the keys are discarded", l->lb.peer_id,
+                 (unsigned long long)req.seq);
+        result = 0;
     } else {
         if (ans.next_seq > l->source->seq_floor)
             l->source->seq_floor = ans.next_seq;
@@ -207,7 +249,7 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
                      "discarded",
                      l->lb.peer_id, ans.count, req.count, (unsigned long long)req.seq);
         if (ans.count > 0) {
-            store_block_arg a = {l, req.seq, NULL, 0, 0, 0};
+            store_block_arg a = {l, req.seq, NULL, 0, NULL, 0, LM_OK, 0};
             unsigned char *buf = join_keys(keys, &ans, &a.len);
             a.data = buf;
             if (buf && store_commit(k->store, store_block_op, &a) == 0 && a.rc == LB_OK) {
@@ -226,6 +268,7 @@ static int handshake(relay_node *k, relay_link *l, const etsi_key_container *key
     }
     peer_reply_clear(&reply);
 out:
+    auth_answer_key_wipe(&answer);
     kme_link_ids_clear(&req);
     kme_link_ids_clear(&ans);
     return result;
@@ -253,11 +296,44 @@ int device_source_ingest_once(relay_node *k, relay_link *l)
 
 /* ---- responder -------------------------------------------------------------------- */
 
+/* Whether a request without a MAC may be taken from the initiator now:
+ * while this end counts its key short (auth_untagged_ok), or while its own
+ * signed advert says it owns too little on this link to tag one. The second
+ * keeps the link alive when this end's count is too high (MAC keys of
+ * requests lost in a crash stay counted here) and no grant can help; it lets
+ * someone who holds the initiator's TLS key, and so can sign its adverts,
+ * send untagged requests, but without key_IDs the initiator's device issued
+ * those fetch and store nothing. */
+static int untagged_ok(relay_node *k, relay_link *l)
+{
+    MDB_txn *txn;
+    uint64_t advertised;
+    if (store_read_begin(k->store, &txn) != 0)
+        return 0;
+    int ok = auth_untagged_ok(k->store, txn, &l->lb, 1);
+    mdb_txn_abort(txn);
+    if (!ok && k->router && router_advertised_stock(k, l->lb.peer_id, k->cfg.kme_id, &advertised) == 0)
+        ok = advertised < 2 * KME_MAC_KEY_BYTES;
+    return ok;
+}
+
+/* The refusal in resp of a request that authenticated: its MAC keys are
+ * used and the refusal tagged, so the initiator counts them spent too. */
+static void refuse(relay_node *k, relay_link *l, const kme_link_ids *ids, const auth_answer_key *answer,
+                   http_response *resp)
+{
+    if (answer->set && auth_refuse(k->store, &l->lb, AUTH_LINK_IDS, ids, answer, resp) != 0)
+        log_warn("link %s: the MAC keys of a refused link_ids request could not be marked used", l->lb.peer_id);
+}
+
 void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *req, http_response *resp)
 {
     const relay_link_config *lc = &k->cfg.links[l->index];
     kme_link_ids ids = {0}, ans = {0};
+    auth_answer_key answer;
     etsi_problem p;
+    int arc;
+    memset(&answer, 0, sizeof answer);
     if (lc->source != LINK_SOURCE_ETSI014 || l->initiator || !l->source) {
         http_error(resp, 400, "link_ids not expected",
                    "this end of the link does not take its key from a device by the other end's key_IDs");
@@ -267,16 +343,29 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
         http_error(resp, 400, p.message, "%s", p.detail);
         return;
     }
+    /* The tag first: a request that does not authenticate changes nothing. */
+    if (ids.auth.key_count && (arc = auth_check(k->store, &l->lb, AUTH_LINK_IDS, &ids, &answer)) != LM_OK) {
+        auth_check_error(resp, arc, AUTH_LINK_IDS, l->lb.peer_id);
+        goto out;
+    }
+    if (!ids.auth.key_count && !untagged_ok(k, l)) {
+        log_warn("link %s: refused a link_ids request without a MAC; the neighbour owns link key to make one",
+                 l->lb.peer_id);
+        http_error(resp, 400, "request not authentic",
+                   "the link_ids request carries no MAC although %s owns link key to make one; nothing was fetched",
+                   l->lb.peer_id);
+        goto out;
+    }
     if (ids.size_bits != lc->device.key_size_bits) {
         http_error(resp, 400, "key size differs", "keys of %ld bits named; this end's device gives %ld", ids.size_bits,
                    lc->device.key_size_bits);
-        kme_link_ids_clear(&ids);
-        return;
+        refuse(k, l, &ids, &answer, resp);
+        goto out;
     }
     if (store_check_high_water(k->store)) {
         http_error(resp, 503, "key store full", "the key store is above its high-water mark");
-        kme_link_ids_clear(&ids);
-        return;
+        refuse(k, l, &ids, &answer, resp);
+        goto out;
     }
     etsi_key_container keys;
     char err[512];
@@ -284,8 +373,8 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
     if (device_dec_keys(l->source->dev, &ids, &keys, &wrong, err, sizeof err) < 0) {
         device_failed(l, err);
         http_error(resp, 503, "QKD device unavailable", "dec_keys at this end's device failed");
-        kme_link_ids_clear(&ids);
-        return;
+        refuse(k, l, &ids, &answer, resp);
+        goto out;
     }
     if (wrong) { /* the others are kept: both ends hold them */
         snprintf(err, sizeof err, "dec_keys: %zu of %zu keys not of %ld bits; dropped", wrong, ids.count,
@@ -297,7 +386,7 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
     ans.seq = ids.seq;
     for (size_t i = 0; i < keys.count; i++)
         kme_link_ids_add(&ans, keys.keys[i].key_id);
-    store_block_arg a = {l, ids.seq, NULL, 0, LB_SPENT, 0};
+    store_block_arg a = {l, ids.seq, NULL, 0, ids.auth.key_count ? &ids : NULL, LB_SPENT, LM_OK, 0};
     unsigned char *buf = join_keys(&keys, &ans, &a.len);
     a.data = buf;
     int rc = buf ? store_commit(k->store, store_block_op, &a) : -1;
@@ -306,8 +395,11 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
         free(buf);
     }
     etsi_key_container_clear(&keys);
-    if (rc != 0) {
+    if (rc != 0 && a.auth_rc != LM_OK) {
+        auth_check_error(resp, a.auth_rc, AUTH_LINK_IDS, l->lb.peer_id);
+    } else if (rc != 0) {
         http_error(resp, 503, "key store failure", "block %llu could not be stored", (unsigned long long)ids.seq);
+        refuse(k, l, &ids, &answer, resp);
     } else {
         if (a.rc != LB_OK) {
             if (ans.count)
@@ -322,9 +414,13 @@ void link_source_ids_handle(relay_node *k, relay_link *l, const http_request *re
             atomic_fetch_add(&l->ingested_bytes, a.len);
         }
         ans.next_seq = a.mark;
+        /* The answer to a tagged request is tagged with its answer key. */
+        ans.has_tag = answer.set && auth_answer_tag(&answer, 200, "", &ans, ans.tag) == 0;
         resp->status = 200;
         resp->body = kme_link_ids_response_to_json(&ans);
     }
+out:
+    auth_answer_key_wipe(&answer);
     kme_link_ids_clear(&ids);
     kme_link_ids_clear(&ans);
 }

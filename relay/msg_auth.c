@@ -10,7 +10,7 @@
 
 #define ANSWER_DOMAIN "qkd-kme-answer-v1"
 
-static const char *const op_names[] = {"verify", "reserve", "resolve", "claimed", "grant"};
+static const char *const op_names[] = {"verify", "reserve", "resolve", "claimed", "grant", "link_ids"};
 
 void auth_answer_key_wipe(auth_answer_key *k)
 {
@@ -31,6 +31,8 @@ kme_auth *auth_of(enum auth_kind kind, void *msg)
         return &((kme_claimed *)msg)->auth;
     case AUTH_GRANT:
         return &((kme_grant *)msg)->auth;
+    case AUTH_LINK_IDS:
+        return &((kme_link_ids *)msg)->auth;
     }
     return NULL;
 }
@@ -117,9 +119,21 @@ static void enc_grant(link_mac_writer *w, const void *msg)
     put_auth(w, &m->auth);
 }
 
+static void enc_link_ids(link_mac_writer *w, const void *msg)
+{
+    const kme_link_ids *m = msg;
+    link_mac_put_str(w, "qkd-kme-link-ids-v1");
+    link_mac_put_u64(w, m->seq);
+    link_mac_put_u64(w, (uint64_t)m->size_bits);
+    link_mac_put_u32(w, (uint32_t)m->count);
+    for (size_t i = 0; i < m->count; i++)
+        link_mac_put_str(w, m->ids[i]);
+    put_auth(w, &m->auth);
+}
+
 static link_mac_encoder encoder_of(enum auth_kind kind)
 {
-    static const link_mac_encoder enc[] = {enc_verify, enc_reserve, enc_resolve, enc_claimed, enc_grant};
+    static const link_mac_encoder enc[] = {enc_verify, enc_reserve, enc_resolve, enc_claimed, enc_grant, enc_link_ids};
     return enc[kind];
 }
 
@@ -334,6 +348,13 @@ static void enc_answer(link_mac_writer *w, const void *arg)
         link_mac_put_u32(w, (uint32_t)g->count);
         for (size_t i = 0; i < g->count; i++)
             link_mac_put_u64(w, g->seqs[i]);
+    } else if (v->k->kind == AUTH_LINK_IDS) {
+        const kme_link_ids *m = v->content;
+        link_mac_put_u64(w, m->seq);
+        link_mac_put_u32(w, (uint32_t)m->count);
+        for (size_t i = 0; i < m->count; i++)
+            link_mac_put_str(w, m->ids[i]);
+        link_mac_put_u64(w, m->next_seq);
     }
 }
 
@@ -376,4 +397,14 @@ int auth_reply_ok(const auth_answer_key *k, const peer_reply *reply)
     if (!reply->body || kme_ack_from_json(reply->body, reply->len, &ack) < 0)
         return 0;
     return auth_answer_ok(k, reply->http_status, ack.message, NULL, ack.has_tag, ack.tag);
+}
+
+/* ---- requests without a MAC ----------------------------------------------------------- */
+
+int auth_untagged_ok(kme_store *s, MDB_txn *txn, const lb_link *link, int also_when_self_short)
+{
+    lb_stock st;
+    if (lb_get_stock(s, txn, link, &st) != 0)
+        return 0;
+    return st.peer_free < 2 * KME_MAC_KEY_BYTES || (also_when_self_short && st.owned_free < 2 * KME_MAC_KEY_BYTES);
 }

@@ -1,5 +1,5 @@
 /* The one-time MAC of the inter-KME requests besides the relay hop (verify,
- * reserve, resolve, claimed, grant) and the tag of their answers, on the
+ * reserve, resolve, claimed, grant, link_ids) and the tag of their answers, on the
  * primitives of relay/link_mac.h: TLS says which neighbour is calling; the
  * MAC says that the message is the one that neighbour's KME made, for whoever
  * holds its TLS key but not the link key.
@@ -15,6 +15,7 @@
  *   resolve: "qkd-kme-resolve-v1" | ranges | u32 n, (key_ID, u64 expires, u32 ranges)
  *   claimed: "qkd-kme-claimed-v1" | dest | u32 n, (key_ID, u64 at)
  *   grant:   "qkd-kme-grant-v1" | u32 n, u64 seqs
+ *   link_ids: "qkd-kme-link-ids-v1" | u64 seq | u64 size | u32 n, key_IDs
  * each followed by the MAC-key ranges and the answer-key ranges (u32 n, then
  * (u64 seq, u32 offset, u32 length) each; strings and bytes length-prefixed,
  * relay/link_mac.h). The receiver checks the tag before it acts, in a read
@@ -31,7 +32,8 @@
  * where message is the "message" of an ack or a refusal ("" for the 200
  * answers of verify, resolve and grant) and content that of those answers:
  *   verify: txn_id | u32 n, (u64 seq, u32 verdict); resolve: u32 n, u8 used
- *   each, u32 n, u8 withdrawn each (in the order asked); grant: u32 n, u64 accepted seqs; anything else: nothing.
+ *   each, u32 n, u8 withdrawn each (in the order asked); grant: u32 n, u64 accepted seqs;
+ *   link_ids: u64 seq | u32 n, key_IDs | u64 next_seq; anything else: nothing.
  * The sender acts on an answer only when its tag verifies; an answer without
  * a good tag counts as no answer. */
 #ifndef RELAY_MSG_AUTH_H
@@ -39,13 +41,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "api/kme_link_ids.h"
 #include "api/kme_msgs.h"
 #include "relay/link_mac.h"
 #include "relay/peer_client.h"
 #include "runtime/http_server.h"
 #include "store/link_blocks.h"
 
-enum auth_kind { AUTH_VERIFY, AUTH_RESERVE, AUTH_RESOLVE, AUTH_CLAIMED, AUTH_GRANT };
+enum auth_kind { AUTH_VERIFY, AUTH_RESERVE, AUTH_RESOLVE, AUTH_CLAIMED, AUTH_GRANT, AUTH_LINK_IDS };
 
 /* The key an answer is tagged with: held by the sender of a request until its
  * answer came, and by the receiver until it tagged the answer. */
@@ -60,7 +63,7 @@ typedef struct {
 void auth_answer_key_wipe(auth_answer_key *k);
 
 /* The kme_auth of msg, a kme_verify_request, kme_reserve_request,
- * kme_resolve, kme_claimed or kme_grant as kind says. */
+ * kme_resolve, kme_claimed, kme_grant or kme_link_ids as kind says. */
 kme_auth *auth_of(enum auth_kind kind, void *msg);
 const kme_auth *auth_of_const(enum auth_kind kind, const void *msg);
 
@@ -100,8 +103,8 @@ int auth_refuse(kme_store *s, const lb_link *link, enum auth_kind kind, const vo
                 http_response *resp);
 
 /* The tag of an answer with this status, message and content (a
- * kme_verify_response, kme_resolve or kme_grant for the 200 answers of
- * verify, resolve and grant; NULL otherwise). 0, or -1. */
+ * kme_verify_response, kme_resolve, kme_grant or kme_link_ids for the 200
+ * answers of verify, resolve, grant and link_ids; NULL otherwise). 0, or -1. */
 int auth_answer_tag(const auth_answer_key *k, long status, const char *message, const void *content,
                     uint8_t tag[KME_TAG_BYTES]);
 
@@ -115,5 +118,16 @@ int auth_tag_response(const auth_answer_key *k, http_response *resp);
 
 /* Sender: 1 when reply is an ack or a refusal tagged with k. */
 int auth_reply_ok(const auth_answer_key *k, const peer_reply *reply);
+
+/* Receiver: whether a request without a MAC from the neighbour on link may
+ * be taken, in txn. Only while this end counts the neighbour's free owned
+ * key below what one MAC needs. That count never falls short of the truth
+ * (key the neighbour spent in a message that never arrived still counts as
+ * its own here), so whoever holds the neighbour's TLS key but not the link
+ * key cannot pass for a neighbour without key once it has some. With
+ * also_when_self_short, also while this end owns too little itself: when
+ * both ends ran dry and such a lost message left this end's count too high,
+ * the link must still be able to start again. */
+int auth_untagged_ok(kme_store *s, MDB_txn *txn, const lb_link *link, int also_when_self_short);
 
 #endif

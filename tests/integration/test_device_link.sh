@@ -13,6 +13,12 @@
 #      restarts and keys flow again; the dumps agree; the blocks left at C
 #      alone (steps 3 and 4) stay unverified, below A's ingest mark (A can
 #      never store or verify them).
+#  (d) Forged link_ids: once A owns link key, a link_ids request without a
+#      MAC (what anyone holding A's TLS key could send), or with a made-up
+#      tag, naming real key_IDs from A's device and a seq far ahead, is
+#      refused by C: C's device still holds those keys (C fetched nothing),
+#      C's ingest mark did not move, and keys flow on. (Replay of a tagged
+#      request: tests/unit/test_msg_auth.c, on real stores.)
 #  (c) Device faults: a device that answers 503, hangs past the timeout,
 #      returns fewer keys or keys of the wrong size (at A's end: enc_keys; at
 #      C's end: dec_keys), or goes away: the link is advertised down (A's
@@ -104,6 +110,41 @@ while read -r _ key; do
 done < <(cat "$W/a.keys" "$W/a.keysC")
 t_eq "no key's bytes appear in a log (I5)" 0 "$leaked"
 
+echo "== (d) forged link_ids"
+DC=$NET_DIR/devcerts
+# device SITE PATH [CURL ARGS]: a request to the site's end of the A-C devices, as the site's KME
+device() {
+    local site=$1 path=$2
+    shift 2
+    curl -s --max-time 10 --cacert "$DC/ca.pem" --cert "$DC/KME_$site.pem" --key "$DC/KME_$site.key" "$@" \
+        "https://localhost:$(net_device_port A-C "$site")/api/v1/keys/$path"
+}
+# link_ids_as_a BODY: POST /kme/v1/link_ids to C with A's KME certificate; sets CODE and BODY
+link_ids_as_a() {
+    local out
+    out=$(curl -s --max-time 15 --cacert "$NET_DIR/certs/ca.pem" --cert "$NET_DIR/certs/KME_A.kme.pem" \
+        --key "$NET_DIR/certs/KME_A.kme.key" -H 'Content-Type: application/json' --data-binary "$1" \
+        -w '\n%{http_code}' "https://localhost:$(net_kme_port C)/kme/v1/link_ids")
+    CODE=${out##*$'\n'}
+    BODY=${out%$'\n'*}
+}
+a_verified() { dump A "$W/d.A" && jq -e '[.links.KME_C[] | select(.state == "verified")] | length > 0' "$W/d.A" >/dev/null; }
+t_check "A holds verified key on A-C (it tags its link_ids)" wait_for 30 a_verified
+ids=$(device A "KME_C/enc_keys?number=2&size=256" | jq -c '[.keys[].key_ID]' 2>/dev/null)
+t_check "two keys taken from A's device by hand" test "$(jq length <<<"${ids:-[]}")" = 2
+m_c=$(mark C A)
+link_ids_as_a "{\"seq\":1000000000,\"size\":256,\"key_IDs\":$ids}"
+t_eq "a link_ids without a MAC is refused (400)" 400 "$CODE"
+t_eq "with the ETSI body 'request not authentic'" "request not authentic" "$(jq -r .message <<<"$BODY" 2>/dev/null)"
+link_ids_as_a "{\"seq\":1000000001,\"size\":256,\"key_IDs\":$ids,\"mac_key\":[[2,0,32]],\"answer_key\":[[2,32,32]],\"tag\":\"00000000000000000000000000000000\"}"
+t_check "a link_ids with a made-up tag is refused ($CODE)" test "$CODE" != 200 -a -n "$CODE"
+t_check "C's ingest mark on A-C did not jump to the forged seq ($m_c before, $(mark C A) now)" \
+    test "$(mark C A)" -lt 1000000000
+t_eq "C's device still holds both keys: C fetched nothing" 2 \
+    "$(device C KME_A/dec_keys -H 'Content-Type: application/json' \
+        --data-binary "$(jq -c '{key_IDs: map({key_ID: .})}' <<<"$ids")" | jq '.keys | length' 2>/dev/null)"
+t_check "keys SAE_A -> SAE_C flow on" wait_for 30 flows SAE_A SAE_C
+
 echo "== (b) SIGKILL at each step of the ID handshake"
 # kill_at SITE FUNCTION: gdb stops the site's KME when it enters FUNCTION and
 # kills it there; the site is then started again. 0 when the breakpoint hit.
@@ -131,15 +172,19 @@ if command -v gdb >/dev/null; then
     cp "$W/agree.A" "$W/b.A"
     cp "$W/agree.C" "$W/b.C"
     # Blocks C holds that A has no record of, below A's ingest mark: left by
-    # the kills between C's commit and A's.
+    # the kills between C's commit and A's (unverified), or blocks of A's
+    # that A used up and erased while C missed a MAC key A spent from them
+    # in a request the kills cut off (verified, owned by A: C cannot use
+    # them, and A never names them again).
     orphans=$(jq -r --slurpfile a "$W/b.A" '($a[0].ingest_marks.KME_C) as $m
         | ([$a[0].links.KME_C[].seq]) as $have
-        | .links.KME_A[] | select((.seq as $s | $have | index($s)) == null and .seq < $m) | "\(.seq) \(.state)"' \
-        "$W/b.C")
+        | .links.KME_A[] | select((.seq as $s | $have | index($s)) == null and .seq < $m)
+        | "\(.seq) \(.state) \(.owner)"' "$W/b.C")
     echo "  (blocks left at C alone: $(printf '%s' "$orphans" | tr '\n' ',' ))"
-    t_check "the kills left blocks at C alone" test -n "$orphans"
-    t_eq "every block left at C alone is unverified (never used)" "" \
-        "$(printf '%s\n' "$orphans" | awk 'NF && $2 != "unverified"')"
+    t_check "the kills left unverified blocks at C alone" \
+        test -n "$(printf '%s\n' "$orphans" | awk '$2 == "unverified"')"
+    t_eq "every block left at C alone is unverified, or A's and used up there (C never uses it)" "" \
+        "$(printf '%s\n' "$orphans" | awk 'NF && $2 != "unverified" && $3 != "peer"')"
 else
     t_skip "SIGKILL at each handshake step" "gdb is not installed"
 fi

@@ -42,6 +42,27 @@ START_TEST(link_ids_round_trip)
     ck_assert_uint_eq(back.count, 2);
     ck_assert_uint_eq(back.next_seq, 43);
     ck_assert_str_eq(back.ids[1], ID3);
+    ck_assert(!back.has_tag);
+    etsi_text_free(text);
+    kme_link_ids_clear(&back);
+    /* With the MAC members: they come back whole, and so does the tag. */
+    req.auth.key_count = 1;
+    req.auth.key[0] = (kme_range){2, 0, 32};
+    req.auth.answer_count = 2;
+    req.auth.answer[0] = (kme_range){2, 32, 16};
+    req.auth.answer[1] = (kme_range){4, 0, 16};
+    req.auth.tag[15] = 0xab;
+    kme_link_ids_clear(&in);
+    text = kme_link_ids_request_to_json(&req);
+    ck_assert_int_eq(kme_link_ids_request_from_json(text, strlen(text), &in, &p), 0);
+    ck_assert_mem_eq(&in.auth, &req.auth, sizeof in.auth);
+    etsi_text_free(text);
+    ans.has_tag = 1;
+    ans.tag[0] = 0xcd;
+    text = kme_link_ids_response_to_json(&ans);
+    ck_assert_int_eq(kme_link_ids_response_from_json(text, strlen(text), &in, &back, &p), 0);
+    ck_assert(back.has_tag);
+    ck_assert_uint_eq(back.tag[0], 0xcd);
     etsi_text_free(text);
     kme_link_ids_clear(&back);
     const char *bad_answers[] = {
@@ -50,6 +71,7 @@ START_TEST(link_ids_round_trip)
         "\"next_seq\":43}",                                                                    /* out of order */
         "{\"seq\":42,\"key_IDs\":[\"01a241da-4ece-78e4-937a-8c7bb5b61e81\"],\"next_seq\":43}", /* not asked */
         "{\"seq\":42,\"key_IDs\":[]}",                                                         /* no next_seq */
+        "{\"seq\":42,\"key_IDs\":[],\"next_seq\":43,\"tag\":\"0011\"}",                        /* short tag */
         "[]",
     };
     for (size_t i = 0; i < sizeof bad_answers / sizeof bad_answers[0]; i++)
@@ -63,6 +85,11 @@ START_TEST(link_ids_round_trip)
         "\"01A241DA-4ECE-7E60-B12A-9CC52B8DCF19\"]}",
         "{\"seq\":1,\"size\":256,\"key_IDs\":[7]}",
         "{\"seq\":1,\"size\":256}",
+        /* a MAC without its answer key, or without its tag */
+        "{\"seq\":1,\"size\":256,\"key_IDs\":[\"01a241da-4ece-7e60-b12a-9cc52b8dcf19\"],\"mac_key\":[[2,0,32]],"
+        "\"tag\":\"00000000000000000000000000000000\"}",
+        "{\"seq\":1,\"size\":256,\"key_IDs\":[\"01a241da-4ece-7e60-b12a-9cc52b8dcf19\"],\"mac_key\":[[2,0,32]],"
+        "\"answer_key\":[[2,32,32]]}",
     };
     for (size_t i = 0; i < sizeof bad_requests / sizeof bad_requests[0]; i++) {
         ck_assert_msg(kme_link_ids_request_from_json(bad_requests[i], strlen(bad_requests[i]), &back, &p) == -1,

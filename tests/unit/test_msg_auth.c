@@ -1,7 +1,7 @@
 /* Unit tests of the one-time MAC of the inter-KME messages besides the relay
  * hop (relay/msg_auth): on the two real LMDB stores of one link, each
- * receiving handler (reserve, resolve, claimed, grant, verify) refuses a
- * message altered after it was sealed and spends nothing for it, takes the
+ * receiving handler (reserve, resolve, claimed, grant, verify) and the
+ * link_ids checks refuse a message altered after it was sealed and spends nothing for it, takes the
  * MAC keys of an authentic one in the commit of its effect, and tags its
  * answer; the sender's checks refuse an answer altered on the way (I1). */
 #include <check.h>
@@ -676,6 +676,100 @@ START_TEST(verify_requests_forged_without_link_key_discard_nothing)
 }
 END_TEST
 
+/* ---- link_ids --------------------------------------------------------------------------------- */
+
+static int check_at_b(const char *json, auth_answer_key *key)
+{
+    kme_link_ids in;
+    etsi_problem p;
+    ck_assert_int_eq(kme_link_ids_request_from_json(json, strlen(json), &in, &p), 0);
+    int rc = auth_check(&sb, &lb_, AUTH_LINK_IDS, &in, key);
+    kme_link_ids_clear(&in);
+    return rc;
+}
+
+typedef struct {
+    const char *json;
+    int rc;
+} take_ids_arg;
+
+static int do_take_ids(kme_store *s, MDB_txn *t, void *arg)
+{
+    take_ids_arg *a = arg;
+    kme_link_ids in;
+    etsi_problem p;
+    ck_assert_int_eq(kme_link_ids_request_from_json(a->json, strlen(a->json), &in, &p), 0);
+    a->rc = auth_take(s, t, &lb_, AUTH_LINK_IDS, &in);
+    kme_link_ids_clear(&in);
+    return 0;
+}
+
+static int untagged_ok_at_b(void)
+{
+    MDB_txn *t;
+    ck_assert_int_eq(store_read_begin(&sb, &t), 0);
+    int ok = auth_untagged_ok(&sb, t, &lb_, 0);
+    mdb_txn_abort(t);
+    return ok;
+}
+
+START_TEST(link_ids_forged_or_replayed_is_refused)
+{
+    /* A new link: nobody owns key, a request without a MAC is taken. */
+    open_stores();
+    ingest_both(1, NBLOCKS, 0);
+    ck_assert(untagged_ok_at_b());
+    close_stores();
+    /* Once A owns key, it is not. */
+    link_ready(NBLOCKS);
+    ck_assert(!untagged_ok_at_b());
+    kme_link_ids ids = {0};
+    ids.seq = 77;
+    ids.size_bits = 256;
+    ck_assert_int_eq(kme_link_ids_add(&ids, "01a241da-4ece-7e60-b12a-9cc52b8dcf19"), 0);
+    ck_assert_int_eq(kme_link_ids_add(&ids, "01a241da-4ece-78e4-937a-8c7bb5b61e7f"), 0);
+    auth_answer_key key_a, key_b;
+    memset(&key_a, 0, sizeof key_a);
+    memset(&key_b, 0, sizeof key_b);
+    seal_arg s = {AUTH_LINK_IDS, &ids, &key_a, NULL, {0}, {{0, 0, 0}}};
+    seal_at_a(&s);
+    char *json = kme_link_ids_request_to_json(&ids);
+    ck_assert_ptr_nonnull(strstr(json, "\"mac_key\""));
+    /* Another seq, or a key_ID dropped, after sealing: not authentic. */
+    char *bad = replaced(json, "\"seq\":77", "\"seq\":99999");
+    ck_assert_int_eq(check_at_b(bad, NULL), LM_BAD_TAG);
+    free(bad);
+    bad = replaced(json, ",\"01a241da-4ece-78e4-937a-8c7bb5b61e7f\"", "");
+    ck_assert_int_eq(check_at_b(bad, NULL), LM_BAD_TAG);
+    free(bad);
+    /* As sealed: authentic; its MAC keys are used with its effect. */
+    ck_assert_int_eq(check_at_b(json, &key_b), LM_OK);
+    ck_assert(key_b.set);
+    take_ids_arg t = {json, -1};
+    ck_assert_int_eq(store_commit(&sb, do_take_ids, &t), 0);
+    ck_assert_int_eq(t.rc, LM_OK);
+    /* Replayed: its MAC key is spent. */
+    ck_assert_int_eq(check_at_b(json, NULL), LM_REUSED);
+    /* B's answer counts at A only as B tagged it. */
+    kme_link_ids ans = {0};
+    ans.seq = 77;
+    ans.next_seq = 78;
+    ck_assert_int_eq(kme_link_ids_add(&ans, "01a241da-4ece-78e4-937a-8c7bb5b61e7f"), 0);
+    ck_assert_int_eq(auth_answer_tag(&key_b, 200, "", &ans, ans.tag), 0);
+    ck_assert(auth_answer_ok(&key_a, 200, "", &ans, 1, ans.tag));
+    ans.next_seq = 100000; /* a forged mark would make A skip seqs */
+    ck_assert(!auth_answer_ok(&key_a, 200, "", &ans, 1, ans.tag));
+    ans.next_seq = 78;
+    ck_assert(!auth_answer_ok(&key_a, 200, "", &ans, 0, ans.tag));
+    kme_link_ids_clear(&ans);
+    kme_link_ids_clear(&ids);
+    etsi_text_free(json);
+    auth_answer_key_wipe(&key_a);
+    auth_answer_key_wipe(&key_b);
+    close_stores();
+}
+END_TEST
+
 /* ---- the canonical encodings ------------------------------------------------------------ */
 
 START_TEST(canonical_bytes_cover_the_mac_ranges)
@@ -720,6 +814,7 @@ int main(void)
     tcase_add_test(tc, grant_with_a_bad_tag_moves_no_block_and_answers_are_checked);
     tcase_add_test(tc, verdicts_with_a_bad_tag_are_refused);
     tcase_add_test(tc, verify_requests_forged_without_link_key_discard_nothing);
+    tcase_add_test(tc, link_ids_forged_or_replayed_is_refused);
     tcase_add_test(tc, canonical_bytes_cover_the_mac_ranges);
     suite_add_tcase(s, tc);
     return run_suite(s);
