@@ -1,12 +1,12 @@
 /* The ETSI 014 client of a link's QKD device (see device_client.h). */
 #include "relay/device_client.h"
+#include "runtime/wipe_buf.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 
 struct device_client {
     relay_device_config cfg;
@@ -15,8 +15,7 @@ struct device_client {
 };
 
 typedef struct {
-    char *body;
-    size_t len;
+    wipe_buf body;
     long status;
 } device_reply;
 
@@ -44,30 +43,13 @@ static size_t collect(char *data, size_t size, size_t nmemb, void *userp)
 {
     device_reply *r = userp;
     size_t n = size * nmemb;
-    if (r->len + n > (size_t)ETSI_BODY_MAX * 64)
-        return 0;
-    char *nb = malloc(r->len + n + 1);
-    if (!nb)
-        return 0;
-    if (r->body) {
-        memcpy(nb, r->body, r->len);
-        OPENSSL_cleanse(r->body, r->len);
-        free(r->body);
-    }
-    memcpy(nb + r->len, data, n);
-    r->len += n;
-    nb[r->len] = '\0';
-    r->body = nb;
-    return n;
+    return wipe_buf_append(&r->body, data, n) == 0 ? n : 0;
 }
 
 static void reply_clear(device_reply *r)
 {
-    if (r->body) {
-        OPENSSL_cleanse(r->body, r->len);
-        free(r->body);
-    }
-    memset(r, 0, sizeof *r);
+    wipe_buf_free(&r->body);
+    r->status = 0;
 }
 
 static CURL *handle(device_client *d)
@@ -96,6 +78,7 @@ static CURL *handle(device_client *d)
 static int post(device_client *d, const char *op, const char *body, device_reply *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    out->body.max = (size_t)ETSI_BODY_MAX * 64;
     CURL *c = handle(d);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -129,7 +112,7 @@ static int post(device_client *d, const char *op, const char *body, device_reply
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     if (out->status != 200) {
         etsi_problem p = {"", ""};
-        if (!out->body || etsi_error_from_json(out->body, out->len, &p) != 0)
+        if (!out->body.data || etsi_error_from_json(out->body.data, out->body.len, &p) != 0)
             snprintf(p.message, sizeof p.message, "no ETSI error body");
         snprintf(err, errlen, "%s %s: HTTP %ld: %.120s%s%.120s", d->cfg.url, op, out->status, p.message,
                  p.detail[0] ? ": " : "", p.detail);
@@ -140,7 +123,7 @@ static int post(device_client *d, const char *op, const char *body, device_reply
 static int decode(device_client *d, const char *op, device_reply *r, etsi_key_container *out, char *err, size_t errlen)
 {
     etsi_problem p;
-    if (etsi_key_container_from_json(r->body ? r->body : "", r->len, out, &p) != 0) {
+    if (etsi_key_container_from_json(r->body.data ? r->body.data : "", r->body.len, out, &p) != 0) {
         snprintf(err, errlen, "%s %s: %s: %s", d->cfg.url, op, p.message, p.detail);
         return -1;
     }

@@ -1,11 +1,11 @@
 /* Pooled libcurl handles to neighbour KMEs with certificate-CN pinning (see peer_client.h). */
 #include "relay/peer_client.h"
+#include "runtime/wipe_buf.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -137,20 +137,12 @@ static size_t collect(char *data, size_t size, size_t nmemb, void *userp)
 {
     peer_reply *r = userp;
     size_t n = size * nmemb;
-    if (r->len + n > ETSI_BODY_MAX * 64)
+    wipe_buf b = {r->body, r->len, r->cap, (size_t)ETSI_BODY_MAX * 64};
+    if (wipe_buf_append(&b, data, n) < 0)
         return 0;
-    char *nb = malloc(r->len + n + 1);
-    if (!nb)
-        return 0;
-    if (r->body) {
-        memcpy(nb, r->body, r->len);
-        OPENSSL_cleanse(r->body, r->len);
-        free(r->body);
-    }
-    memcpy(nb + r->len, data, n);
-    r->len += n;
-    nb[r->len] = '\0';
-    r->body = nb;
+    r->body = b.data;
+    r->len = b.len;
+    r->cap = b.cap;
     return n;
 }
 
@@ -221,10 +213,8 @@ int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *
 
 void peer_reply_clear(peer_reply *r)
 {
-    if (r->body) {
-        OPENSSL_cleanse(r->body, r->len);
-        free(r->body);
-    }
+    wipe_buf b = {r->body, r->len, r->cap > r->len ? r->cap : r->len, 0};
+    wipe_buf_free(&b);
     r->body = NULL;
-    r->len = 0;
+    r->len = r->cap = 0;
 }

@@ -15,6 +15,7 @@ typedef struct {
     char error[512];  /* transport error or the peer's error message */
     char *body;       /* response body (wiped by peer_reply_clear) */
     size_t len;
+    size_t cap; /* bytes allocated at body */
 } peer_reply;
 
 peer_client *peer_client_new(const relay_config *cfg, char *err, size_t errlen);

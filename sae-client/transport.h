@@ -5,7 +5,7 @@
 
 #include <curl/curl.h>
 #include "sae-client/sae_client.h"
-#include "sae-client/wipe_buf.h"
+#include "runtime/wipe_buf.h"
 
 #define SAE_RESPONSE_MAX (16L * 1024 * 1024) /* largest response body accepted */
 

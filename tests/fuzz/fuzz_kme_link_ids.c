@@ -12,7 +12,9 @@
 static int same(const kme_link_ids *a, const kme_link_ids *b)
 {
     return a->seq == b->seq && a->count == b->count &&
-           (a->count == 0 || memcmp(a->ids, b->ids, a->count * sizeof *a->ids) == 0);
+           (a->count == 0 || memcmp(a->ids, b->ids, a->count * sizeof *a->ids) == 0) &&
+           memcmp(&a->auth, &b->auth, sizeof a->auth) == 0 && a->has_tag == b->has_tag &&
+           memcmp(a->tag, b->tag, sizeof a->tag) == 0;
 }
 
 static void request(const char *body, size_t len)

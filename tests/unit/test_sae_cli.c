@@ -11,7 +11,7 @@
 #include "sae-client/cli_args.h"
 #include "sae-client/cli_output.h"
 #include "sae-client/sae_client.h"
-#include "sae-client/wipe_buf.h"
+#include "runtime/wipe_buf.h"
 #include "runtime/json_wipe.h"
 
 #define ID1 "3fa85f64-5717-4562-b3fc-2c963f66afa6"

@@ -1,5 +1,5 @@
-/* The cleansing growable buffer behind SAE client response bodies. */
-#include "sae-client/wipe_buf.h"
+/* The cleansing growable buffer behind response bodies (see wipe_buf.h). */
+#include "runtime/wipe_buf.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,8 @@
-/* A growable byte buffer for response bodies that hold key material: every
+/* A growable byte buffer for HTTP response bodies that may hold key
+ * material (the SAE client's, the neighbour and device clients'): every
  * byte it ever held is cleansed before its memory is reused or released. */
-#ifndef SAE_WIPE_BUF_H
-#define SAE_WIPE_BUF_H
+#ifndef RUNTIME_WIPE_BUF_H
+#define RUNTIME_WIPE_BUF_H
 
 #include <stddef.h>
 
