@@ -110,7 +110,7 @@ int kme_relay_check(const kme_relay_msg *m, etsi_problem *p)
     else if (m->expires < 0)
         what = "'expires' must be a unix time";
     else if (m->hops_left == 0 || m->hops_left > KME_RELAY_MAX_HOPS)
-        what = "'hops_left' must be 1 to 16";
+        what = "'hops_left' must be 1 to 255";
     else if (m->key_count == 0 || m->key_count > KME_RELAY_MAX_KEYS || !m->key_ids || !m->ct)
         what = "'keys' must hold 1 to 1024 keys";
     else if (m->pad_count == 0 || m->mac_key_count == 0 || !m->pad || !m->mac_key ||
@@ -367,7 +367,7 @@ static const char *common_from_json(json_t *root, enum relay_form form, size_t c
     if (get_u64(json_object_get(root, "expires"), INT64_MAX, &expires) < 0)
         return "'expires' must be a unix time";
     if (get_u64(json_object_get(root, "hops_left"), KME_RELAY_MAX_HOPS, &hops) < 0 || hops == 0)
-        return "'hops_left' must be 1 to 16";
+        return "'hops_left' must be 1 to 255";
     if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KME_RELAY_MAX_KEYS)
         return form == FORM_WIRE ? "'key_IDs' must be an array of 1 to 1024 key IDs"
                                  : "'keys' must be an array of 1 to 1024 keys";

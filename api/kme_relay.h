@@ -36,10 +36,14 @@
  * IDs, slaves, pad and MAC key ranges). Every other inter-KME message is
  * smaller. */
 #define KME_PORT_BODY_MAX ((size_t)KME_RELAY_CHUNK_BYTES / 3 * 4 + (2u << 20))
-#define KME_RELAY_MAC_KEY_BYTES 32                     /* one-time Poly1305 key */
-#define KME_RELAY_TAG_BYTES KME_TAG_BYTES              /* 16 */
-#define KME_RELAY_MAX_RANGES KME_MAX_RANGES            /* pad and mac_key ranges together */
-#define KME_RELAY_MAX_HOPS 16                          /* a relayed key crosses at most this many links */
+#define KME_RELAY_MAC_KEY_BYTES 32          /* one-time Poly1305 key */
+#define KME_RELAY_TAG_BYTES KME_TAG_BYTES   /* 16 */
+#define KME_RELAY_MAX_RANGES KME_MAX_RANGES /* pad and mac_key ranges together */
+/* The most links a relayed key may cross by the wire format: a loop-free path
+ * through every KME a routing database holds (ROUTING_MAX_KMES, 256). The
+ * origin starts hops_left at the number of KMEs it knows, at most the
+ * site's relay_max_hops (relay/relay.c). */
+#define KME_RELAY_MAX_HOPS 255
 #define KME_RELAY_WIRE_TYPE "application/octet-stream" /* Content-Type of the binary form */
 #define KME_RELAY_WIRE_PREFIX 4                        /* bytes of the head length before the head */
 

@@ -2,6 +2,7 @@
  * optional setting; publishes the settings a reload may change (config.h). */
 #include "kme/config.h"
 #include "kme/store_key.h"
+#include "api/kme_relay.h"
 #include "runtime/json_settings.h"
 #include "runtime/log.h"
 
@@ -172,6 +173,7 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
     c->connection_timeout_s = 30;
     c->stock_max_keys = 4096;
     c->stock_max_age_s = 60;
+    c->relay_max_hops = KME_RELAY_MAX_HOPS;
     snprintf(c->log_level, sizeof c->log_level, "info");
 
     json_error_t jerr;
@@ -228,7 +230,8 @@ int kme_config_load(const char *path, kme_config *c, char *err, size_t errlen)
                           errlen) < 0 ||
         json_setting_long(root, "connection_timeout_s", &c->connection_timeout_s, 1, 3600, err, errlen) < 0 ||
         json_setting_long(root, "stock_max_keys", &c->stock_max_keys, 0, 1000000, err, errlen) < 0 ||
-        json_setting_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0)
+        json_setting_long(root, "stock_max_age_s", &c->stock_max_age_s, 10, 86400, err, errlen) < 0 ||
+        json_setting_long(root, "relay_max_hops", &c->relay_max_hops, 1, KME_RELAY_MAX_HOPS, err, errlen) < 0)
         goto done;
     if (limits) {
         etsi_limits *L = &live->limits;
@@ -354,6 +357,7 @@ const char *kme_config_fixed_change(const kme_config *a, const kme_config *b)
         {"connection_timeout_s", a->connection_timeout_s, b->connection_timeout_s},
         {"stock_max_keys", a->stock_max_keys, b->stock_max_keys},
         {"stock_max_age_s", a->stock_max_age_s, b->stock_max_age_s},
+        {"relay_max_hops", a->relay_max_hops, b->relay_max_hops},
     };
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
         if (longs[i].a != longs[i].b)

@@ -51,6 +51,7 @@ typedef struct {
     long connection_timeout_s;         /* idle or slow clients are dropped after this */
     long stock_max_keys;               /* link keys kept reserved ahead of demand per (master, slave, size); 0: none */
     long stock_max_age_s;              /* stock older than this is dropped */
+    long relay_max_hops;               /* ceiling of the hop limit of keys relayed from here */
     char log_level[16];                /* as loaded; a reload sets the level in force (runtime/log.h) */
     char audit_log[1024];              /* the audit log's path (kme/audit.h); "": none */
 } kme_config;

@@ -79,6 +79,7 @@ int kme_wire_relay(kme_context *k, char *err, size_t errlen)
     rc.link_stock_max_bytes = c->link_stock_max_bytes;
     rc.stock_max_keys = c->stock_max_keys;
     rc.stock_max_age_s = c->stock_max_age_s;
+    rc.relay_max_hops = c->relay_max_hops;
     relay_hooks hooks = {k,
                          hook_hosts_sae,
                          hook_hosted_saes,

@@ -71,6 +71,9 @@ static int local_put_op(kme_store *s, MDB_txn *txn, void *arg)
 
 void supply_trace_clear(supply_trace *t)
 {
+    free(t->stock.path);
+    for (size_t i = 0; i < t->nsites; i++)
+        free(t->sites[i].path);
     free(t->sites);
     memset(t, 0, sizeof *t);
 }
@@ -85,7 +88,7 @@ static void copy_path(void *ctx, const routing_db *db, const routing_table *tabl
     (void)db;
     path_lookup *p = ctx;
     const routing_route *r = routing_route_to(table, p->dest);
-    if (!r || r->hops + 1 > SUPPLY_PATH_MAX)
+    if (!r || !(p->site->path = calloc(r->hops + 1, sizeof *p->site->path)))
         return;
     for (uint32_t i = 0; i <= r->hops; i++)
         snprintf(p->site->path[i], sizeof p->site->path[i], "%s", r->path[i]);
@@ -97,7 +100,11 @@ static void copy_path(void *ctx, const routing_db *db, const routing_table *tabl
 static void trace_path(kme_context *k, supply_site *site, int direct)
 {
     site->path_len = 0;
+    free(site->path);
+    site->path = NULL;
     if (direct) {
+        if (!(site->path = calloc(2, sizeof *site->path)))
+            return;
         snprintf(site->path[0], sizeof site->path[0], "%s", k->cfg.kme_id);
         snprintf(site->path[1], sizeof site->path[1], "%s", site->kme);
         site->path_len = 2;
@@ -485,9 +492,19 @@ long supply_stored_key_count(kme_context *k, const char *master, const char *sla
         }
         return held < max ? max - held : 0;
     }
-    /* Stock, and what the first link of the route could carry now. */
+    /* Stock held for the pair, and what the route could carry now: its
+     * first link as this KME holds it, the others as their KMEs advertise
+     * them (the scarcest counts). No route, or one beyond the hop limit:
+     * stock only. */
+    long n = stock_count(d, master, slave, limits.key_size);
     relay_link *next = router_next_hop(&k->net, d->id, NULL);
-    long n = stock_count(d, master, slave, limits.key_size) +
-             (next ? reserve_available_keys(&k->net, next, limits.key_size) : 0);
+    uint64_t far_bytes = 0;
+    if (next && (d->link || router_route_stock(&k->net, d->id, &far_bytes) == 0)) {
+        long route = reserve_available_keys(&k->net, next, limits.key_size);
+        uint64_t key_bytes = (uint64_t)limits.key_size / 8;
+        if (!d->link && far_bytes / key_bytes < (uint64_t)route)
+            route = (long)(far_bytes / key_bytes);
+        n += route;
+    }
     return n < limits.max_key_count ? n : limits.max_key_count;
 }

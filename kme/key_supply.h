@@ -18,13 +18,11 @@
 
 typedef enum { SUPPLY_LOCAL, SUPPLY_LINK, SUPPLY_RELAY, SUPPLY_STOCK } supply_source;
 
-#define SUPPLY_PATH_MAX (KME_RELAY_MAX_HOPS + 1)
-
 /* A remote site and the way the keys took to it. */
 typedef struct {
-    char kme[ETSI_ID_MAX + 1]; /* the site's KME */
-    size_t path_len;           /* KMEs on the path, this one to kme; 0: not known */
-    char path[SUPPLY_PATH_MAX][ETSI_ID_MAX + 1];
+    char kme[ETSI_ID_MAX + 1];         /* the site's KME */
+    size_t path_len;                   /* KMEs on the path, this one to kme; 0: not known */
+    char (*path)[ETSI_ID_MAX + 1];     /* path_len IDs (malloc'd) */
     const char *slaves[KR_MAX_SLAVES]; /* the request's slaves there (into the request) */
     size_t nslaves;
 } supply_site;

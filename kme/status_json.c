@@ -27,14 +27,16 @@ typedef struct {
 
 typedef struct {
     char id[ETSI_ID_MAX + 1];
-    int advertised; /* an advert of it is held */
-    int reachable;  /* this KME, or a route leads to it */
+    int advertised;    /* an advert of it is held */
+    int reachable;     /* this KME, or a route within the hop limit leads to it */
+    char why_not[160]; /* when not reachable: why */
     uint64_t age_ms;
     json_t *saes; /* as it advertised them; NULL when not advertised */
 } site_row;
 
 typedef struct {
     const char *self;
+    unsigned hop_limit; /* of keys relayed from here (router_hop_limit) */
     int64_t now_ms;
     uint64_t low_stock_bytes;
     end_row *ends;
@@ -88,7 +90,15 @@ static site_row *add_site(snapshot *s, const char *id, const routing_table *tabl
     site_row *row = &s->sites[s->nsites++];
     memset(row, 0, sizeof *row);
     snprintf(row->id, sizeof row->id, "%s", id);
-    row->reachable = strcmp(id, s->self) == 0 || routing_route_to(table, id) != NULL;
+    const routing_route *route = routing_route_to(table, id);
+    row->reachable = strcmp(id, s->self) == 0 || (route && route->hops <= s->hop_limit);
+    if (row->reachable)
+        ;
+    else if (!route)
+        snprintf(row->why_not, sizeof row->why_not, "no route: no chain of links up leads there from %s", s->self);
+    else
+        snprintf(row->why_not, sizeof row->why_not, "its route takes %u links, beyond the hop limit of %u",
+                 (unsigned)route->hops, s->hop_limit);
     return row;
 }
 
@@ -258,9 +268,11 @@ static json_t *sites_json(snapshot *s)
             continue;
         json_t *age = r->advertised ? json_integer((json_int_t)r->age_ms) : json_null();
         json_t *saes = r->saes ? json_incref(r->saes) : json_array();
-        json_array_append_new(out, json_pack("{s:s,s:b,s:b,s:b,s:o,s:o}", "id", r->id, "self",
-                                             strcmp(r->id, s->self) == 0, "advertised", r->advertised, "reachable",
-                                             r->reachable, "advert_age_ms", age, "saes", saes));
+        json_t *why = r->reachable ? json_null() : json_string(r->why_not);
+        json_array_append_new(out,
+                              json_pack("{s:s,s:b,s:b,s:b,s:o,s:o,s:o}", "id", r->id, "self",
+                                        strcmp(r->id, s->self) == 0, "advertised", r->advertised, "reachable",
+                                        r->reachable, "unreachable_reason", why, "advert_age_ms", age, "saes", saes));
     }
     return out;
 }
@@ -375,7 +387,10 @@ static json_t *store_json(kme_context *k)
 
 char *status_json_text(kme_context *k, size_t *len)
 {
-    snapshot s = {.self = k->cfg.kme_id, .now_ms = clock_wall_ms(), .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
+    snapshot s = {.self = k->cfg.kme_id,
+                  .hop_limit = router_hop_limit(&k->net),
+                  .now_ms = clock_wall_ms(),
+                  .low_stock_bytes = ROUTING_DEFAULT_LOW_STOCK_BYTES};
     s.routes = json_array();
     s.directory = json_object();
     s.conflicts = json_array();

@@ -5,8 +5,9 @@
  * KMEs and SAEs, counts, sizes, rates and times (UTC) only.
  *
  * {"self", "generated_at", "generated_ms", "low_stock_bytes",
- *  "sites": [{"id", "self", "advertised", "reachable", "advert_age_ms" (null
- *             when not advertised), "saes"}],
+ *  "sites": [{"id", "self", "advertised", "reachable", "unreachable_reason"
+ *             (null when reachable), "advert_age_ms" (null when not
+ *             advertised), "saes"}],
  *  "links": [{"a", "b" (a < b), "up", "state" (ok, low, dry, down),
  *             "stock_bytes", "rate_bps",
  *             "ends": [{"kme", "source" (live, advert, none), "up",

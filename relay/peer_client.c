@@ -151,8 +151,25 @@ int peer_post(peer_client *pc, size_t link, const char *path, const char *body, 
     return peer_post_bytes(pc, link, path, "application/json", body, strlen(body), timeout_ms, out);
 }
 
+/* Progress callback: a nonzero answer aborts the transfer. */
+static int still_alive(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    const atomic_int *alive = clientp;
+    return alive && !atomic_load(alive);
+}
+
 int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *content_type, const void *body,
                     size_t len, long timeout_ms, peer_reply *out)
+{
+    return peer_post_bytes_alive(pc, link, path, content_type, body, len, timeout_ms, NULL, out);
+}
+
+int peer_post_bytes_alive(peer_client *pc, size_t link, const char *path, const char *content_type, const void *body,
+                          size_t len, long timeout_ms, const atomic_int *alive, peer_reply *out)
 {
     memset(out, 0, sizeof *out);
     if (link >= pc->npools) {
@@ -189,6 +206,9 @@ int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, alive ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, still_alive);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)alive);
     CURLcode rc = curl_easy_perform(c);
     curl_slist_free_all(headers);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
@@ -206,7 +226,10 @@ int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *
     /* libcurl resends a request whose kept-alive connection turned out dead,
      * so the final error alone does not tell whether the peer got it. */
     out->not_sent = attempts == 0;
-    snprintf(out->error, sizeof out->error, "%s: %s", pool->peer_id, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+        snprintf(out->error, sizeof out->error, "%s stopped answering (its link is down)", pool->peer_id);
+    else
+        snprintf(out->error, sizeof out->error, "%s: %s", pool->peer_id, errbuf[0] ? errbuf : curl_easy_strerror(rc));
     give_handle(pc, pool, c, 0);
     return -1;
 }

@@ -4,6 +4,7 @@
 #ifndef RELAY_PEER_CLIENT_H
 #define RELAY_PEER_CLIENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include "relay/settings.h"
 
@@ -27,6 +28,12 @@ int peer_post(peer_client *pc, size_t link, const char *path, const char *body, 
 /* Likewise with a body of len bytes of the given Content-Type. */
 int peer_post_bytes(peer_client *pc, size_t link, const char *path, const char *content_type, const void *body,
                     size_t len, long timeout_ms, peer_reply *out);
+/* Likewise, giving up as soon as *alive is 0 (checked about once a second
+ * while waiting): the link's peer_up, cleared when the neighbour stops
+ * answering its heartbeats, so that a request held by a silent neighbour
+ * ends when the routes move away from it, not when its timeout runs out. */
+int peer_post_bytes_alive(peer_client *pc, size_t link, const char *path, const char *content_type, const void *body,
+                          size_t len, long timeout_ms, const atomic_int *alive, peer_reply *out);
 void peer_reply_clear(peer_reply *r);
 
 /* Where requests go instead of HTTPS: fn answers each as peer_post_bytes

@@ -68,8 +68,10 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
                 reserve_log_ranges(l, "relay", m->relay_id, ranges, n);
             free(ranges);
         }
-        rc = peer_post_bytes(k->peers, l->index, "/kme/v1/relay", KME_RELAY_WIRE_TYPE, body, len,
-                             (long)hops * k->cfg.peer_timeout_ms, &reply);
+        /* Ends early when the neighbour stops answering its heartbeats: the
+         * routes move away from it within a few seconds, and so does the answer. */
+        rc = peer_post_bytes_alive(k->peers, l->index, "/kme/v1/relay", KME_RELAY_WIRE_TYPE, body, len,
+                                   (long)hops * k->cfg.peer_timeout_ms, &l->peer_up, &reply);
         OPENSSL_cleanse(body, len);
     } else {
         reply.not_sent = 1;
@@ -95,8 +97,14 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
                       m->relay_id);
         free(ranges);
     }
-    log_warn("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
-             reply.error[0] ? reply.error : "refused");
+    /* One line per refused relay: at its origin, which answers the SAE; the
+     * KMEs on the way pass the refusal back at debug level. */
+    if (strcmp(m->origin, k->cfg.kme_id) == 0)
+        log_warn("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
+                 reply.error[0] ? reply.error : "refused");
+    else
+        log_debug("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
+                  reply.error[0] ? reply.error : "refused");
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s (on the way to %s) could not be reached: %s",
                    l->lb.peer_id, m->dest, reply.error);
@@ -185,7 +193,7 @@ static int relay_chunk(relay_node *k, const char *dest, const char *master, cons
     for (size_t i = 0; i < nslaves; i++)
         snprintf(m.slaves[m.slave_count++], ETSI_ID_MAX + 1, "%s", slaves[i]);
     m.expires = (int64_t)time(NULL) + k->cfg.key_ttl_seconds + extra_ttl_s;
-    m.hops_left = KME_RELAY_MAX_HOPS;
+    m.hops_left = router_hop_limit(k);
     for (size_t i = 0; i < count; i++) {
         memcpy(m.key_ids[i], keys[i].key_id, UUID_STR_LEN + 1);
         memcpy(plain + i * key_bytes, keys[i].key, key_bytes);

@@ -1,6 +1,7 @@
 /* Runs key routing for this KME: own advert, flooding, liveness, routes and
  * directory, their record in the store (see router.h). */
 #include "relay/router.h"
+#include "api/kme_relay.h"
 #include "relay/advert_sign.h"
 #include "relay/routing.h"
 #include "runtime/clock.h"
@@ -656,6 +657,19 @@ relay_link *router_next_hop(relay_node *k, const char *dest, unsigned *hops)
     return l;
 }
 
+unsigned router_hop_limit(relay_node *k)
+{
+    struct router *r = k->router;
+    size_t known = 1;
+    if (r) {
+        pthread_mutex_lock(&r->lock);
+        known += r->table.route_count;
+        pthread_mutex_unlock(&r->lock);
+    }
+    unsigned ceiling = k->cfg.relay_max_hops > 0 ? (unsigned)k->cfg.relay_max_hops : KME_RELAY_MAX_HOPS;
+    return known < ceiling ? (unsigned)known : ceiling;
+}
+
 int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae)
 {
     if (strcmp(kme_id, k->cfg.kme_id) == 0)
@@ -689,6 +703,31 @@ int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer,
     if (l) {
         *bytes = l->stock_bytes;
         rc = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int router_route_stock(relay_node *k, const char *dest, uint64_t *bytes)
+{
+    unsigned limit = router_hop_limit(k);
+    struct router *r = k->router;
+    int rc = -1;
+    if (!r)
+        return rc;
+    pthread_mutex_lock(&r->lock);
+    const routing_route *route = routing_route_to(&r->table, dest);
+    if (route && route->hops <= limit) {
+        rc = 0;
+        *bytes = UINT64_MAX;
+        for (uint32_t i = 1; i < route->hops && rc == 0; i++) {
+            const kme_advert *a = routing_db_find(&r->db, route->path[i]);
+            const kme_advert_link *l = a ? kme_advert_find_link(a, route->path[i + 1]) : NULL;
+            if (!l)
+                rc = -1;
+            else if (l->stock_bytes < *bytes)
+                *bytes = l->stock_bytes;
+        }
     }
     pthread_mutex_unlock(&r->lock);
     return rc;

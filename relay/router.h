@@ -42,6 +42,11 @@ int router_locate_sae(relay_node *k, const char *sae, char kme_out[ETSI_ID_MAX +
  * NULL), or NULL when there is no route. */
 relay_link *router_next_hop(relay_node *k, const char *dest, unsigned *hops);
 
+/* The hop limit of a key relayed from here now: the number of KMEs this KME
+ * knows (itself and every KME it has a route to), so that any loop-free
+ * path fits, at most the site's relay_max_hops. */
+unsigned router_hop_limit(relay_node *k);
+
 /* 1 when KME kme_id hosts sae by its own advert (this KME: by its config)
  * and no conflict refused that claim (routing_conflict), 0 when it does not,
  * -1 when no advert of kme_id is held (not learned yet). */
@@ -49,6 +54,12 @@ int router_kme_hosts(relay_node *k, const char *kme_id, const char *sae);
 
 /* The stock KME kme_id advertises on its link to peer: 0, or -1 if unknown. */
 int router_advertised_stock(relay_node *k, const char *kme_id, const char *peer, uint64_t *bytes);
+
+/* What the route to dest can carry beyond its first link: the least stock
+ * the KMEs on it advertise for their next link (*bytes; UINT64_MAX when the
+ * route is one link). 0; -1 when there is no route, or it is longer than
+ * the hop limit. */
+int router_route_stock(relay_node *k, const char *dest, uint64_t *bytes);
 
 /* For operators (the status page): calls fn once, under the router's lock,
  * with the link-state database and this KME's routes and directory, to read

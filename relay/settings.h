@@ -53,6 +53,7 @@ typedef struct {
     long link_stock_max_bytes; /* ingest pauses above this much unused link key */
     long stock_max_keys;       /* keys kept ahead of demand per (master, slave, size); 0: none */
     long stock_max_age_s;      /* stock older than this is dropped */
+    long relay_max_hops;       /* links a key relayed from here may cross at most (1..KME_RELAY_MAX_HOPS) */
 } relay_config;
 
 #endif

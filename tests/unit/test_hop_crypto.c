@@ -514,7 +514,17 @@ START_TEST(codec_rejects)
     expect_rejected(with(good, "size", json_integer(1L << 25)), "size too large");
     expect_rejected(with(good, "expires", json_integer(-1)), "expires");
     expect_rejected(with(good, "hops_left", json_integer(0)), "hops_left");
-    expect_rejected(with(good, "hops_left", json_integer(17)), "hops_left");
+    expect_rejected(with(good, "hops_left", json_integer(256)), "hops_left beyond the wire maximum");
+    /* Any hop limit up to 255 decodes: a chain of 255 links can be crossed. */
+    json_t *far = with(good, "hops_left", json_integer(KME_RELAY_MAX_HOPS));
+    char *far_text = json_dumps(far, JSON_COMPACT);
+    kme_relay_msg far_msg;
+    etsi_problem far_p;
+    ck_assert_int_eq(kme_relay_from_json(far_text, strlen(far_text), &far_msg, &far_p), 0);
+    ck_assert_uint_eq(far_msg.hops_left, 255);
+    kme_relay_clear(&far_msg);
+    free(far_text);
+    json_decref(far);
     expect_rejected(with(good, "tag", json_string("00112233445566778899aabbccddeef")), "tag of 31 digits");
     expect_rejected(with(good, "tag", json_string("zz112233445566778899aabbccddeeff")), "tag not hex");
     expect_rejected(with(good, "tag", json_string("+0112233445566778899aabbccddeeff")), "tag with a sign");
@@ -704,6 +714,7 @@ START_TEST(wire_rejects_malformed_bodies)
     expect_head_rejected(with(good_head, "size", json_integer(128)), tail, tail_len, "size not matching the ct");
     expect_head_rejected(with(good_head, "size", json_integer(32)), tail, tail_len, "size not matching the ct");
     expect_head_rejected(with(good_head, "hops_left", json_integer(0)), tail, tail_len, "hops_left");
+    expect_head_rejected(with(good_head, "hops_left", json_integer(256)), tail, tail_len, "hops_left 256");
     expect_head_rejected(with(good_head, "dest", json_string("KME_A")), tail, tail_len, "origin == dest");
     expect_head_rejected(with(good_head, "key_IDs", json_array()), tail, tail_len, "no key_IDs");
     expect_head_rejected(with_in_array(good_head, "key_IDs", 0, json_string("x")), tail, tail_len, "not a UUID");

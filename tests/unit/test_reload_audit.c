@@ -159,6 +159,8 @@ START_TEST(audit_lines)
     /* One from stock relayed ahead (path not recorded), one relayed now. */
     static supply_trace mixed;
     static supply_site site;
+    static char site_path[3][ETSI_ID_MAX + 1];
+    site.path = site_path;
     mixed.stocked = 1;
     snprintf(mixed.stock.kme, sizeof mixed.stock.kme, "KME_C");
     mixed.fresh = SUPPLY_RELAY;
