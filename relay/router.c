@@ -12,9 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-#define ADVERT_INTERVAL_MS 1000 /* own advert to every neighbour (liveness) */
-#define ADVERT_REFRESH_MS 10000 /* a new seq at least this often */
-#define ADVERT_TIMEOUT_MS 2000  /* one advert POST */
+#define ADVERT_INTERVAL_MS 1000     /* own advert to every neighbour (liveness) */
+#define ADVERT_REFRESH_MS 300000    /* a new seq at least this often (well within the max age) */
+#define ADVERT_STOCK_MIN_MS 10000   /* a new seq for stock that moved, at most this often */
+#define ADVERT_STOCK_MOVED_DIV 4    /* stock moved: by more than 1/4 of the larger figure */
+#define ADVERT_STOCK_MOVED_MIN 4096 /* and by at least this many bytes */
+#define ADVERT_TIMEOUT_MS 2000      /* one advert POST */
 #define FLOOD_QUEUE_MAX 1024
 
 typedef struct {
@@ -30,6 +33,7 @@ struct router {
     routing_table table;
     uint64_t seq; /* of the newest own advert */
     int64_t last_new_ms;
+    int64_t last_beat_ms;               /* own advert last sent to every neighbour */
     int link_class[RELAY_MAX_LINKS];    /* as in the newest own advert */
     atomic_int was_up[RELAY_MAX_LINKS]; /* our last advert POST to it succeeded */
     uint64_t last_ingested[RELAY_MAX_LINKS];
@@ -42,6 +46,11 @@ struct router {
     int known_changed;
     routing_conflict *conflicts; /* of the routes last computed, as logged */
     size_t nconflicts;
+    struct {
+        char origin[ETSI_ID_MAX + 1];
+        int64_t at_ms;
+    } flooded[ROUTING_MAX_KMES]; /* when an advert of each origin was last passed on */
+    size_t nflooded;
     advert_signer *signer; /* signs the own advert, checks the others' */
     char *recorded;        /* the JSON last written to the store */
     pthread_t thread;
@@ -235,12 +244,36 @@ static int saes_changed(relay_node *k, struct router *r, const kme_advert *a)
     return 0;
 }
 
-/* Makes a new own advert when something the routes depend on changed, or
- * when the last is getting old. Under r->lock. */
-static void refresh_own(relay_node *k, struct router *r, kme_advert *a)
+/* Whether some link's stock in a moved far from what the newest own advert
+ * says (its route class aside): by more than a quarter, and a few KiB.
+ * Under r->lock. */
+static int stock_moved(relay_node *k, struct router *r, const kme_advert *a)
+{
+    const kme_advert *held = routing_db_find(&r->db, k->cfg.kme_id);
+    if (!held)
+        return 1;
+    for (size_t i = 0; i < a->link_count; i++) {
+        const kme_advert_link *was = kme_advert_find_link(held, a->links[i].peer);
+        if (!was)
+            return 1;
+        uint64_t x = was->stock_bytes, y = a->links[i].stock_bytes, d = x > y ? x - y : y - x;
+        if (d >= ADVERT_STOCK_MOVED_MIN && d > (x > y ? x : y) / ADVERT_STOCK_MOVED_DIV)
+            return 1;
+    }
+    return 0;
+}
+
+/* Makes a new own advert when something the routes depend on changed (a
+ * link up or down, its stock class, the SAEs), when the stock moved far (at
+ * most every ADVERT_STOCK_MIN_MS), or when the last is getting old
+ * (ADVERT_REFRESH_MS). So the adverts flooded through the network follow
+ * changes, not the clock: a quiet network refreshes each origin every few
+ * minutes, whatever its size. 1 when a new one was made. Under r->lock. */
+static int refresh_own(relay_node *k, struct router *r, kme_advert *a)
 {
     int64_t now = clock_wall_ms();
-    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS || saes_changed(k, r, a);
+    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS || saes_changed(k, r, a) ||
+                  (now - r->last_new_ms >= ADVERT_STOCK_MIN_MS && stock_moved(k, r, a));
     for (size_t i = 0; i < a->link_count; i++) {
         int c = link_class(&a->links[i], &r->db.params);
         if (c != r->link_class[i]) {
@@ -251,7 +284,7 @@ static void refresh_own(relay_node *k, struct router *r, kme_advert *a)
         }
     }
     if (!changed)
-        return;
+        return 0;
     r->seq = r->seq + 1 > (uint64_t)now ? r->seq + 1 : (uint64_t)now;
     a->seq = r->seq;
     a->age_ms = 0;
@@ -261,6 +294,7 @@ static void refresh_own(relay_node *k, struct router *r, kme_advert *a)
         log_error("routing: own advert refused");
     r->last_new_ms = now;
     recompute(k, r);
+    return 1;
 }
 
 /* ---- sending ------------------------------------------------------------------- */
@@ -468,15 +502,22 @@ static void *router_main(void *arg)
     while (!stop_signal_raised(&k->stop)) {
         build_own(k, r, own);
         pthread_mutex_lock(&r->lock);
-        refresh_own(k, r, own);
+        int own_new = refresh_own(k, r, own);
         if (routing_db_expire(&r->db, clock_wall_ms(), r->db.params.max_age_ms) > 0)
             recompute(k, r);
         pthread_mutex_unlock(&r->lock);
-        heartbeat(k, r);
+        /* The heartbeat once a second, and at once with a new own advert;
+         * waking for adverts to pass on only passes them on. */
+        int64_t now = clock_wall_ms();
+        if (own_new || now - r->last_beat_ms >= ADVERT_INTERVAL_MS || now < r->last_beat_ms) {
+            r->last_beat_ms = now;
+            heartbeat(k, r);
+        }
         flood(k, r);
         record(k, r);
 
-        struct timespec until = clock_after_ms(CLOCK_REALTIME, ADVERT_INTERVAL_MS);
+        int64_t left = r->last_beat_ms + ADVERT_INTERVAL_MS - clock_wall_ms();
+        struct timespec until = clock_after_ms(CLOCK_REALTIME, left > 0 ? left : 0);
         pthread_mutex_lock(&r->lock);
         while (!r->woken && !stop_signal_raised(&k->stop))
             if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT)
@@ -551,6 +592,47 @@ void router_links_changed(relay_node *k)
 
 /* ---- the KME port ------------------------------------------------------------------ */
 
+/* Whether the adverts prev (NULL: none held) and a of one origin differ in
+ * what the routes depend on: the SAEs, the links, their up flags and stock
+ * classes. Stock and rate figures alone do not count. */
+static int route_relevant(const kme_advert *prev, const kme_advert *a, const routing_params *params)
+{
+    if (!prev || prev->sae_count != a->sae_count || prev->link_count != a->link_count)
+        return 1;
+    for (size_t i = 0; i < a->sae_count; i++)
+        if (strcmp(prev->saes[i], a->saes[i]) != 0)
+            return 1;
+    for (size_t i = 0; i < a->link_count; i++) {
+        const kme_advert_link *was = kme_advert_find_link(prev, a->links[i].peer);
+        if (!was || link_class(was, params) != link_class(&a->links[i], params))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether a new advert of origin is passed on: when the routes depend on
+ * what changed, or when none of origin's was passed on for half a refresh
+ * period (so every KME's copy stays well within the max age). Stock that
+ * moved within its class reaches the origin's neighbours (its heartbeat),
+ * not the whole network. Under r->lock. */
+static int pass_on_advert(struct router *r, const char *origin, int relevant, int64_t now)
+{
+    size_t i = 0;
+    while (i < r->nflooded && strcmp(r->flooded[i].origin, origin) != 0)
+        i++;
+    if (i == r->nflooded) {
+        if (r->nflooded == ROUTING_MAX_KMES)
+            return 1;
+        snprintf(r->flooded[i].origin, ETSI_ID_MAX + 1, "%s", origin);
+        r->flooded[i].at_ms = INT64_MIN / 2;
+        r->nflooded++;
+    }
+    if (!relevant && now - r->flooded[i].at_ms < ADVERT_REFRESH_MS / 2)
+        return 0;
+    r->flooded[i].at_ms = now;
+    return 1;
+}
+
 void router_advert_handle(relay_node *k, relay_link *from, const http_request *req, http_response *resp)
 {
     struct router *r = k->router;
@@ -582,6 +664,14 @@ void router_advert_handle(relay_node *k, relay_link *from, const http_request *r
     static const char *const outcome[] = {"new", "duplicate", "stale", "too old", "invalid", "full", "no memory"};
     pthread_mutex_lock(&r->lock);
     enum routing_accept res;
+    int relevant = 0, came_up = 0;
+    if (strcmp(a->origin, k->cfg.kme_id) != 0) {
+        const kme_advert *prev = routing_db_find(&r->db, a->origin);
+        const kme_advert_link *to_us = kme_advert_find_link(a, k->cfg.kme_id);
+        const kme_advert_link *was = prev ? kme_advert_find_link(prev, k->cfg.kme_id) : NULL;
+        relevant = route_relevant(prev, a, &r->db.params);
+        came_up = !prev || (to_us && to_us->up && (!was || !was->up));
+    }
     if (strcmp(a->origin, k->cfg.kme_id) == 0) {
         /* Our own, from before a restart: the next own advert must be newer. */
         if (a->seq > r->seq) {
@@ -594,16 +684,17 @@ void router_advert_handle(relay_node *k, relay_link *from, const http_request *r
         res = routing_db_accept(&r->db, a, clock_wall_ms());
     }
     if (res == ROUTING_NEW) {
-        recompute(k, r);
-        /* A new advert of the neighbour itself (it may have restarted): it
-         * gets the whole database on the next heartbeat, which is now. */
-        if (strcmp(a->origin, from->lb.peer_id) == 0)
+        if (relevant)
+            recompute(k, r);
+        /* The neighbour itself, its link to us just up (it may have
+         * restarted): it gets the whole database on the next heartbeat. */
+        if (strcmp(a->origin, from->lb.peer_id) == 0 && came_up)
             atomic_store(&r->was_up[from->index], 0);
-        if (r->nqueue < FLOOD_QUEUE_MAX) {
+        if (pass_on_advert(r, a->origin, relevant, clock_wall_ms()) && r->nqueue < FLOOD_QUEUE_MAX) {
             snprintf(r->queue[r->nqueue].origin, ETSI_ID_MAX + 1, "%s", a->origin);
             r->queue[r->nqueue++].from = (long)from->index;
+            wake(r);
         }
-        wake(r);
     }
     pthread_mutex_unlock(&r->lock);
     if (res == ROUTING_INVALID || res == ROUTING_NOMEM || res == ROUTING_FULL) {

@@ -24,7 +24,7 @@
  * relayed messages bounds that (it is the relay's concern).
  *
  * Adverts. Each KME puts its own advert in its db too, with a new seq
- * whenever its links change and at least every few seconds (well within
+ * whenever its links change and at least every few minutes (well within
  * max_age_ms). seq must keep rising across restarts of the origin (persist it,
  * or start from the wall clock in ms): a lower seq is stale until the older
  * advert expires. */
@@ -37,7 +37,7 @@
 
 #define ROUTING_MAX_KMES 256 /* adverts a db holds at most */
 
-#define ROUTING_DEFAULT_MAX_AGE_MS 60000
+#define ROUTING_DEFAULT_MAX_AGE_MS 900000 /* three of the router's refresh periods */
 #define ROUTING_DEFAULT_LOW_STOCK_BYTES (64 * 1024)
 #define ROUTING_DEFAULT_LOW_STOCK_PENALTY 4
 #define ROUTING_DEFAULT_EMPTY_PENALTY 100

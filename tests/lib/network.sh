@@ -210,17 +210,32 @@ sim_stop() {
     return 0
 }
 
-# Routed when every site's SAE gets a Status with keys for every other
-# site's SAE (the adverts have reached every KME and the links carry key).
+# Routed when every site has a route to every other (the adverts have
+# reached every KME) and, going round the sites in order, each one's SAE
+# gets a Status with keys for the next one's SAE (the links on those routes
+# carry key: GET_STATUS counts only what the whole route can carry). Linear
+# in the number of sites: one route read and one status call per site.
 net_routed() {
-    local s t n
+    local s n first="" prev="" want
+    want=$(( $(printf '%s\n' $NET_SITES | wc -l) - 1 ))
     for s in $NET_SITES; do
-        for t in $NET_SITES; do
-            [ "$s" = "$t" ] && continue
-            n=$(sae_curl "SAE_$s" "/api/v1/keys/SAE_$t/status" --max-time 2 | jq -r '.stored_key_count // 0' 2>/dev/null)
-            [ "${n:-0}" -gt 0 ] || return 1
-        done
+        # every other site has a route from s (kme --routes reads s's store; no request)
+        n=$("$NET_BIN/kme" --config "$NET_DIR/$s/kme.json" --routes 2>/dev/null | jq '.routes | length' 2>/dev/null)
+        [ "${n:-0}" -eq "$want" ] || return 1
     done
+    # and keys can go round the ring of sites: the next one has keys for each (GET_STATUS
+    # counts only what the whole route can carry)
+    for s in $NET_SITES; do
+        [ -z "$first" ] && first=$s
+        [ -n "$prev" ] && { net_has_keys "$prev" "$s" || return 1; }
+        prev=$s
+    done
+    [ "$want" -eq 0 ] || net_has_keys "$prev" "$first"
+}
+net_has_keys() { # FROM TO: SAE_FROM's KME reports keys it can deliver for SAE_TO
+    local n
+    n=$(sae_curl "SAE_$1" "/api/v1/keys/SAE_$2/status" --max-time 2 | jq -r '.stored_key_count // 0' 2>/dev/null)
+    [ "${n:-0}" -gt 0 ] 2>/dev/null
 }
 net_wait_routed() { # [SECONDS]: up to SECONDS (30) x T_WAIT_SCALE (10)
     local end=$((SECONDS + ${1:-30} * ${T_WAIT_SCALE:-10}))

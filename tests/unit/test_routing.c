@@ -445,15 +445,17 @@ START_TEST(expired_kme_is_unreachable)
 {
     net *t = mesh();
     ck_assert_str_eq(routing_locate_sae(&t->table[0], "SAE_C"), "KME_C");
-    /* everyone but C refreshes at 40 s; at 70 s C's advert is 70 s old */
+    /* everyone but C refreshes at 2/3 of the max age; at 7/6 of it C's
+     * advert is too old, the others are not */
+    const int64_t refresh = ROUTING_DEFAULT_MAX_AGE_MS / 3 * 2, later = ROUTING_DEFAULT_MAX_AGE_MS / 6 * 7;
     t->dead[2] = 1;
     for (size_t i = 0; i < t->n; i++)
         if (!t->dead[i])
             bump(t, ABCDE[i]);
-    flood(t, 40000);
+    flood(t, refresh);
     for (size_t i = 0; i < t->n; i++)
         if (!t->dead[i])
-            ck_assert_uint_eq(routing_db_expire(&t->db[i], 70000, ROUTING_DEFAULT_MAX_AGE_MS), 1);
+            ck_assert_uint_eq(routing_db_expire(&t->db[i], later, ROUTING_DEFAULT_MAX_AGE_MS), 1);
     compute_all(t);
     for (size_t i = 0; i < t->n; i++)
         if (!t->dead[i]) {
