@@ -105,9 +105,14 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
     else
         log_debug("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
                   reply.error[0] ? reply.error : "refused");
+    etsi_problem why;
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s (on the way to %s) could not be reached: %s",
                    l->lb.peer_id, m->dest, reply.error);
+    else if (reply.http_status == 503 && reply.body && etsi_error_from_json(reply.body, reply.len, &why) == 0)
+        /* A KME further on refused: its reason, which names where, goes back
+         * to the SAE as it is, not wrapped once per hop. */
+        http_error(resp, 503, why.message, "%s", why.detail);
     else
         http_error(resp, 503, "key relay failed", "KME %s (on the way to %s) answered %ld: %s", l->lb.peer_id, m->dest,
                    reply.http_status, reply.error);
