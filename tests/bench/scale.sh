@@ -10,7 +10,10 @@
 #   - idle CPU and RSS per KME over SCALE_IDLE_SECONDS once the routes are
 #     complete (mean and max over the KMEs);
 #   - adverts: inter-KME advert requests answered per second per link
-#     direction over the same window, and their bytes.
+#     direction over the same window;
+#   - a cut: the site in the middle stopped (SIGSTOP); seconds from its
+#     neighbour on P01's side logging the link down to P01's routes no
+#     longer reaching past it, and the hops between the two.
 #
 #   bash tests/bench/scale.sh [BUILD]           (default build/release)
 #
@@ -79,7 +82,7 @@ get_and_fetch() {
     awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.1f %.1f\n", (b - a) * 1000, (c - b) * 1000 }'
 }
 
-printf '%-6s %-10s %-44s %-22s %-22s %-14s\n' "sites" "routes s" "cold GET_KEY ms at hops (fetch ms)" "idle CPU % mean/max" "RSS MiB mean/max" "adverts/s/dir"
+printf '%-6s %-10s %-44s %-22s %-22s %-14s %s\n' "sites" "routes s" "cold GET_KEY ms at hops (fetch ms)" "idle CPU % mean/max" "RSS MiB mean/max" "adverts/s/dir" "cut known at P01 s (hops)"
 json="["
 for n in $SIZES; do
     W=$(mktemp -d "$OUT/scale.XXXX")
@@ -127,8 +130,21 @@ for n in $SIZES; do
         awk -v hz="$hz" -v s="$IDLE" '{ v = $1 / hz / s * 100; t += v; if (v > m) m = v } END { printf "%.2f/%.2f", t / NR, m }')
     rss=$(for p in $pids; do rss_kb "$p"; done | awk '{ t += $1; if ($1 > m) m = $1 } END { printf "%.1f/%.1f", t / NR / 1024, m / 1024 }')
     adv=$(awk -v a="$a0" -v b="$a1" -v s="$IDLE" -v l="$((n - 1))" 'BEGIN { printf "%.2f", (b - a) / s / (2 * l) }')
-    printf '%-6s %-10s %-44s %-22s %-22s %-14s\n' "$n" "$t_routes" "${lat# }" "$cpu" "$rss" "$adv"
-    json="$json{\"sites\":$n,\"routes_s\":$t_routes,\"cold_ms\":\"${lat# }\",\"idle_cpu_pct_mean_max\":\"$cpu\",\"rss_mib_mean_max\":\"$rss\",\"adverts_per_s_per_link_direction\":$adv},"
+    # A cut in the middle: how long P01 takes to know, after the cut's near end.
+    mid=$((n / 2 + 1)) near=$(site $((n / 2)))
+    kill -STOP "$(kme_pid "$(site "$mid")")"
+    end=$((SECONDS + 120))
+    until [ "$(curl -s --max-time 5 "http://127.0.0.1:$(net_admin_port P01)/status.json" | jq '.routes | length' 2>/dev/null)" = "$((mid - 2))" ]; do
+        [ $SECONDS -le $end ] || break
+        sleep 0.05
+    done
+    t_known=$(now)
+    t_seen=$(grep -m1 "routing: link KME_$(site "$mid") down" "$NET_DIR/$near/kme.log" | cut -d' ' -f1)
+    cut="-"
+    [ -n "$t_seen" ] && cut=$(awk -v a="$(date -d "$t_seen" +%s.%N)" -v b="$t_known" -v h="$((mid - 2))" 'BEGIN { printf "%.2f (%d)", b - a, h }')
+    kill -CONT "$(kme_pid "$(site "$mid")")"
+    printf '%-6s %-10s %-44s %-22s %-22s %-14s %s\n' "$n" "$t_routes" "${lat# }" "$cpu" "$rss" "$adv" "$cut"
+    json="$json{\"sites\":$n,\"routes_s\":$t_routes,\"cold_ms\":\"${lat# }\",\"idle_cpu_pct_mean_max\":\"$cpu\",\"rss_mib_mean_max\":\"$rss\",\"adverts_per_s_per_link_direction\":$adv,\"cut_known_s_hops\":\"$cut\"},"
     net_stop
     [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
     W=""
