@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential pkg-config ca-certificates openssl curl jq procps psmisc iproute2 gdb
 libmicrohttpd-dev libgnutls28-dev libssl-dev libjansson-dev libcurl4-openssl-dev
 liblmdb-dev lmdb-utils libp11-kit-dev softhsm2 check nginx-light libnginx-mod-rtmp ffmpeg socat iptables nodejs npm
-chromium docker-compose python3 python3-yaml python3-cryptography systemd clang-format clang libclang-rt-14-dev"
+chromium coturn docker-compose python3 python3-yaml python3-cryptography systemd clang-format clang libclang-rt-14-dev"
 
 # One query for every package: "name status" for each one dpkg knows.
 # shellcheck disable=SC2086
