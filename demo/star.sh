@@ -9,14 +9,19 @@
 # run/certs; data in run/
 # (kept across restarts). Then the RTMP pair of encryptor/demo-pair.sh: an
 # RTMP server on 127.0.0.1:19350 behind the server-side encryptor (site C)
-# and the users-side encryptor (site B) on 127.0.0.1:1935. Prints `ready` and
-# commands to try once every site has keys for every other and the pair
-# listens; Ctrl-C stops everything.
+# and the users-side encryptor (site B) on 127.0.0.1:1935. Then the TURN pair
+# of demo/turn.sh, the path of OpenMeetings' media: coturn on 127.0.0.1:3479
+# behind the server-side encryptor (site C), reachable through the
+# users-side encryptor (site B) at 127.0.0.1:3478 over TCP (user demo,
+# password demo, realm qkd.demo). Prints `ready` and commands to try once
+# every site has keys for every other, the RTMP pair listens and a TURN
+# allocation through the TURN pair worked; Ctrl-C stops everything.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
 . "$ROOT/tests/lib/network.sh"
 . "$ROOT/encryptor/demo-pair.sh"
+. "$ROOT/demo/turn.sh"
 NET_BIN=$BUILD/bin
 NET_SAE_BASE=8440
 NET_KME_BASE=9440
@@ -31,6 +36,7 @@ shutdown() {
     stopping=1
     echo
     echo "stopping the network..."
+    turn_stop
     pair_stop
     net_stop
     echo "stopped; keys and link blocks are kept in $RUN"
@@ -39,7 +45,8 @@ shutdown() {
 trap shutdown INT TERM
 
 net_init "$RUN" "A B C" "A-B A-C" || { echo "run: cannot create the network in $RUN" >&2; exit 1; }
-if ! net_start || ! pair_start "$RUN" "$NET_BIN"; then
+if ! net_start || ! pair_start "$RUN" "$NET_BIN" || ! turn_start "$RUN" "$NET_BIN" || ! turn_check; then
+    turn_stop
     pair_stop
     net_stop
     exit 1
@@ -72,6 +79,14 @@ in front of the RTMP server on 127.0.0.1:19350; pads relayed B-A-C):
   ffplay rtmp://127.0.0.1:1935/live/demo      (or: ffmpeg -i rtmp://127.0.0.1:1935/live/demo -f null -)
   logs: $RUN/rtmp/users.log, $RUN/rtmp/server.log
 
+TURN over TCP through the encryptor pair, the path of OpenMeetings' media (users side
+127.0.0.1:3478 at B, server side at C in front of coturn on 127.0.0.1:3479; user demo,
+password demo, realm qkd.demo): a TURN allocation through the pair worked ($TURN_ALLOCATED
+relayed). As a WebRTC ICE server: {urls: 'turn:127.0.0.1:3478?transport=tcp',
+username: 'demo', credential: 'demo'} with iceTransportPolicy 'relay'.
+  python3 demo/turn_allocate.py 127.0.0.1 3478 demo demo qkd.demo
+  logs: $RUN/turn/users.log, $RUN/turn/server.log, $RUN/turn/coturn.log
+
 Ctrl-C stops the network.
 TXT
 
@@ -80,6 +95,7 @@ while true; do
     for s in $NET_SITES; do
         if ! kill -0 "$(kme_pid "$s")" 2>/dev/null; then
             echo "KME_$s stopped unexpectedly; see $RUN/$s/kme.log" >&2
+            turn_stop
             pair_stop
             net_stop
             exit 1
@@ -88,6 +104,16 @@ while true; do
     for p in users server nginx.pid.launch; do
         if ! pair_running "$p"; then
             echo "the RTMP pair stopped unexpectedly ($p); see $RUN/rtmp/" >&2
+            turn_stop
+            pair_stop
+            net_stop
+            exit 1
+        fi
+    done
+    for p in users server coturn; do
+        if ! turn_running "$p"; then
+            echo "the TURN pair stopped unexpectedly ($p); see $RUN/turn/" >&2
+            turn_stop
             pair_stop
             net_stop
             exit 1

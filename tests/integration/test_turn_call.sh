@@ -19,6 +19,9 @@
 #  (5) One ciphertext byte flipped mid-call: the server side logs a tag
 #      failure, the call's transport ends (a peer connection goes
 #      disconnected or failed), and (4) still holds: no altered media.
+#  (5b) demo/turn_allocate.py, the check `make run` makes before it prints
+#      ready, gets an allocation through the pair, and is refused with a
+#      wrong password.
 #  (6) Both encryptors stop with status 0; no sanitizer report, no key
 #      material in the logs.
 # Ports 8000-8049 only: KMEs 8001-8003 and 8011-8013, the rest 8020-8049.
@@ -246,6 +249,13 @@ t_check "(5) ... and the other way" all_prefixes "$W/browser" down "$W/plain"
 t_check "(5) the users side closed the connection abnormally" \
     grep -Eq "conn [0-9]+ closed: (the peer encryptor closed without FIN|ciphertext (connection cut|write failed))" \
     "$W/users/encryptor.log"
+
+# ---------------------------------------------------------------------------------
+echo "== (5b) the allocation check of make run (demo/turn_allocate.py) through the pair"
+got=$(python3 "$T_ROOT/demo/turn_allocate.py" 127.0.0.1 $P_BROWSER demo demo qkd.demo 2>&1)
+t_match "(5b) demo/demo in realm qkd.demo gets a relayed address through the pair" '^allocated 127\.0\.0\.1:[0-9]+$' "$got"
+got=$(python3 "$T_ROOT/demo/turn_allocate.py" 127.0.0.1 $P_BROWSER demo wrong qkd.demo 2>&1)
+t_match "(5b) a wrong password is refused with coturn's 401, exit status non-zero" "allocation refused: 401" "$got"
 
 # ---------------------------------------------------------------------------------
 echo "== (6) stop and logs"

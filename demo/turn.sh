@@ -1,0 +1,94 @@
+# The TURN part of the demo network (sourced by demo/star.sh after the KMEs
+# are up), the path OpenMeetings' media take through the appliance (README,
+# "OpenMeetings"): coturn on 127.0.0.1:3479 (TURN over TCP, long-term
+# credentials demo/demo, realm qkd.demo, relayed addresses on loopback),
+# the server-side encryptor in front of it as SAE_C of KME_C (ciphertext
+# port 127.0.0.1:7936) and the users-side encryptor as SAE_B of KME_B on
+# 127.0.0.1:3478, so every TURN byte crosses the pair and its pads are
+# relayed B-A-C.
+#   turn_start RUN_DIR BIN_DIR   writes configs under RUN_DIR/turn, starts coturn and the pair
+#   turn_check                   one TURN allocation through the pair (demo/turn_allocate.py)
+#   turn_running users|server|coturn
+#   turn_stop                    stops them
+# Needs tests/lib/network.sh sourced (net_url) and the network's certificates.
+
+TURN_USERS=${TURN_USERS:-127.0.0.1:3478}
+TURN_CIPHER=${TURN_CIPHER:-127.0.0.1:7936}
+TURN_SERVER=${TURN_SERVER:-127.0.0.1:3479}
+TURN_USER=demo
+TURN_PASSWORD=demo
+TURN_REALM=qkd.demo
+TURN_DEMO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+turn_write_configs() { # DIR
+    local d=$1 c=$NET_DIR/certs
+    mkdir -p "$d"
+    cat >"$d/server.json" <<JSON
+{
+  "role": "server",
+  "listen": "$TURN_CIPHER",
+  "connect": "$TURN_SERVER",
+  "peer_sae": "SAE_B",
+  "kme": {"url": "$(net_url C)", "kme_id": "KME_C", "cert": "$c/SAE_C.pem", "key": "$c/SAE_C.key", "ca": "$c/ca.pem"}
+}
+JSON
+    cat >"$d/users.json" <<JSON
+{
+  "role": "users",
+  "listen": "$TURN_USERS",
+  "connect": "$TURN_CIPHER",
+  "peer_sae": "SAE_C",
+  "kme": {"url": "$(net_url B)", "kme_id": "KME_B", "cert": "$c/SAE_B.pem", "key": "$c/SAE_B.key", "ca": "$c/ca.pem"}
+}
+JSON
+}
+
+turn_start() { # RUN_DIR BIN_DIR
+    TURN_DIR=$1/turn
+    local bin=$2
+    command -v turnserver >/dev/null || { echo "run: turnserver (Debian package coturn) is not installed; make deps installs it" >&2; return 1; }
+    turn_write_configs "$TURN_DIR" || return 1
+    # TCP from the clients only; relayed addresses on loopback; no config file, no CLI.
+    turnserver -n --listening-ip="${TURN_SERVER%:*}" --listening-port="${TURN_SERVER##*:}" \
+        --relay-ip=127.0.0.1 --allow-loopback-peers --lt-cred-mech --user="$TURN_USER:$TURN_PASSWORD" \
+        --realm="$TURN_REALM" --no-udp --no-tls --no-dtls --no-tcp-relay --no-cli \
+        --log-file="$TURN_DIR/coturn.log" --simple-log --no-stdout-log --pidfile="$TURN_DIR/coturn.pid.file" \
+        --userdb="$TURN_DIR/turndb" >>"$TURN_DIR/coturn.out" 2>&1 &
+    echo $! >"$TURN_DIR/coturn.pid"
+    "$bin/encryptor" --config "$TURN_DIR/server.json" >>"$TURN_DIR/server.log" 2>&1 &
+    echo $! >"$TURN_DIR/server.pid"
+    "$bin/encryptor" --config "$TURN_DIR/users.json" >>"$TURN_DIR/users.log" 2>&1 &
+    echo $! >"$TURN_DIR/users.pid"
+    pair_wait_port "$TURN_SERVER" || { echo "run: coturn did not start; see $TURN_DIR/coturn.log" >&2; return 1; }
+    pair_wait_port "$TURN_CIPHER" || { echo "run: the TURN server-side encryptor did not start; see $TURN_DIR/server.log" >&2; return 1; }
+    pair_wait_port "$TURN_USERS" || { echo "run: the TURN users-side encryptor did not start; see $TURN_DIR/users.log" >&2; return 1; }
+}
+
+# One allocation through the pair; retried while the encryptors get their
+# first pads (up to 60 s).
+turn_check() {
+    local i out
+    for i in $(seq 1 60); do
+        out=$(python3 "$TURN_DEMO_DIR/turn_allocate.py" "${TURN_USERS%:*}" "${TURN_USERS##*:}" \
+            "$TURN_USER" "$TURN_PASSWORD" "$TURN_REALM" 2>&1) && { TURN_ALLOCATED=${out#allocated }; return 0; }
+        sleep 1
+    done
+    echo "run: no TURN allocation through the pair: $out; see $TURN_DIR/" >&2
+    return 1
+}
+
+turn_running() { # users|server|coturn
+    kill -0 "$(cat "$TURN_DIR/$1.pid" 2>/dev/null)" 2>/dev/null
+}
+
+turn_stop() {
+    local p pid
+    [ -n "${TURN_DIR:-}" ] || return 0
+    for p in users server coturn; do
+        pid=$(cat "$TURN_DIR/$p.pid" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        rm -f "$TURN_DIR/$p.pid"
+    done
+    return 0
+}
