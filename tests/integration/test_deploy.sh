@@ -10,20 +10,26 @@
 #      site configs from docker/sites naming only files the certs service
 #      makes; peers and KMEs addressed by service names the KME certificates
 #      carry; listeners on 0.0.0.0, health checks on the admin listeners,
-#      published ports that are listened on. A copy with a health check and a
-#      user removed is refused.
+#      published ports that are listened on; the TURN path of the profile:
+#      OpenMeetings' TURN_URL is turn:HOST:PORT?transport=tcp with PORT
+#      published by the users-side TURN encryptor, whose pair ends at
+#      coturn's TCP port; coturn has no UDP, TLS or DTLS listener, checks
+#      OpenMeetings' secret and, like OpenMeetings, publishes no port. A copy
+#      with a health check, a user and the TURN URL's transport removed is
+#      refused.
 #  (2) Package lists: runtime without -dev packages or compilers, every one a
-#      real package; build and RTMP lists within docker/install-deps.sh; the
-#      Dockerfile has Debian 12 build, runtime and rtmp stages, reads the
-#      lists and ends each runtime stage as an unprivileged user.
+#      real package; build, RTMP and TURN lists within docker/install-deps.sh;
+#      the Dockerfile has Debian 12 build, runtime, rtmp and turn stages, reads
+#      the lists and ends each runtime stage as an unprivileged user.
 #  (3) docker/build-image.sh, run from a tree holding exactly what the
 #      Dockerfile's build stage copies, installs kme, qkd-sim, sae-client,
 #      encryptor (they run), mkcerts.sh, rtmp-server and the site configs;
 #      every directory a named volume is mounted on is created for the user.
 #  (4) Every shared library the programs load, and every command the scripts
 #      and health checks run, comes from docker/runtime-packages.txt (with
-#      docker/rtmp-packages.txt for nginx) or the Debian base (Essential
-#      packages), dependencies included.
+#      docker/rtmp-packages.txt for nginx, docker/turn-packages.txt for
+#      turnserver) or the Debian base (Essential packages), dependencies
+#      included.
 #  (5) The systemd units pass systemd-analyze verify and security (exposure
 #      at most 2.0) and hold the hardening settings.
 #  (6) The default services run as the compose file says, as processes in a
@@ -116,6 +122,7 @@ import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 del c["services"]["kme-b"]["healthcheck"]
 del c["services"]["rtmp"]["user"]
+c["services"]["openmeetings"]["environment"]["TURN_URL"] = "turn:127.0.0.1:3478"
 yaml.safe_dump(c, open(sys.argv[2], "w"))
 EOF
 "$PY" "$HELPER" check "$W/broken.yaml" "$W/broken.yaml" "$T_ROOT" >"$W/broken.out" 2>&1
@@ -124,33 +131,35 @@ fails=$(grep '^FAIL ' "$W/broken.out" | cut -f1)
 t_eq "a compose file without a health check and a user is refused" "1" "$rc"
 t_match "...for the missing health check" '^FAIL kme-b has a health check$' "$fails"
 t_match "...and the missing user" '^FAIL rtmp runs as an unprivileged user$' "$fails"
+t_match "...and the TURN URL without transport=tcp" '^FAIL openmeetings has a TURN URL over TCP \(TURN_URL\)$' "$fails"
 
 # ------------------------------------------------------------ (2) package lists
 RUNTIME=$(words "$D/runtime-packages.txt")
 BUILDP=$(words "$D/build-packages.txt")
 RTMPP=$(words "$D/rtmp-packages.txt")
+TURNP=$(words "$D/turn-packages.txt")
 DEPS=$(sed -n '/^PACKAGES="/,/"$/p' "$D/install-deps.sh" | tr -d '"' | sed 's/^PACKAGES=//' | xargs)
 t_match "runtime packages are listed" '^lib.* curl' "$RUNTIME"
 t_nomatch "runtime packages: no -dev package" '(^| )[^ ]+-dev( |$)' "$RUNTIME"
 t_nomatch "runtime packages: no compiler or build tool" \
     '(^| )(gcc|g\+\+|cpp|clang|build-essential|make|binutils|pkg-config)(-[0-9]+)?( |$)' "$RUNTIME"
 # shellcheck disable=SC2086
-installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $RUNTIME $RTMPP 2>/dev/null | awk '/ install ok installed$/ {print $1}' | xargs) "
+installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $RUNTIME $RTMPP $TURNP 2>/dev/null | awk '/ install ok installed$/ {print $1}' | xargs) "
 missing=""
-for p in $RUNTIME $RTMPP; do
+for p in $RUNTIME $RTMPP $TURNP; do
     case "$installed" in *" $p "*) ;; *) missing="$missing $p" ;; esac
 done
-t_eq "runtime and RTMP packages are real Debian 12 packages (installed here)" "" "$missing"
+t_eq "runtime, RTMP and TURN packages are real Debian 12 packages (installed here)" "" "$missing"
 missing=""
-for p in $BUILDP $RTMPP; do case " $DEPS " in *" $p "*) ;; *) missing="$missing $p" ;; esac; done
-t_eq "build and RTMP packages are in docker/install-deps.sh" "" "$missing"
+for p in $BUILDP $RTMPP $TURNP; do case " $DEPS " in *" $p "*) ;; *) missing="$missing $p" ;; esac; done
+t_eq "build, RTMP and TURN packages are in docker/install-deps.sh" "" "$missing"
 
 DF=$D/Dockerfile
 # stage NAME: the Dockerfile's lines of stage NAME (from its FROM to the next).
 stage() { awk -v s="$1" 'toupper($1) == "FROM" { on = (tolower($NF) == s) } on' "$DF"; }
 t_match "Dockerfile: the base image is Debian 12" '^ARG DEBIAN_IMAGE=debian:(12|bookworm)(-slim)?$' \
     "$(grep '^ARG DEBIAN_IMAGE=' "$DF")"
-t_eq "Dockerfile: stages build, runtime, rtmp" "build runtime rtmp" \
+t_eq "Dockerfile: stages build, runtime, rtmp, turn" "build runtime rtmp turn" \
     "$(awk 'toupper($1) == "FROM" { print tolower($NF) }' "$DF" | xargs)"
 t_match "Dockerfile: build stage installs docker/build-packages.txt and runs build-image.sh" \
     'build-packages\.txt.*docker/build-image\.sh' "$(stage build | tr '\n' ' ')"
@@ -158,7 +167,8 @@ t_match "Dockerfile: runtime stage installs docker/runtime-packages.txt and copi
     'runtime-packages\.txt.*COPY --from=build ' "$(stage runtime | tr '\n' ' ')"
 t_nomatch "Dockerfile: runtime stage installs nothing from the build list" 'build-packages' "$(stage runtime)"
 t_match "Dockerfile: rtmp stage installs docker/rtmp-packages.txt" 'rtmp-packages\.txt' "$(stage rtmp)"
-for s in runtime rtmp; do
+t_match "Dockerfile: turn stage installs docker/turn-packages.txt" 'turn-packages\.txt' "$(stage turn)"
+for s in runtime rtmp turn; do
     t_eq "Dockerfile: $s stage ends as uid $QKD_UID" "USER $QKD_UID:$QKD_UID" "$(stage $s | grep '^USER ' | tail -n 1)"
 done
 
@@ -241,6 +251,10 @@ t_eq "nginx and its rtmp module come from the RTMP packages" "" \
     "$(unprovided "$W/closure-rtmp.txt" "$(command -v nginx || echo /usr/sbin/nginx)" /usr/lib/nginx/modules/ngx_rtmp_module.so)"
 t_nomatch "...and not from the runtime packages alone" '^$' \
     "$(unprovided "$W/closure.txt" /usr/lib/nginx/modules/ngx_rtmp_module.so)"
+# shellcheck disable=SC2086
+"$PY" "$HELPER" closure $RUNTIME $TURNP >"$W/closure-turn.txt"
+t_eq "turnserver comes from the TURN packages" "" \
+    "$(unprovided "$W/closure-turn.txt" "$(command -v turnserver || echo /usr/bin/turnserver)")"
 
 # ------------------------------------------------------------- (5) systemd units
 mkdir -p "$W/units"

@@ -29,12 +29,13 @@ import sys
 
 import yaml
 
-OURS = re.compile(r"^qkd-(network|rtmp):")
+OURS = re.compile(r"^qkd-(network|rtmp|turn):")
 PROFILE = "openmeetings"
 KME_SERVICES = {"kme-a": "KME_A", "kme-b": "KME_B", "kme-c": "KME_C"}
 STAR = ["certs", "qkd-sim-ab", "qkd-sim-ac", "kme-a", "kme-b", "kme-c", "rtmp",
         "encryptor-users", "encryptor-server"]
-PROFILE_SERVICES = ["openmeetings", "encryptor-om-users", "encryptor-om-server"]
+PROFILE_SERVICES = ["openmeetings", "encryptor-om-users", "encryptor-om-server",
+                    "coturn", "encryptor-turn-users", "encryptor-turn-server"]
 
 
 def load(path):
@@ -127,6 +128,65 @@ def profile_activation(c, root):
             "missing %s" % sorted(set(STAR) - started[False]))
 
 
+def site_conf(root, svc):
+    site = site_file(root, config_arg(svc))
+    if not site:
+        return {}
+    try:
+        with open(site, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError:
+        return {}
+
+
+def published(svc):
+    """The container ports a service publishes, as strings ("3478/tcp" -> "3478")."""
+    return [str(p.get("target")) if isinstance(p, dict) else str(p).split(":")[-1].split("/")[0]
+            for p in svc.get("ports", [])]
+
+
+def turn_path(c, services, root):
+    """OpenMeetings' TURN URL is the users-side TURN encryptor; the pair ends at coturn."""
+    om = services.get("openmeetings", {})
+    env = om.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env if "=" in e)
+    url = str(env.get("TURN_URL", ""))
+    m = re.match(r"^turn:([^:/?]+):(\d+)\?transport=tcp$", url)
+    c.check("openmeetings has a TURN URL over TCP (TURN_URL)", m is not None, url)
+    c.check("openmeetings has a TURN secret (TURN_PASS)", bool(env.get("TURN_PASS")))
+    c.check("openmeetings publishes no port (only its pairs reach it)", not om.get("ports"), om.get("ports"))
+    users = services.get("encryptor-turn-users", {})
+    server = services.get("encryptor-turn-server", {})
+    turn = services.get("coturn", {})
+    uconf, sconf = site_conf(root, users), site_conf(root, server)
+    port = m.group(2) if m else None
+    c.check("the TURN URL's port is published by encryptor-turn-users", port in published(users),
+            (port, published(users)))
+    c.check("encryptor-turn-users is the users side and listens on the TURN URL's port",
+            uconf.get("role") == "users" and uconf.get("listen", "").rsplit(":", 1)[-1] == port, uconf)
+    c.check("encryptor-turn-users connects to encryptor-turn-server's listener",
+            uconf.get("connect", "") == "encryptor-turn-server:" + sconf.get("listen", ":").rsplit(":", 1)[-1],
+            (uconf.get("connect"), sconf.get("listen")))
+    cmd = [str(a) for a in (turn.get("command") or [])]
+    opts = dict(a[2:].split("=", 1) for a in cmd if a.startswith("--") and "=" in a)
+    c.check("coturn runs turnserver", cmd[:1] == ["turnserver"], cmd[:1])
+    c.check("coturn listens for TURN over TCP only (--no-udp, --no-tls, --no-dtls)",
+            {"--no-udp", "--no-tls", "--no-dtls"} <= set(cmd), cmd)
+    c.check("coturn publishes no port (only its pair reaches it)", not turn.get("ports"), turn.get("ports"))
+    c.check("encryptor-turn-server is the server side and connects to coturn's TURN port",
+            sconf.get("role") == "server" and sconf.get("connect") == "coturn:" + opts.get("listening-port", "3478"),
+            (sconf.get("connect"), opts.get("listening-port")))
+    c.check("coturn checks the credentials OpenMeetings signs (--use-auth-secret, --static-auth-secret = TURN_PASS)",
+            "--use-auth-secret" in cmd and bool(env.get("TURN_PASS"))
+            and opts.get("static-auth-secret") == str(env.get("TURN_PASS")))
+    ucert = os.path.basename(uconf.get("kme", {}).get("cert", ""))
+    scert = os.path.basename(sconf.get("kme", {}).get("cert", ""))
+    c.check("the TURN encryptors name each other (peer_sae)",
+            bool(ucert) and bool(scert) and uconf.get("peer_sae") + ".pem" == scert
+            and sconf.get("peer_sae") + ".pem" == ucert, (uconf.get("peer_sae"), sconf.get("peer_sae")))
+
+
 def check(rendered, rendered_profile, root):
     c = Checks()
     cfg, cfgp = load(rendered), load(rendered_profile)
@@ -140,6 +200,7 @@ def check(rendered, rendered_profile, root):
     c.check("their profile is %s" % PROFILE,
             all(services[s].get("profiles") == [PROFILE] for s in profiled if s in services))
     profile_activation(c, root)
+    turn_path(c, services, root)
 
     # Users, health checks, hygiene.
     for name, svc in sorted(services.items()):
@@ -230,6 +291,10 @@ def check(rendered, rendered_profile, root):
             c.check("%s's bundle is that of its SAE" % name,
                     os.path.basename(conf["kme"].get("cert", "")) == "%s.pem" % bundles.get(vol, ("",))[0])
             c.check("%s pins its KME (kme.kme_id)" % name, bool(conf["kme"].get("kme_id")))
+            kme_host = re.sub(r"^https://([^:/]+).*$", r"\1", conf["kme"].get("url", ""))
+            sae = os.path.basename(conf["kme"].get("cert", ""))[:-len(".pem")]
+            saes = site_conf(root, services.get(kme_host, {})).get("saes", [])
+            c.check("%s's SAE %s is one of %s's SAEs" % (name, sae, kme_host), sae in saes, saes)
         if conf.get("sae_tls"):
             c.check("%s reads a CRL on both listeners" % name,
                     bool(conf["sae_tls"].get("client_crl")) and bool(conf.get("kme_tls", {}).get("crl")))
