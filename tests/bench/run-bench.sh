@@ -38,7 +38,10 @@
 # BENCH_ONLY=store, BENCH_STORE=0. Part 6, link key ingest through the ETSI
 # 014 device source (tests/bench/device_ingest.sh): BENCH_ONLY=device,
 # BENCH_DEVICE=0. Part 7, chains of 8, 16, 32 and 64 trusted nodes
-# (tests/bench/scale.sh): BENCH_ONLY=scale, BENCH_SCALE=0.
+# (tests/bench/scale.sh): BENCH_ONLY=scale, BENCH_SCALE=0. Part 8, the key
+# use and added latency of a WebRTC call relayed by coturn (TURN over TCP)
+# through an encryptor pair (tests/bench/call_economy.sh): BENCH_ONLY=call,
+# BENCH_CALL=0.
 # Part 3: BENCH_ONLY=encryptor (only part 3), BENCH_ENCRYPTOR=0 (skip it);
 # BENCH_ENC_SAE_BASE (8740), BENCH_ENC_KME_BASE (9740) and BENCH_ENC_PORT_BASE
 # (8750: probe, socat pair, encryptors on 8750-8758) ports, BENCH_ENC_RATE
@@ -986,7 +989,7 @@ finish() {
 
 # --- preparation -------------------------------------------------------------
 [ "$BENCH_ONLY" = encryptor ] || [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ "$BENCH_ONLY" = device ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ "$BENCH_ONLY" = device ] || [ "$BENCH_ONLY" = call ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
 rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay" "$OUT/encryptor"
 mkdir -p "$OUT/rounds"
@@ -1005,6 +1008,12 @@ economy_bench() { bash "$ROOT/tests/bench/economy-bench.sh" "$BUILD" || fail "th
 store_bench() { bash "$ROOT/tests/bench/store_flat.sh" "$BUILD" || fail "the store grew while link key flowed through it"; }
 device_bench() { bash "$ROOT/tests/bench/device_ingest.sh" "$BUILD" || fail "the device ingest bench failed"; }
 scale_bench() { bash "$ROOT/tests/bench/scale.sh" "$BUILD" || fail "the backbone scale bench failed"; }
+call_bench() { bash "$ROOT/tests/bench/call_economy.sh" "$BUILD" || fail "the call economy bench failed"; }
+if [ "$BENCH_ONLY" = call ]; then
+    call_bench
+    finish
+    exit 0
+fi
 if [ "$BENCH_ONLY" = scale ]; then
     scale_bench
     finish
@@ -1208,6 +1217,7 @@ nginx) ;;
     [ "${BENCH_STORE:-1}" = 0 ] || store_bench
     [ "${BENCH_DEVICE:-1}" = 0 ] || device_bench
     [ "${BENCH_SCALE:-1}" = 0 ] || scale_bench
+    [ "${BENCH_CALL:-1}" = 0 ] || call_bench
     ;;
 esac
 finish

@@ -9,10 +9,13 @@
  *                                         half-closes, waits for each count;
  *                                         throughput
  *   tcp_probe ping PORT [--size B] [--count N] [--warmup N] [--timeout S]
- *                                         one connection to the echo: N
+ *                  [--rate R]             one connection to the echo: N
  *                                         messages of B bytes, each sent when
- *                                         the previous one is back whole;
- *                                         round-trip percentiles
+ *                                         the previous one is back whole (with
+ *                                         --rate, also no sooner than 1/R s
+ *                                         after the previous one was sent: a
+ *                                         paced stream, like a call's
+ *                                         packets); round-trip percentiles
  *
  * The sink discards what a connection sends; at its end it answers the
  * byte count (8 bytes, big-endian) and closes. The echo sends everything
@@ -307,8 +310,9 @@ static double pct(const uint64_t *v, size_t n, double p)
     return (double)v[i < n ? i : n - 1] / 1e3;
 }
 
-static int run_ping(int port, size_t size, long count, long warmup, double timeout)
+static int run_ping(int port, size_t size, long count, long warmup, double timeout, double rate)
 {
+    uint64_t period = rate > 0 ? (uint64_t)(1e9 / rate) : 0, next = now_ns();
     unsigned char *msg = malloc(size), *back = malloc(size);
     uint64_t *rtt = calloc((size_t)count, sizeof *rtt);
     if (!msg || !back || !rtt)
@@ -330,6 +334,15 @@ static int run_ping(int port, size_t size, long count, long warmup, double timeo
     for (long i = -warmup; i < count; i++) {
         for (size_t k = 0; k < size; k++)
             msg[k] = (unsigned char)(i * 31 + (long)k);
+        if (period) {
+            uint64_t t = now_ns();
+            if (next > t) {
+                struct timespec ts = {(time_t)((next - t) / 1000000000u), (long)((next - t) % 1000000000u)};
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                    ;
+            }
+            next += period;
+        }
         uint64_t t0 = now_ns();
         if (write_all(fd, msg, size) < 0 || read_full(fd, back, size) != 1) {
             fprintf(stderr, "tcp_probe: message %ld: %s\n", i, errno ? strerror(errno) : "connection closed");
@@ -347,9 +360,9 @@ static int run_ping(int port, size_t size, long count, long warmup, double timeo
     shutdown(fd, SHUT_WR);
     close(fd);
     qsort(rtt, (size_t)count, sizeof *rtt, cmp_u64);
-    printf("{\"size\":%zu,\"count\":%ld,\"warmup\":%ld,\"min_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+    printf("{\"size\":%zu,\"count\":%ld,\"warmup\":%ld,\"rate\":%.1f,\"min_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
            "\"p99_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f,\"mismatches\":%ld}\n",
-           size, count, warmup, (double)rtt[0] / 1e3, pct(rtt, (size_t)count, 50), pct(rtt, (size_t)count, 90),
+           size, count, warmup, rate, (double)rtt[0] / 1e3, pct(rtt, (size_t)count, 50), pct(rtt, (size_t)count, 90),
            pct(rtt, (size_t)count, 99), (double)rtt[count - 1] / 1e3, sum / (double)count / 1e3, bad);
     free(msg);
     free(back);
@@ -363,7 +376,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tcp_probe serve PORT\n"
                "       tcp_probe source PORT BYTES [--conns N] [--timeout S]\n"
-               "       tcp_probe ping PORT [--size B] [--count N] [--warmup N] [--timeout S]\n");
+               "       tcp_probe ping PORT [--size B] [--count N] [--warmup N] [--timeout S] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -373,10 +386,11 @@ int main(int argc, char **argv)
                                          {"count", required_argument, NULL, 'n'},
                                          {"warmup", required_argument, NULL, 'w'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"rate", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     long conns = 1, size = 1024, count = 2000, warmup = 100;
-    double timeout = 60;
+    double timeout = 60, rate = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
@@ -406,6 +420,11 @@ int main(int argc, char **argv)
             if (*end || timeout <= 0 || timeout > 3600)
                 return usage(stderr), 2;
             break;
+        case 'r':
+            rate = strtod(optarg, &end);
+            if (*end || rate < 0 || rate > 1e6)
+                return usage(stderr), 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -425,7 +444,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve") && rest == 2)
         return serve(port);
     if (!strcmp(cmd, "ping") && rest == 2)
-        return run_ping(port, (size_t)size, count, warmup, timeout);
+        return run_ping(port, (size_t)size, count, warmup, timeout, rate);
     if (!strcmp(cmd, "source") && rest == 3) {
         char *end;
         unsigned long long bytes = strtoull(argv[optind + 2], &end, 10);
