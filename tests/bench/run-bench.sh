@@ -989,7 +989,7 @@ finish() {
 
 # --- preparation -------------------------------------------------------------
 [ "$BENCH_ONLY" = encryptor ] || [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing (make MODE=release bench-bins)" >&2; exit 2; }
-[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ "$BENCH_ONLY" = device ] || [ "$BENCH_ONLY" = call ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
+[ "$BENCH_ONLY" = relay ] || [ "$BENCH_ONLY" = encryptor ] || [ "$BENCH_ONLY" = economy ] || [ "$BENCH_ONLY" = store ] || [ "$BENCH_ONLY" = device ] || [ "$BENCH_ONLY" = call ] || [ "$BENCH_ONLY" = scale ] || [ -x "$NGINX" ] || { echo "bench: nginx not found at $NGINX" >&2; exit 2; }
 mkdir -p "$OUT"
 rm -rf "$OUT"/*.json "$OUT"/*.log "$OUT/rounds" "$OUT/relay" "$OUT/encryptor"
 mkdir -p "$OUT/rounds"

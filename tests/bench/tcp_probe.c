@@ -381,14 +381,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"conns", required_argument, NULL, 'c'},
-                                         {"size", required_argument, NULL, 's'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"warmup", required_argument, NULL, 'w'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"rate", required_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"conns", required_argument, NULL, 'c'},   {"size", required_argument, NULL, 's'},
+        {"count", required_argument, NULL, 'n'},   {"warmup", required_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 't'}, {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     long conns = 1, size = 1024, count = 2000, warmup = 100;
     double timeout = 60, rate = 0;
     int c;
