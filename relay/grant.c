@@ -12,8 +12,8 @@
 #include <string.h>
 
 /* How long bytes the neighbour confirmed count on top of its advert, which
- * may not show them yet (its stock is advertised anew once it moved by a
- * quarter, at most every 10 s). */
+ * may not show them yet (its stock reaches its neighbours with its next
+ * heartbeat, at most a second or two later). */
 #define GRANT_CREDIT_MS 20000
 
 /* Per link, touched only by that link's worker. */

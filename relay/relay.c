@@ -109,9 +109,11 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
     if (rc < 0)
         http_error(resp, 503, "peer KME unreachable", "KME %s (on the way to %s) could not be reached: %s",
                    l->lb.peer_id, m->dest, reply.error);
-    else if (reply.http_status == 503 && reply.body && etsi_error_from_json(reply.body, reply.len, &why) == 0)
-        /* A KME further on refused: its reason, which names where, goes back
-         * to the SAE as it is, not wrapped once per hop. */
+    else if (reply.http_status == 503 && reply.body && etsi_error_from_json(reply.body, reply.len, &why) == 0 &&
+             (strcmp(why.message, "key relay failed") == 0 || strcmp(why.message, "peer KME unreachable") == 0))
+        /* A refusal from further on, already saying which KME answered
+         * what: it goes back to the SAE as it is, not wrapped once more per
+         * hop (the reason would not fit). */
         http_error(resp, 503, why.message, "%s", why.detail);
     else
         http_error(resp, 503, "key relay failed", "KME %s (on the way to %s) answered %ld: %s", l->lb.peer_id, m->dest,

@@ -12,12 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#define ADVERT_INTERVAL_MS 1000     /* own advert to every neighbour (liveness) */
-#define ADVERT_REFRESH_MS 300000    /* a new seq at least this often (well within the max age) */
-#define ADVERT_STOCK_MIN_MS 10000   /* a new seq for stock that moved, at most this often */
-#define ADVERT_STOCK_MOVED_DIV 4    /* stock moved: by more than 1/4 of the larger figure */
-#define ADVERT_STOCK_MOVED_MIN 4096 /* and by at least this many bytes */
-#define ADVERT_TIMEOUT_MS 2000      /* one advert POST */
+#define ADVERT_INTERVAL_MS 1000  /* own advert to every neighbour (liveness) */
+#define ADVERT_REFRESH_MS 300000 /* a new seq at least this often (well within the max age) */
+#define ADVERT_STOCK_MIN_MS 1000 /* a new seq for stock or rate that moved, at most this often */
+#define ADVERT_TIMEOUT_MS 2000   /* one advert POST */
 #define FLOOD_QUEUE_MAX 1024
 
 typedef struct {
@@ -34,6 +32,7 @@ struct router {
     uint64_t seq; /* of the newest own advert */
     int64_t last_new_ms;
     int64_t last_beat_ms;               /* own advert last sent to every neighbour */
+    int beat_now;                       /* a heartbeat at once: a neighbour we count down spoke */
     int link_class[RELAY_MAX_LINKS];    /* as in the newest own advert */
     atomic_int was_up[RELAY_MAX_LINKS]; /* our last advert POST to it succeeded */
     uint64_t last_ingested[RELAY_MAX_LINKS];
@@ -244,9 +243,8 @@ static int saes_changed(relay_node *k, struct router *r, const kme_advert *a)
     return 0;
 }
 
-/* Whether some link's stock in a moved far from what the newest own advert
- * says (its route class aside): by more than a quarter, and a few KiB.
- * Under r->lock. */
+/* Whether some link's stock or rate in a differs from what the newest own
+ * advert says. Under r->lock. */
 static int stock_moved(relay_node *k, struct router *r, const kme_advert *a)
 {
     const kme_advert *held = routing_db_find(&r->db, k->cfg.kme_id);
@@ -256,17 +254,18 @@ static int stock_moved(relay_node *k, struct router *r, const kme_advert *a)
         const kme_advert_link *was = kme_advert_find_link(held, a->links[i].peer);
         if (!was)
             return 1;
-        uint64_t x = was->stock_bytes, y = a->links[i].stock_bytes, d = x > y ? x - y : y - x;
-        if (d >= ADVERT_STOCK_MOVED_MIN && d > (x > y ? x : y) / ADVERT_STOCK_MOVED_DIV)
+        if (was->stock_bytes != a->links[i].stock_bytes || was->rate_bps != a->links[i].rate_bps)
             return 1;
     }
     return 0;
 }
 
 /* Makes a new own advert when something the routes depend on changed (a
- * link up or down, its stock class, the SAEs), when the stock moved far (at
- * most every ADVERT_STOCK_MIN_MS), or when the last is getting old
- * (ADVERT_REFRESH_MS). So the adverts flooded through the network follow
+ * link up or down, its stock class, the SAEs), when its stock or rate moved
+ * (at most every ADVERT_STOCK_MIN_MS: the neighbours, whose grants follow
+ * this end's stock, get it with the next heartbeat), or when the last is
+ * getting old (ADVERT_REFRESH_MS). Only the first kind is passed on through
+ * the network at once (router_advert_handle), so the adverts flooded follow
  * changes, not the clock: a quiet network refreshes each origin every few
  * minutes, whatever its size. 1 when a new one was made. Under r->lock. */
 static int refresh_own(relay_node *k, struct router *r, kme_advert *a)
@@ -509,7 +508,11 @@ static void *router_main(void *arg)
         /* The heartbeat once a second, and at once with a new own advert;
          * waking for adverts to pass on only passes them on. */
         int64_t now = clock_wall_ms();
-        if (own_new || now - r->last_beat_ms >= ADVERT_INTERVAL_MS || now < r->last_beat_ms) {
+        pthread_mutex_lock(&r->lock);
+        int beat_now = r->beat_now;
+        r->beat_now = 0;
+        pthread_mutex_unlock(&r->lock);
+        if (own_new || beat_now || now - r->last_beat_ms >= ADVERT_INTERVAL_MS || now < r->last_beat_ms) {
             r->last_beat_ms = now;
             heartbeat(k, r);
         }
@@ -682,6 +685,13 @@ void router_advert_handle(relay_node *k, relay_link *from, const http_request *r
         res = ROUTING_DUPLICATE;
     } else {
         res = routing_db_accept(&r->db, a, clock_wall_ms());
+    }
+    /* A neighbour this end counts down just spoke (it started, or came
+     * back): the heartbeat that finds the link up goes at once, not up to a
+     * second later. */
+    if (!atomic_load(&from->peer_up)) {
+        r->beat_now = 1;
+        wake(r);
     }
     if (res == ROUTING_NEW) {
         if (relevant)

@@ -6,14 +6,15 @@
  * in the store for operators (`kme --routes`).
  *
  * Its own advert goes to every neighbour each second; that doubles as the
- * liveness check of each link (peer_up). A new advert (new seq), flooded to
- * the whole network, is made when a link goes up or down or its stock
- * crosses a threshold of the route cost, when its stock moved by more than a
- * quarter (at most every 10 s), and at least every ADVERT_REFRESH_MS (5 min);
- * so a quiet network carries about one advert per second per link
- * direction, whatever its size. seq starts from the wall clock in ms so it
- * keeps rising across restarts. A neighbour that comes up is sent the whole
- * database. */
+ * liveness check of each link (peer_up). A new advert (new seq) is made when
+ * a link goes up or down or its stock crosses a threshold of the route cost
+ * (passed on through the whole network at once), when its stock or rate
+ * moved (at most every second, carried to the neighbours by the heartbeat;
+ * passed on further only every few minutes), and at least every
+ * ADVERT_REFRESH_MS (5 min); so a quiet network carries about one advert per
+ * second per link direction, whatever its size. seq starts from the wall
+ * clock in ms so it keeps rising across restarts. A neighbour that comes up
+ * is sent the whole database. */
 #ifndef RELAY_ROUTER_H
 #define RELAY_ROUTER_H
 

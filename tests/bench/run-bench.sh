@@ -38,7 +38,8 @@
 # BENCH_ONLY=store, BENCH_STORE=0. Part 6, link key ingest through the ETSI
 # 014 device source (tests/bench/device_ingest.sh): BENCH_ONLY=device,
 # BENCH_DEVICE=0. Part 7, chains of 8, 16, 32 and 64 trusted nodes
-# (tests/bench/scale.sh): BENCH_ONLY=scale, BENCH_SCALE=0. Part 8, the key
+# (tests/bench/scale.sh) and rerouting on a 4x4 grid
+# (tests/bench/mesh_reroute.sh): BENCH_ONLY=scale, BENCH_SCALE=0. Part 8, the key
 # use and added latency of a WebRTC call relayed by coturn (TURN over TCP)
 # through an encryptor pair (tests/bench/call_economy.sh): BENCH_ONLY=call,
 # BENCH_CALL=0.
@@ -1007,7 +1008,10 @@ fi
 economy_bench() { bash "$ROOT/tests/bench/economy-bench.sh" "$BUILD" || fail "the key economy bench failed"; }
 store_bench() { bash "$ROOT/tests/bench/store_flat.sh" "$BUILD" || fail "the store grew while link key flowed through it"; }
 device_bench() { bash "$ROOT/tests/bench/device_ingest.sh" "$BUILD" || fail "the device ingest bench failed"; }
-scale_bench() { bash "$ROOT/tests/bench/scale.sh" "$BUILD" || fail "the backbone scale bench failed"; }
+scale_bench() {
+    bash "$ROOT/tests/bench/scale.sh" "$BUILD" || fail "the backbone scale bench failed"
+    bash "$ROOT/tests/bench/mesh_reroute.sh" "$BUILD" || fail "the mesh reroute bench failed"
+}
 call_bench() { bash "$ROOT/tests/bench/call_economy.sh" "$BUILD" || fail "the call economy bench failed"; }
 if [ "$BENCH_ONLY" = call ]; then
     call_bench

@@ -176,6 +176,9 @@ kme_start A
 kme_start B
 t_check "KME_A starts without qkd-sim" kme_wait A 30
 t_check "KME_B starts without qkd-sim" kme_wait B 30
+# A learns where SAE_B is from B's advert (its directory), keys or not.
+knows_sae_b() { "$T_BIN/kme" --config "$NET_DIR/A/kme.json" --routes 2>/dev/null | jq -e '.directory.SAE_B == "KME_B"' >/dev/null; }
+t_check "KME_A learns SAE_B from B's advert" wait_for 30 knows_sae_b
 t_eq "status: stored_key_count for SAE_B is 0" 0 "$(stored_count SAE_A SAE_B)"
 : >"$W/c.keys"
 enc_keys SAE_A SAE_B 1 256 "$W/c.keys"
