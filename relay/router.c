@@ -271,12 +271,13 @@ static int stock_moved(relay_node *k, struct router *r, const kme_advert *a)
 static int refresh_own(relay_node *k, struct router *r, kme_advert *a)
 {
     int64_t now = clock_wall_ms();
-    int changed = now - r->last_new_ms >= ADVERT_REFRESH_MS || saes_changed(k, r, a) ||
+    int relevant = saes_changed(k, r, a); /* to the routes: the SAEs, a link's class */
+    int changed = relevant || now - r->last_new_ms >= ADVERT_REFRESH_MS ||
                   (now - r->last_new_ms >= ADVERT_STOCK_MIN_MS && stock_moved(k, r, a));
     for (size_t i = 0; i < a->link_count; i++) {
         int c = link_class(&a->links[i], &r->db.params);
         if (c != r->link_class[i]) {
-            changed = 1;
+            changed = relevant = 1;
             if ((c == 0) != (r->link_class[i] == 0) && r->link_class[i] >= 0)
                 log_info("routing: link %s %s", a->links[i].peer, c ? "up" : "down");
             r->link_class[i] = c;
@@ -292,7 +293,8 @@ static int refresh_own(relay_node *k, struct router *r, kme_advert *a)
     if (routing_db_accept(&r->db, a, now) != ROUTING_NEW)
         log_error("routing: own advert refused");
     r->last_new_ms = now;
-    recompute(k, r);
+    if (relevant) /* the routes depend on classes, not on the figures */
+        recompute(k, r);
     return 1;
 }
 
