@@ -96,7 +96,13 @@ int lr_adopt_view(kme_store *s, MDB_txn *txn, lb_link *l, const kme_link_view *v
             break;
         }
         const kme_view_block *p = find(view->blocks, view->count, mine.seqs[i]);
-        if (p && verified(p->state) && verified(m.state)) {
+        if (p && verified(p->state) && m.state != LB_DISCARDED) {
+            /* Verified there, with this end as it ran before the restore, on
+             * these same bytes (a block's bytes never change): verified here
+             * too, even when the backup caught it still unverified or locked. */
+            m.state = LB_VERIFIED;
+            m.txn_hash = 0;
+            m.lock_deadline_ms = 0;
             merge(&m, p);
             (*kept)++;
         } else if (p && !verified(p->state) && !verified(m.state) && p->state != LB_DISCARDED &&

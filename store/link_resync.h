@@ -2,8 +2,10 @@
  * link has adopted its neighbour's view of their blocks, nothing is
  * allocated on it (lb_link.frozen), since this end's view is as old as the
  * backup. The neighbour's view wins: a block it no longer has is discarded
- * here; for one both hold verified, the owner is the one it names and the
- * used ranges are those of both ends together; the ingest mark is raised to
+ * here; for one it holds verified and this end has not discarded (the
+ * backup may have caught a verification half-way), the block is verified
+ * here too, the owner is the one it names and the used ranges are those of
+ * both ends together; the ingest mark is raised to
  * the neighbour's, so no seq it has seen is taken in again. */
 #ifndef STORE_LINK_RESYNC_H
 #define STORE_LINK_RESYNC_H
