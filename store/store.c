@@ -160,12 +160,14 @@ int store_open_sealed(kme_store *s, const char *db_name, const void *key, size_t
     int rc = epoch_keys_open_value(&s->epochs, db_name, key, keylen, sealed, sealed_len, out);
     if (rc == 0)
         return 0;
-    /* The record named by its key, printable bytes as they are (IDs), others as '.'. */
+    /* The record named by its key between quotes: printable bytes as they
+     * are (IDs), others as '.', and so are a quote and a backslash, which no
+     * ID holds, lest a key's binary bytes end the name early. */
     char name[97];
     size_t n = keylen < sizeof name - 1 ? keylen : sizeof name - 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = ((const unsigned char *)key)[i];
-        name[i] = c >= 0x20 && c < 0x7f ? (char)c : '.';
+        name[i] = c >= 0x20 && c < 0x7f && c != '\'' && c != '\\' ? (char)c : '.';
     }
     name[n] = '\0';
     if (rc == -2)

@@ -147,6 +147,33 @@ START_TEST(a_key_record_rests_sealed_and_a_moved_one_is_refused)
 }
 END_TEST
 
+/* A refused record is named in the log between quotes, printable ID bytes as
+ * they are and any other byte as '.': a quote or a backslash among a key's
+ * binary bytes (a stock record's key holds some) never makes the name ambiguous. */
+START_TEST(a_refused_record_is_named_unambiguously)
+{
+    temp_store_open(&ts, "KME_A");
+    static const unsigned char key[] = {'K', 'M', 'E', '_', 'B', 0, '\'', 0x01, '\\', 'x'};
+    unsigned char sealed[64] = {0}, out[64];
+    char path[] = "/tmp/seallog.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    int rc = store_open_sealed(&ts.store, SEAL_DB_STOCK, key, sizeof key, sealed, sizeof sealed, out);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ck_assert_int_eq(rc, -1);
+    char logged[1024] = "";
+    ssize_t n = pread(fd, logged, sizeof logged - 1, 0);
+    close(fd);
+    unlink(path);
+    ck_assert_int_gt(n, 0);
+    ck_assert_msg(strstr(logged, "sealed stock record 'KME_B....x' ") != NULL, "logged: %s", logged);
+    temp_store_remove(&ts);
+}
+END_TEST
+
 /* ---- link blocks ------------------------------------------------------------------ */
 
 static unsigned char block[10000];
@@ -302,6 +329,7 @@ int main(void)
     const TTest *const checks[] = {a_sealed_value_opens_for_its_record_only,
                                    any_flipped_byte_or_another_key_is_refused,
                                    a_key_record_rests_sealed_and_a_moved_one_is_refused,
+                                   a_refused_record_is_named_unambiguously,
                                    a_link_block_rests_sealed_in_chunks,
                                    a_store_opens_only_with_its_wrapping_key,
                                    a_store_from_before_sealing_is_refused,
