@@ -10,7 +10,8 @@
 #   turn_check                   one TURN allocation through the pair (demo/turn_allocate.py)
 #   turn_running users|server|coturn
 #   turn_stop                    stops them
-# Needs tests/lib/network.sh sourced (net_url) and the network's certificates.
+# Needs tests/lib/network.sh and encryptor/demo-pair.sh sourced (the pair's
+# parts) and the network's certificates.
 
 TURN_USERS=${TURN_USERS:-127.0.0.1:3478}
 TURN_CIPHER=${TURN_CIPHER:-127.0.0.1:7936}
@@ -20,34 +21,11 @@ TURN_PASSWORD=demo
 TURN_REALM=qkd.demo
 TURN_DEMO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-turn_write_configs() { # DIR
-    local d=$1 c=$NET_DIR/certs
-    mkdir -p "$d"
-    cat >"$d/server.json" <<JSON
-{
-  "role": "server",
-  "listen": "$TURN_CIPHER",
-  "connect": "$TURN_SERVER",
-  "peer_sae": "SAE_B",
-  "kme": {"url": "$(net_url C)", "kme_id": "KME_C", "cert": "$c/SAE_C.pem", "key": "$c/SAE_C.key", "ca": "$c/ca.pem"}
-}
-JSON
-    cat >"$d/users.json" <<JSON
-{
-  "role": "users",
-  "listen": "$TURN_USERS",
-  "connect": "$TURN_CIPHER",
-  "peer_sae": "SAE_C",
-  "kme": {"url": "$(net_url B)", "kme_id": "KME_B", "cert": "$c/SAE_B.pem", "key": "$c/SAE_B.key", "ca": "$c/ca.pem"}
-}
-JSON
-}
-
 turn_start() { # RUN_DIR BIN_DIR
     TURN_DIR=$1/turn
     local bin=$2
     command -v turnserver >/dev/null || { echo "run: turnserver (Debian package coturn) is not installed; make deps installs it" >&2; return 1; }
-    turn_write_configs "$TURN_DIR" || return 1
+    pair_write_encryptors "$TURN_DIR" "$TURN_CIPHER" "$TURN_USERS" "$TURN_SERVER" || return 1
     # TCP from the clients only; relayed addresses on loopback; no config file, no CLI.
     turnserver -n --listening-ip="${TURN_SERVER%:*}" --listening-port="${TURN_SERVER##*:}" \
         --relay-ip=127.0.0.1 --allow-loopback-peers --lt-cred-mech --user="$TURN_USER:$TURN_PASSWORD" \
@@ -55,10 +33,7 @@ turn_start() { # RUN_DIR BIN_DIR
         --log-file="$TURN_DIR/coturn.log" --simple-log --no-stdout-log --pidfile="$TURN_DIR/coturn.pid.file" \
         --userdb="$TURN_DIR/turndb" >>"$TURN_DIR/coturn.out" 2>&1 &
     echo $! >"$TURN_DIR/coturn.pid"
-    "$bin/encryptor" --config "$TURN_DIR/server.json" >>"$TURN_DIR/server.log" 2>&1 &
-    echo $! >"$TURN_DIR/server.pid"
-    "$bin/encryptor" --config "$TURN_DIR/users.json" >>"$TURN_DIR/users.log" 2>&1 &
-    echo $! >"$TURN_DIR/users.pid"
+    pair_run_encryptors "$TURN_DIR" "$bin"
     pair_wait_port "$TURN_SERVER" || { echo "run: coturn did not start; see $TURN_DIR/coturn.log" >&2; return 1; }
     pair_wait_port "$TURN_CIPHER" || { echo "run: the TURN server-side encryptor did not start; see $TURN_DIR/server.log" >&2; return 1; }
     pair_wait_port "$TURN_USERS" || { echo "run: the TURN users-side encryptor did not start; see $TURN_DIR/users.log" >&2; return 1; }
@@ -82,13 +57,7 @@ turn_running() { # users|server|coturn
 }
 
 turn_stop() {
-    local p pid
     [ -n "${TURN_DIR:-}" ] || return 0
-    for p in users server coturn; do
-        pid=$(cat "$TURN_DIR/$p.pid" 2>/dev/null) || continue
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        rm -f "$TURN_DIR/$p.pid"
-    done
+    pair_stop_pids "$TURN_DIR" users.pid server.pid coturn.pid
     return 0
 }

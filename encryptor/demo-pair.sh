@@ -7,6 +7,8 @@
 #   pair_stop                    stops them
 #   pair_write_nginx_conf DIR [ERROR_LOG [ACCESS_LOG]]   only the RTMP server's nginx.conf
 #                                (also used by the container image, docker/rtmp-server.sh)
+#   pair_write_encryptors, pair_run_encryptors, pair_stop_pids, pair_wait_port
+#                                the pair's parts, shared with the TURN pair (demo/turn.sh)
 # Needs tests/lib/network.sh sourced (net_url) and the network's certificates.
 
 PAIR_RTMP_HOST=${PAIR_RTMP_HOST:-127.0.0.1}
@@ -37,15 +39,18 @@ rtmp {$access
 CONF
 }
 
-pair_write_configs() { # DIR
+# pair_write_encryptors DIR CIPHER USERS BACKEND: DIR/server.json, the
+# server-side encryptor (SAE_C of KME_C) listening on CIPHER in front of
+# BACKEND, and DIR/users.json, the users-side one (SAE_B of KME_B) on USERS.
+# Also the TURN pair's (demo/turn.sh).
+pair_write_encryptors() {
     local d=$1 c=$NET_DIR/certs
     mkdir -p "$d"
-    pair_write_nginx_conf "$d" || return 1
     cat >"$d/server.json" <<JSON
 {
   "role": "server",
-  "listen": "$PAIR_CIPHER",
-  "connect": "127.0.0.1:$PAIR_RTMP_PORT",
+  "listen": "$2",
+  "connect": "$4",
   "peer_sae": "SAE_B",
   "kme": {"url": "$(net_url C)", "kme_id": "KME_C", "cert": "$c/SAE_C.pem", "key": "$c/SAE_C.key", "ca": "$c/ca.pem"}
 }
@@ -53,12 +58,35 @@ JSON
     cat >"$d/users.json" <<JSON
 {
   "role": "users",
-  "listen": "$PAIR_USERS",
-  "connect": "$PAIR_CIPHER",
+  "listen": "$3",
+  "connect": "$2",
   "peer_sae": "SAE_C",
   "kme": {"url": "$(net_url B)", "kme_id": "KME_B", "cert": "$c/SAE_B.pem", "key": "$c/SAE_B.key", "ca": "$c/ca.pem"}
 }
 JSON
+}
+
+# pair_run_encryptors DIR BIN_DIR: starts DIR/server.json and DIR/users.json,
+# logs in DIR/{server,users}.log, pids in DIR/{server,users}.pid.
+pair_run_encryptors() {
+    local e
+    for e in server users; do
+        "$2/encryptor" --config "$1/$e.json" >>"$1/$e.log" 2>&1 &
+        echo $! >"$1/$e.pid"
+    done
+}
+
+# pair_stop_pids DIR FILE...: SIGTERM to the process in each DIR/FILE, then
+# waits for it and removes FILE.
+pair_stop_pids() {
+    local d=$1 p pid
+    shift
+    for p in "$@"; do
+        pid=$(cat "$d/$p" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        rm -f "$d/$p"
+    done
 }
 
 # pair_wait_port HOST:PORT: until something listens there (10 s).
@@ -74,13 +102,12 @@ pair_wait_port() {
 pair_start() { # RUN_DIR BIN_DIR
     PAIR_DIR=$1/rtmp
     local bin=$2
-    pair_write_configs "$PAIR_DIR" || return 1
+    mkdir -p "$PAIR_DIR"
+    pair_write_nginx_conf "$PAIR_DIR" || return 1
+    pair_write_encryptors "$PAIR_DIR" "$PAIR_CIPHER" "$PAIR_USERS" "127.0.0.1:$PAIR_RTMP_PORT" || return 1
     nginx -p "$PAIR_DIR" -c "$PAIR_DIR/nginx.conf" >>"$PAIR_DIR/nginx.log" 2>&1 &
     echo $! >"$PAIR_DIR/nginx.pid.launch"
-    "$bin/encryptor" --config "$PAIR_DIR/server.json" >>"$PAIR_DIR/server.log" 2>&1 &
-    echo $! >"$PAIR_DIR/server.pid"
-    "$bin/encryptor" --config "$PAIR_DIR/users.json" >>"$PAIR_DIR/users.log" 2>&1 &
-    echo $! >"$PAIR_DIR/users.pid"
+    pair_run_encryptors "$PAIR_DIR" "$bin"
     pair_wait_port "127.0.0.1:$PAIR_RTMP_PORT" || { echo "run: the RTMP server did not start; see $PAIR_DIR/nginx.log" >&2; return 1; }
     pair_wait_port "$PAIR_CIPHER" || { echo "run: the server-side encryptor did not start; see $PAIR_DIR/server.log" >&2; return 1; }
     pair_wait_port "$PAIR_USERS" || { echo "run: the users-side encryptor did not start; see $PAIR_DIR/users.log" >&2; return 1; }
@@ -93,13 +120,7 @@ pair_running() { # users|server|nginx.pid.launch
 }
 
 pair_stop() {
-    local p pid
     [ -n "${PAIR_DIR:-}" ] || return 0
-    for p in users.pid server.pid nginx.pid.launch; do
-        pid=$(cat "$PAIR_DIR/$p" 2>/dev/null) || continue
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        rm -f "$PAIR_DIR/$p"
-    done
+    pair_stop_pids "$PAIR_DIR" users.pid server.pid nginx.pid.launch
     return 0
 }

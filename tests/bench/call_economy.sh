@@ -63,6 +63,8 @@ OUT=$ROOT/tests/out/bench
 mkdir -p "$OUT"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$ROOT/tests/lib/network.sh"
+# shellcheck source=SCRIPTDIR/../integration/lib/enc_pair.sh
+. "$ROOT/tests/integration/lib/enc_pair.sh"
 NET_BIN=$BUILD/bin
 NET_SAE_BASE=$BASE
 NET_KME_BASE=$((BASE + 10))
@@ -118,27 +120,6 @@ for p in $(seq "$BASE" $((BASE + 39))); do
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && fail "port $p is already in use"
 done
 
-# enc_config DIR ROLE SITE PEER LISTEN CONNECT ADMIN_PORT
-enc_config() {
-    local c=$NET_DIR/certs
-    mkdir -p "$1"
-    cat >"$1/encryptor.json" <<JSON
-{
-  "role": "$2",
-  "listen": "$5",
-  "connect": "$6",
-  "peer_sae": "$4",
-  "kme": {"url": "$(net_url "$3")", "kme_id": "KME_$3", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
-  "admin_listen": "127.0.0.1:$7",
-  "log_level": "info"
-}
-JSON
-}
-enc_start() {
-    "$BUILD/bin/encryptor" --config "$W/$1/encryptor.json" 2>"$W/$1/encryptor.log" &
-    PIDS+=($!)
-    until_ok 20 grep -q " ready: " "$W/$1/encryptor.log" || fail "encryptor $1 did not start; see $W/$1"
-}
 # metrics ADMIN_PORT NAME [DIRECTION]: one counter of an encryptor
 metrics() {
     curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
@@ -170,11 +151,11 @@ python3 "$LIB/webrtc_server.py" $P_HTTP "$LIB" "$W/page" >"$W/page.out" 2>&1 &
 PIDS+=($!)
 "$PROBE" serve $P_ECHO >"$W/echo.out" 2>&1 &
 PIDS+=($!)
-enc_config "$W/server" server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_TURN" $A_SERVER
-enc_config "$W/users" users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_SERVER" $A_USERS
-enc_config "$W/pserver" server C SAE_B "127.0.0.1:$P_PSERVER" "127.0.0.1:$P_ECHO" $A_PSERVER
-enc_config "$W/pusers" users B SAE_C "127.0.0.1:$P_PUSERS" "127.0.0.1:$P_PSERVER" $A_PUSERS
-for e in server users pserver pusers; do enc_start $e; done
+enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_TURN" "\"admin_listen\": \"127.0.0.1:$A_SERVER\""
+enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_SERVER" "\"admin_listen\": \"127.0.0.1:$A_USERS\""
+enc_config pserver server C SAE_B "127.0.0.1:$P_PSERVER" "127.0.0.1:$P_ECHO" "\"admin_listen\": \"127.0.0.1:$A_PSERVER\""
+enc_config pusers users B SAE_C "127.0.0.1:$P_PUSERS" "127.0.0.1:$P_PSERVER" "\"admin_listen\": \"127.0.0.1:$A_PUSERS\""
+for e in server users pserver pusers; do enc_start $e || fail "encryptor $e did not start; see $W/$e"; done
 until_ok 10 grep -q ready "$W/page.out" || fail "the page server did not start"
 until_ok 10 grep -q ready "$W/echo.out" || fail "tcp_probe serve did not start"
 until_ok 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$P_TURN" || fail "coturn did not start; see $W/turn"

@@ -37,15 +37,15 @@ NET_RATE=400000
 NET_BLOCK=16384
 FWD=${MESH_FWD:-20850}
 RUN_S=${MESH_SECONDS:-15}
-TAP=$NET_BIN/tcp_tap
-[ -x "$TAP" ] || TAP=$BUILD/bin/bench/tcp_tap
+NET_TAP=$NET_BIN/tcp_tap
+[ -x "$NET_TAP" ] || NET_TAP=$BUILD/bin/bench/tcp_tap
 W=$(mktemp -d "$OUT/mesh_reroute.XXXX")
 LOAD_PID=""
 cleanup() {
     [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
     for s in $NET_SITES; do kill -CONT "$(kme_pid "$s")" 2>/dev/null; done
-    fwd_stop a
-    fwd_stop b
+    net_fwd_stop a
+    net_fwd_stop b
     net_stop
     [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
 }
@@ -55,19 +55,6 @@ fail() {
     exit 1
 }
 now() { date +%s.%N; }
-fwd_start() { # NAME LISTEN TARGET
-    "$TAP" forward "$2" "$3" - >"$W/fwd.$1.out" 2>>"$W/fwd.$1.err" &
-    echo $! >"$W/fwd.$1.pid"
-    for _ in $(seq 1 100); do grep -q '^ready' "$W/fwd.$1.out" && return 0; sleep 0.1; done
-    return 1
-}
-fwd_stop() {
-    local pid
-    pid=$(cat "$W/fwd.$1.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    rm -f "$W/fwd.$1.pid"
-}
 path_to_m44() { # the KMEs on M11's route to KME_M44
     curl -s --max-time 5 "http://127.0.0.1:$(net_admin_port M11)/status.json" |
         jq -r '.routes[] | select(.dest == "KME_M44") | .path | join(" ")' 2>/dev/null
@@ -116,8 +103,8 @@ net_init "$W/net" "${sites# }" "${links# }" >/dev/null || fail "net_init"
 # M12 reaches KME_M13, and M13 reaches KME_M12, only through the forwarders.
 net_edit_config M12 ".links |= map(if .peer == \"KME_M13\" then .url = \"https://localhost:$FWD\" else . end)" || fail "config"
 net_edit_config M13 ".links |= map(if .peer == \"KME_M12\" then .url = \"https://localhost:$((FWD + 1))\" else . end)" || fail "config"
-fwd_start a "$FWD" "$(net_kme_port M13)" || fail "forwarder"
-fwd_start b "$((FWD + 1))" "$(net_kme_port M12)" || fail "forwarder"
+net_fwd_start a "$FWD" "$(net_kme_port M13)" || fail "forwarder"
+net_fwd_start b "$((FWD + 1))" "$(net_kme_port M12)" || fail "forwarder"
 net_start || fail "the grid did not start"
 end=$((SECONDS + 300))
 until [ "$(path_to_m44)" = "KME_M11 KME_M12 KME_M13 KME_M14 KME_M24 KME_M34 KME_M44" ]; do
@@ -133,12 +120,12 @@ LOAD_PID=$!
 sleep 3
 # cut: M12-M13
 T_EVENT=$(now)
-fwd_stop a
-fwd_stop b
+net_fwd_stop a
+net_fwd_stop b
 sleep "$RUN_S"
 measure cut
-fwd_start a "$FWD" "$(net_kme_port M13)"
-fwd_start b "$((FWD + 1))" "$(net_kme_port M12)"
+net_fwd_start a "$FWD" "$(net_kme_port M13)"
+net_fwd_start b "$((FWD + 1))" "$(net_kme_port M12)"
 sleep 5
 # killed: the third KME of the path in use
 victim=$(path_to_m44 | awk '{ print $3 }')

@@ -45,6 +45,8 @@ T_SUITE=encryptor
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# shellcheck source=SCRIPTDIR/lib/enc_pair.sh
+. "$T_ROOT/tests/integration/lib/enc_pair.sh"
 # shellcheck source=SCRIPTDIR/lib/rtmp_media.sh
 . "$T_ROOT/tests/integration/lib/rtmp_media.sh"
 NET_BIN=$T_BIN
@@ -104,38 +106,6 @@ access_logged() { grep -q "PUBLISH \"live\" \"$2\"" "$1/logs/access.log" 2>/dev/
 not_running() { ! kill -0 "$1" 2>/dev/null; }
 bigger() { [ "$(size_of "$1")" -gt "$2" ]; }
 
-# enc_config FILE ROLE SITE PEER LISTEN [MORE_JSON]
-enc_config() {
-    local c=$NET_DIR/certs
-    cat >"$1" <<JSON
-{
-  "role": "$2",
-  "listen": "$5",
-  "peer_sae": "$4",
-  "kme": {"url": "$(net_url "$3")", "kme_id": "KME_$3", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
-  "pad_key_bits": 65536, "pad_batch_keys": 4,
-  "low_watermark_bytes": 32768, "high_watermark_bytes": 65536, "announce_keys": 2,
-  "log_level": "info"${6:+,
-  $6}
-}
-JSON
-}
-# enc_start NAME: runs $W/NAME/encryptor.json, logging to $W/NAME/encryptor.log;
-# sets ENC_PID. Fails unless it logs that it is ready.
-enc_start() {
-    "$T_BIN/encryptor" --config "$W/$1/encryptor.json" 2>"$W/$1/encryptor.log" &
-    ENC_PID=$!
-    PIDS+=("$ENC_PID")
-    wait_for 20 grep -q " ready: " "$W/$1/encryptor.log"
-}
-# enc_stop PID NAME: SIGTERM; checks the exit status and the totals line.
-enc_stop() {
-    kill -TERM "$1" 2>/dev/null
-    wait "$1"
-    t_eq "$2 encryptor stops with status 0 on SIGTERM" 0 "$?"
-    t_check "$2 encryptor logged its totals" grep -q "stopped: " "$W/$2/encryptor.log"
-}
-
 # ---------------------------------------------------------------------------------
 echo "== set-up: star A-B, A-C; encryptors SAE_B (users) and SAE_C (server); nginx-rtmp"
 SRC=$W/src.flv
@@ -159,8 +129,9 @@ rtmp_nginx_exec "$W/nginx" & PIDS+=($!)
 "$TAP" forward "$P_TAP" "$P_SERVER" "$W/tap" >"$W/tap.out" 2>&1 & TAP_PID=$!
 PIDS+=("$TAP_PID")
 "$TAP" forward "$P_PLAIN" "$P_NGINX" "$W/plain" >"$W/plain.out" 2>&1 & PIDS+=($!)
-enc_config "$W/server/encryptor.json" server C SAE_B "127.0.0.1:$P_SERVER" "\"connect\": \"127.0.0.1:$P_PLAIN\""
-enc_config "$W/users/encryptor.json" users B SAE_C "127.0.0.1:$P_USERS" "\"connect\": \"127.0.0.1:$P_TAP\""
+PADS='"pad_key_bits": 65536, "pad_batch_keys": 4, "low_watermark_bytes": 32768, "high_watermark_bytes": 65536, "announce_keys": 2'
+enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_PLAIN" "$PADS"
+enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_TAP" "$PADS"
 enc_start server; SERVER_PID=$ENC_PID
 enc_start users; USERS_PID=$ENC_PID
 ready=1
@@ -372,10 +343,9 @@ if [ $tp_ok = 1 ]; then
     mkdir -p "$W/tusers" "$W/tserver" "$W/tnginx"
     rtmp_nginx_conf "$W/tnginx" "$NET_SRV.2:1935" "$NET_SRV.3:1935" "$NET_SRV.2:1936"
     rtmp_nginx_exec "$W/tnginx" ip netns exec "$NS_SRV" & PIDS+=($!)
-    enc_config "$W/tserver/encryptor.json" server C SAE_B "127.0.0.1:$P_TSERVER" \
-        "\"allowed_destinations\": [\"$NET_SRV.2:1935\"]"
-    enc_config "$W/tusers/encryptor.json" users B SAE_C "$NET_CLI.1:$P_TUSERS" \
-        "\"connect\": \"127.0.0.1:$P_TSERVER\", \"transparent\": true"
+    enc_config tserver server C SAE_B "127.0.0.1:$P_TSERVER" "" \
+        "$PADS, \"allowed_destinations\": [\"$NET_SRV.2:1935\"]"
+    enc_config tusers users B SAE_C "$NET_CLI.1:$P_TUSERS" "127.0.0.1:$P_TSERVER" "$PADS, \"transparent\": true"
     enc_start tserver; TSERVER_PID=$ENC_PID
     enc_start tusers; TUSERS_PID=$ENC_PID
     wait_for 10 ip netns exec "$NS_SRV" bash -c "exec 3<>/dev/tcp/$NET_SRV.2/1935" ||

@@ -26,6 +26,8 @@ T_SUITE=encryptor_spend
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# shellcheck source=SCRIPTDIR/lib/enc_pair.sh
+. "$T_ROOT/tests/integration/lib/enc_pair.sh"
 NET_BIN=$T_BIN
 NET_SAE_BASE=8100
 NET_KME_BASE=8200
@@ -96,31 +98,6 @@ PIN='qkd_encryptor_plaintext_bytes_total{direction="in"}'
 CIN='qkd_encryptor_ciphertext_bytes_total{direction="in"}'
 DEC_ERRORS='qkd_encryptor_kme_errors_total{operation="dec_keys"}'
 
-# enc_config FILE ROLE SITE PEER LISTEN CONNECT ADMIN_PORT [MORE_JSON]
-enc_config() {
-    local c=$NET_DIR/certs
-    cat >"$1" <<JSON
-{
-  "role": "$2",
-  "listen": "$5",
-  "connect": "$6",
-  "peer_sae": "$4",
-  "kme": {"url": "$(net_url "$3")", "kme_id": "KME_$3", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
-  "pad_key_bits": 65536, "pad_batch_keys": 8,
-  "low_watermark_bytes": 131072, "high_watermark_bytes": 262144, "announce_keys": 4,
-  "admin_listen": "127.0.0.1:$7"${8:+,
-  $8}
-}
-JSON
-}
-# enc_start NAME: starts $W/NAME/encryptor.json; sets ENC_PID
-enc_start() {
-    "$T_BIN/encryptor" --config "$W/$1/encryptor.json" 2>"$W/$1/encryptor.log" &
-    ENC_PID=$!
-    PIDS+=("$ENC_PID")
-    wait_for 20 grep -q " ready: " "$W/$1/encryptor.log"
-}
-
 # ---------------------------------------------------------------------------------
 echo "== set-up: star A-B, A-C; users sides SAE_B, server side SAE_C; an echo server"
 if ! { net_init "$W/net" "A B C" "A-B A-C" && net_start; }; then
@@ -130,11 +107,12 @@ if ! { net_init "$W/net" "A B C" "A-B A-C" && net_start; }; then
 fi
 mkdir -p "$W/users" "$W/server" "$W/users2"
 socat "TCP-LISTEN:$P_ECHO,bind=127.0.0.1,reuseaddr,fork" PIPE 2>"$W/echo.log" & PIDS+=($!)
-enc_config "$W/server/encryptor.json" server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_ECHO" $P_ADMIN_S
-enc_config "$W/users/encryptor.json" users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_SERVER" $P_ADMIN_U \
-    '"max_connections_per_source": 1000, "new_connections_per_second": 0'
-enc_config "$W/users2/encryptor.json" users B SAE_C "127.0.0.1:$P_USERS2" "127.0.0.1:$P_SERVER" $P_ADMIN_U2 \
-    '"max_connections_per_source": 2, "allow": ["127.0.0.1/32", "127.0.0.2/32"]'
+PADS='"pad_key_bits": 65536, "pad_batch_keys": 8, "low_watermark_bytes": 131072, "high_watermark_bytes": 262144, "announce_keys": 4'
+enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_ECHO" "$PADS, \"admin_listen\": \"127.0.0.1:$P_ADMIN_S\""
+enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_SERVER" "$PADS, \"admin_listen\": \"127.0.0.1:$P_ADMIN_U\",
+    \"max_connections_per_source\": 1000, \"new_connections_per_second\": 0"
+enc_config users2 users B SAE_C "127.0.0.1:$P_USERS2" "127.0.0.1:$P_SERVER" "$PADS, \"admin_listen\": \"127.0.0.1:$P_ADMIN_U2\",
+    \"max_connections_per_source\": 2, \"allow\": [\"127.0.0.1/32\", \"127.0.0.2/32\"]"
 ok=1
 enc_start server && SERVER_PID=$ENC_PID || ok=0
 enc_start users && USERS_PID=$ENC_PID || ok=0

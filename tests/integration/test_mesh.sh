@@ -49,8 +49,8 @@ cleanup() {
     touch "$W/stop.all"
     local p s l
     for p in "${LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    fwd_stop CD
-    fwd_stop DC
+    net_fwd_stop CD
+    net_fwd_stop DC
     [ -n "${NET_DIR:-}" ] || return 0
     for s in $SITES; do [ -n "$(kme_pid "$s")" ] && term_site "$s" >/dev/null; done
     for l in $LINKS; do sim_halt "$l"; done
@@ -60,21 +60,6 @@ trap cleanup EXIT
 t_require_programs kme qkd-sim tcp_tap
 
 # ---- helpers ------------------------------------------------------------------
-
-# fwd_start NAME LISTEN TARGET / fwd_stop NAME: a TCP forwarder on loopback.
-fwd_start() {
-    : >"$W/fwd.$1.out"
-    "$T_BIN/tcp_tap" forward "$2" "$3" - >"$W/fwd.$1.out" 2>>"$W/fwd.$1.err" &
-    echo $! >"$W/fwd.$1.pid"
-    wait_for 10 grep -q '^ready' "$W/fwd.$1.out"
-}
-fwd_stop() {
-    local pid
-    pid=$(cat "$W/fwd.$1.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    rm -f "$W/fwd.$1.pid"
-}
 
 # routes SITE: the routes last recorded by the site's KME.
 routes() { timeout 20 "$T_BIN/kme" --config "$NET_DIR/$1/kme.json" --routes 2>/dev/null; }
@@ -260,8 +245,8 @@ t_eq "C's link to KME_D goes through the forwarder" "https://localhost:$FWD_CD" 
     "$(jq -r '.links[] | select(.peer == "KME_D") | .url' "$NET_DIR/C/kme.json")"
 t_eq "D's link to KME_C goes through the forwarder" "https://localhost:$FWD_DC" \
     "$(jq -r '.links[] | select(.peer == "KME_C") | .url' "$NET_DIR/D/kme.json")"
-t_check "forwarder C->D listens" fwd_start CD "$FWD_CD" "$(net_kme_port D)"
-t_check "forwarder D->C listens" fwd_start DC "$FWD_DC" "$(net_kme_port C)"
+t_check "forwarder C->D listens" net_fwd_start CD "$FWD_CD" "$(net_kme_port D)"
+t_check "forwarder D->C listens" net_fwd_start DC "$FWD_DC" "$(net_kme_port C)"
 T0=$SECONDS
 if net_start; then
     t_pass "network starts; every site has keys for every other site (after $((SECONDS - T0)) s)"
@@ -303,8 +288,8 @@ load_start cut "$CUT_PAIRS"
 t=$EPOCHREALTIME
 t_check "before the cut: keys flow for C->D, D->C and B->D" wait_for 10 flowing_since cut "$t" 3 "$CUT_PAIRS"
 sleep 1
-fwd_stop CD
-fwd_stop DC
+net_fwd_stop CD
+net_fwd_stop DC
 T_CUT=$EPOCHREALTIME
 t_check "forwarders stopped (link C-D cut)" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$FWD_CD) 2>/dev/null"
 t_check "cut: C routes to KME_D off the link C-D" wait_for 15 routes_avoid C D C D
@@ -323,8 +308,8 @@ t_check "cut: the link C-D stays out of C's route to KME_D" routes_avoid C D C D
 T_RESTORE=$EPOCHREALTIME
 t_eq "cut: no request refused from 3 s after the routes moved until the link is restored" 0 \
     "$(refused_between cut "$(awk -v t="$T_CONV" 'BEGIN { printf "%.6f", t + 3 }')" "$T_RESTORE" "$CUT_PAIRS")"
-t_check "restore: forwarder C->D listens again" fwd_start CD "$FWD_CD" "$(net_kme_port D)"
-t_check "restore: forwarder D->C listens again" fwd_start DC "$FWD_DC" "$(net_kme_port C)"
+t_check "restore: forwarder C->D listens again" net_fwd_start CD "$FWD_CD" "$(net_kme_port D)"
+t_check "restore: forwarder D->C listens again" net_fwd_start DC "$FWD_DC" "$(net_kme_port C)"
 t_check "restore: C routes to KME_D over the direct link again" wait_for 20 next_hop_is C D D
 t_check "restore: D routes to KME_C over the direct link again" wait_for 20 next_hop_is D C C
 t_check "restore: B routes to KME_D over C-D again" wait_for 20 routes_via B D C D
@@ -522,7 +507,7 @@ done
 
 echo "== (6) logs"
 t_logs_clean "$NET_DIR"/*/kme.log
-t_check "the forwarders logged no sanitizer report" bash -c "! cat '$W'/fwd.*.err | grep -Eq '$T_SANITIZER_PATTERN'"
+t_check "the forwarders logged no sanitizer report" bash -c "! cat '$NET_DIR'/fwd.*.err | grep -Eq '$T_SANITIZER_PATTERN'"
 awk '{ print $2 }' "$W/every" >"$W/every.b64"
 t_check "no key (base64) appears in any KME log" bash -c "! grep -Fq -f '$W/every.b64' '$NET_DIR'/*/kme.log"
 if perl -MMIME::Base64 -e 1 2>/dev/null; then

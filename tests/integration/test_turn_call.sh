@@ -32,6 +32,8 @@ T_SUITE=turn_call
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/network.sh
 . "$T_ROOT/tests/lib/network.sh"
+# shellcheck source=SCRIPTDIR/lib/enc_pair.sh
+. "$T_ROOT/tests/integration/lib/enc_pair.sh"
 NET_BIN=$T_BIN
 NET_SAE_BASE=8000
 NET_KME_BASE=8010
@@ -69,32 +71,6 @@ if [ -n "$missing" ]; then
     exit 1
 fi
 TAP=$T_BIN/tcp_tap
-
-# enc_config FILE ROLE SITE PEER LISTEN CONNECT
-enc_config() {
-    local c=$NET_DIR/certs
-    cat >"$1" <<JSON
-{
-  "role": "$2",
-  "listen": "$5",
-  "connect": "$6",
-  "peer_sae": "$4",
-  "kme": {"url": "$(net_url "$3")", "kme_id": "KME_$3", "cert": "$c/SAE_$3.pem", "key": "$c/SAE_$3.key", "ca": "$c/ca.pem"},
-  "log_level": "info"
-}
-JSON
-}
-enc_start() {
-    "$T_BIN/encryptor" --config "$W/$1/encryptor.json" 2>"$W/$1/encryptor.log" &
-    ENC_PID=$!
-    PIDS+=("$ENC_PID")
-    wait_for 20 grep -q " ready: " "$W/$1/encryptor.log"
-}
-enc_stop() {
-    kill -TERM "$1" 2>/dev/null
-    wait "$1"
-    t_eq "(6) $2 encryptor stops with status 0 on SIGTERM" 0 "$?"
-}
 
 # call NAME MODE: runs Chromium on the page until OUT/NAME/{result,ended}.json
 # appears (result for MODE call, ended for flip, or error); sets CHROME_PID.
@@ -152,8 +128,8 @@ python3 "$LIB/webrtc_server.py" $P_HTTP "$LIB" "$W/page" >"$W/page.out" 2>&1 & P
 "$TAP" forward $P_TAP $P_SERVER "$W/tap" >"$W/tap.out" 2>&1 & TAP_PID=$!
 PIDS+=("$TAP_PID")
 "$TAP" forward $P_PLAIN $P_TURN "$W/plain" >"$W/plain.out" 2>&1 & PIDS+=($!)
-enc_config "$W/server/encryptor.json" server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_PLAIN"
-enc_config "$W/users/encryptor.json" users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_TAP"
+enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_PLAIN"
+enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_TAP"
 enc_start server; SERVER_PID=$ENC_PID
 enc_start users; USERS_PID=$ENC_PID
 ready=1
@@ -259,8 +235,8 @@ t_match "(5b) a wrong password is refused with coturn's 401, exit status non-zer
 
 # ---------------------------------------------------------------------------------
 echo "== (6) stop and logs"
-enc_stop "$USERS_PID" users
-enc_stop "$SERVER_PID" server
+enc_stop "$USERS_PID" users "(6) "
+enc_stop "$SERVER_PID" server "(6) "
 logs=("$W"/users/encryptor.log "$W"/server/encryptor.log)
 t_check "(6) no key material in the encryptor logs" \
     bash -c "! grep -Eq '\"key\"|[0-9a-fA-F]{32,}|[A-Za-z0-9+]{40,}' ${logs[*]}"

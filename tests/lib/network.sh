@@ -9,6 +9,7 @@
 #   net_start / net_stop             all qkd-sims and kmes
 #   kme_start SITE / kme_stop SITE [SIGNAL] / kme_wait SITE
 #   sim_start LINK / sim_stop LINK
+#   net_fwd_start NAME LISTEN TARGET / net_fwd_stop NAME   a TCP forwarder
 #
 # A link named in NET_DEVICE_LINKS is fed through the ETSI 014 device source
 # instead of key files: sim_start runs qkd-sim --device, serving its two ends
@@ -37,6 +38,7 @@ NET_AUDIT=${NET_AUDIT:-}               # 1: each site keeps an audit log in $NET
 NET_PEER_TIMEOUT_MS=${NET_PEER_TIMEOUT_MS:-} # one inter-KME request, ms; empty: the KME's default
 NET_LOG_LEVEL=${NET_LOG_LEVEL:-}       # the KMEs' log_level (debug logs the link ranges of each message); empty: info
 NET_FETCH_RETRY=${NET_FETCH_RETRY:-}   # the KMEs' fetch_retry_seconds (0: every key handed out once, strictly); empty: default
+NET_TAP=${NET_TAP:-}                   # tcp_tap for net_fwd_start; empty: NET_BIN's
 NET_DEVICE_LINKS=${NET_DEVICE_LINKS:-} # links fed through ETSI 014 devices (qkd-sim --device), e.g. "A-C"
 NET_DEVICE_BASE=${NET_DEVICE_BASE:-}   # first port of those devices; empty: NET_KME_BASE + 50
 NET_DEVICE_BATCH=${NET_DEVICE_BATCH:-64}     # keys per device request (one link block)
@@ -280,6 +282,30 @@ net_stop() {
     local s l
     for s in $NET_SITES; do kme_stop "$s"; done
     for l in $NET_LINKS; do sim_stop "$l"; done
+}
+
+# net_fwd_start NAME LISTEN TARGET: a TCP forwarder on loopback from port
+# LISTEN to port TARGET (tcp_tap forward), ready when it returns 0 (1 if
+# it ends first, or after 10 s x T_WAIT_SCALE); its
+# output and errors in $NET_DIR/fwd.NAME.{out,err}. net_fwd_stop NAME ends it.
+net_fwd_start() {
+    local end=$((SECONDS + 10 * ${T_WAIT_SCALE:-10}))
+    : >"$NET_DIR/fwd.$1.out"
+    "${NET_TAP:-$NET_BIN/tcp_tap}" forward "$2" "$3" - >"$NET_DIR/fwd.$1.out" 2>>"$NET_DIR/fwd.$1.err" &
+    echo $! >"$NET_DIR/fwd.$1.pid"
+    while [ $SECONDS -le $end ]; do
+        grep -q '^ready' "$NET_DIR/fwd.$1.out" && return 0
+        kill -0 "$(cat "$NET_DIR/fwd.$1.pid")" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+net_fwd_stop() {
+    local pid
+    pid=$(cat "$NET_DIR/fwd.$1.pid" 2>/dev/null) || return 0
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "$NET_DIR/fwd.$1.pid"
 }
 
 # sae_curl SAE PATH [curl args]: an ETSI call as that SAE against its home KME
