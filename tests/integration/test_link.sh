@@ -36,14 +36,7 @@ NET_SAE_BASE=6300
 NET_KME_BASE=6400
 W=$(mktemp -d "$T_OUT/link.XXXX")
 TAP_PORT=6410
-tap_stop() {
-    local pid
-    pid=$(cat "$W/tap.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    rm -f "$W/tap.pid"
-}
-trap 'net_stop; tap_stop' EXIT
+trap 'net_stop; net_fwd_stop tap' EXIT
 t_require_programs kme qkd-sim tcp_tap
 
 SITE_DIRS=()
@@ -278,9 +271,7 @@ net_init "$W/e" "A B" "A-B" || { t_fail "net_init (e)" "see $W"; t_summary; exit
 SITE_DIRS+=("$NET_DIR")
 jq --arg u "https://localhost:$TAP_PORT" '.links |= map(.url = $u)' "$NET_DIR/A/kme.json" >"$W/e.json" &&
     mv "$W/e.json" "$NET_DIR/A/kme.json"
-"$T_BIN/tcp_tap" forward "$TAP_PORT" "$(net_kme_port B)" - >"$W/tap.out" 2>>"$W/tap.err" &
-echo $! >"$W/tap.pid"
-t_check "the tap between A and B listens" wait_for 10 grep -q '^ready' "$W/tap.out"
+t_check "the tap between A and B listens" net_fwd_start tap "$TAP_PORT" "$(net_kme_port B)"
 sim_start A-B
 kme_start A
 kme_start B
@@ -289,14 +280,14 @@ t_check "KME_B starts" kme_wait B 30
 t_check "link key for 500 keys at A within 30 s" wait_for 30 stock_at_least SAE_A SAE_B 500
 burst_start e
 sleep 2
-kill -USR2 "$(cat "$W/tap.pid")"
-t_check "the tap holds the connections A had open" wait_for 5 grep -Eq '^held [1-9]' "$W/tap.out"
+kill -USR2 "$(cat "$NET_DIR/fwd.tap.pid")"
+t_check "the tap holds the connections A had open" wait_for 5 grep -Eq '^held [1-9]' "$NET_DIR/fwd.tap.out"
 # A asks about what got no answer once B answers on new connections.
 asked() { grep -q "settled .* reservations whose answer was lost" "$NET_DIR/A/kme.log" && no_doubt; }
 t_check "A settles the reservations held on the wire within 30 s, without them" wait_for 30 asked
 sleep 2 # the burst carves the bytes given back
-kill -USR2 "$(cat "$W/tap.pid")"
-t_check "the tap lets the held requests through" wait_for 5 grep -q '^released' "$W/tap.out"
+kill -USR2 "$(cat "$NET_DIR/fwd.tap.pid")"
+t_check "the tap lets the held requests through" wait_for 5 grep -q '^released' "$NET_DIR/fwd.tap.out"
 # Which reservations the tap caught before B read them is the machine's
 # timing: those B had read were recorded there, and A was told so. Only a
 # run in which B withdrew some can show what happens when they arrive.
@@ -311,7 +302,7 @@ fi
 sleep 1
 burst_stop e
 burst_checks e "answers overtaken"
-tap_stop
+net_fwd_stop tap
 NET_STOCK=4096
 NET_PEER_TIMEOUT_MS=
 NET_LOG_LEVEL=
