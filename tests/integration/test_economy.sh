@@ -136,7 +136,7 @@ stock_still() { # the stock A owns on the link no longer changes (ingest has sto
 t_check "A-B stops carrying new key" wait_for 60 stock_still
 STOCK=$(stock_self)
 FLOOR=$((STOCK - 600000))
-t_check "A owns more than 1 MB on the dry link" test "$STOCK" -gt 1000000
+t_check "A owns more than 1 MB on the dry link ($STOCK bytes)" test "$STOCK" -gt 1000000
 reload A ".key_economy = {\"critical_floor_bytes\": $FLOOR, \"fair_share_below_bytes\": 0,
     \"saes\": {\"SAE_A3\": {\"class\": \"critical\"}, \"SAE_A\": {\"class\": \"bulk\"}}}"
 bulk_at_floor() { refused_with SAE_A SAE_B 64 65536 "link key kept for critical SAEs"; }

@@ -172,7 +172,11 @@ t_check "(2) coturn logged an allocation for user demo in realm qkd.demo" \
 conns=$(find "$W/plain" -name '*.up' | wc -l)
 t_check "(2) coturn's TURN connections all came through the pair ($conns via the server side)" \
     test "$conns" -ge 2 -a "$(grep -c "incoming packet ALLOCATE processed, success" "$W/turn/turn.log")" -ge 2
-t_eq "(2) ... as many as the browser opened" "$(find "$W/browser" -name '*.up' | wc -l)" "$conns"
+# A connection the browser opened and closed without a byte (Chromium does
+# so) need never reach the server side; every one that carried data must.
+carried() { find "$1" -name '*.up' ! -empty | wc -l; }
+as_many() { [ "$(carried "$W/browser")" = "$(carried "$W/plain")" ]; }
+t_check "(2) ... as many as the browser opened and wrote to ($(carried "$W/browser"))" wait_for 10 as_many
 
 # ---------------------------------------------------------------------------------
 echo "== (3) what crosses between the encryptors"
