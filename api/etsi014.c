@@ -539,8 +539,16 @@ int etsi_status_from_json(const char *body, size_t len, etsi_status *out, etsi_p
 
 char *etsi_error_to_json(const char *message, const char *detail)
 {
+    return etsi_error_refused_to_json(message, detail, NULL);
+}
+
+char *etsi_error_refused_to_json(const char *message, const char *detail, const char *refused_by)
+{
     json_t *details = json_array();
-    if (detail && detail[0])
+    if (refused_by && refused_by[0])
+        json_array_append_new(details,
+                              json_pack("{s:s,s:s}", "reason", detail ? detail : "", "refused_by", refused_by));
+    else if (detail && detail[0])
         json_array_append_new(details, json_pack("{s:s}", "reason", detail));
     json_t *root = json_pack("{s:s,s:o}", "message", message, "details", details);
     char *text = json_dumps(root, JSON_COMPACT);
@@ -564,6 +572,9 @@ int etsi_error_from_json(const char *body, size_t len, etsi_problem *out)
         char *text = json_dumps(d0, JSON_COMPACT);
         const char *reason = json_string_value(json_object_get(d0, "reason"));
         snprintf(out->detail, sizeof out->detail, "%s", reason ? reason : (text ? text : ""));
+        const char *by = json_string_value(json_object_get(d0, "refused_by"));
+        if (by && strlen(by) <= ETSI_ID_MAX)
+            snprintf(out->refused_by, sizeof out->refused_by, "%s", by);
         etsi_text_free(text);
     }
     json_decref(root);

@@ -15,6 +15,7 @@
 typedef struct {
     char message[128];
     char detail[256];
+    char refused_by[ETSI_ID_MAX + 1]; /* the KME that refused a relayed request; "" when none named */
 } etsi_problem;
 
 /* The bounds a KME enforces and reports in Status. Sizes are in bits. */
@@ -98,7 +99,12 @@ char *etsi_text_alloc(size_t len);
 /* The ETSI error body {"message": ..., "details": [{...}]}. detail may be
  * NULL or empty (then details is an empty array). */
 char *etsi_error_to_json(const char *message, const char *detail);
-/* Client side: message and first detail of an error body (best effort). */
+/* The same for a request a KME further on refused: the detail also names
+ * that KME ({"reason": ..., "refused_by": KME ID}); refused_by NULL or
+ * empty: as etsi_error_to_json. */
+char *etsi_error_refused_to_json(const char *message, const char *detail, const char *refused_by);
+/* Client side: message, first detail and the KME it names as refusing, of
+ * an error body (best effort). */
 int etsi_error_from_json(const char *body, size_t len, etsi_problem *out);
 
 void etsi_problem_set(etsi_problem *p, const char *message, const char *detail_fmt, ...)

@@ -111,7 +111,7 @@ static int post(device_client *d, const char *op, const char *body, device_reply
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     if (out->status != 200) {
-        etsi_problem p = {"", ""};
+        etsi_problem p = {"", "", ""};
         if (!out->body.data || etsi_error_from_json(out->body.data, out->body.len, &p) != 0)
             snprintf(p.message, sizeof p.message, "no ETSI error body");
         snprintf(err, errlen, "%s %s: HTTP %ld: %.120s%s%.120s", d->cfg.url, op, out->status, p.message,

@@ -139,7 +139,7 @@ static int post_grant(relay_node *k, relay_link *l, grant_batch *b)
         return -1;
     }
     peer_reply reply;
-    etsi_problem p = {{0}, {0}};
+    etsi_problem p = {{0}, {0}, {0}};
     int rc = peer_post(k->peers, l->index, "/kme/v1/grant", body, k->cfg.peer_timeout_ms, &reply);
     etsi_text_free(body);
     if (rc < 0) {

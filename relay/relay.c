@@ -105,19 +105,20 @@ static int send_sealed(relay_node *k, relay_link *l, unsigned hops, const kme_re
     else
         log_debug("relay %s to %s via %s not confirmed: %s", m->relay_id, m->dest, l->lb.peer_id,
                   reply.error[0] ? reply.error : "refused");
+    /* Every refusal names the KME that refused: this one when the next hop
+     * could not be reached, else the next hop. One that already names a KME
+     * further on goes back as it is, not wrapped once more per hop (the
+     * reason would not fit). */
     etsi_problem why;
     if (rc < 0)
-        http_error(resp, 503, "peer KME unreachable", "KME %s (on the way to %s) could not be reached: %s",
-                   l->lb.peer_id, m->dest, reply.error);
+        http_error_refused(resp, 503, k->cfg.kme_id, "peer KME unreachable",
+                           "KME %s (on the way to %s) could not be reached: %s", l->lb.peer_id, m->dest, reply.error);
     else if (reply.http_status == 503 && reply.body && etsi_error_from_json(reply.body, reply.len, &why) == 0 &&
-             (strcmp(why.message, "key relay failed") == 0 || strcmp(why.message, "peer KME unreachable") == 0))
-        /* A refusal from further on, already saying which KME answered
-         * what: it goes back to the SAE as it is, not wrapped once more per
-         * hop (the reason would not fit). */
-        http_error(resp, 503, why.message, "%s", why.detail);
+             why.refused_by[0])
+        http_error_refused(resp, 503, why.refused_by, why.message, "%s", why.detail);
     else
-        http_error(resp, 503, "key relay failed", "KME %s (on the way to %s) answered %ld: %s", l->lb.peer_id, m->dest,
-                   reply.http_status, reply.error);
+        http_error_refused(resp, 503, l->lb.peer_id, "key relay failed", "KME %s (on the way to %s) answered %ld: %s",
+                           l->lb.peer_id, m->dest, reply.http_status, reply.error);
     peer_reply_clear(&reply);
     return -1;
 }

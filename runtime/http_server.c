@@ -682,16 +682,30 @@ const char *http_query(const http_request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
-void http_error(http_response *resp, int status, const char *message, const char *detail_fmt, ...)
+static void error_v(http_response *resp, int status, const char *refused_by, const char *message,
+                    const char *detail_fmt, va_list ap)
 {
     char detail[512] = "";
-    if (detail_fmt) {
-        va_list ap;
-        va_start(ap, detail_fmt);
+    if (detail_fmt)
         vsnprintf(detail, sizeof detail, detail_fmt, ap);
-        va_end(ap);
-    }
     resp->status = status;
-    resp->body = etsi_error_to_json(message, detail);
+    resp->body = etsi_error_refused_to_json(message, detail, refused_by);
     resp->retry_after_s = 0;
+}
+
+void http_error(http_response *resp, int status, const char *message, const char *detail_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, detail_fmt);
+    error_v(resp, status, NULL, message, detail_fmt, ap);
+    va_end(ap);
+}
+
+void http_error_refused(http_response *resp, int status, const char *refused_by, const char *message,
+                        const char *detail_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, detail_fmt);
+    error_v(resp, status, refused_by, message, detail_fmt, ap);
+    va_end(ap);
 }

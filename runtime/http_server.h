@@ -129,5 +129,9 @@ const char *http_query(const http_request *req, const char *name);
 /* Convenience: an ETSI error response. */
 void http_error(http_response *resp, int status, const char *message, const char *detail_fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same, its detail naming refused_by as the KME that refused
+ * (etsi_error_refused_to_json). */
+void http_error_refused(http_response *resp, int status, const char *refused_by, const char *message,
+                        const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #endif

@@ -68,6 +68,12 @@ etsi_call SAE_P01 "/api/v1/keys/SAE_P08/enc_keys?number=1&size=256"
 t_eq "a key for SAE_P08 is refused with 503" 503 "$CODE"
 t_match "the reason names the silent neighbour, or no route once the routes moved" \
     'KME_P05.*(stopped answering|could not be reached)|no route' "$(jq -r '.details[]? | tostring' <<<"$BODY" 2>/dev/null)"
+# P04 could not reach P05 and said so; P03 and P02 pass its refusal back as it
+# is (P03 refused itself when its routes had moved). P01's own "no route"
+# names no KME.
+if [ "$(jq -r '.message' <<<"$BODY" 2>/dev/null)" = "no route" ]; then want='^none$'; else want='^KME_P0[34]$'; fi
+t_match "the KME named as refusing is the one that met the silence, not P01's neighbour" "$want" \
+    "$(jq -r '.details[0].refused_by // "none"' <<<"$BODY" 2>/dev/null)"
 relay_warns=$(cat "$NET_DIR"/*/kme.log | grep -c "warn.*relay .* not confirmed")
 t_check "the refusal is logged at most once in the chain ($relay_warns warning lines)" test "$relay_warns" -le 1
 

@@ -112,6 +112,7 @@ t_check "and 1024 more" enc_keys SAE_A2 SAE_C 1024 256 "$W/c"
 enc_headers SAE_A2 SAE_C 1024 256
 t_eq "the third passes SAE_A2's limit at B: 503" 503 "$CODE"
 t_match "the answer names B's rate limit" "KME_B.*rate limit reached.*SAE_A2 may spend 8 bits" "$(details)"
+t_eq "and B as the KME that refused" KME_B "$(printf '%s\n' "$BODY" | jq -r '.details[0].refused_by // empty')"
 t_eq "B charged SAE_A2 for two hops' pads and MAC keys" $((2 * (32768 + 32))) \
     "$(metric B qkd_kme_sae_charged_bytes_total 'sae="SAE_A2",class="standard"')"
 t_eq "B counted the refusal" 1 "$(metric B qkd_kme_sae_refusals_total 'sae="SAE_A2",reason="rate_limit"')"

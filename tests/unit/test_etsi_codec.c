@@ -182,10 +182,24 @@ START_TEST(container_status_error)
     ck_assert_int_eq(etsi_error_from_json(text, strlen(text), &p), 0);
     ck_assert_str_eq(p.message, "bad");
     ck_assert_str_eq(p.detail, "because");
+    ck_assert_str_eq(p.refused_by, "");
     etsi_text_free(text);
     text = etsi_error_to_json("bad", NULL);
     ck_assert_str_eq(text, "{\"message\":\"bad\",\"details\":[]}");
     etsi_text_free(text);
+    /* A relay's refusal names the KME that refused, in the one detail. */
+    text = etsi_error_refused_to_json("key relay failed", "KME_C answered 503", "KME_C");
+    ck_assert_str_eq(text, "{\"message\":\"key relay failed\",\"details\":[{\"reason\":\"KME_C answered 503\","
+                           "\"refused_by\":\"KME_C\"}]}");
+    ck_assert_int_eq(etsi_error_from_json(text, strlen(text), &p), 0);
+    ck_assert_str_eq(p.detail, "KME_C answered 503");
+    ck_assert_str_eq(p.refused_by, "KME_C");
+    etsi_text_free(text);
+    /* A name longer than any KME ID is not taken. */
+    char body[200];
+    snprintf(body, sizeof body, "{\"message\":\"m\",\"details\":[{\"reason\":\"r\",\"refused_by\":\"%065d\"}]}", 0);
+    ck_assert_int_eq(etsi_error_from_json(body, strlen(body), &p), 0);
+    ck_assert_str_eq(p.refused_by, "");
 }
 END_TEST
 
