@@ -65,12 +65,13 @@ mkdir -p "$OUT"
 . "$ROOT/tests/lib/network.sh"
 # shellcheck source=SCRIPTDIR/../integration/lib/enc_pair.sh
 . "$ROOT/tests/integration/lib/enc_pair.sh"
+# shellcheck source=SCRIPTDIR/../integration/lib/webrtc_call.sh
+. "$ROOT/tests/integration/lib/webrtc_call.sh"
 NET_BIN=$BUILD/bin
 NET_SAE_BASE=$BASE
 NET_KME_BASE=$((BASE + 10))
 NET_RATE=16000000
 PROBE=$BUILD/bin/bench/tcp_probe
-LIB=$ROOT/tests/integration/lib
 
 A_USERS=$((BASE + 4)) A_SERVER=$((BASE + 5)) A_PUSERS=$((BASE + 6)) A_PSERVER=$((BASE + 7))
 P_USERS=$((BASE + 20))   # users-side encryptor of the call (the TURN URL)
@@ -91,7 +92,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     net_stop
-    ip link del "$DUMMY" 2>/dev/null
+    call_veth_down "$DUMMY"
     [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -134,21 +135,10 @@ snapshot() {
 echo "call_economy: star A-B, A-C; two encryptor pairs SAE_B-SAE_C; coturn; a ${WINDOW} s window of the call"
 net_init "$W/net" "A B C" "A-B A-C" >/dev/null || fail "net_init"
 net_start || fail "the star did not start; see $W/net"
-# Chromium gathers candidates only on a network other than loopback.
-if ! ip -o link show up | grep -vq ' lo:'; then
-    { ip link add "$DUMMY" type veth peer name "${DUMMY}p" && ip addr add 198.18.81.1/24 dev "$DUMMY" &&
-        ip link set "${DUMMY}p" up && ip link set "$DUMMY" up; } ||
-        fail "no network besides loopback, and a veth pair could not be made"
-fi
-mkdir -p "$W/page" "$W/turn" "$W/chromium"
-turnserver -n -v --listening-ip=127.0.0.1 --listening-port=$P_TURN --relay-ip=127.0.0.1 \
-    --min-port=$P_RELAY_MIN --max-port=$P_RELAY_MAX --lt-cred-mech --user=demo:demo --realm=qkd.demo \
-    --allow-loopback-peers --no-cli --no-tls --no-dtls --no-udp --no-tcp-relay \
-    --log-file="$W/turn/turn.log" --simple-log --no-stdout-log \
-    --pidfile="$W/turn/turn.pid" --userdb="$W/turn/turndb" >"$W/turn/stdout.log" 2>&1 &
-PIDS+=($!)
-python3 "$LIB/webrtc_server.py" $P_HTTP "$LIB" "$W/page" >"$W/page.out" 2>&1 &
-PIDS+=($!)
+call_veth_up "$DUMMY" 198.18.81.1 || fail "no network besides loopback, and a veth pair could not be made"
+mkdir -p "$W/chromium"
+call_coturn_start $P_TURN $P_RELAY_MIN $P_RELAY_MAX
+call_page_start $P_HTTP
 "$PROBE" serve $P_ECHO >"$W/echo.out" 2>&1 &
 PIDS+=($!)
 enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_TURN" "\"admin_listen\": \"127.0.0.1:$A_SERVER\""

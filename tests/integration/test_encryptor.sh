@@ -132,13 +132,14 @@ PIDS+=("$TAP_PID")
 PADS='"pad_key_bits": 65536, "pad_batch_keys": 4, "low_watermark_bytes": 32768, "high_watermark_bytes": 65536, "announce_keys": 2'
 enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_PLAIN" "$PADS"
 enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_TAP" "$PADS"
-enc_start server; SERVER_PID=$ENC_PID
-enc_start users; USERS_PID=$ENC_PID
 ready=1
+enc_start server || ready=0
+SERVER_PID=$ENC_PID
+enc_start users || ready=0
+USERS_PID=$ENC_PID
 wait_for 10 grep -q ready "$W/tap.out" || ready=0
 wait_for 10 grep -q ready "$W/plain.out" || ready=0
 wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$P_NGINX" || ready=0
-grep -q " ready: " "$W/server/encryptor.log" && grep -q " ready: " "$W/users/encryptor.log" || ready=0
 if [ $ready = 0 ]; then
     t_fail "set-up" "an encryptor, a tap or nginx did not start; see $W"
     t_summary

@@ -34,6 +34,8 @@ T_SUITE=turn_call
 . "$T_ROOT/tests/lib/network.sh"
 # shellcheck source=SCRIPTDIR/lib/enc_pair.sh
 . "$T_ROOT/tests/integration/lib/enc_pair.sh"
+# shellcheck source=SCRIPTDIR/lib/webrtc_call.sh
+. "$T_ROOT/tests/integration/lib/webrtc_call.sh"
 NET_BIN=$T_BIN
 NET_SAE_BASE=8000
 NET_KME_BASE=8010
@@ -58,7 +60,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     net_stop
-    ip link del "$DUMMY" 2>/dev/null
+    call_veth_down "$DUMMY"
 }
 trap cleanup EXIT
 
@@ -109,33 +111,23 @@ if ! { net_init "$W/net" "A B C" "A-B A-C" && net_start; }; then
     t_summary
     exit 1
 fi
-# Chromium gathers candidates only on a network other than loopback: in a
-# namespace that has only lo (as the suites run), a veth pair is one.
-if ! ip -o link show up | grep -vq ' lo:'; then
-    { ip link add "$DUMMY" type veth peer name "${DUMMY}p" && ip addr add 198.18.80.1/24 dev "$DUMMY" &&
-        ip link set "${DUMMY}p" up && ip link set "$DUMMY" up; } ||
-        t_fail "set-up" "no network besides loopback, and a veth pair could not be made"
-fi
-mkdir -p "$W/users" "$W/server" "$W/browser" "$W/tap" "$W/plain" "$W/page" "$W/turn"
-turnserver -n -v --listening-ip=127.0.0.1 --listening-port=$P_TURN --relay-ip=127.0.0.1 \
-    --min-port=$P_RELAY_MIN --max-port=$P_RELAY_MAX --lt-cred-mech --user=demo:demo --realm=qkd.demo \
-    --allow-loopback-peers --no-cli --no-tls --no-dtls --no-udp --no-tcp-relay \
-    --log-file="$W/turn/turn.log" --simple-log --no-stdout-log \
-    --pidfile="$W/turn/turn.pid" --userdb="$W/turn/turndb" >"$W/turn/stdout.log" 2>&1 &
-PIDS+=($!)
-python3 "$LIB/webrtc_server.py" $P_HTTP "$LIB" "$W/page" >"$W/page.out" 2>&1 & PIDS+=($!)
+call_veth_up "$DUMMY" 198.18.80.1 || t_fail "set-up" "no network besides loopback, and a veth pair could not be made"
+mkdir -p "$W/users" "$W/server" "$W/browser" "$W/tap" "$W/plain"
+call_coturn_start $P_TURN $P_RELAY_MIN $P_RELAY_MAX
+call_page_start $P_HTTP
 "$TAP" forward $P_BROWSER $P_USERS "$W/browser" >"$W/browser.out" 2>&1 & PIDS+=($!)
 "$TAP" forward $P_TAP $P_SERVER "$W/tap" >"$W/tap.out" 2>&1 & TAP_PID=$!
 PIDS+=("$TAP_PID")
 "$TAP" forward $P_PLAIN $P_TURN "$W/plain" >"$W/plain.out" 2>&1 & PIDS+=($!)
 enc_config server server C SAE_B "127.0.0.1:$P_SERVER" "127.0.0.1:$P_PLAIN"
 enc_config users users B SAE_C "127.0.0.1:$P_USERS" "127.0.0.1:$P_TAP"
-enc_start server; SERVER_PID=$ENC_PID
-enc_start users; USERS_PID=$ENC_PID
 ready=1
+enc_start server || ready=0
+SERVER_PID=$ENC_PID
+enc_start users || ready=0
+USERS_PID=$ENC_PID
 for f in browser tap plain page; do wait_for 10 grep -q ready "$W/$f.out" || ready=0; done
 wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$P_TURN" || ready=0
-grep -q " ready: " "$W/server/encryptor.log" && grep -q " ready: " "$W/users/encryptor.log" || ready=0
 if [ $ready = 0 ]; then
     t_fail "set-up" "an encryptor, a tap, coturn or the page server did not start; see $W"
     t_summary
